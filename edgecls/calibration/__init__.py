@@ -1,0 +1,1 @@
+"""INT8 calibration: stratified training images, ONNX Runtime static Q/DQ, and the TensorRT cache."""

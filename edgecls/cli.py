@@ -1,0 +1,319 @@
+"""The `edgecls` command line: every command parses its options and calls one library function.
+
+Heavy modules (torch, onnx, cv2) are imported inside the commands, so `edgecls --help` is instant and
+works on a runtime-only install.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from edgecls.errors import ConfigError, EdgeclsError
+
+app = typer.Typer(
+    help="edgecls — train CIFAR-style classifiers, export them to ONNX FP32/FP16/INT8 and TensorRT, and run them "
+         "on a camera.\n\nA tour: `edgecls models` lists the zoo · `edgecls train mobilenet_mod` trains · `edgecls eval` "
+         "reports accuracy · `edgecls export mobilenet_mod --int8` writes a deployable bundle · `edgecls build-engine` "
+         "makes TensorRT engines on the target · `edgecls camera BUNDLE --source 0` classifies live video · "
+         "`edgecls bench BUNDLE` compares backends and precisions in one table.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+out = Console(width=None if sys.stdout.isatty() else 160)
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="dataset root (default: $EDGECLS_DATA)")]
+
+
+def _parse_model_args(pairs: list[str]) -> dict:
+    parsed = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(f"--model-arg takes KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            parsed[key] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key] = value
+    return parsed
+
+
+@app.command()
+def models() -> None:
+    """List the model zoo: parameters, MACs at 32×32 RGB, bundled CIFAR-10 accuracy."""
+    from edgecls.zoo import count_macs, count_parameters, create_model, list_models, model_info
+    from edgecls.zoo.pretrained import model_card
+
+    table = Table(title="edgecls model zoo (10 classes, 32×32 RGB)")
+    for col in ("model", "params", "MMACs", "bundled CIFAR-10 top-1", "published", "description"):
+        table.add_column(col)
+    for name in list_models():
+        model = create_model(name)
+        card = model_card(name)
+        acc = f"{card['test_top1']:.2%}" if card else "—"
+        info = model_info(name)
+        table.add_row(name, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}", acc, info.paper, info.summary)
+    out.print(table)
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Argument(help="zoo model name, see `edgecls models`")],
+    dataset: Annotated[str, typer.Option(help="cifar10, cifar100, cifar100-coarse, mnist, fashion-mnist, folder")] = "cifar10",
+    data_dir: DataDir = None,
+    out_dir: Annotated[str | None, typer.Option("--out", help="run directory (default runs/MODEL)")] = None,
+    epochs: int = 30,
+    batch_size: int = 128,
+    optimizer: Annotated[str, typer.Option(help="sgd, adam, adamw, adadelta")] = "sgd",
+    lr: float = 0.05,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 5e-4,
+    schedule: Annotated[str, typer.Option(help="cosine (with warm-up), step, plateau, constant")] = "cosine",
+    warmup_epochs: float = 1.0,
+    step_size: int = 30,
+    gamma: float = 0.1,
+    label_smoothing: float = 0.0,
+    class_weighted: Annotated[bool, typer.Option(help="inverse-frequency class weights in the loss")] = False,
+    early_stopping: Annotated[int, typer.Option(help="stop after N epochs without validation gain (0: off)")] = 0,
+    subset: Annotated[int | None, typer.Option(help="train on N class-balanced images (quick runs)")] = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    amp: Annotated[bool, typer.Option(help="mixed precision on CUDA")] = True,
+    device: str = "auto",
+    normalization: Annotated[str, typer.Option(help="zscore (dataset statistics) or minmax")] = "zscore",
+    augment: bool = True,
+    rotate: Annotated[float, typer.Option(help="random rotation, ± degrees")] = 0.0,
+    shift: Annotated[float, typer.Option(help="random shift, ± fraction of the size")] = 0.0,
+    init_from: Annotated[str | None, typer.Option(help="checkpoint to start from; the head is replaced if classes differ")] = None,
+    trainable_blocks: Annotated[int | None, typer.Option(help="with --init-from: train only the last N blocks")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
+    image_size: Annotated[int | None, typer.Option(help="resize folder datasets to N×N")] = None,
+    model_arg: Annotated[list[str], typer.Option(help="extra builder argument KEY=VALUE, e.g. leaky_relu=0.1")] = [],  # noqa: B006
+) -> None:
+    """Train a zoo model; writes best.pt/last.pt, history.json, curves.png and the test report."""
+    from edgecls.train import TrainConfig
+    from edgecls.train import train as run_training
+
+    cfg = TrainConfig(
+        model=model, dataset=dataset, data_dir=data_dir, out=out_dir or f"runs/{model}", epochs=epochs,
+        batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
+        weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, step_size=step_size, gamma=gamma,
+        label_smoothing=label_smoothing, class_weighted=class_weighted, early_stopping=early_stopping, subset=subset,
+        val_fraction=val_fraction, seed=seed, amp=amp, device=device, normalization=normalization, augment=augment,
+        rotate_degrees=rotate, shift_fraction=shift, init_from=init_from, trainable_blocks=trainable_blocks,
+        resume=resume, image_size=image_size, model_kwargs=_parse_model_args(model_arg),
+    )
+    run_training(cfg)
+
+
+@app.command("eval")
+def evaluate(
+    source: Annotated[str, typer.Argument(help="checkpoint path, or a zoo model with bundled weights")],
+    dataset: str | None = typer.Option(None, help="default: the dataset the checkpoint was trained on"),
+    data_dir: DataDir = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")] = None,
+    device: str = "auto",
+) -> None:
+    """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
+    from edgecls.data import load_dataset
+    from edgecls.data.transforms import Normalization
+    from edgecls.evaluate import evaluate_model
+    from edgecls.export.pipeline import resolve_source
+    from edgecls.train.checkpoint import model_from_checkpoint
+    from edgecls.train.loop import pick_device
+
+    ckpt, desc = resolve_source(source)
+    data = load_dataset(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir)
+    report = evaluate_model(model_from_checkpoint(ckpt), data, Normalization.from_dict(ckpt["normalization"]),
+                            device=str(pick_device(device)), out_json=json_path)
+    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}")
+
+
+def _print_report(report: dict, title: str) -> None:
+    table = Table(title=title)
+    for col in ("class", "precision", "recall", "F1", "BCR", "support"):
+        table.add_column(col)
+    for row in report["per_class"]:
+        table.add_row(row["class"], f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}",
+                      f"{row['bcr']:.3f}", str(row["support"]))
+    m = report["macro"]
+    table.add_row("macro", f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", f"{m['bcr']:.3f}",
+                  str(report["samples"]), style="bold")
+    out.print(table)
+    out.print(f"top-1 {report['top1']:.2%}   top-5 {report['top5']:.2%}   best: {', '.join(report['best'][:3])}   "
+              f"worst: {', '.join(report['worst'][:3])}")
+
+
+@app.command()
+def baseline(
+    method: Annotated[str, typer.Argument(help="knn or centroid")],
+    k: Annotated[int, typer.Option(help="neighbours, for knn")] = 1,
+    metric: Annotated[str, typer.Option(help="l1, l2 or cosine")] = "l2",
+    normalization: Annotated[str, typer.Option(help="zscore or minmax")] = "zscore",
+    dataset: str = "cifar10",
+    data_dir: DataDir = None,
+    subset: Annotated[int | None, typer.Option(help="use N class-balanced training images")] = None,
+    json_path: Annotated[str | None, typer.Option("--json")] = None,
+) -> None:
+    """Classical baselines on raw pixels (scikit-learn): kNN or nearest centroid."""
+    from edgecls import baselines
+    from edgecls.data import load_dataset
+    from edgecls.data.split import subset as take_subset
+    from edgecls.fileio import atomic_write_json
+
+    train_set = take_subset(load_dataset(dataset, "train", data_dir), subset, 0)
+    test_set = load_dataset(dataset, "test", data_dir)
+    if method == "knn":
+        report = baselines.knn(train_set, test_set, k, metric, normalization)
+    elif method == "centroid":
+        report = baselines.nearest_centroid(train_set, test_set, metric, normalization)
+    else:
+        raise ConfigError(f"baseline method must be knn or centroid, got {method!r}")
+    if json_path:
+        atomic_write_json(json_path, report)
+    _print_report(report, f"{method} ({metric}, {normalization}{', k=' + str(k) if method == 'knn' else ''}) on {test_set.name}")
+
+
+@app.command()
+def formats() -> None:
+    """The files a bundle can hold, what each is for and what it needs."""
+    from edgecls.export.formats import FORMATS
+
+    table = Table(title="bundle formats")
+    for col in ("key", "file", "precision", "flavour", "target", "needs", "description"):
+        table.add_column(col)
+    for f in FORMATS:
+        table.add_row(f.key, f.file, f.precision, f.flavour or "—", f.target, f.needs, f.description)
+    out.print(table)
+
+
+@app.command()
+def export(
+    source: Annotated[str, typer.Argument(help="zoo model with bundled weights (e.g. mobilenet_mod) or a checkpoint .pt")],
+    fp16: Annotated[bool, typer.Option("--fp16", help="add model.fp16.onnx")] = False,
+    int8: Annotated[bool, typer.Option("--int8", help="add CIFAR-calibrated INT8 Q/DQ graphs")] = False,
+    out_dir: Annotated[str | None, typer.Option("--out", help="bundle directory (default exports/MODEL)")] = None,
+    data_dir: DataDir = None,
+    calib_images: Annotated[int, typer.Option(help="training images for calibration, stratified by class")] = 1024,
+    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "minmax",
+    target: Annotated[str, typer.Option(help="cpu (U8S8), tensorrt (S8S8 + cache + engines) or all")] = "all",
+    max_accuracy_drop: Annotated[float, typer.Option(help="INT8 may lose at most this many points vs FP32")] = 1.0,
+    allow_accuracy_drop: bool = False,
+    eval_images: Annotated[int | None, typer.Option(help="evaluate on the first N test images only")] = None,
+    triton: Annotated[str | None, typer.Option(help="also write a Triton Inference Server model repository here")] = None,
+) -> None:
+    """Write a deployable bundle: ONNX FP32 (+FP16, +INT8 U8S8/S8S8), manifest, TensorRT engines where possible."""
+    from edgecls.export.pipeline import ExportOptions, export_bundle
+
+    options = ExportOptions(fp16=fp16, int8=int8, out=out_dir, data_dir=data_dir, calib_images=calib_images,
+                            calib_method=calib_method, target=target, max_accuracy_drop=max_accuracy_drop,
+                            allow_accuracy_drop=allow_accuracy_drop, eval_images=eval_images)
+    manifest = export_bundle(source, options)
+    if triton:
+        from edgecls.export.triton import write_triton_repository
+
+        bundle_dir = out_dir or f"exports/{manifest['model']}"
+        written = write_triton_repository(bundle_dir, triton)
+        out.print(f"Triton model repository: {', '.join(str(p) for p in written)}")
+
+
+@app.command("build-engine")
+def build_engine(
+    bundle: Annotated[str, typer.Argument(help="bundle directory written by `edgecls export`")],
+    precision: Annotated[list[str], typer.Option(help="fp16 and/or int8 (repeatable)")] = ["fp16", "int8"],  # noqa: B006
+    max_batch: int = 64,
+) -> None:
+    """Build TensorRT engines for this GPU from a bundle's ONNX files (run it on the target device)."""
+    from edgecls.export.tensorrt import build_bundle_engines
+
+    for engine in build_bundle_engines(bundle, tuple(precision), max_batch=max_batch):
+        out.print(f"built {engine['precision']} engine ({engine['mode']}) for {engine['gpu']} sm_{engine['compute_capability']}, "
+                  f"TensorRT {engine['tensorrt']}")
+
+
+@app.command()
+def info(bundle: Annotated[str, typer.Argument(help="bundle directory")]) -> None:
+    """Verify every file of a bundle against its manifest and summarize it."""
+    from edgecls.bundle import Bundle
+
+    b = Bundle.open(bundle)
+    verified = b.verify_all()
+    m = b.manifest
+    out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
+              f"source {m['source']}")
+    table = Table(title=f"{bundle}: {len(verified)} files verified (size + sha256)")
+    for col in ("file", "precision", "flavour", "target", "MB", "test top-1"):
+        table.add_column(col)
+    acc = (m.get("accuracy") or {}).get("files", {})
+    for f in b.files():
+        top1 = f"{acc[f.name]['top1']:.2%}" if f.name in acc else "—"
+        table.add_row(f.name, f.precision, f.flavour or "—", f.target, f"{f.bytes / 1e6:.2f}", top1)
+    out.print(table)
+
+
+@app.command()
+def camera(
+    bundle: Annotated[str, typer.Argument(help="bundle directory")],
+    source: Annotated[str, typer.Option(help="device index, video file, rtsp/http URL, GStreamer pipeline or image dir")] = "0",
+    backend: str = "auto",
+    precision: str = "auto",
+    headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH)")] = False,
+    record: Annotated[str | None, typer.Option(help="write the annotated video here (.mp4)")] = None,
+    jsonl: Annotated[str | None, typer.Option(help="one JSON record per frame")] = None,
+    max_frames: Annotated[int | None, typer.Option(help="stop after N classified frames")] = None,
+    replay_test_set: Annotated[str | None, typer.Option(help="stream a labelled test set (e.g. cifar10) as frames")] = None,
+    data_dir: DataDir = None,
+    frame_size: Annotated[str, typer.Option(help="replayed frame size WxH")] = "640x480",
+    fps: Annotated[float, typer.Option(help="replay rate in frames/s (0: as fast as possible)")] = 0.0,
+    summary_json: Annotated[str | None, typer.Option("--summary-json", help="write the latency summary here (+ histogram PNG)")] = None,
+) -> None:
+    """Classify a live camera, video, stream or image directory; print per-stage latency at exit."""
+    from edgecls.runtime.camera import CameraOptions, run_camera
+    from edgecls.runtime.classifier import Classifier
+
+    clf = Classifier.load(bundle, backend=backend, precision=precision)
+    out.print(clf.describe())
+    options = CameraOptions(source=source, headless=headless, record=record, jsonl=jsonl, max_frames=max_frames,
+                            replay_test_set=replay_test_set, data_dir=data_dir, frame_size=frame_size, fps=fps,
+                            summary_json=summary_json)
+    run_camera(clf, options)
+
+
+@app.command()
+def bench(
+    target: Annotated[str, typer.Argument(help="bundle directory (or a zoo model: exported to exports/MODEL first)")],
+    backends: Annotated[str, typer.Option(help="comma-separated backends (default: all available)")] = "",
+    precisions: Annotated[str, typer.Option(help="comma-separated precisions")] = "fp32,fp16,int8",
+    batch: Annotated[str, typer.Option(help="latency batch, throughput batch")] = "1,64",
+    iterations: int = 300,
+    warmup: int = 30,
+    data_dir: DataDir = None,
+    eval_images: Annotated[int | None, typer.Option(help="accuracy on the first N test images (default all)")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="write rows here (+ .md table and .png plot)")] = None,
+) -> None:
+    """Latency (p50/p90/p99/mean), throughput and accuracy for every backend × precision, vs PyTorch FP32."""
+    from edgecls.bench import BenchOptions, run_bench
+
+    sizes = [int(b) for b in batch.split(",")]
+    options = BenchOptions(backends=tuple(b for b in backends.split(",") if b), precisions=tuple(precisions.split(",")),
+                           latency_batch=sizes[0], throughput_batch=sizes[-1], iterations=iterations, warmup=warmup,
+                           data_dir=data_dir, eval_images=eval_images, json_path=json_path)
+    run_bench(target, options)
+
+
+def main() -> None:
+    try:
+        app()
+    except EdgeclsError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""`load_dataset(name, split)`: one entry point for every supported dataset format."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+
+from edgecls.data.cifar import load_cifar10, load_cifar100
+from edgecls.data.folder import load_image_folder
+from edgecls.data.idx import load_idx_dataset
+from edgecls.data.imageset import ImageSet
+from edgecls.data.locate import data_root
+from edgecls.errors import ConfigError
+
+DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "mnist", "fashion-mnist", "folder")
+SPLITS = ("train", "test")
+
+
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None) -> ImageSet:
+    """Load `split` of `name`. For `folder`, `data_dir` is the dataset root itself (ROOT/train, ROOT/test)."""
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    if name not in DATASETS:
+        close = difflib.get_close_matches(name, DATASETS, n=2)
+        raise ConfigError(f"unknown dataset {name!r}." + (f" Did you mean {' or '.join(close)}?" if close else "")
+                          + f" Known: {', '.join(DATASETS)}.")
+    root = data_root(data_dir)
+    if name == "cifar10":
+        return load_cifar10(root, split)
+    if name in ("cifar100", "cifar100-coarse"):
+        return load_cifar100(root, split, "coarse" if name.endswith("coarse") else "fine")
+    if name in ("mnist", "fashion-mnist"):
+        return load_idx_dataset(root, split, name)
+    return load_image_folder(Path(root), split, image_size=image_size)

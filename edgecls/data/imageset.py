@@ -1,0 +1,42 @@
+"""`ImageSet`: a labelled set of uint8 images held in memory, the one shape every loader returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images as uint8 N×H×W×C (C = 3 for RGB, 1 for grey), integer labels and class names."""
+
+    name: str
+    images: np.ndarray
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] not in (1, 3):
+            raise ValueError(f"{self.name}: images must be uint8 N×H×W×C with C in (1, 3), got {self.images.dtype} {self.images.shape}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
+            raise ValueError(f"{self.name}: labels outside 0..{len(self.classes) - 1}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def in_channels(self) -> int:
+        return int(self.images.shape[3])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.images.shape[1])
+
+    def take(self, indices: np.ndarray, name: str | None = None) -> ImageSet:
+        return ImageSet(name or self.name, self.images[indices], self.labels[indices], self.classes)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=len(self.classes))

@@ -1,0 +1,60 @@
+"""Batches from an in-memory `ImageSet`: shuffled per epoch from a seed, sharded across DDP ranks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from edgecls.data.imageset import ImageSet
+from edgecls.data.transforms import Augment, Normalization
+
+
+class BatchLoader:
+    """Yields (normalized float images N×C×H×W, int64 labels) on `device`.
+
+    Every epoch's order and augmentation come from `seed` and the epoch number alone, so a run resumed
+    at an epoch boundary sees exactly the batches the uninterrupted run saw. With `world_size` > 1 each
+    rank takes its own interleaved share of the same permutation (padded to equal length, as
+    torch's DistributedSampler does).
+    """
+
+    def __init__(self, data: ImageSet, batch_size: int, normalization: Normalization, augment: Augment | None = None,
+                 shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1):
+        self.images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.labels = torch.from_numpy(data.labels).to(device)
+        self.batch_size = batch_size
+        self.normalization = normalization
+        self.augment = augment
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+
+    def _indices(self, epoch: int) -> np.ndarray:
+        n = len(self.labels)
+        order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+        if self.world_size > 1:
+            per_rank = -(-n // self.world_size)
+            order = np.resize(order, per_rank * self.world_size)[self.rank :: self.world_size]
+        return order
+
+    def num_samples(self) -> int:
+        return len(self._indices(0))
+
+    def __len__(self) -> int:
+        return -(-self.num_samples() // self.batch_size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch * 7 + self.rank)
+        order = torch.from_numpy(self._indices(epoch)).to(self.images.device)
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = self.augment.crop_flip(x, gen)
+            x = self.normalization.apply(x)
+            if self.augment:
+                x = self.augment.affine(x, gen)
+            yield x, self.labels[idx]

@@ -1,0 +1,42 @@
+"""Load dataset pickles without letting them run code.
+
+`pickle.load` on an untrusted file can execute anything its author wrote. CIFAR's batches contain only
+dicts, lists, bytes, strings, ints and (in some copies) numpy arrays, so the unpickler resolves exactly
+the globals needed to rebuild numpy arrays and refuses every other one.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from typing import Any
+
+from edgecls.errors import UnsafePickleError
+
+_ALLOWED_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+}
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise UnsafePickleError(
+                f"refused to load {module}.{name} from a dataset pickle: only plain data and numpy arrays are "
+                "allowed. The file is not an official dataset batch; re-extract it from a trusted archive."
+            )
+        return super().find_class(module, name)
+
+
+def safe_load(data: bytes, name: str = "pickle") -> Any:
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except UnsafePickleError:
+        raise
+    except Exception as exc:
+        raise UnsafePickleError(f"{name} is not a readable pickle ({exc}); re-extract it from a trusted archive") from exc

@@ -1,0 +1,90 @@
+"""Normalization and batched augmentation on uint8 tensors.
+
+Augmentation runs on whole batches with tensor indexing (no per-image Python loop, no PIL), on the
+device the batch lives on, so a CPU or GPU training step is not starved by its input pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgecls.errors import ConfigError
+
+NORMALIZATIONS = ("zscore", "minmax")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel `(pixel - mean) / std`, with mean and std in pixel units (0–255)."""
+
+    kind: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: np.ndarray, kind: str = "zscore") -> Normalization:
+        if kind not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
+        channels = images.shape[-1]
+        if kind == "minmax":
+            return cls(kind, (0.0,) * channels, (255.0,) * channels)
+        flat = images.reshape(-1, channels)
+        sample = flat[:: max(1, len(flat) // 2_000_000)].astype(np.float64)
+        return cls(kind, tuple(float(v) for v in sample.mean(0)), tuple(float(v) for v in sample.std(0)))
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Normalization:
+        return cls(d["kind"], tuple(d["mean"]), tuple(d["std"]))
+
+    def apply(self, batch_uint8: torch.Tensor) -> torch.Tensor:
+        """N×C×H×W uint8 → normalized float32."""
+        mean = torch.tensor(self.mean, device=batch_uint8.device).view(1, -1, 1, 1)
+        inv_std = 1.0 / torch.tensor(self.std, device=batch_uint8.device).view(1, -1, 1, 1)
+        return (batch_uint8.float() - mean) * inv_std
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random crop after zero padding, horizontal flip, and optional small rotation/shift."""
+
+    crop_padding: int = 4
+    flip: bool = True
+    rotate_degrees: float = 0.0
+    shift_fraction: float = 0.0
+
+    def crop_flip(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if self.crop_padding:
+            p = self.crop_padding
+            padded = F.pad(x, (p, p, p, p))
+            oy = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
+            ox = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
+            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
+            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            batch = torch.arange(n, device=x.device)[:, None, None, None]
+            chans = torch.arange(c, device=x.device)[None, :, None, None]
+            x = padded[batch, chans, rows, cols]
+        if self.flip:
+            flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)[:, None, None, None]
+            x = torch.where(flip, x.flip(3), x)
+        return x
+
+    def affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Rotation and shift on a float batch; a no-op unless configured."""
+        if not self.rotate_degrees and not self.shift_fraction:
+            return x
+        n = x.shape[0]
+        angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(self.rotate_degrees)
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * self.shift_fraction * 2
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+        grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")

@@ -1,0 +1,45 @@
+"""Evaluate a PyTorch model on an `ImageSet`: metrics JSON, confusion matrix and example grid PNGs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgecls.data.imageset import ImageSet
+from edgecls.data.loader import BatchLoader
+from edgecls.data.transforms import Normalization
+from edgecls.fileio import atomic_write_json
+from edgecls.metrics import classification_report
+from edgecls.plots import confusion_matrix_png, example_grid
+
+
+@torch.no_grad()
+def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalization, batch_size: int = 512,
+                   device: str | torch.device = "cpu") -> np.ndarray:
+    model = model.to(device).eval()
+    loader = BatchLoader(data, batch_size, normalization, device=device)
+    return np.concatenate([model(x).float().cpu().numpy() for x, _ in loader.epoch()])
+
+
+def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
+    """Write the JSON report and, beside it, `<stem>.confusion.png` and `<stem>.examples.png`."""
+    out_json = Path(out_json)
+    stem = out_json.with_suffix("")
+    atomic_write_json(out_json, report)
+    confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png",
+                         title=f"{data.name}: top-1 {report['top1']:.2%}")
+    example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png")
+    return out_json
+
+
+def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
+                   out_json: str | os.PathLike | None = None) -> dict:
+    scores = predict_scores(model, data, normalization, device=device)
+    report = classification_report(data.labels, scores, data.classes)
+    if out_json:
+        write_report(report, scores, data, out_json)
+    return report

@@ -1,0 +1,39 @@
+"""The formats table: one row per file a bundle can hold. It drives `edgecls formats`, export and help."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Format:
+    key: str
+    file: str
+    format: str
+    precision: str
+    target: str
+    flavour: str
+    needs: str
+    description: str
+
+
+FORMATS = (
+    Format("pytorch", "model.pt", "pytorch", "fp32", "any", "", "torch", "source weights (the bench baseline)"),
+    Format("onnx", "model.onnx", "onnx", "fp32", "any", "", "onnxruntime", "FP32 ONNX, dynamic batch, BN folded"),
+    Format("onnx-fp16", "model.fp16.onnx", "onnx", "fp16", "any", "fp16-io32", "onnxruntime",
+           "FP16 weights and compute, FP32 inputs/outputs"),
+    Format("onnx-int8", "model.int8.onnx", "onnx", "int8", "cpu", "u8s8", "onnxruntime",
+           "Q/DQ INT8, unsigned activations: fast on x86/ARM CPUs under ONNX Runtime"),
+    Format("onnx-int8-trt", "model.int8.trt.onnx", "onnx", "int8", "tensorrt", "s8s8", "onnxruntime",
+           "Q/DQ INT8, symmetric signed activations, per-channel weights: TensorRT explicit quantization"),
+    Format("trt-calib", "calibration.cache", "tensorrt-calibration-cache", "int8", "tensorrt", "", "tensorrt",
+           "activation scales for TensorRT versions that still calibrate implicitly"),
+    Format("engine-fp16", "model.fp16.engine", "tensorrt-engine", "fp16", "tensorrt", "", "tensorrt + GPU",
+           "built on the target by `edgecls build-engine`"),
+    Format("engine-int8", "model.int8.engine", "tensorrt-engine", "int8", "tensorrt", "", "tensorrt + GPU",
+           "built on the target from the S8S8 Q/DQ graph"),
+)
+
+
+def format_by_key(key: str) -> Format:
+    return next(f for f in FORMATS if f.key == key)

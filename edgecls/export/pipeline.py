@@ -1,0 +1,219 @@
+"""`export_bundle`: model or checkpoint → bundle directory with every requested file and the manifest.
+
+Order matters for "nothing is lost": an old manifest is removed first, every file is written atomically,
+and the manifest is written last, only when all checks passed, so a half-finished or failed export
+never looks like a complete bundle.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rich.table import Table
+
+import edgecls
+from edgecls.bundle import FORMAT_VERSION, MANIFEST, file_entry
+from edgecls.calibration.quantize import FLAVOURS, quantize
+from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
+from edgecls.calibration.tensorrt_cache import write_tensorrt_cache
+from edgecls.console import console
+from edgecls.data import load_dataset
+from edgecls.data.imageset import ImageSet
+from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError
+from edgecls.export.formats import format_by_key
+from edgecls.export.fp16 import convert_fp16
+from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
+from edgecls.fileio import atomic_write_json, sha256_file
+from edgecls.runtime.preprocess import Preprocessor
+from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from edgecls.zoo.pretrained import bundled_weights
+from edgecls.zoo.registry import model_info
+
+TARGETS = ("cpu", "tensorrt", "all")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    fp16: bool = False
+    int8: bool = False
+    out: str | None = None
+    data_dir: str | None = None
+    calib_images: int = 1024
+    calib_method: str = "minmax"
+    target: str = "all"
+    max_accuracy_drop: float = 1.0
+    allow_accuracy_drop: bool = False
+    eval_images: int | None = None
+    seed: int = 0
+
+
+def resolve_source(source: str) -> tuple[dict, str]:
+    """A checkpoint path, or a zoo name with bundled weights → (checkpoint dict, description)."""
+    path = Path(source)
+    if path.suffix == ".pt" or path.is_file():
+        return load_checkpoint(path), f"checkpoint {path} (sha256 {sha256_file(path)[:16]})"
+    model_info(source)  # raises with did-you-mean for unknown names
+    weights = bundled_weights(source)
+    if weights is None:
+        raise CheckpointError(f"{source} has no bundled weights; train it first (`edgecls train {source}`) and export "
+                              f"the checkpoint: `edgecls export runs/{source}/best.pt`")
+    return load_checkpoint(weights), f"bundled weights {weights.name} (sha256 {sha256_file(weights)[:16]})"
+
+
+def _onnx_scores(path: Path, batch: np.ndarray, chunk: int = 500) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + chunk]})[0] for i in range(0, len(batch), chunk)])
+
+
+def _tool_versions() -> dict:
+    versions = {"edgecls": edgecls.__version__}
+    for dist in ("torch", "onnx", "onnxruntime", "opencv-python-headless", "tensorrt"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _print_accuracy(accuracy: dict, sizes: dict) -> None:
+    table = Table(title=f"Accuracy on {accuracy['dataset']} ({accuracy['samples']} images)")
+    for col in ("file", "precision", "top-1", "Δ vs FP32", "size"):
+        table.add_column(col)
+    base = accuracy["files"]["model.onnx"]["top1"]
+    for name, row in accuracy["files"].items():
+        table.add_row(name, row["precision"], f"{row['top1']:.2%}", f"{(row['top1'] - base) * 100:+.2f} pt",
+                      f"{sizes[name] / 1e6:.2f} MB")
+    console.print(table)
+
+
+def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None = None,
+                  train_set: ImageSet | None = None) -> dict:
+    """Write the bundle and return its manifest. `test_set`/`train_set` skip loading from disk (tests)."""
+    if options.target not in TARGETS:
+        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {options.target!r}")
+    started = time.perf_counter()
+    ckpt, source_desc = resolve_source(source)
+    name = ckpt["model"]["name"]
+    out = Path(options.out or f"exports/{name}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    model = model_from_checkpoint(ckpt)
+    size, channels = ckpt["input"]["size"], ckpt["input"]["channels"]
+    input_spec = {"name": INPUT_NAME, "shape": [-1, channels, size, size], "layout": "NCHW", "dtype": "float32",
+                  "size": size, "channels": channels, "color": ckpt["input"].get("color", "rgb")}
+    preprocess = {"crop": "center", "resize": "area", "normalization": ckpt["normalization"]}
+    prep = Preprocessor(input_spec, preprocess)
+
+    needs_data = options.fp16 or options.int8
+    dataset = ckpt.get("dataset", "cifar10")
+    if test_set is None and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
+        test_set = load_dataset(dataset, "test", options.data_dir)
+    if options.int8 and train_set is None:
+        train_set = load_dataset(dataset, "train", options.data_dir)
+    if test_set is not None and options.eval_images:
+        test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
+
+    files: dict[str, dict] = {}
+
+    def record(key: str) -> Path:
+        fmt = format_by_key(key)
+        files[fmt.file] = file_entry(out / fmt.file, fmt.format, fmt.precision, fmt.target, fmt.flavour)
+        return out / fmt.file
+
+    minimal = {k: ckpt[k] for k in ("model", "state_dict", "classes", "normalization", "input") if k in ckpt}
+    save_checkpoint(out / "model.pt", {**minimal, "dataset": dataset, "metrics": ckpt.get("metrics", {})})
+    record("pytorch")
+
+    console.print(f"exporting {name} from {source_desc} → {out}/")
+    fp32 = export_onnx(model, out / "model.onnx", channels, size)
+    parity_batch = (prep.batch_from_images(test_set.images[:64]) if test_set is not None
+                    else np.random.default_rng(0).standard_normal((16, channels, size, size)).astype(np.float32))
+    parity = {"max_abs_diff": check_parity(model, fp32, parity_batch), "atol": 1e-3, "rtol": 1e-3,
+              "inputs": f"{len(parity_batch)} {'test images' if test_set is not None else 'random inputs'}"}
+    record("onnx")
+    console.print(f"  model.onnx: checker ok, max |Δ| vs PyTorch {parity['max_abs_diff']:.2e} on {parity['inputs']}")
+
+    if options.fp16:
+        convert_fp16(fp32, out / "model.fp16.onnx")
+        record("onnx-fp16")
+
+    calibration = None
+    if options.int8:
+        calib = calibration_images(train_set, options.calib_images, options.seed)
+        reader = ArrayCalibrationReader(prep.batch_from_images(calib.images), INPUT_NAME)
+        flavours = {"cpu": ("u8s8",), "tensorrt": ("s8s8",), "all": ("u8s8", "s8s8")}[options.target]
+        for flavour in flavours:
+            key = "onnx-int8" if flavour == "u8s8" else "onnx-int8-trt"
+            quantize(fp32, out / format_by_key(key).file, reader, FLAVOURS[flavour], options.calib_method)
+            record(key)
+            console.print(f"  {format_by_key(key).file}: {flavour} Q/DQ, {options.calib_method} calibration on {len(calib)} images")
+        if "s8s8" in flavours:
+            write_tensorrt_cache(out / "model.int8.trt.onnx", out / "calibration.cache")
+            record("trt-calib")
+        calibration = {"dataset": f"{dataset} train split", "images": len(calib), "per_class": calib.class_counts().tolist(),
+                       "method": options.calib_method, "seed": options.seed, "test_images_used": 0}
+
+    accuracy = None
+    if test_set is not None:
+        batch = prep.batch_from_images(test_set.images)
+        accuracy = {"dataset": test_set.name, "samples": len(test_set), "files": {}}
+        for fname, entry in files.items():
+            if entry["format"] == "onnx":
+                top1 = float(np.mean(_onnx_scores(out / fname, batch).argmax(1) == test_set.labels))
+                accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1}
+        _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
+
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model": name,
+        "dataset": dataset,
+        "source": source_desc,
+        "classes": list(ckpt["classes"]),
+        "input": input_spec,
+        "output": {"name": OUTPUT_NAME, "kind": "logits"},
+        "preprocess": preprocess,
+        "files": files,
+        "parity": parity,
+        "accuracy": accuracy,
+        "calibration": calibration,
+        "tools": _tool_versions(),
+    }
+    if accuracy and options.int8:
+        base = accuracy["files"]["model.onnx"]["top1"]
+        for fname, row in accuracy["files"].items():
+            drop = (base - row["top1"]) * 100
+            if row["precision"] == "int8" and drop > options.max_accuracy_drop and not options.allow_accuracy_drop:
+                raise AccuracyDropError(
+                    f"{fname} loses {drop:.2f} points against FP32 ({row['top1']:.2%} vs {base:.2%}), more than "
+                    f"--max-accuracy-drop {options.max_accuracy_drop}. Try more calibration images (--calib-images "
+                    f"{options.calib_images * 2}), another method (--calib-method entropy or percentile), or excluding "
+                    "sensitive layers; or accept it with --allow-accuracy-drop. The bundle was left without a manifest.")
+
+    atomic_write_json(out / MANIFEST, manifest)
+    if options.target in ("tensorrt", "all"):
+        engines = _maybe_build_engines(out, options)
+        if engines:
+            manifest["engines"] = engines
+            atomic_write_json(out / MANIFEST, manifest)
+    console.print(f"bundle written: {out}/{MANIFEST} ({len(files)} files, {time.perf_counter() - started:.1f} s)")
+    return manifest
+
+
+def _maybe_build_engines(out: Path, options: ExportOptions) -> list[dict]:
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        console.print(f"[yellow]TensorRT is not installed here; engines skipped.[/] On the target run: "
+                      f"edgecls build-engine {out}")
+        return []
+    from edgecls.export.tensorrt import build_bundle_engines
+
+    precisions = tuple(p for p, on in (("fp16", options.fp16), ("int8", options.int8)) if on) or ("fp16",)
+    return build_bundle_engines(out, precisions)

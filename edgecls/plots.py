@@ -1,0 +1,111 @@
+"""PNG figures people would rather see than read: curves, confusion matrices, example grids, histograms.
+
+matplotlib is imported inside each function with the Agg backend, so importing this module is free and
+nothing needs a display.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.fileio import atomic_path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return Path(path)
+
+
+def training_curves(history: list[dict], path: str | os.PathLike) -> Path:
+    plt = _pyplot()
+    epochs = [h["epoch"] for h in history]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_acc.plot(epochs, [h["train_acc"] for h in history], label="train")
+    ax_acc.plot(epochs, [h["val_acc"] for h in history], label="validation")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="Accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return _save(fig, path)
+
+
+def confusion_matrix_png(cm: np.ndarray, classes, path: str | os.PathLike, title: str = "Confusion matrix") -> Path:
+    plt = _pyplot()
+    cm = np.asarray(cm)
+    n = len(classes)
+    fig, ax = plt.subplots(figsize=(max(5, 0.55 * n + 2), max(4, 0.55 * n + 1.5)))
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="fraction of true class")
+    if n <= 20:
+        ax.set_xticks(range(n), classes, rotation=45, ha="right")
+        ax.set_yticks(range(n), classes)
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    return _save(fig, path)
+
+
+def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, classes, path: str | os.PathLike,
+                 per_kind: int = 16) -> Path:
+    """Two rows of panels: correctly classified examples, then failures, each titled 'pred (true)'."""
+    plt = _pyplot()
+    correct = np.flatnonzero(preds == labels)[:per_kind]
+    wrong = np.flatnonzero(preds != labels)[:per_kind]
+    cols = 8
+    rows_each = max(1, -(-per_kind // cols))
+    fig, axes = plt.subplots(2 * rows_each, cols, figsize=(cols * 1.3, 2 * rows_each * 1.5))
+    for ax in axes.flat:
+        ax.axis("off")
+    for block, (indices, colour) in enumerate(((correct, "green"), (wrong, "red"))):
+        for k, i in enumerate(indices):
+            ax = axes[block * rows_each + k // cols, k % cols]
+            img = images[i]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
+            ax.set_title(f"{classes[preds[i]]}\n({classes[labels[i]]})", fontsize=6, color=colour)
+    fig.suptitle("correct (green) and failed (red): predicted (true)", fontsize=9)
+    return _save(fig, path)
+
+
+def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Latency") -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, values in samples_ms.items():
+        values = np.asarray(values)
+        if values.size:
+            ax.hist(values, bins=50, alpha=0.6, label=f"{name} (p50 {np.percentile(values, 50):.3f} ms)")
+    ax.set(xlabel="milliseconds", ylabel="frames", title=title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for p in points:
+        ax.scatter(p[x], p[y])
+        ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

@@ -1,0 +1,91 @@
+"""Backend registry and the `auto` choice: the best engine this machine has, and why it was picked."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from edgecls.bundle import Bundle
+from edgecls.errors import BackendUnavailableError, ConfigError
+from edgecls.runtime.backends.base import PRECISIONS, Backend, BackendInfo
+
+_BACKENDS = {
+    "onnxruntime": ("edgecls.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "tensorrt": ("edgecls.runtime.backends.tensorrt", "TensorRTBackend"),
+    "torch": ("edgecls.runtime.backends.torch", "TorchBackend"),
+}
+BACKEND_NAMES = tuple(_BACKENDS)
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in _BACKENDS:
+        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'")
+    module, cls = _BACKENDS[name]
+    return getattr(importlib.import_module(module), cls)
+
+
+def _has_precision(bundle: Bundle, precision: str, target: str | None = None) -> bool:
+    entry = bundle.find("onnx", precision, target)
+    return entry is not None and (target is None or entry.target in (target, "any"))
+
+
+def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", device: str = "auto") -> tuple[str, str, str, str]:
+    """(backend, precision, device, reason) for the request, resolving every 'auto'."""
+    if precision != "auto" and precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} or 'auto', got {precision!r}")
+    if backend == "auto":
+        if _installed("tensorrt") and _installed("pycuda"):
+            backend, why = "tensorrt", "tensorrt and pycuda are installed"
+        else:
+            backend = "onnxruntime"
+            why = "TensorRT is not installed"
+    else:
+        backend_class(backend)
+        why = "asked for"
+    if device == "auto":
+        if backend == "tensorrt":
+            device = "cuda:0"
+        elif backend == "onnxruntime":
+            from edgecls.runtime.backends.onnxruntime import available_devices
+
+            devices = available_devices()
+            device = "cuda" if "cuda" in devices else "cpu"
+            why += f"; onnxruntime offers {', '.join(devices) or 'nothing'}"
+        else:
+            device = "cpu"
+    if precision == "auto":
+        if device == "cpu":
+            precision = "int8" if _has_precision(bundle, "int8", "cpu") else "fp32"
+            why += "; on a CPU the U8S8 INT8 graph is fastest" if precision == "int8" else "; no CPU INT8 graph in the bundle"
+        else:
+            precision = "int8" if _has_precision(bundle, "int8", "tensorrt") and backend == "tensorrt" else (
+                "fp16" if _has_precision(bundle, "fp16") or backend == "tensorrt" else "fp32")
+            why += f"; {precision} is the fastest this GPU path has in the bundle"
+    return backend, precision, device, why
+
+
+def create_backend(bundle: Bundle, backend: str, precision: str, device: str) -> Backend:
+    cls = backend_class(backend)
+    try:
+        return cls(bundle, precision=precision, device=device)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend {backend} cannot be used here: {exc}") from exc
+
+
+def available_backends() -> list[str]:
+    """Backends whose engine is importable here (without importing it)."""
+    have = []
+    if _installed("onnxruntime"):
+        have.append("onnxruntime")
+    if _installed("tensorrt") and _installed("pycuda"):
+        have.append("tensorrt")
+    if _installed("torch"):
+        have.append("torch")
+    return have
+
+
+__all__ = ["BACKEND_NAMES", "Backend", "BackendInfo", "available_backends", "backend_class", "choose", "create_backend"]

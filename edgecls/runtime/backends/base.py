@@ -1,0 +1,62 @@
+"""The backend protocol: load a bundle file, infer a batch, describe yourself.
+
+Shapes, dtypes and finiteness are checked once here (as Polygraphy's base runner does); each backend
+implements only `_infer`. Backend modules import their engine (onnxruntime, tensorrt, torch) inside
+themselves, so importing `edgecls.runtime` never pulls them in.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from edgecls.bundle import Bundle
+from edgecls.errors import InputError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    name: str
+    device: str
+    precision: str
+    file: str
+    providers: tuple[str, ...] = field(default_factory=tuple)
+    detail: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(ABC):
+    name: str = ""
+
+    def __init__(self, bundle: Bundle, precision: str, device: str):
+        self.bundle = bundle
+        self.precision = precision
+        self.device = device
+        self.input_shape = (int(bundle.input["channels"]), int(bundle.input["size"]), int(bundle.input["size"]))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """N×C×H×W float32 normalized input → N×num_classes float32 logits."""
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            raise InputError(f"batch must be a float32 numpy array, got {getattr(batch, 'dtype', type(batch).__name__)}")
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
+            raise InputError(f"batch must be N×{'×'.join(map(str, self.input_shape))}, got {batch.shape}")
+        if batch.shape[0] == 0:
+            raise InputError("empty batch: pass at least one image")
+        if not np.isfinite(batch).all():
+            raise InputError("batch contains NaN or infinite values; check the preprocessing or the camera")
+        return self._infer(np.ascontiguousarray(batch))
+
+    @abstractmethod
+    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+
+    @abstractmethod
+    def describe(self) -> BackendInfo: ...
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; host-synchronous backends have none."""

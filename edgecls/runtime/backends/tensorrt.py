@@ -1,0 +1,119 @@
+"""Native TensorRT backend: tensorrt + pycuda, pinned host buffers, one stream, execute_async_v3.
+
+On first use it looks for `model.<precision>.engine` in the bundle whose sidecar matches this GPU,
+TensorRT version and ONNX file; failing that it builds one from the bundle's ONNX and caches it under
+$EDGECLS_CACHE (default ~/.cache/edgecls/engines), keyed by all four.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.bundle import Bundle
+from edgecls.errors import BundleError, EngineMismatchError
+from edgecls.export.tensorrt import (
+    build_engine,
+    check_engine,
+    engine_identity,
+    engine_sources,
+    import_tensorrt,
+)
+from edgecls.runtime.backends.base import Backend, BackendInfo
+
+
+def engine_cache_dir() -> Path:
+    return Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "engines"
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, bundle: Bundle, precision: str = "fp16", device: str = "cuda:0"):
+        super().__init__(bundle, precision, device)
+        trt = import_tensorrt()
+        import pycuda.driver as cuda
+
+        self.trt, self.cuda = trt, cuda
+        self.device_index = int(device.split(":")[1]) if ":" in device else 0
+        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"))
+        if entry is None:
+            raise BundleError(f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}")
+        onnx_path = bundle.verified_path(entry)
+        cuda.init()
+        self.cuda_context = cuda.Device(self.device_index).retain_primary_context()
+        self.cuda_context.push()
+        try:
+            expected = engine_identity(trt, onnx_path, precision, self.device_index)
+            self.engine_path = self._find_or_build(onnx_path, expected)
+            logger = trt.Logger(trt.Logger.WARNING)
+            self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
+            if self.engine is None:
+                raise EngineMismatchError(f"TensorRT could not deserialize {self.engine_path}; rebuild it")
+            self.context = self.engine.create_execution_context()
+            self.stream = cuda.Stream()
+            names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+            self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
+            self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+            self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(self.input_name))
+            self.output_dtype = trt.nptype(self.engine.get_tensor_dtype(self.output_name))
+            self.buffers: dict[int, tuple] = {}
+            self.start, self.end = cuda.Event(), cuda.Event()
+            self.last_device_ms = 0.0
+        finally:
+            self.cuda_context.pop()
+        self.lock = threading.Lock()
+
+    def _find_or_build(self, onnx_path: Path, expected: dict) -> Path:
+        in_bundle = self.bundle.root / f"model.{self.precision}.engine"
+        if in_bundle.is_file():
+            try:
+                check_engine(in_bundle, expected)
+                return in_bundle
+            except EngineMismatchError:
+                pass  # built elsewhere: fall through to the cache, then to a fresh build
+        key = hashlib.sha256("|".join(str(expected[k]) for k in sorted(expected)).encode()).hexdigest()[:20]
+        cached = engine_cache_dir() / f"{key}.engine"
+        if not cached.is_file():
+            build_engine(onnx_path, cached, self.precision, device_index=self.device_index)
+        check_engine(cached, expected)
+        return cached
+
+    def _buffers(self, batch: int):
+        if batch not in self.buffers:
+            shape = (batch, *self.input_shape)
+            self.context.set_input_shape(self.input_name, shape)
+            out_shape = tuple(self.context.get_tensor_shape(self.output_name))
+            host_in = self.cuda.pagelocked_empty(shape, self.input_dtype)
+            host_out = self.cuda.pagelocked_empty(out_shape, self.output_dtype)
+            self.buffers[batch] = (host_in, host_out, self.cuda.mem_alloc(host_in.nbytes), self.cuda.mem_alloc(host_out.nbytes))
+        return self.buffers[batch]
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        with self.lock:
+            self.cuda_context.push()
+            try:
+                host_in, host_out, dev_in, dev_out = self._buffers(batch.shape[0])
+                self.context.set_input_shape(self.input_name, batch.shape)
+                self.context.set_tensor_address(self.input_name, int(dev_in))
+                self.context.set_tensor_address(self.output_name, int(dev_out))
+                np.copyto(host_in, batch, casting="same_kind")
+                self.cuda.memcpy_htod_async(dev_in, host_in, self.stream)
+                self.start.record(self.stream)
+                if not self.context.execute_async_v3(self.stream.handle):
+                    raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
+                self.end.record(self.stream)
+                self.cuda.memcpy_dtoh_async(host_out, dev_out, self.stream)
+                self.stream.synchronize()
+                self.last_device_ms = self.start.time_till(self.end)
+                return host_out.astype(np.float32, copy=True)
+            finally:
+                self.cuda_context.pop()
+
+    def describe(self) -> BackendInfo:
+        return BackendInfo(self.name, self.device, self.precision, self.engine_path.name, (f"tensorrt {self.trt.__version__}",),
+                           detail=f"engine {self.engine_path}")

@@ -1,0 +1,47 @@
+"""PyTorch backend: the bundle's source weights (`model.pt`) in eager PyTorch, the baseline for bench."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgecls.bundle import Bundle
+from edgecls.errors import BackendUnavailableError, BundleError
+from edgecls.runtime.backends.base import Backend, BackendInfo
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu"):
+        super().__init__(bundle, precision, device)
+        try:
+            import torch
+
+            from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
+        except ImportError as exc:
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install edgecls (with torch)") from exc
+        if precision not in ("fp32", "fp16"):
+            raise BackendUnavailableError(f"the torch backend runs fp32 or fp16, not {precision}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("torch has no CUDA device here; use device='cpu'")
+        entry = bundle.find("pytorch", "fp32")
+        if entry is None:
+            raise BundleError(f"bundle {bundle.root} has no model.pt; re-export it to bench against PyTorch")
+        self.entry = entry
+        self.torch = torch
+        model = model_from_checkpoint(load_checkpoint(bundle.verified_path(entry)))
+        self.dtype = torch.float16 if precision == "fp16" else torch.float32
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.inference_mode():
+            x = self.torch.from_numpy(batch).to(self.device, self.dtype)
+            return self.model(x).float().cpu().numpy()
+
+    def synchronize(self) -> None:
+        if self.device == "cuda":
+            self.torch.cuda.synchronize()
+
+    def describe(self) -> BackendInfo:
+        return BackendInfo(self.name, self.device, self.precision, self.entry.name, (f"torch {self.torch.__version__}",),
+                           detail="eager PyTorch")

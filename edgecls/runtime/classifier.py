@@ -1,0 +1,96 @@
+"""`Classifier`: the few lines robot code needs.
+
+    clf = Classifier.load("exports/mobilenet_mod")        # best backend here; says which and why
+    pred = clf.predict(frame)                             # OpenCV BGR frame, any size
+    if pred.confidence > 0.8: ...
+
+`predict` and `predict_batch` are thread-safe: preprocessing runs in the caller's thread, inference is
+serialized by a lock, so a capture thread and a control thread can share one Classifier.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgecls.bundle import Bundle
+from edgecls.errors import InputError
+from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
+from edgecls.runtime.preprocess import Preprocessor
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    index: int
+    confidence: float
+    topk: tuple[tuple[str, float], ...]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Classifier:
+    def __init__(self, bundle: Bundle, backend: Backend, reason: str = "", top_k: int = 5):
+        self.bundle = bundle
+        self.backend = backend
+        self.reason = reason
+        self.classes = bundle.classes
+        self.top_k = min(top_k, len(self.classes))
+        self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "auto",
+             top_k: int = 5) -> Classifier:
+        bundle = Bundle.open(bundle_dir)
+        name, precision, device, reason = choose(bundle, backend, precision, device)
+        return cls(bundle, create_backend(bundle, name, precision, device), reason, top_k)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self.backend.describe()
+
+    def describe(self) -> str:
+        info = self.info
+        return f"{self.bundle.manifest['model']} on {info.name}/{info.device} {info.precision} ({info.detail}) — {self.reason}"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Normalized N×C×H×W float32 → logits, serialized across threads."""
+        with self._lock:
+            return self.backend.infer(batch)
+
+    def _postprocess(self, logits: np.ndarray, timings: list[dict[str, float]]) -> list[Prediction]:
+        probs = softmax(logits)
+        order = np.argsort(-probs, axis=1)[:, : self.top_k]
+        return [
+            Prediction(self.classes[int(row[0])], int(row[0]), float(p[row[0]]),
+                       tuple((self.classes[int(i)], float(p[i])) for i in row), t)
+            for p, row, t in zip(probs, order, timings)
+        ]
+
+    def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
+        """Classify one frame: BGR by default, `color="rgb"` for RGB arrays, grey accepted as it is."""
+        return self.predict_batch([frame], color)[0]
+
+    def predict_batch(self, frames, color: str = "bgr") -> list[Prediction]:
+        if len(frames) == 0:
+            raise InputError("predict_batch needs at least one frame")
+        t0 = time.perf_counter()
+        batch = np.concatenate([self.preprocessor(f, color) for f in frames])
+        t1 = time.perf_counter()
+        logits = self.infer(batch)
+        t2 = time.perf_counter()
+        n = len(frames)
+        timing = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n}
+        preds = self._postprocess(logits, [timing] * n)
+        post = (time.perf_counter() - t2) * 1e3 / n
+        return [Prediction(p.label, p.index, p.confidence, p.topk, {**p.timings_ms, "postprocess": post}) for p in preds]

@@ -1,0 +1,97 @@
+"""Frame → input tensor, exactly as the manifest says, fast enough to stay off the critical path.
+
+Policy: centre-crop the frame to the model's aspect (square), reduce it with area averaging to the
+model's size, reorder colour, normalize, and lay out as 1×C×H×W float32.
+
+The reduction is the hot part: `cv2.resize(..., INTER_AREA)` on a whole 640×480 frame reads every pixel
+(~0.2 ms on a small CPU). When the frame is much larger than the model input, only every k-th row,
+centred in its band, is read, keeping at least `MIN_ROWS_PER_OUTPUT` rows under each output pixel;
+columns are all read, so the result stays within a grey level or two of the full INTER_AREA result
+(`tools/bench_preprocess.py` measures both speed and the difference).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edgecls.errors import InputError
+
+MIN_ROWS_PER_OUTPUT = 5
+COLORS = ("bgr", "rgb")
+
+
+def center_square(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return frame[top : top + side, left : left + side]
+
+
+def area_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """Area-average `image` down (or up) to size×size, skipping rows where that costs no accuracy."""
+    h = image.shape[0]
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    step = max(1, h // (size * MIN_ROWS_PER_OUTPUT))
+    if step > 1:
+        image = image[step // 2 :: step]
+    interpolation = cv2.INTER_AREA if h >= size else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interpolation)
+
+
+def check_frame(frame) -> np.ndarray:
+    if not isinstance(frame, np.ndarray):
+        raise InputError(f"a frame must be a numpy array (an OpenCV image), got {type(frame).__name__}")
+    if frame.size == 0:
+        raise InputError("empty frame (0 pixels): the camera returned nothing; check the source before predicting")
+    if frame.ndim == 3 and frame.shape[2] == 1:
+        frame = frame[..., 0]
+    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
+        raise InputError(f"a frame must be H×W (grey), H×W×3 or H×W×4, got shape {frame.shape}")
+    if frame.dtype != np.uint8:
+        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
+            raise InputError("frame contains NaN or infinite values; pass uint8 pixels (0–255)")
+        raise InputError(f"frame dtype must be uint8 (0–255 pixels), got {frame.dtype}; convert with "
+                         "np.clip(frame, 0, 255).astype(np.uint8) if it holds pixel values")
+    return frame
+
+
+class Preprocessor:
+    """Built once from the manifest; `__call__` turns one frame into a 1×C×H×W float32 tensor."""
+
+    def __init__(self, input_spec: dict, preprocess: dict):
+        self.size = int(input_spec["size"])
+        self.channels = int(input_spec["channels"])
+        self.model_color = input_spec.get("color", "rgb")
+        self.crop = preprocess.get("crop", "center")
+        norm = preprocess["normalization"]
+        self.mean = np.asarray(norm["mean"], dtype=np.float32)
+        self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).astype(np.float32)
+
+    def __call__(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+        return self.to_hwc(frame, color).transpose(2, 0, 1)[None]
+
+    def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+        if color not in COLORS:
+            raise InputError(f"color must be one of {COLORS}, got {color!r}")
+        frame = check_frame(frame)
+        if self.crop == "center":
+            frame = center_square(frame)
+        small = area_resize(frame, self.size)
+        if small.ndim == 2:
+            small = small[..., None]
+        if small.shape[2] == 4:
+            small = small[..., :3]
+        if self.channels == 1 and small.shape[2] == 3:
+            code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
+            small = cv2.cvtColor(np.ascontiguousarray(small), code)[..., None]
+        elif self.channels == 3 and small.shape[2] == 1:
+            small = np.repeat(small, 3, axis=2)
+        elif self.channels == 3 and color != self.model_color:
+            small = small[..., ::-1]
+        return (small.astype(np.float32) - self.mean) * self.inv_std
+
+    def batch_from_images(self, images: np.ndarray) -> np.ndarray:
+        """Already-sized uint8 N×H×W×C images in the model's colour order (a test set) → N×C×H×W float32."""
+        return ((images.astype(np.float32) - self.mean) * self.inv_std).transpose(0, 3, 1, 2).copy()

@@ -1,0 +1,206 @@
+"""Frame sources for the camera loop, and the capture thread that keeps only the newest frame.
+
+`open_source` understands a V4L2 device index ("0"), a video file, an rtsp:// or http(s):// URL, a
+GStreamer pipeline (anything containing "!", e.g. Jetson CSI via nvarguscamerasrc) and a directory of
+images. `ReplaySource` streams a labelled test set as camera-sized frames, for accuracy next to latency.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edgecls.data.folder import IMAGE_SUFFIXES
+from edgecls.errors import SourceError
+
+
+@dataclass
+class Frame:
+    image: np.ndarray
+    index: int
+    captured_at: float
+    label: int | None = None
+
+
+class VideoSource:
+    """cv2.VideoCapture around a device, file, URL or GStreamer pipeline."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+        self.live = spec.isdigit() or "://" in spec or "!" in spec
+        self.is_file = not self.live
+        if self.is_file and not Path(spec).is_file():
+            raise SourceError(f"video source {spec!r} is neither a device index, a URL, a GStreamer pipeline nor a file")
+        self.cap = self._open()
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if self.is_file and fps and fps > 0 else 0.0
+
+    def _open(self) -> cv2.VideoCapture:
+        if self.spec.isdigit():
+            cap = cv2.VideoCapture(int(self.spec))
+        elif "!" in self.spec:
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
+        else:
+            cap = cv2.VideoCapture(self.spec)
+        if not cap.isOpened():
+            hint = " (is OpenCV built with GStreamer? cv2.getBuildInformation() tells)" if "!" in self.spec else ""
+            raise SourceError(f"cannot open video source {self.spec!r}{hint}")
+        return cap
+
+    def read(self) -> tuple[np.ndarray | None, int | None]:
+        ok, image = self.cap.read()
+        return (image if ok else None), None
+
+    def reopen(self) -> None:
+        self.cap.release()
+        self.cap = self._open()
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageDirSource:
+    live = False
+
+    def __init__(self, folder: str):
+        self.paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+        self.position = 0
+        self.fps = 0.0
+
+    def read(self) -> tuple[np.ndarray | None, int | None]:
+        while self.position < len(self.paths):
+            path = self.paths[self.position]
+            self.position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is not None:
+                return image, None
+        return None, None
+
+    def close(self) -> None:
+        pass
+
+
+class ReplaySource:
+    """A labelled test set as BGR frames of `size` (w, h): each image scaled to the frame height and centred."""
+
+    live = False
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0):
+        self.images, self.labels, self.size, self.fps = images, labels, size, fps
+        self.position = 0
+
+    def read(self) -> tuple[np.ndarray | None, int | None]:
+        if self.position >= len(self.labels):
+            return None, None
+        image, label = self.images[self.position], int(self.labels[self.position])
+        self.position += 1
+        w, h = self.size
+        side = min(w, h)
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+        frame = np.zeros((h, w, 3), dtype=np.uint8)
+        top, left = (h - side) // 2, (w - side) // 2
+        frame[top : top + side, left : left + side] = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_LINEAR)
+        return frame, label
+
+    def close(self) -> None:
+        pass
+
+
+def open_source(spec: str):
+    if Path(spec).is_dir():
+        return ImageDirSource(spec)
+    return VideoSource(spec)
+
+
+class LatestFrameGrabber:
+    """Reads a source in its own thread and keeps only the newest frame.
+
+    A frame that is replaced before the loop took it counts as dropped: the loop never works through a
+    backlog of stale frames. Sources with a rate (video files, `fps` replays) are paced to it, as a camera
+    would be; sources without one (image directories, unpaced replays) wait for the loop, so none drop.
+    Live sources that fail are reopened with exponential back-off.
+    """
+
+    def __init__(self, source, max_reconnects: int = 10, backoff_s: float = 0.5):
+        self.source = source
+        self.max_reconnects = max_reconnects
+        self.backoff_s = backoff_s
+        self.paced = source.live or source.fps > 0
+        self.cond = threading.Condition()
+        self.latest: Frame | None = None
+        self.finished = False
+        self.error: Exception | None = None
+        self.dropped = 0
+        self.captured = 0
+        self.reconnects = 0
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="edgecls-capture", daemon=True)
+
+    def start(self) -> LatestFrameGrabber:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        interval = 1.0 / self.source.fps if getattr(self.source, "fps", 0) else 0.0
+        next_due = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                image, label = self.source.read()
+                if image is None:
+                    if self.source.live and self._reconnect():
+                        continue
+                    break
+                if interval:
+                    next_due += interval
+                    time.sleep(max(0.0, next_due - time.perf_counter()))
+                with self.cond:
+                    if not self.paced:
+                        self.cond.wait_for(lambda: self.latest is None or self._stop.is_set())
+                    if self.latest is not None:
+                        self.dropped += 1
+                    self.latest = Frame(image, self.captured, time.perf_counter(), label)
+                    self.captured += 1
+                    self.cond.notify_all()
+        except Exception as exc:  # surfaced to the loop by `next_frame`
+            self.error = exc
+        finally:
+            with self.cond:
+                self.finished = True
+                self.cond.notify_all()
+
+    def _reconnect(self) -> bool:
+        while self.reconnects < self.max_reconnects and not self._stop.is_set():
+            delay = min(10.0, self.backoff_s * 2 ** self.reconnects)
+            self.reconnects += 1
+            time.sleep(delay)
+            try:
+                self.source.reopen()
+                return True
+            except SourceError:
+                continue
+        return False
+
+    def next_frame(self) -> Frame | None:
+        """The newest unseen frame, or None once the source has ended."""
+        with self.cond:
+            while self.latest is None and not self.finished:
+                self.cond.wait(timeout=0.5)  # short waits keep Ctrl-C responsive
+            if self.error:
+                raise SourceError(f"capture failed: {self.error}") from self.error
+            frame, self.latest = self.latest, None
+            self.cond.notify_all()
+            return frame
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.cond:
+            self.cond.notify_all()
+        self.thread.join(timeout=5)
+        self.source.close()

@@ -1,0 +1,253 @@
+"""`train(cfg)`: the training loop, from dataset to best checkpoint, history, curves and test report.
+
+Model selection uses a validation split carved from the training set; the test split is touched once,
+by the best checkpoint, at the very end.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+
+from edgecls.console import console
+from edgecls.data import load_dataset
+from edgecls.data.imageset import ImageSet
+from edgecls.data.loader import BatchLoader
+from edgecls.data.split import stratified_split, subset
+from edgecls.data.transforms import Augment, Normalization
+from edgecls.errors import CheckpointError
+from edgecls.evaluate import evaluate_model
+from edgecls.fileio import atomic_write_json
+from edgecls.plots import training_curves
+from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
+from edgecls.train.config import TrainConfig
+from edgecls.train.distributed import init_distributed, shutdown_distributed
+from edgecls.train.optim import Schedule, build_optimizer, freeze_all_but_last
+from edgecls.zoo import create_model
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 (classes absent from the data get weight 0)."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.divide(counts.sum() / num_classes, counts, out=np.zeros_like(counts), where=counts > 0)
+    return torch.tensor(weights / weights[counts > 0].mean(), dtype=torch.float32)
+
+
+class _Run:
+    """State of one training run: model, optimizer, loaders and bookkeeping."""
+
+    def __init__(self, cfg: TrainConfig, train_full: ImageSet, test_set: ImageSet | None, quiet: bool):
+        self.cfg = cfg
+        self.quiet = quiet
+        self.device = pick_device(cfg.device)
+        self.dist = init_distributed(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+            torch.cuda.set_device(self.device)
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)
+
+        data = subset(train_full, cfg.subset, cfg.seed)
+        train_idx, val_idx = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
+        self.train_set = data.take(train_idx, f"{data.name}:train")
+        self.val_set = data.take(val_idx, f"{data.name}:val")
+        self.test_set = test_set
+        self.classes = data.classes
+        self.normalization = Normalization.fit(self.train_set.images, cfg.normalization)
+        self.model_args = {"num_classes": len(self.classes), "in_channels": data.in_channels,
+                           "input_size": data.input_size, **cfg.model_kwargs}
+        self.model = create_model(cfg.model, **self.model_args).to(self.device)
+        if self.device.type == "cuda":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.init_from and not cfg.resume:
+            self._init_from(cfg.init_from)
+
+        augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction) if cfg.augment else None
+        if augment and data.in_channels == 1:
+            augment = replace(augment, flip=False)  # digits and garments are not mirror-symmetric classes
+        self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
+                                        seed=cfg.seed, device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
+        self.val_loader = BatchLoader(self.val_set, 512, self.normalization, device=self.device,
+                                      rank=self.dist.rank, world_size=self.dist.world_size)
+        self.net = self.model
+        if self.dist.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        weight = class_weights(self.train_set.labels, len(self.classes)).to(self.device) if cfg.class_weighted else None
+        self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
+        self.schedule = Schedule(self.optimizer, cfg, len(self.train_loader))
+        use_amp = cfg.amp and self.device.type == "cuda"
+        self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+        self.autocast = (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if use_amp else nullcontext
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.amp_dtype == torch.float16)
+        self.start_epoch, self.best_val, self.bad_epochs, self.history = 1, -1.0, 0, []
+        if cfg.resume and (self.out / "last.pt").exists():
+            self._resume(self.out / "last.pt")
+
+    def _init_from(self, path: str) -> None:
+        ckpt = load_checkpoint(path)
+        if ckpt["model"]["name"] != self.cfg.model:
+            raise CheckpointError(f"--init-from {path} holds {ckpt['model']['name']}, not {self.cfg.model}")
+        left_out = load_matching(self.model, ckpt["state_dict"])
+        self.log(f"initialised from {path}; newly initialised: {', '.join(left_out) or 'nothing'}")
+        if self.cfg.trainable_blocks is not None:
+            n = freeze_all_but_last(self.model, self.cfg.trainable_blocks)
+            self.log(f"froze all but the last {self.cfg.trainable_blocks} block(s): {n:,} trainable parameters")
+
+    def _resume(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, map_location=self.device)
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["scheduler"])
+        if ckpt.get("scaler"):
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = ckpt["epoch"] + 1
+        self.best_val, self.bad_epochs, self.history = ckpt["best_val"], ckpt["bad_epochs"], ckpt["history"]
+        self.log(f"resumed from {path} after epoch {ckpt['epoch']}")
+
+    def log(self, message: str) -> None:
+        if self.dist.is_main and not self.quiet:
+            console.print(message, soft_wrap=True)
+
+    def payload(self, epoch: int, metrics: dict) -> dict:
+        return {
+            "model": {"name": self.cfg.model, "args": self.model_args},
+            "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "classes": list(self.classes),
+            "normalization": self.normalization.to_dict(),
+            "input": {"size": self.train_set.input_size, "channels": self.train_set.in_channels, "color": "rgb"},
+            "dataset": self.cfg.dataset,
+            "metrics": metrics,
+            "epoch": epoch,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.schedule.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "best_val": self.best_val,
+            "bad_epochs": self.bad_epochs,
+            "history": self.history,
+            "config": self.cfg.to_dict(),
+        }
+
+    def train_epoch(self, epoch: int, progress: Progress | None) -> dict:
+        torch.manual_seed(self.cfg.seed * 1_000 + epoch)  # dropout draws depend on the epoch only: exact resume
+        self.net.train()
+        task = progress.add_task(f"epoch {epoch}/{self.cfg.epochs}", total=len(self.train_loader)) if progress else None
+        loss_sum = correct = seen = 0.0
+        data_time = 0.0
+        start = time.perf_counter()
+        batches = self.train_loader.epoch(epoch)
+        while True:
+            t0 = time.perf_counter()
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                break
+            if self.device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            data_time += time.perf_counter() - t0
+            with self.autocast():
+                logits = self.net(x)
+                loss = self.criterion(logits, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.schedule.after_step()
+            loss_sum += loss.detach() * len(y)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if progress:
+                progress.advance(task)
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        if progress:
+            progress.remove_task(task)
+        loss_sum, correct, seen = self.dist.all_sum([float(loss_sum), float(correct), float(seen)], self.device)
+        return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "images_per_s": seen / elapsed,
+                "data_fraction": data_time / elapsed, "epoch_s": elapsed, "samples_seen": int(seen)}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        self.net.eval()
+        loss_sum = correct = seen = 0.0
+        criterion = nn.CrossEntropyLoss(reduction="sum")
+        for x, y in self.val_loader.epoch():
+            with self.autocast():
+                logits = self.model(x)
+            loss_sum += float(criterion(logits.float(), y))
+            correct += float((logits.argmax(1) == y).sum())
+            seen += len(y)
+        loss_sum, correct, seen = self.dist.all_sum([loss_sum, correct, seen], self.device)
+        return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
+
+
+def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None, quiet: bool = False) -> dict:
+    """Train `cfg.model`; returns a summary with the best checkpoint's path and its test report."""
+    if train_set is None:
+        train_set = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size)
+    if test_set is None:
+        test_set = load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.image_size)
+    run = _Run(cfg, train_set, test_set, quiet)
+    out = run.out
+    if run.dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    run.log(f"[bold]{cfg.model}[/] on {run.train_set.name} ({len(run.train_set)} train / {len(run.val_set)} val), "
+            f"device {run.device}, world size {run.dist.world_size}")
+    show_progress = run.dist.is_main and not quiet
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=console, transient=True, disable=not show_progress)
+    with progress:
+        for epoch in range(run.start_epoch, cfg.epochs + 1):
+            stats = run.train_epoch(epoch, progress if show_progress else None)
+            stats.update(run.validate())
+            run.schedule.after_epoch(stats["val_loss"])
+            stats.update(epoch=epoch, lr=run.optimizer.param_groups[0]["lr"])
+            run.history.append(stats)
+            improved = stats["val_acc"] > run.best_val
+            if improved:
+                run.best_val, run.bad_epochs = stats["val_acc"], 0
+            else:
+                run.bad_epochs += 1
+            run.log(f"epoch {epoch:3d}  loss {stats['train_loss']:.4f}  train {stats['train_acc']:.2%}  "
+                    f"val {stats['val_acc']:.2%} (loss {stats['val_loss']:.4f})  lr {stats['lr']:.4g}  "
+                    f"{stats['images_per_s']:.0f} img/s  data {stats['data_fraction']:.0%}" + ("  *best*" if improved else ""))
+            if run.dist.is_main:
+                metrics = {"val_acc": stats["val_acc"], "val_loss": stats["val_loss"], "epoch": epoch}
+                payload = run.payload(epoch, metrics)
+                if improved:
+                    save_checkpoint(out / "best.pt", payload)
+                save_checkpoint(out / "last.pt", payload)
+                atomic_write_json(out / "history.json", run.history)
+            run.dist.barrier()
+            if cfg.early_stopping and run.bad_epochs >= cfg.early_stopping:
+                run.log(f"early stop: no validation improvement for {cfg.early_stopping} epochs")
+                break
+    summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history}
+    if run.dist.is_main:
+        training_curves(run.history, out / "curves.png")
+        best = load_checkpoint(out / "best.pt")
+        run.model.load_state_dict(best["state_dict"])
+        report = evaluate_model(run.model, test_set, run.normalization, device=str(run.device), out_json=out / "test_report.json")
+        best["metrics"]["test_top1"] = report["top1"]
+        save_checkpoint(out / "best.pt", best)
+        summary.update(test_top1=report["top1"], test_top5=report["top5"], checkpoint=str(out / "best.pt"))
+        run.log(f"test top-1 {report['top1']:.2%}  top-5 {report['top5']:.2%}  (best val {run.best_val:.2%}) → {out / 'best.pt'}")
+        atomic_write_json(out / "summary.json", {k: v for k, v in summary.items() if k != "history"})
+    run.dist.barrier()
+    shutdown_distributed(run.dist)
+    return summary
