@@ -101,6 +101,7 @@ def run_bench(target: str, options: BenchOptions) -> list[dict]:
         names.remove("torch")
         names.insert(0, "torch")
 
+    sizes = {f.name: f.bytes for f in bundle.files()}
     rows: list[dict] = []
     for name in names:
         cls = backend_class(name)
@@ -121,10 +122,9 @@ def run_bench(target: str, options: BenchOptions) -> list[dict]:
                 latency = summarize(_time_calls(backend, lat_batch, options.iterations, options.warmup))
                 thr = _time_calls(backend, thr_batch, max(10, options.iterations // 10), max(3, options.warmup // 10))
                 info = backend.describe()
-                entry = next(f for f in bundle.files() if f.name == getattr(backend, "entry", None).name) if hasattr(backend, "entry") else None
                 rows.append({
                     "backend": name, "device": info.device, "precision": precision, "flavour": variant.get("flavour") or "",
-                    "file": info.file, "mb": round(entry.bytes / 1e6, 3) if entry else None,
+                    "file": info.file, "mb": round(sizes[info.file] / 1e6, 3) if info.file in sizes else None,
                     "top1": _accuracy(backend, images, test.labels, options.throughput_batch),
                     "latency_ms": latency, "throughput_ips": options.throughput_batch / (np.median(thr) / 1e3),
                     "providers": list(info.providers),

@@ -25,7 +25,7 @@ def balanced_subset(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     classes = np.unique(labels)
     per_class = np.full(len(classes), n // len(classes))
     per_class[: n % len(classes)] += 1
-    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, per_class)]
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, per_class, strict=True)]
     return np.sort(np.concatenate(picked))
 
 

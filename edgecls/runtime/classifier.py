@@ -68,14 +68,11 @@ class Classifier:
         with self._lock:
             return self.backend.infer(batch)
 
-    def _postprocess(self, logits: np.ndarray, timings: list[dict[str, float]]) -> list[Prediction]:
+    def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         probs = softmax(logits)
         order = np.argsort(-probs, axis=1)[:, : self.top_k]
-        return [
-            Prediction(self.classes[int(row[0])], int(row[0]), float(p[row[0]]),
-                       tuple((self.classes[int(i)], float(p[i])) for i in row), t)
-            for p, row, t in zip(probs, order, timings)
-        ]
+        return [(self.classes[int(row[0])], int(row[0]), float(p[row[0]]), tuple((self.classes[int(i)], float(p[i])) for i in row))
+                for p, row in zip(probs, order, strict=True)]
 
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
         """Classify one frame: BGR by default, `color="rgb"` for RGB arrays, grey accepted as it is."""
@@ -89,8 +86,8 @@ class Classifier:
         t1 = time.perf_counter()
         logits = self.infer(batch)
         t2 = time.perf_counter()
+        fields = self._postprocess(logits)
         n = len(frames)
-        timing = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n}
-        preds = self._postprocess(logits, [timing] * n)
-        post = (time.perf_counter() - t2) * 1e3 / n
-        return [Prediction(p.label, p.index, p.confidence, p.topk, {**p.timings_ms, "postprocess": post}) for p in preds]
+        timing = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
+                  "postprocess": (time.perf_counter() - t2) * 1e3 / n}
+        return [Prediction(*f, timings_ms=dict(timing)) for f in fields]

@@ -7,6 +7,7 @@ name and arguments, class names, normalization and input size, plus the optimize
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,18 @@ import torch
 from torch import nn
 
 from edgecls.errors import CheckpointError
-from edgecls.fileio import atomic_path
+from edgecls.fileio import atomic_write_bytes
 from edgecls.zoo import create_model
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT_VERSION, **payload}, tmp)
-    return Path(path)
+    # Serialized in memory first: torch.save names the zip's root folder after the file it writes, and the
+    # temporary name would make identical checkpoints differ byte for byte.
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **payload}, buffer)
+    return atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import nn
 
 from edgecls.zoo.layers import conv_bn_relu, flat_features
@@ -11,7 +13,7 @@ from edgecls.zoo.registry import register_model
 class SequentialClassifier(nn.Module):
     """`features` → flatten → `classifier`; the common shape of the classic and custom CNNs."""
 
-    def __init__(self, features: nn.Sequential, classifier_from: callable[[int], nn.Sequential], in_channels: int, input_size: int):
+    def __init__(self, features: nn.Sequential, classifier_from: Callable[[int], nn.Sequential], in_channels: int, input_size: int):
         super().__init__()
         self.features = features
         self.classifier = classifier_from(flat_features(features, in_channels, input_size))
@@ -27,11 +29,11 @@ def lenet5(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) ->
         nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
         nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
     )
-    return SequentialClassifier(
-        features,
-        lambda n: nn.Sequential(nn.Linear(n, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True), nn.Linear(84, num_classes)),
-        in_channels, input_size,
-    )
+    def head(n: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(n, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
+                             nn.Linear(84, num_classes))
+
+    return SequentialClassifier(features, head, in_channels, input_size)
 
 
 @register_model("AlexNet, CIFAR-sized, batch-norm")

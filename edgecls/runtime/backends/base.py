@@ -58,5 +58,5 @@ class Backend(ABC):
     @abstractmethod
     def describe(self) -> BackendInfo: ...
 
-    def synchronize(self) -> None:
+    def synchronize(self) -> None:  # noqa: B027 (optional hook, a no-op for host-synchronous backends)
         """Wait for queued device work; host-synchronous backends have none."""

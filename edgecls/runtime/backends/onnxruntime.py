@@ -58,7 +58,11 @@ class OnnxRuntimeBackend(Backend):
                          "CUDAExecutionProvider"]
         if device != "cpu":
             providers.append("CPUExecutionProvider")
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
+            raise BundleError(f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {str(exc)[:200]}); "
+                              "the file is corrupt or was not written by edgecls: re-run `edgecls export`") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
 

@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from edgecls.cli import app
+
+runner = CliRunner()
+
+
+def test_help_is_a_tour():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("models", "train", "eval", "export", "build-engine", "camera", "bench", "baseline", "formats", "info"):
+        assert command in result.output
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from edgecls.cli import app; assert 'torch' not in sys.modules; assert 'onnx' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_models_and_formats_tables():
+    result = runner.invoke(app, ["models"])
+    assert result.exit_code == 0 and "1,545,482" in result.output and "mobilenet_mod" in result.output
+    result = runner.invoke(app, ["formats"])
+    assert result.exit_code == 0 and "model.int8.trt.onnx" in result.output and "s8s8" in result.output
+
+
+def test_info_verifies_a_bundle(bundle_dir):
+    result = runner.invoke(app, ["info", str(bundle_dir)])
+    assert result.exit_code == 0, result.output
+    assert "6 files verified" in result.output
+
+
+def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
+    result = runner.invoke(app, ["eval", str(trained_ckpt), "--data-dir", str(cifar_root), "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and (tmp_path / "r.confusion.png").exists() and (tmp_path / "r.examples.png").exists()
+    result = runner.invoke(app, ["baseline", "knn", "--k", "3", "--metric", "l1", "--data-dir", str(cifar_root)])
+    assert result.exit_code == 0, result.output
+    assert "macro" in result.output
+
+
+def test_user_errors_exit_2_with_a_message(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "edgecls", "export", "lenet55", "--out", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Did you mean lenet5" in result.stderr

@@ -1,0 +1,110 @@
+import gzip
+import os
+import pickle
+
+import numpy as np
+import pytest
+from synthetic import write_cifar100, write_idx, write_image_folder
+
+from edgecls.data import load_dataset
+from edgecls.data.split import kfold_indices, long_tail_indices, stratified_split
+from edgecls.errors import ConfigError, DatasetError, UnsafePickleError
+
+
+def test_cifar10_loads_official_batch_format(cifar_root):
+    train = load_dataset("cifar10", "train", cifar_root)
+    test = load_dataset("cifar10", "test", cifar_root)
+    assert train.images.shape == (500, 32, 32, 3) and train.images.dtype == np.uint8
+    assert len(test) == 200 and train.classes[0] == "airplane" and len(train.classes) == 10
+    raw = pickle.load(open(cifar_root / "cifar-10-batches-py" / "data_batch_1", "rb"), encoding="bytes")
+    first = raw[b"data"][0]
+    assert np.array_equal(train.images[0, 0, :3, 0], first[[0, 1, 2]])  # red channel, first row
+    assert train.images[0, 0, 0, 1] == first[1024] and train.images[0, 0, 0, 2] == first[2048]
+
+
+def test_data_dir_comes_from_environment(cifar_root, monkeypatch):
+    monkeypatch.setenv("EDGECLS_DATA", str(cifar_root))
+    assert len(load_dataset("cifar10", "test")) == 200
+
+
+def test_missing_dataset_names_layout_and_how_to_get_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("EDGECLS_DATA", raising=False)
+    with pytest.raises(DatasetError, match="EDGECLS_DATA"):
+        load_dataset("cifar10", "train")
+    with pytest.raises(DatasetError, match="cifar-10-python.tar.gz"):
+        load_dataset("cifar10", "train", tmp_path)
+
+
+def test_unknown_dataset_suggests_a_name(tmp_path):
+    with pytest.raises(ConfigError, match="cifar10"):
+        load_dataset("cifar-10", "train", tmp_path)
+
+
+class _Exploit:
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_crafted_pickle_is_refused_and_runs_nothing(cifar_root, tmp_path):
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "cifar-10-batches-py").symlink_to(tmp_path / "batches")
+    (tmp_path / "batches").mkdir()
+    marker = tmp_path / "pwned"
+    for name in ("batches.meta", "test_batch"):
+        src = cifar_root / "cifar-10-batches-py" / name
+        (tmp_path / "batches" / name).write_bytes(src.read_bytes())
+    (tmp_path / "batches" / "test_batch").write_bytes(pickle.dumps({b"data": _Exploit(marker), b"labels": [0]}))
+    with pytest.raises(UnsafePickleError, match="posix.system|os.system"):
+        load_dataset("cifar10", "test", evil)
+    assert not marker.exists()
+
+
+def test_cifar100_fine_and_coarse(tmp_path):
+    write_cifar100(tmp_path)
+    fine = load_dataset("cifar100", "train", tmp_path)
+    coarse = load_dataset("cifar100-coarse", "test", tmp_path)
+    assert len(fine.classes) == 100 and len(coarse.classes) == 20
+    assert coarse.labels.max() < 20 and len(coarse) == 100
+
+
+@pytest.mark.parametrize("kind", ["fashion-mnist", "mnist"])
+def test_idx_datasets(tmp_path, kind):
+    write_idx(tmp_path, kind)
+    train = load_dataset(kind, "train", tmp_path)
+    assert train.images.shape == (200, 28, 28, 1) and len(train.classes) == 10
+
+
+def test_truncated_idx_file_is_reported(tmp_path):
+    write_idx(tmp_path)
+    path = tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    data = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(data[:-100]))
+    with pytest.raises(DatasetError, match="truncated"):
+        load_dataset("fashion-mnist", "test", tmp_path)
+
+
+def test_image_folder(tmp_path):
+    write_image_folder(tmp_path)
+    train = load_dataset("folder", "train", tmp_path)
+    assert train.classes == ("cat", "dog", "fish") and train.images.shape == (18, 32, 32, 3)
+    resized = load_dataset("folder", "test", tmp_path, image_size=16)
+    assert resized.images.shape[1:] == (16, 16, 3)
+
+
+def test_stratified_split_keeps_class_proportions():
+    labels = np.repeat(np.arange(4), 50)
+    keep, held = stratified_split(labels, 0.2, seed=1)
+    assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 200
+    assert np.all(np.bincount(labels[held]) == 10)
+
+
+def test_long_tail_profile_and_kfold():
+    labels = np.repeat(np.arange(10), 100)
+    counts = np.bincount(labels[long_tail_indices(labels, 10.0, seed=0)])
+    assert counts[0] == 100 and counts[-1] == 10 and np.all(np.diff(counts) <= 0)
+    folds = kfold_indices(labels, 5, seed=0)
+    assert len(folds) == 5 and sorted(np.concatenate([f[1] for f in folds]).tolist()) == list(range(1000))

@@ -1,0 +1,177 @@
+import json
+import subprocess
+import sys
+import threading
+
+import cv2
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edgecls.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError
+from edgecls.export.tensorrt import check_engine, sidecar_path
+from edgecls.runtime import Classifier, Prediction
+from edgecls.runtime.preprocess import Preprocessor, area_resize, center_square
+
+
+@pytest.fixture(scope="module")
+def clf(bundle_dir):
+    return Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def test_images(cifar_root):
+    from edgecls.data import load_dataset
+
+    return load_dataset("cifar10", "test", cifar_root)
+
+
+def test_runtime_imports_and_predicts_without_torch_tensorrt_or_pycuda(bundle_dir):
+    code = f"""
+import sys
+for name in ("torch", "tensorrt", "pycuda", "torchvision"):
+    sys.modules[name] = None  # any import of them now raises ImportError
+import numpy as np
+import edgecls, edgecls.runtime
+from edgecls.runtime import Classifier
+clf = Classifier.load({str(bundle_dir)!r})
+pred = clf.predict(np.zeros((480, 640, 3), np.uint8))
+assert not any(m == "torch" or m.startswith("torch.") for m in sys.modules if sys.modules[m] is not None)
+print(clf.info.name, clf.info.precision, pred.label)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["onnxruntime", "int8"]  # auto: the CPU picks the U8S8 graph
+
+
+def test_auto_choice_explains_itself(bundle_dir):
+    clf = Classifier.load(bundle_dir)
+    assert clf.info.file == "model.int8.onnx" and "TensorRT is not installed" in clf.reason
+    assert "int8" in clf.describe()
+
+
+def test_predict_matches_test_labels_through_the_frame_path(clf, test_images):
+    hits = 0
+    for img, label in zip(test_images.images[:50], test_images.labels[:50], strict=True):
+        frame = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), (96, 96), interpolation=cv2.INTER_NEAREST)
+        pred = clf.predict(frame)
+        hits += pred.index == label
+    assert hits >= 45
+    assert isinstance(pred, Prediction) and len(pred.topk) == 5 and pred.topk[0][0] == pred.label
+    assert set(pred.timings_ms) == {"preprocess", "inference", "postprocess"}
+    assert 0 < pred.confidence <= 1
+
+
+def test_rgb_and_grey_frames_are_accepted(clf, test_images):
+    rgb = test_images.images[0]
+    assert clf.predict(rgb, color="rgb").index == clf.predict(np.ascontiguousarray(rgb[..., ::-1])).index
+    assert isinstance(clf.predict(np.full((40, 60), 128, np.uint8)), Prediction)
+    assert isinstance(clf.predict(np.zeros((40, 60, 4), np.uint8)), Prediction)
+
+
+@pytest.mark.parametrize(("frame", "message"), [
+    (np.zeros((0, 10, 3), np.uint8), "empty frame"),
+    (np.zeros((32, 32, 3), np.float32), "dtype must be uint8"),
+    (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
+    (np.zeros((32, 32, 2), np.uint8), "H×W×3"),
+    (np.zeros((2, 32, 32, 3), np.uint8), "H×W×3"),
+    ([[1, 2], [3, 4]], "numpy array"),
+])
+def test_bad_frames_raise_typed_errors(clf, frame, message):
+    with pytest.raises(InputError, match=message):
+        clf.predict(frame)
+
+
+def test_bad_batches_raise_typed_errors(clf):
+    with pytest.raises(InputError, match="float32"):
+        clf.infer(np.zeros((1, 3, 32, 32), np.float64))
+    with pytest.raises(InputError, match="N×3×32×32"):
+        clf.infer(np.zeros((1, 1, 32, 32), np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        clf.infer(np.full((1, 3, 32, 32), np.nan, np.float32))
+    with pytest.raises(InputError, match="color"):
+        clf.predict(np.zeros((8, 8, 3), np.uint8), color="hsv")
+    with pytest.raises(InputError, match="at least one"):
+        clf.predict_batch([])
+
+
+def test_unknown_or_missing_backends_are_explained(bundle_dir):
+    with pytest.raises(ConfigError, match="unknown backend"):
+        Classifier.load(bundle_dir, backend="openvino")
+    with pytest.raises(BackendUnavailableError, match="CUDAExecutionProvider"):
+        Classifier.load(bundle_dir, backend="onnxruntime", device="cuda")
+    with pytest.raises(ConfigError, match="precision"):
+        Classifier.load(bundle_dir, precision="int4")
+
+
+def test_predict_is_thread_safe(clf, test_images):
+    frames = [cv2.cvtColor(img, cv2.COLOR_RGB2BGR) for img in test_images.images[:40]]
+    expected = [p.index for p in clf.predict_batch(frames)]
+    results = {}
+
+    def worker(k):
+        results[k] = [clf.predict(f).index for f in frames]
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == expected for r in results.values())
+
+
+def test_fast_area_resize_stays_within_two_grey_levels(test_images):
+    rng = np.random.default_rng(0)
+    for img in test_images.images[:20]:
+        big = cv2.resize(img, (480, 480), interpolation=cv2.INTER_LINEAR)
+        frame = np.zeros((480, 640, 3), np.uint8)
+        frame[:, 80:560] = big
+        frame = np.clip(frame.astype(int) + rng.integers(-3, 4, frame.shape), 0, 255).astype(np.uint8)
+        square = center_square(frame)
+        exact = cv2.resize(square, (32, 32), interpolation=cv2.INTER_AREA)
+        fast = area_resize(square, 32)
+        assert np.abs(fast.astype(int) - exact.astype(int)).max() <= 2
+
+
+def test_preprocessor_follows_the_manifest(bundle_dir):
+    manifest = json.loads((bundle_dir / "edgecls.json").read_text())
+    prep = Preprocessor(manifest["input"], manifest["preprocess"])
+    frame = np.zeros((40, 80, 3), np.uint8)
+    frame[:, 20:60] = (0, 0, 255)  # a red square in BGR, centred
+    x = prep(frame)
+    norm = manifest["preprocess"]["normalization"]
+    assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
+    assert np.allclose(x[0, 0], (255 - norm["mean"][0]) / norm["std"][0], atol=1e-4)  # red lands in channel 0 (RGB model)
+    assert np.allclose(x[0, 2], (0 - norm["mean"][2]) / norm["std"][2], atol=1e-4)
+
+
+def test_engine_built_elsewhere_is_refused(tmp_path):
+    engine = tmp_path / "model.int8.engine"
+    engine.write_bytes(b"engine bytes")
+    recorded = {"gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0", "onnx_sha256": "ab", "precision": "int8",
+                "engine_sha256": __import__("hashlib").sha256(b"engine bytes").hexdigest()}
+    sidecar_path(engine).write_text(json.dumps(recorded))
+    check_engine(engine, dict(recorded))
+    with pytest.raises(EngineMismatchError, match="gpu='Orin'.*'NVIDIA H100"):
+        check_engine(engine, {**recorded, "gpu": "NVIDIA H100"})
+    with pytest.raises(EngineMismatchError, match="tensorrt"):
+        check_engine(engine, {**recorded, "tensorrt": "8.6.1"})
+    engine.write_bytes(b"engine bytes, edited")
+    with pytest.raises(EngineMismatchError, match="hash"):
+        check_engine(engine, recorded)
+    sidecar_path(engine).unlink()
+    with pytest.raises(EngineMismatchError, match="sidecar"):
+        check_engine(engine, recorded)
+
+
+@settings(max_examples=40, deadline=None)
+@given(h=st.integers(1, 700), w=st.integers(1, 700), channels=st.sampled_from([None, 1, 3, 4]), seed=st.integers(0, 2**16))
+def test_any_frame_size_becomes_one_finite_input_tensor(h, w, channels, seed):
+    prep = Preprocessor({"size": 32, "channels": 3, "color": "rgb"},
+                        {"crop": "center", "normalization": {"kind": "zscore", "mean": [120.0] * 3, "std": [60.0] * 3}})
+    shape = (h, w) if channels is None else (h, w, channels)
+    frame = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+    x = prep(frame)
+    assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32 and np.isfinite(x).all()
+    assert x.min() >= (0 - 120) / 60 - 1e-6 and x.max() <= (255 - 120) / 60 + 1e-6
