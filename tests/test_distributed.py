@@ -10,7 +10,9 @@ from edgecls.train.checkpoint import load_checkpoint
 
 def _train(args, cifar_root, out, nproc):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc > 1 else [sys.executable]
+    launcher = [sys.executable]
+    if nproc > 1:
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     cmd = [*launcher, "-m", "edgecls", "train", "lenet5", "--data-dir", str(cifar_root), "--out", str(out), "--device", "cpu",
            "--batch-size", "32", "--optimizer", "adam", "--lr", "0.005", "--weight-decay", "0", *args]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
