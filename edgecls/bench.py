@@ -55,7 +55,7 @@ def _variants(bundle: Bundle, backend: str, precision: str) -> list[dict]:
     return [{"device": "cuda:0"}]
 
 
-def _time_calls(backend, batch: np.ndarray, iterations: int, warmup: int) -> np.ndarray:
+def time_calls(backend, batch: np.ndarray, iterations: int, warmup: int) -> np.ndarray:
     for _ in range(warmup):
         backend.infer(batch)
     backend.synchronize()
@@ -119,8 +119,8 @@ def run_bench(target: str, options: BenchOptions) -> list[dict]:
                     console.print(f"[yellow]skip[/] {label}: {exc}")
                     continue
                 console.print(f"timing {label} …")
-                latency = summarize(_time_calls(backend, lat_batch, options.iterations, options.warmup))
-                thr = _time_calls(backend, thr_batch, max(10, options.iterations // 10), max(3, options.warmup // 10))
+                latency = summarize(time_calls(backend, lat_batch, options.iterations, options.warmup))
+                thr = time_calls(backend, thr_batch, max(10, options.iterations // 10), max(3, options.warmup // 10))
                 info = backend.describe()
                 rows.append({
                     "backend": name, "device": info.device, "precision": precision, "flavour": variant.get("flavour") or "",

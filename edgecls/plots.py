@@ -14,7 +14,7 @@ import numpy as np
 from edgecls.fileio import atomic_path
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,15 +23,15 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save_png(fig, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return Path(path)
 
 
 def training_curves(history: list[dict], path: str | os.PathLike) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
@@ -43,11 +43,11 @@ def training_curves(history: list[dict], path: str | os.PathLike) -> Path:
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def confusion_matrix_png(cm: np.ndarray, classes, path: str | os.PathLike, title: str = "Confusion matrix") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm)
     n = len(classes)
     fig, ax = plt.subplots(figsize=(max(5, 0.55 * n + 2), max(4, 0.55 * n + 1.5)))
@@ -62,13 +62,13 @@ def confusion_matrix_png(cm: np.ndarray, classes, path: str | os.PathLike, title
                 ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
                         color="white" if norm[i, j] > 0.5 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, classes, path: str | os.PathLike,
                  per_kind: int = 16) -> Path:
     """Two rows of panels: correctly classified examples, then failures, each titled 'pred (true)'."""
-    plt = _pyplot()
+    plt = pyplot()
     correct = np.flatnonzero(preds == labels)[:per_kind]
     wrong = np.flatnonzero(preds != labels)[:per_kind]
     cols = 8
@@ -83,11 +83,11 @@ def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, clas
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
             ax.set_title(f"{classes[preds[i]]}\n({classes[labels[i]]})", fontsize=6, color=colour)
     fig.suptitle("correct (green) and failed (red): predicted (true)", fontsize=9)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Latency") -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, values in samples_ms.items():
         values = np.asarray(values)
@@ -95,11 +95,11 @@ def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike
             ax.hist(values, bins=50, alpha=0.6, label=f"{name} (p50 {np.percentile(values, 50):.3f} ms)")
     ax.set(xlabel="milliseconds", ylabel="frames", title=title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True) -> Path:
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for p in points:
         ax.scatter(p[x], p[y])
@@ -108,4 +108,16 @@ def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathL
         ax.set_xscale("log")
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)
+
+
+def series_png(series: dict[str, list[float]], path: str | os.PathLike, xlabel: str, ylabel: str, title: str) -> Path:
+    """One line per named series, x = 1..n (e.g. validation accuracy per epoch of several runs)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, values in series.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=3)
+    return save_png(fig, path)

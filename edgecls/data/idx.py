@@ -28,7 +28,7 @@ def read_idx(path: Path) -> np.ndarray:
     payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if payload.size != expected:
         raise DatasetError(f"{path}: header promises {expected} bytes, file holds {payload.size} (truncated?)")
-    return payload.reshape(tuple(dims))
+    return payload.reshape(tuple(dims)).copy()  # frombuffer views are read-only
 
 
 def load_idx_dataset(root: Path, split: str, kind: str) -> ImageSet:
