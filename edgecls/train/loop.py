@@ -6,6 +6,10 @@ by the best checkpoint, at the very end.
 
 from __future__ import annotations
 
+import os
+import platform
+import shlex
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import replace
@@ -37,6 +41,12 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def describe_hardware(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -237,7 +247,9 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
             if cfg.early_stopping and run.bad_epochs >= cfg.early_stopping:
                 run.log(f"early stop: no validation improvement for {cfg.early_stopping} epochs")
                 break
-    summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history}
+    summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history,
+               "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "hardware": describe_hardware(run.device),
+               "world_size": run.dist.world_size, "train_wall_s": sum(h["epoch_s"] for h in run.history)}
     if run.dist.is_main:
         training_curves(run.history, out / "curves.png")
         best = load_checkpoint(out / "best.pt")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,8 +75,8 @@ class TensorRTBackend(Backend):
             try:
                 check_engine(in_bundle, expected)
                 return in_bundle
-            except EngineMismatchError:
-                pass  # built elsewhere: fall through to the cache, then to a fresh build
+            except EngineMismatchError as exc:  # never run it; say so, then use (or build) one for this machine
+                warnings.warn(f"not using {in_bundle.name}: {exc} Using an engine built here instead.", stacklevel=3)
         key = hashlib.sha256("|".join(str(expected[k]) for k in sorted(expected)).encode()).hexdigest()[:20]
         cached = engine_cache_dir() / f"{key}.engine"
         if not cached.is_file():

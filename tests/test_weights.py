@@ -1,0 +1,31 @@
+"""Every shipped weights file matches its model card: hash, size, metadata, and it loads safely."""
+
+import pytest
+
+from edgecls.fileio import sha256_file
+from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edgecls.zoo.pretrained import WEIGHTS_DIR, all_cards
+
+CARDS = all_cards()
+REQUIRED = {"model", "dataset", "command", "hardware", "epochs_run", "wall_time_s", "val_top1", "test_top1", "data_sha256",
+            "weights_sha256", "weights_bytes"}
+
+
+def test_mobilenet_mod_and_lenet5_are_shipped():
+    assert {"mobilenet_mod.cifar10", "lenet5.cifar10"} <= set(CARDS)
+
+
+@pytest.mark.parametrize("key", sorted(CARDS))
+def test_shipped_weights_match_their_card(key):
+    card = CARDS[key]
+    path = WEIGHTS_DIR / f"{key}.pt"
+    assert REQUIRED <= set(card)
+    assert path.stat().st_size == card["weights_bytes"] < 10 * 2**20
+    assert sha256_file(path) == card["weights_sha256"]
+    assert set(card["data_sha256"]) >= {"data_batch_1", "test_batch"}
+    ckpt = load_checkpoint(path)  # weights_only=True
+    assert ckpt["model"]["name"] == card["model"] and len(ckpt["classes"]) == 10
+    assert "optimizer" not in ckpt
+    model = model_from_checkpoint(ckpt)
+    assert sum(p.numel() for p in model.parameters()) > 0
+    assert abs(ckpt["metrics"]["val_acc"] - card["val_top1"]) < 1e-9
