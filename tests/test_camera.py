@@ -99,3 +99,40 @@ def test_unopenable_sources_say_why(clf, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(SourceError, match="no images"):
         run_camera(clf, CameraOptions(source=str(tmp_path / "empty"), headless=True))
+
+
+class FlakyLiveSource:
+    """A live source that drops after 3 frames, fails to reopen once, then delivers 3 more and ends."""
+
+    live, fps = True, 0.0
+
+    def __init__(self):
+        self.sent, self.opens, self.closed = 0, 0, False
+
+    def read(self):
+        if self.sent in (3, 6) and self.opens < (1 if self.sent == 3 else 99):
+            return None, None
+        if self.sent >= 6:
+            return None, None
+        self.sent += 1
+        return np.full((48, 64, 3), self.sent * 20, np.uint8), None
+
+    def reopen(self):
+        self.opens += 1
+        if self.opens == 1:
+            raise SourceError("camera still unplugged")
+
+    def close(self):
+        self.closed = True
+
+
+def test_live_source_reconnects_with_backoff():
+    source = FlakyLiveSource()
+    grabber = LatestFrameGrabber(source, max_reconnects=5, backoff_s=0.01).start()
+    frames = []
+    while (frame := grabber.next_frame()) is not None:
+        frames.append(frame)
+        time.sleep(0.005)
+    grabber.stop()
+    assert grabber.reconnects >= 2 and source.opens >= 2 and source.closed
+    assert grabber.captured == 6 and len(frames) + grabber.dropped == 6
