@@ -204,6 +204,7 @@ def export(
     max_accuracy_drop: Annotated[float, typer.Option(help="INT8 may lose at most this many points vs FP32")] = 1.0,
     allow_accuracy_drop: bool = False,
     eval_images: Annotated[int | None, typer.Option(help="evaluate on the first N test images only")] = None,
+    exclude_node: Annotated[list[str], typer.Option(help="ONNX node kept in float in the INT8 graphs (repeatable)")] = [],  # noqa: B006
     triton: Annotated[str | None, typer.Option(help="also write a Triton Inference Server model repository here")] = None,
 ) -> None:
     """Write a deployable bundle: ONNX FP32 (+FP16, +INT8 U8S8/S8S8), manifest, TensorRT engines where possible."""
@@ -211,7 +212,8 @@ def export(
 
     options = ExportOptions(fp16=fp16, int8=int8, out=out_dir, data_dir=data_dir, calib_images=calib_images,
                             calib_method=calib_method, target=target, max_accuracy_drop=max_accuracy_drop,
-                            allow_accuracy_drop=allow_accuracy_drop, eval_images=eval_images)
+                            allow_accuracy_drop=allow_accuracy_drop, eval_images=eval_images,
+                            exclude_nodes=tuple(exclude_node))
     manifest = export_bundle(source, options)
     if triton:
         from edgecls.export.triton import write_triton_repository

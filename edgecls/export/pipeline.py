@@ -49,6 +49,7 @@ class ExportOptions:
     max_accuracy_drop: float = 1.0
     allow_accuracy_drop: bool = False
     eval_images: int | None = None
+    exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
 
 
@@ -144,31 +145,11 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
         convert_fp16(fp32, out / "model.fp16.onnx")
         record("onnx-fp16")
 
-    calibration = None
-    if options.int8:
-        calib = calibration_images(train_set, options.calib_images, options.seed)
-        reader = ArrayCalibrationReader(prep.batch_from_images(calib.images), INPUT_NAME)
-        flavours = {"cpu": ("u8s8",), "tensorrt": ("s8s8",), "all": ("u8s8", "s8s8")}[options.target]
-        for flavour in flavours:
-            key = "onnx-int8" if flavour == "u8s8" else "onnx-int8-trt"
-            quantize(fp32, out / format_by_key(key).file, reader, FLAVOURS[flavour], options.calib_method)
-            record(key)
-            console.print(f"  {format_by_key(key).file}: {flavour} Q/DQ, {options.calib_method} calibration on {len(calib)} images")
-        if "s8s8" in flavours:
-            write_tensorrt_cache(out / "model.int8.trt.onnx", out / "calibration.cache")
-            record("trt-calib")
-        calibration = {"dataset": f"{dataset} train split", "images": len(calib), "per_class": calib.class_counts().tolist(),
-                       "method": options.calib_method, "seed": options.seed, "test_images_used": 0}
+    calibration = _quantize(fp32, out, train_set, prep, options, record) if options.int8 else None
+    if calibration:
+        calibration["dataset"] = f"{dataset} train split"
 
-    accuracy = None
-    if test_set is not None:
-        batch = prep.batch_from_images(test_set.images)
-        accuracy = {"dataset": test_set.name, "samples": len(test_set), "files": {}}
-        for fname, entry in files.items():
-            if entry["format"] == "onnx":
-                top1 = float(np.mean(_onnx_scores(out / fname, batch).argmax(1) == test_set.labels))
-                accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1}
-        _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
+    accuracy = _evaluate(out, files, test_set, prep) if test_set is not None else None
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -185,17 +166,8 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
         "calibration": calibration,
         "tools": _tool_versions(),
     }
-    if accuracy and options.int8:
-        base = accuracy["files"]["model.onnx"]["top1"]
-        for fname, row in accuracy["files"].items():
-            drop = (base - row["top1"]) * 100
-            if row["precision"] == "int8" and drop > options.max_accuracy_drop and not options.allow_accuracy_drop:
-                raise AccuracyDropError(
-                    f"{fname} loses {drop:.2f} points against FP32 ({row['top1']:.2%} vs {base:.2%}), more than "
-                    f"--max-accuracy-drop {options.max_accuracy_drop}. Try more calibration images (--calib-images "
-                    f"{options.calib_images * 2}), another method (--calib-method entropy or percentile), or excluding "
-                    "sensitive layers; or accept it with --allow-accuracy-drop. The bundle was left without a manifest.")
-
+    if accuracy and options.int8 and not options.allow_accuracy_drop:
+        _check_int8_drop(accuracy, options)
     atomic_write_json(out / MANIFEST, manifest)
     if options.target in ("tensorrt", "all"):
         engines = _maybe_build_engines(out, options)
@@ -204,6 +176,48 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
             atomic_write_json(out / MANIFEST, manifest)
     console.print(f"bundle written: {out}/{MANIFEST} ({len(files)} files, {time.perf_counter() - started:.1f} s)")
     return manifest
+
+
+def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record) -> dict:
+    """Both INT8 flavours the target needs, calibrated on stratified training images; returns the calibration record."""
+    calib = calibration_images(train_set, options.calib_images, options.seed)
+    reader = ArrayCalibrationReader(prep.batch_from_images(calib.images), INPUT_NAME)
+    flavours = {"cpu": ("u8s8",), "tensorrt": ("s8s8",), "all": ("u8s8", "s8s8")}[options.target]
+    for flavour in flavours:
+        key = "onnx-int8" if flavour == "u8s8" else "onnx-int8-trt"
+        quantize(fp32, out / format_by_key(key).file, reader, FLAVOURS[flavour], options.calib_method, options.exclude_nodes)
+        record(key)
+        console.print(f"  {format_by_key(key).file}: {flavour} Q/DQ, {options.calib_method} calibration on {len(calib)} images")
+    if "s8s8" in flavours:
+        write_tensorrt_cache(out / "model.int8.trt.onnx", out / "calibration.cache")
+        record("trt-calib")
+    return {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
+            "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
+
+
+def _evaluate(out: Path, files: dict, test_set: ImageSet, prep: Preprocessor) -> dict:
+    """Top-1 of every ONNX file on the whole test set, through ONNX Runtime on the CPU."""
+    batch = prep.batch_from_images(test_set.images)
+    accuracy = {"dataset": test_set.name, "samples": len(test_set), "files": {}}
+    for fname, entry in files.items():
+        if entry["format"] == "onnx":
+            top1 = float(np.mean(_onnx_scores(out / fname, batch).argmax(1) == test_set.labels))
+            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1}
+    _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
+    return accuracy
+
+
+def _check_int8_drop(accuracy: dict, options: ExportOptions) -> None:
+    base = accuracy["files"]["model.onnx"]["top1"]
+    for fname, row in accuracy["files"].items():
+        drop = (base - row["top1"]) * 100
+        if row["precision"] == "int8" and drop > options.max_accuracy_drop:
+            raise AccuracyDropError(
+                f"{fname} loses {drop:.2f} points against FP32 ({row['top1']:.2%} vs {base:.2%}), more than "
+                f"--max-accuracy-drop {options.max_accuracy_drop}. Try more calibration images (--calib-images "
+                f"{options.calib_images * 2}), another method (--calib-method entropy or percentile), or keeping "
+                "sensitive layers in float (--exclude-node NAME); or accept it with --allow-accuracy-drop. "
+                "The bundle was left without a manifest.")
 
 
 def _maybe_build_engines(out: Path, options: ExportOptions) -> list[dict]:
