@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 from typer.testing import CliRunner
 
 from edgecls.cli import app
@@ -46,3 +47,12 @@ def test_user_errors_exit_2_with_a_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "edgecls", "export", "lenet55", "--out", str(tmp_path)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and "Did you mean lenet5" in result.stderr
+
+
+def test_build_engine_without_tensorrt_says_what_to_run(bundle_dir):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed: tests/test_tensorrt.py builds engines for real")
+    result = subprocess.run([sys.executable, "-m", "edgecls", "build-engine", str(bundle_dir)], capture_output=True, text=True)
+    assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "build-engine" in result.stderr
