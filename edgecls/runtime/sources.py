@@ -163,6 +163,8 @@ class LatestFrameGrabber:
                 with self.cond:
                     if not self.paced:
                         self.cond.wait_for(lambda: self.latest is None or self._stop.is_set())
+                    if self._stop.is_set():
+                        break
                     if self.latest is not None:
                         self.dropped += 1
                     self.latest = Frame(image, self.captured, time.perf_counter(), label)
