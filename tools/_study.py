@@ -12,4 +12,5 @@ def study_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="tiny subsets and one epoch: minutes on a CPU")
     parser.add_argument("--epochs", type=int, default=None, help="override the epochs of the full run")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--subset", type=int, default=None, help="class-balanced training images for the full run")
     return parser

@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--model", default="mobilenet_mod")
     args = parser.parse_args(argv)
     epochs = args.epochs or (1 if args.quick else 30)
-    subset = 600 if args.quick else None
+    subset = 600 if args.quick else args.subset
     rows, curves = [], {}
     for optimizer in ("sgd", "adam", "adadelta"):
         for lr in (0.1, 0.01, 0.001):
