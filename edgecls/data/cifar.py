@@ -38,14 +38,14 @@ def _names(values) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
+_CIFAR10_HINT = _HINT.format(folder="cifar-10-batches-py", files="data_batch_1…5, test_batch, batches.meta",
+                             archive="cifar-10-python.tar.gz", tv="CIFAR10")
+
+
 def load_cifar10(root: Path, split: str) -> ImageSet:
-    folder = find_first(root, ["cifar-10-batches-py", "."], _HINT.format(
-        folder="cifar-10-batches-py", files="data_batch_1…5, test_batch, batches.meta",
-        archive="cifar-10-python.tar.gz", tv="CIFAR10"))
+    folder = find_first(root, ["cifar-10-batches-py", "."], _CIFAR10_HINT)
     if not (folder / "batches.meta").is_file():
-        raise DatasetError(f"{folder / 'batches.meta'} not found. " + _HINT.format(
-            folder="cifar-10-batches-py", files="data_batch_1…5, test_batch, batches.meta",
-            archive="cifar-10-python.tar.gz", tv="CIFAR10"))
+        raise DatasetError(f"{folder / 'batches.meta'} not found. {_CIFAR10_HINT}")
     names = ["test_batch"] if split == "test" else [f"data_batch_{i}" for i in range(1, 6)]
     batches = [(folder / n, _read(folder / n)) for n in names]
     images = np.concatenate([_images(b, p) for p, b in batches])

@@ -22,7 +22,6 @@ class ModelInfo:
     builder: Callable[..., nn.Module]
     summary: str
     paper: str = ""
-    default_input_size: int = 32
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
