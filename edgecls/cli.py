@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -112,14 +113,27 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    source: Annotated[str, typer.Argument(help="checkpoint path, or a zoo model with bundled weights")],
-    dataset: str | None = typer.Option(None, help="default: the dataset the checkpoint was trained on"),
+    source: Annotated[str, typer.Argument(help="checkpoint, zoo model with bundled weights, or an exported bundle directory")],
+    dataset: str | None = typer.Option(None, help="default: the dataset the model was trained on"),
     data_dir: DataDir = None,
     json_path: Annotated[str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")] = None,
     device: str = "auto",
+    backend: Annotated[str, typer.Option(help="bundles only: auto, onnxruntime, tensorrt, torch")] = "auto",
+    precision: Annotated[str, typer.Option(help="bundles only: auto, fp32, fp16, int8")] = "auto",
 ) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
     from edgecls.data import load_dataset
+
+    if Path(source).is_dir():
+        from edgecls.evaluate import evaluate_classifier
+        from edgecls.runtime import Classifier
+
+        classifier = Classifier.load(source, backend=backend, precision=precision, device=device)
+        data = load_dataset(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir)
+        report = evaluate_classifier(classifier, data, out_json=json_path)
+        _print_report(report, f"{classifier.describe()} on {data.name}")
+        return
+
     from edgecls.data.transforms import Normalization
     from edgecls.evaluate import evaluate_model
     from edgecls.export.pipeline import resolve_source

@@ -1,4 +1,4 @@
-"""Evaluate a PyTorch model on an `ImageSet`: metrics JSON, confusion matrix and example grid PNGs."""
+"""Evaluate a PyTorch model or an exported bundle on an `ImageSet`: metrics JSON, confusion matrix and example PNGs."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
 def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
                    out_json: str | os.PathLike | None = None) -> dict:
     scores = predict_scores(model, data, normalization, device=device)
+    report = classification_report(data.labels, scores, data.classes)
+    if out_json:
+        write_report(report, scores, data, out_json)
+    return report
+
+
+def evaluate_classifier(classifier, data: ImageSet, batch_size: int = 500, out_json: str | os.PathLike | None = None) -> dict:
+    """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch."""
+    images = classifier.preprocessor.batch_from_images(data.images)
+    scores = np.concatenate([classifier.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
     report = classification_report(data.labels, scores, data.classes)
     if out_json:
         write_report(report, scores, data, out_json)

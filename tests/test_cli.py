@@ -43,6 +43,18 @@ def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
     assert "macro" in result.output
 
 
+def test_eval_of_a_bundle_matches_the_accuracy_recorded_at_export(bundle_dir, cifar_root, tmp_path):
+    import json
+
+    recorded = json.loads((bundle_dir / "edgecls.json").read_text())["accuracy"]["files"]["model.int8.onnx"]["top1"]
+    result = runner.invoke(app, ["eval", str(bundle_dir), "--precision", "int8", "--backend", "onnxruntime", "--device", "cpu",
+                                 "--data-dir", str(cifar_root), "--json", str(tmp_path / "int8.json")])
+    assert result.exit_code == 0, result.output
+    assert "int8" in result.output and (tmp_path / "int8.confusion.png").exists()
+    report = json.loads((tmp_path / "int8.json").read_text())
+    assert report["samples"] == 200 and report["top1"] == pytest.approx(recorded, abs=1e-4)
+
+
 def test_user_errors_exit_2_with_a_message(tmp_path):
     result = subprocess.run([sys.executable, "-m", "edgecls", "export", "lenet55", "--out", str(tmp_path)],
                             capture_output=True, text=True)

@@ -29,3 +29,14 @@ def test_shipped_weights_match_their_card(key):
     model = model_from_checkpoint(ckpt)
     assert sum(p.numel() for p in model.parameters()) > 0
     assert abs(ckpt["metrics"]["val_acc"] - card["val_top1"]) < 1e-9
+
+
+@pytest.mark.parametrize("key", sorted(CARDS))
+def test_card_records_the_exported_graphs_and_int8_stays_within_half_a_point(key):
+    export = CARDS[key]["export"]
+    top1 = export["top1"]
+    assert {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"} <= set(top1)
+    assert export["test_samples"] == 10_000 and "train" in export["calibration"]["dataset"]
+    assert top1["model.onnx"] == pytest.approx(CARDS[key]["test_top1"], abs=0.002)
+    for int8 in ("model.int8.onnx", "model.int8.trt.onnx"):
+        assert top1["model.onnx"] - top1[int8] <= 0.005

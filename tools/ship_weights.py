@@ -2,19 +2,24 @@
 
     python tools/ship_weights.py runs/mobilenet_mod --dataset cifar10 --data-dir ../shared/datasets \
         --command "edgecls train mobilenet_mod ..." --hardware "2-core CPU"
+    python tools/ship_weights.py --refresh-export lenet5 --data-dir ../shared/datasets
 
 Writes edgecls/zoo/weights/<model>.<dataset>.pt (FP32 state dict and the metadata the export needs; no
 optimizer state) and <model>.<dataset>.json: the command, epochs, hardware, wall time, final validation
-and test accuracy, the sha256 of every data file used and of the weights file itself.
+and test accuracy, the sha256 of every data file used and of the weights file itself. It then exports the
+shipped file exactly as `edgecls export MODEL --fp16 --int8` would and records the test accuracy of every
+deployable graph, so the card states what the FP16 and INT8 artifacts score, not only the PyTorch model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 from edgecls.data.locate import data_root
+from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.fileio import atomic_write_json, sha256_file
 from edgecls.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR
@@ -22,28 +27,20 @@ from edgecls.zoo.pretrained import WEIGHTS_DIR
 DATA_FILES = {"cifar10": "cifar-10-batches-py"}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path)
-    parser.add_argument("--dataset", default="cifar10")
-    parser.add_argument("--data-dir")
-    parser.add_argument("--command", required=True, help="the exact command that trained the run")
-    parser.add_argument("--hardware", required=True)
-    args = parser.parse_args()
-
-    ckpt = load_checkpoint(args.run / "best.pt")
-    history = json.loads((args.run / "history.json").read_text())
-    summary = json.loads((args.run / "summary.json").read_text())
+def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: str) -> dict:
+    ckpt = load_checkpoint(run / "best.pt")
+    history = json.loads((run / "history.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
     name = ckpt["model"]["name"]
-    dst = WEIGHTS_DIR / f"{name}.{args.dataset}.pt"
+    dst = WEIGHTS_DIR / f"{name}.{dataset}.pt"
     keep = ("model", "state_dict", "classes", "normalization", "input", "dataset", "metrics")
     save_checkpoint(dst, {k: ckpt[k] for k in keep})
-    folder = data_root(args.data_dir) / DATA_FILES[args.dataset]
-    card = {
+    folder = data_root(data_dir) / DATA_FILES[dataset]
+    return {
         "model": name,
-        "dataset": args.dataset,
-        "command": args.command,
-        "hardware": args.hardware,
+        "dataset": dataset,
+        "command": command,
+        "hardware": hardware,
         "epochs_run": len(history),
         "best_epoch": ckpt["epoch"],
         "wall_time_s": round(sum(h["epoch_s"] for h in history), 1),
@@ -55,8 +52,43 @@ def main() -> None:
         "weights_sha256": sha256_file(dst),
         "weights_bytes": dst.stat().st_size,
     }
-    atomic_write_json(WEIGHTS_DIR / f"{name}.{args.dataset}.json", card)
-    print(json.dumps({k: card[k] for k in ("model", "epochs_run", "val_top1", "test_top1", "weights_bytes")}))
+
+
+def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
+    """Export the shipped weights with the default options; the bundle's accuracy table and calibration record."""
+    with tempfile.TemporaryDirectory() as tmp:
+        export_bundle(str(weights), ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir))
+        manifest = json.loads((Path(tmp) / "edgecls.json").read_text())
+    return {"command": f"edgecls export {weights.name.split('.')[0]} --fp16 --int8",
+            "test_samples": manifest["accuracy"]["samples"],
+            "top1": {name: row["top1"] for name, row in manifest["accuracy"]["files"].items()},
+            "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, nargs="?")
+    parser.add_argument("--dataset", default="cifar10")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--command", help="the exact command that trained the run")
+    parser.add_argument("--hardware")
+    parser.add_argument("--refresh-export", metavar="MODEL", help="only re-measure the export of already shipped weights")
+    args = parser.parse_args()
+
+    if args.refresh_export:
+        key = f"{args.refresh_export}.{args.dataset}"
+        card = json.loads((WEIGHTS_DIR / f"{key}.json").read_text())
+    elif args.run and args.command and args.hardware:
+        card = ship(args.run, args.dataset, args.data_dir, args.command, args.hardware)
+        key = f"{card['model']}.{args.dataset}"
+    else:
+        parser.error("give RUN with --command and --hardware, or --refresh-export MODEL")
+    weights = WEIGHTS_DIR / f"{key}.pt"
+    if sha256_file(weights) != card["weights_sha256"]:
+        raise SystemExit(f"{weights} does not match its card; ship it again from its run")
+    card["export"] = exported_accuracy(weights, args.data_dir)
+    atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
+    print(json.dumps({k: card[k] for k in ("model", "epochs_run", "val_top1", "test_top1", "weights_bytes", "export")}))
 
 
 if __name__ == "__main__":
