@@ -113,7 +113,7 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    source: Annotated[str, typer.Argument(help="checkpoint, zoo model with bundled weights, or an exported bundle directory")],
+    source: Annotated[str, typer.Argument(help="checkpoint, run directory, zoo model with bundled weights, or an exported bundle")],
     dataset: str | None = typer.Option(None, help="default: the dataset the model was trained on"),
     data_dir: DataDir = None,
     json_path: Annotated[str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")] = None,
@@ -124,7 +124,7 @@ def evaluate(
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
     from edgecls.data import load_dataset
 
-    if Path(source).is_dir():
+    if (Path(source) / "edgecls.json").is_file():
         from edgecls.evaluate import evaluate_classifier
         from edgecls.runtime import Classifier
 

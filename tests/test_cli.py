@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -37,6 +38,10 @@ def test_info_verifies_a_bundle(bundle_dir):
 def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
     result = runner.invoke(app, ["eval", str(trained_ckpt), "--data-dir", str(cifar_root), "--json", str(tmp_path / "r.json")])
     assert result.exit_code == 0, result.output
+    assert "top-1" in result.output
+    in_run_dir = runner.invoke(app, ["eval", str(trained_ckpt.parent), "--data-dir", str(cifar_root)])
+    assert in_run_dir.exit_code == 0, in_run_dir.output
+    assert re.findall(r"top-1 [\d.]+%", in_run_dir.output) == re.findall(r"top-1 [\d.]+%", result.output) != []
     assert "top-1" in result.output and (tmp_path / "r.confusion.png").exists() and (tmp_path / "r.examples.png").exists()
     result = runner.invoke(app, ["baseline", "knn", "--k", "3", "--metric", "l1", "--data-dir", str(cifar_root)])
     assert result.exit_code == 0, result.output

@@ -54,8 +54,10 @@ class ExportOptions:
 
 
 def resolve_source(source: str) -> tuple[dict, str]:
-    """A checkpoint path, or a zoo name with bundled weights → (checkpoint dict, description)."""
+    """A checkpoint path, a training run directory (its best.pt), or a zoo name with bundled weights → (checkpoint, description)."""
     path = Path(source)
+    if path.is_dir() and (path / "best.pt").is_file():
+        path = path / "best.pt"
     if path.suffix == ".pt" or path.is_file():
         return load_checkpoint(path), f"checkpoint {path} (sha256 {sha256_file(path)[:16]})"
     model_info(source)  # raises with did-you-mean for unknown names
