@@ -48,21 +48,34 @@ def models() -> None:
     from edgecls.zoo import count_macs, count_parameters, create_model, list_models, model_info
     from edgecls.zoo.pretrained import model_card
 
-    table = Table(title="edgecls model zoo (10 classes, 32×32 RGB)")
-    for col in ("model", "params", "MMACs", "bundled CIFAR-10 top-1", "published", "description"):
+    table = Table(title="edgecls model zoo (10 classes, 32×32 RGB); latency: batch 1 from a camera frame, one call every "
+                        "33 ms, ONNX Runtime on the CPU the card names")
+    for col in ("model", "params", "MMACs", "bundled CIFAR-10 top-1", "FP32 / INT8 ms", "published", "description"):
         table.add_column(col)
+    cpus = set()
     for name in list_models():
         model = create_model(name)
         card = model_card(name)
         acc = f"{card['test_top1']:.2%}" if card else "—"
+        latency = (card or {}).get("export", {}).get("latency")
+        ms = "—"
+        if latency:
+            rows = latency["rows"]
+            ms = " / ".join(f"{rows[p]['paced_end_to_end_ms_p50']:.2f}" if p in rows else "—" for p in ("fp32", "int8"))
+            cpus.add(f"{latency['cpu']}, {latency['logical_cores']} cores, onnxruntime {latency['onnxruntime']}")
         info = model_info(name)
-        table.add_row(name, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}", acc, info.paper, info.summary)
+        table.add_row(name, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}", acc, ms, info.paper, info.summary)
     out.print(table)
+    if cpus:
+        out.print(f"latency measured on: {'; '.join(sorted(cpus))}")
 
 
 @app.command()
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Argument(help="zoo model name, see `edgecls models`")],
+    recipe: Annotated[str | None, typer.Option(help="preset whose settings replace the defaults of every option not given "
+                                                    "explicitly: fast (airbench: whitened_vgg to 93-94% in 10 epochs)")] = None,
     dataset: Annotated[str, typer.Option(help="cifar10, cifar100, cifar100-coarse, mnist, fashion-mnist, folder")] = "cifar10",
     data_dir: DataDir = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="run directory (default runs/MODEL)")] = None,
@@ -94,21 +107,37 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
     image_size: Annotated[int | None, typer.Option(help="resize folder datasets to N×N")] = None,
     model_arg: Annotated[list[str], typer.Option(help="extra builder argument KEY=VALUE, e.g. leaky_relu=0.1")] = [],  # noqa: B006
+    crop_padding: Annotated[int, typer.Option(help="random-crop padding in pixels (0: no crop)")] = 4,
+    pad_mode: Annotated[str, typer.Option(help="crop padding: zeros or reflect")] = "zeros",
+    alternating_flip: Annotated[bool, typer.Option(help="mirror each image on every other epoch instead of at random")] = False,
+    micro_batch_size: Annotated[int | None, typer.Option(help="compute each batch in micro-batches of N (same gradient, "
+                                                                 "per-micro-batch BatchNorm; faster on CPUs)")] = None,
+    bias_lr_scale: Annotated[float, typer.Option(help="learning-rate multiple for BatchNorm shifts")] = 1.0,
+    lookahead: Annotated[bool, typer.Option(help="Lookahead weight averaging every 5 steps (airbench schedule)")] = False,
+    whiten_init: Annotated[bool, typer.Option(help="fit the model's whitening stem to training patches")] = False,
+    whiten_bias_epochs: Annotated[int, typer.Option(help="with --whiten-init: epochs the stem's bias trains before it freezes")] = 3,
 ) -> None:
     """Train a zoo model; writes best.pt/last.pt, history.json, curves.png and the test report."""
     from edgecls.train import TrainConfig
     from edgecls.train import train as run_training
+    from edgecls.train.recipes import recipe_settings
 
-    cfg = TrainConfig(
+    settings = dict(
         model=model, dataset=dataset, data_dir=data_dir, out=out_dir or f"runs/{model}", epochs=epochs,
         batch_size=batch_size, optimizer=optimizer, lr=lr, momentum=momentum, nesterov=nesterov,
         weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, step_size=step_size, gamma=gamma,
         label_smoothing=label_smoothing, class_weighted=class_weighted, early_stopping=early_stopping, subset=subset,
         val_fraction=val_fraction, seed=seed, amp=amp, device=device, normalization=normalization, augment=augment,
         rotate_degrees=rotate, shift_fraction=shift, init_from=init_from, trainable_blocks=trainable_blocks,
-        resume=resume, image_size=image_size, model_kwargs=_parse_model_args(model_arg),
+        resume=resume, image_size=image_size, model_kwargs=_parse_model_args(model_arg), crop_padding=crop_padding,
+        pad_mode=pad_mode, alternating_flip=alternating_flip, micro_batch_size=micro_batch_size, bias_lr_scale=bias_lr_scale,
+        lookahead=lookahead, whiten_init=whiten_init, whiten_bias_epochs=whiten_bias_epochs, recipe=recipe,
     )
-    run_training(cfg)
+    for key, value in recipe_settings(recipe).items():
+        source = ctx.get_parameter_source(key)
+        if source is None or source.name == "DEFAULT":
+            settings[key] = value
+    run_training(TrainConfig(**settings))
 
 
 @app.command("eval")
@@ -120,15 +149,20 @@ def evaluate(
     device: str = "auto",
     backend: Annotated[str, typer.Option(help="bundles only: auto, onnxruntime, tensorrt, torch")] = "auto",
     precision: Annotated[str, typer.Option(help="bundles only: auto, fp32, fp16, int8")] = "auto",
+    tta: Annotated[bool, typer.Option(help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; "
+                                           "deployed graphs see one view)")] = False,
+    threads: Annotated[int, typer.Option(help="bundles only: host inference threads (0: all cores; evaluation is a batch job)")] = 0,
 ) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
     from edgecls.data import load_dataset
 
     if (Path(source) / "edgecls.json").is_file():
+        if tta:
+            raise ConfigError("--tta applies to checkpoints only: a bundle's graphs run one view, as deployed")
         from edgecls.evaluate import evaluate_classifier
         from edgecls.runtime import Classifier
 
-        classifier = Classifier.load(source, backend=backend, precision=precision, device=device)
+        classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads)
         data = load_dataset(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir)
         report = evaluate_classifier(classifier, data, out_json=json_path)
         _print_report(report, f"{classifier.describe()} on {data.name}")
@@ -143,8 +177,8 @@ def evaluate(
     ckpt, desc = resolve_source(source)
     data = load_dataset(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir)
     report = evaluate_model(model_from_checkpoint(ckpt), data, Normalization.from_dict(ckpt["normalization"]),
-                            device=str(pick_device(device)), out_json=json_path)
-    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}")
+                            device=str(pick_device(device)), out_json=json_path, tta=tta)
+    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}" + (", 6-view TTA" if tta else ""))
 
 
 def _print_report(report: dict, title: str) -> None:
@@ -262,12 +296,13 @@ def info(bundle: Annotated[str, typer.Argument(help="bundle directory")]) -> Non
     out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
               f"source {m['source']}")
     table = Table(title=f"{bundle}: {len(verified)} files verified (size + sha256)")
-    for col in ("file", "precision", "flavour", "target", "MB", "test top-1"):
+    for col in ("file", "precision", "flavour", "target", "MB", "val top-1 (gate)", "test top-1"):
         table.add_column(col)
-    acc = (m.get("accuracy") or {}).get("files", {})
+    acc = m.get("accuracy") or {}
+    val, test = (acc.get(split, {}).get("files", {}) for split in ("validation", "test"))
     for f in b.files():
-        top1 = f"{acc[f.name]['top1']:.2%}" if f.name in acc else "—"
-        table.add_row(f.name, f.precision, f.flavour or "—", f.target, f"{f.bytes / 1e6:.2f}", top1)
+        cells = [f"{split[f.name]['top1']:.2%}" if f.name in split else "—" for split in (val, test)]
+        table.add_row(f.name, f.precision, f.flavour or "—", f.target, f"{f.bytes / 1e6:.2f}", *cells)
     out.print(table)
 
 
@@ -286,16 +321,19 @@ def camera(
     frame_size: Annotated[str, typer.Option(help="replayed frame size WxH")] = "640x480",
     fps: Annotated[float, typer.Option(help="replay rate in frames/s (0: as fast as possible)")] = 0.0,
     summary_json: Annotated[str | None, typer.Option("--summary-json", help="write the latency summary here (+ histogram PNG)")] = None,
+    threads: Annotated[int | None, typer.Option(help="host inference threads (default: the backend's batch-1 default; "
+                                                      "0: all cores)")] = None,
+    warmup_frames: Annotated[int, typer.Option(help="first N frames are classified but left out of the latency figures")] = 10,
 ) -> None:
-    """Classify a live camera, video, stream or image directory; print per-stage latency at exit."""
+    """Classify a live camera, video, stream or image directory; print per-stage latency and frame age at exit."""
     from edgecls.runtime.camera import CameraOptions, run_camera
     from edgecls.runtime.classifier import Classifier
 
-    clf = Classifier.load(bundle, backend=backend, precision=precision)
+    clf = Classifier.load(bundle, backend=backend, precision=precision, threads=threads)
     out.print(clf.describe())
     options = CameraOptions(source=source, headless=headless, record=record, jsonl=jsonl, max_frames=max_frames,
                             replay_test_set=replay_test_set, data_dir=data_dir, frame_size=frame_size, fps=fps,
-                            summary_json=summary_json)
+                            summary_json=summary_json, warmup_frames=warmup_frames)
     run_camera(clf, options)
 
 
@@ -304,20 +342,25 @@ def bench(
     target: Annotated[str, typer.Argument(help="bundle directory (or a zoo model: exported to exports/MODEL first)")],
     backends: Annotated[str, typer.Option(help="comma-separated backends (default: all available)")] = "",
     precisions: Annotated[str, typer.Option(help="comma-separated precisions")] = "fp32,fp16,int8",
-    batch: Annotated[str, typer.Option(help="latency batch, throughput batch")] = "1,64",
-    iterations: int = 300,
-    warmup: int = 30,
+    throughput_batch: Annotated[int, typer.Option(help="batch size of the throughput (img/s) column")] = 64,
+    iterations: Annotated[int, typer.Option(help="timed batch-1 calls per row, hot and again paced")] = 300,
+    warmup: Annotated[int, typer.Option(help="untimed calls before the hot timing")] = 30,
+    pace_ms: Annotated[float, typer.Option(help="spacing of the paced calls (33 ms: a 30 fps camera)")] = 33.0,
+    frame_size: Annotated[str, typer.Option(help="camera frame WxH the end-to-end latency starts from")] = "640x480",
+    threads: Annotated[int | None, typer.Option(help="host inference threads for every backend (default: each backend's "
+                                                      "batch-1 default; 0: all cores)")] = None,
     data_dir: DataDir = None,
     eval_images: Annotated[int | None, typer.Option(help="accuracy on the first N test images (default all)")] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="write rows here (+ .md table and .png plot)")] = None,
 ) -> None:
-    """Latency (p50/p90/p99/mean), throughput and accuracy for every backend × precision, vs PyTorch FP32."""
+    """Hot and paced batch-1 latency (end to end and inference), throughput and accuracy for every backend × precision."""
     from edgecls.bench import BenchOptions, run_bench
+    from edgecls.runtime.camera import parse_size
 
-    sizes = [int(b) for b in batch.split(",")]
     options = BenchOptions(backends=tuple(b for b in backends.split(",") if b), precisions=tuple(precisions.split(",")),
-                           latency_batch=sizes[0], throughput_batch=sizes[-1], iterations=iterations, warmup=warmup,
-                           data_dir=data_dir, eval_images=eval_images, json_path=json_path)
+                           throughput_batch=throughput_batch, iterations=iterations, warmup=warmup, pace_ms=pace_ms,
+                           frame_size=parse_size(frame_size), threads=threads, data_dir=data_dir, eval_images=eval_images,
+                           json_path=json_path)
     run_bench(target, options)
 
 

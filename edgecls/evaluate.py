@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from edgecls.data.imageset import ImageSet
@@ -17,12 +18,25 @@ from edgecls.metrics import classification_report
 from edgecls.plots import confusion_matrix_png, example_grid
 
 
+def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Six views, as airbench evaluates: the image and its mirror (weight 1/2), and both shifted by one pixel
+    up-left and down-right with reflection (1/4 each pair). An evaluation aid only: deployed graphs see one view."""
+    def mirrored(v: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (model(v) + model(v.flip(-1)))
+
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    shifted = 0.5 * (mirrored(padded[..., :h, :w]) + mirrored(padded[..., 2:, 2:]))
+    return 0.5 * mirrored(x) + 0.5 * shifted
+
+
 @torch.no_grad()
 def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalization, batch_size: int = 512,
-                   device: str | torch.device = "cpu") -> np.ndarray:
+                   device: str | torch.device = "cpu", tta: bool = False) -> np.ndarray:
     model = model.to(device).eval()
     loader = BatchLoader(data, batch_size, normalization, device=device)
-    return np.concatenate([model(x).float().cpu().numpy() for x, _ in loader.epoch()])
+    forward = (lambda x: tta_logits(model, x)) if tta else model
+    return np.concatenate([forward(x).float().cpu().numpy() for x, _ in loader.epoch()])
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
@@ -37,9 +51,10 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
 
 
 def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
-                   out_json: str | os.PathLike | None = None) -> dict:
-    scores = predict_scores(model, data, normalization, device=device)
+                   out_json: str | os.PathLike | None = None, tta: bool = False) -> dict:
+    scores = predict_scores(model, data, normalization, device=device, tta=tta)
     report = classification_report(data.labels, scores, data.classes)
+    report["tta"] = tta
     if out_json:
         write_report(report, scores, data, out_json)
     return report

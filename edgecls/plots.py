@@ -89,11 +89,15 @@ def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, clas
 def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Latency") -> Path:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name, values in samples_ms.items():
-        values = np.asarray(values)
-        if values.size:
-            ax.hist(values, bins=50, alpha=0.6, label=f"{name} (p50 {np.percentile(values, 50):.3f} ms)")
-    ax.set(xlabel="milliseconds", ylabel="frames", title=title)
+    present = {name: np.asarray(v, dtype=float) for name, v in samples_ms.items() if len(v)}
+    values_all = np.concatenate(list(present.values())) if present else np.array([1.0])
+    low, high = max(values_all.min(), 1e-3), max(values_all.max(), 2e-3)
+    bins = np.geomspace(low, high * 1.01, 60)  # stages 100× apart share one readable log axis
+    for name, values in present.items():
+        ax.hist(values, bins=bins, alpha=0.6, label=f"{name.removesuffix('_ms')} (p50 {np.percentile(values, 50):.3f} ms)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.set(xlabel="milliseconds (log scale)", ylabel="frames", title=title)
     ax.legend(fontsize=8)
     return save_png(fig, path)
 
@@ -106,6 +110,8 @@ def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathL
         ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if logx:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel=x, ylabel=y, title=title)
     ax.grid(alpha=0.3)
     return save_png(fig, path)

@@ -8,8 +8,18 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Real data (CIFAR-10 under $EDGECLS_DATA) is for the few tests that ask for `real_data`; every other test
+# runs on synthetic data and must not pick the real set up by accident.
+REAL_DATA = os.environ.pop("EDGECLS_DATA", None)
 
 from synthetic import write_cifar10  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not REAL_DATA or not (Path(REAL_DATA) / "cifar-10-batches-py").is_dir():
+        pytest.skip("real CIFAR-10 not found: set EDGECLS_DATA to the folder holding cifar-10-batches-py")
+    return Path(REAL_DATA)
 
 
 @pytest.fixture(scope="session")

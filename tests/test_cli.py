@@ -51,7 +51,7 @@ def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
 def test_eval_of_a_bundle_matches_the_accuracy_recorded_at_export(bundle_dir, cifar_root, tmp_path):
     import json
 
-    recorded = json.loads((bundle_dir / "edgecls.json").read_text())["accuracy"]["files"]["model.int8.onnx"]["top1"]
+    recorded = json.loads((bundle_dir / "edgecls.json").read_text())["accuracy"]["test"]["files"]["model.int8.onnx"]["top1"]
     result = runner.invoke(app, ["eval", str(bundle_dir), "--precision", "int8", "--backend", "onnxruntime", "--device", "cpu",
                                  "--data-dir", str(cifar_root), "--json", str(tmp_path / "int8.json")])
     assert result.exit_code == 0, result.output

@@ -8,7 +8,6 @@ import pytest
 from onnx import numpy_helper
 
 from edgecls.bundle import MANIFEST, Bundle
-from edgecls.calibration.tensorrt_cache import activation_scales
 from edgecls.errors import AccuracyDropError, BundleError, CheckpointError, ConfigError, ExportError, IntegrityError
 from edgecls.export.onnx_export import check_parity
 from edgecls.export.pipeline import ExportOptions, export_bundle
@@ -27,9 +26,12 @@ def test_bundle_has_every_file_and_a_complete_manifest(bundle_dir):
     assert manifest["calibration"]["per_class"] == [10] * 10
     flavours = {name: e["flavour"] for name, e in manifest["files"].items()}
     assert flavours["model.int8.onnx"] == "u8s8" and flavours["model.int8.trt.onnx"] == "s8s8"
-    acc = manifest["accuracy"]["files"]
-    assert set(acc) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"}
-    assert acc["model.onnx"]["top1"] > 0.8 and manifest["accuracy"]["samples"] == 200
+    for split, samples in (("validation", 50), ("test", 200)):  # 500 synthetic training images, 10% held out
+        acc = manifest["accuracy"][split]
+        assert set(acc["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"}
+        assert acc["files"]["model.onnx"]["top1"] > 0.8 and acc["samples"] == samples
+    assert manifest["accuracy"]["validation"]["split"] == {"seed": 0, "val_fraction": 0.1, "subset": None}
+    assert manifest["accuracy"]["validation"]["dataset"].endswith(":val")
     assert manifest["parity"]["max_abs_diff"] < 1e-3
     assert manifest["tools"]["onnxruntime"] and manifest["tools"]["tensorrt"] is None
     assert Bundle.open(bundle_dir).verify_all()
@@ -61,14 +63,21 @@ def test_int8_flavours_are_what_each_target_needs(bundle_dir):
     assert per_channel, "weights must be quantized per channel"
 
 
-def test_tensorrt_calibration_cache_holds_the_qdq_scales(bundle_dir):
+def test_tensorrt_calibration_cache_holds_the_calibration_range_of_the_input(bundle_dir, cifar_root):
+    """The input's scale, computed by hand: max |x| over the normalized calibration images / 127 (symmetric INT8)."""
+    from edgecls.calibration.reader import calibration_images
+    from edgecls.data import load_dataset
+    from edgecls.data.split import train_val_split
+    from edgecls.runtime.preprocess import Preprocessor
+
     lines = (bundle_dir / "calibration.cache").read_text().splitlines()
     assert lines[0].startswith("TRT-") and lines[0].endswith("EntropyCalibration2")
     cache = {k: struct.unpack(">f", bytes.fromhex(v.strip()))[0] for k, v in (line.rsplit(":", 1) for line in lines[1:])}
-    scales = activation_scales(bundle_dir / "model.int8.trt.onnx")
-    assert cache.keys() == scales.keys() and "input" in cache
-    for k in cache:
-        assert cache[k] == pytest.approx(scales[k], rel=1e-6)
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    train, _ = train_val_split(load_dataset("cifar10", "train", cifar_root), manifest["accuracy"]["validation"]["split"])
+    calib = calibration_images(train, 100)
+    x = Preprocessor(manifest["input"], manifest["preprocess"]).batch_from_images(calib.images)
+    assert cache["input"] == pytest.approx(np.abs(x).max() / 127, rel=1e-5)
 
 
 def test_reexport_is_idempotent(bundle_dir, trained_ckpt, cifar_root, tmp_path):
@@ -100,6 +109,23 @@ def test_accuracy_drop_over_threshold_fails_and_leaves_no_manifest(trained_ckpt,
     assert (out / "model.int8.onnx").exists() and not (out / MANIFEST).exists()
     with pytest.raises(BundleError, match="not an edgecls bundle"):
         Classifier.load(out)
+
+
+def _accuracy(val_int8: float, test_int8: float) -> dict:
+    def split(int8: float) -> dict:
+        return {"samples": 100, "files": {"model.onnx": {"precision": "fp32", "top1": 0.90},
+                                          "model.int8.onnx": {"precision": "int8", "top1": int8}}}
+
+    return {"validation": split(val_int8), "test": split(test_int8)}
+
+
+def test_int8_gate_reads_the_validation_split_never_the_test_set():
+    from edgecls.export.pipeline import _check_int8_drop
+
+    options = ExportOptions(int8=True, max_accuracy_drop=1.0)
+    _check_int8_drop(_accuracy(val_int8=0.895, test_int8=0.70), options)  # a bad test figure decides nothing
+    with pytest.raises(AccuracyDropError, match="validation split"):
+        _check_int8_drop(_accuracy(val_int8=0.85, test_int8=0.90), options)
 
 
 @pytest.fixture()

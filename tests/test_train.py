@@ -108,3 +108,59 @@ def test_class_weights_are_inverse_frequency():
 def test_config_validation(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         TrainConfig(model="lenet5", **kw)
+
+
+def test_fast_recipe_fills_defaults_but_explicit_options_win(cifar_root, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import edgecls.train as train_pkg
+    from edgecls import cli
+
+    captured = {}
+    monkeypatch.setattr(train_pkg, "train", lambda cfg: captured.setdefault("cfg", cfg))
+    result = CliRunner().invoke(cli.app, ["train", "whitened_vgg", "--recipe", "fast", "--epochs", "3", "--no-lookahead",
+                                          "--data-dir", str(cifar_root), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    cfg = captured["cfg"]
+    assert (cfg.recipe, cfg.batch_size, cfg.lr, cfg.schedule, cfg.label_smoothing) == ("fast", 1024, 1.5, "linear", 0.2)
+    assert cfg.whiten_init and cfg.alternating_flip and cfg.pad_mode == "reflect" and cfg.crop_padding == 2
+    assert cfg.epochs == 3 and not cfg.lookahead  # given on the command line: the recipe does not override them
+
+
+def test_fast_recipe_trains_whitened_vgg_and_records_every_part(cifar_root, tmp_path):
+    from edgecls.train.recipes import RECIPES
+
+    settings = {**RECIPES["fast"], "epochs": 2, "batch_size": 64, "micro_batch_size": 32, "lr": 0.2, "warmup_epochs": 0.5}
+    summary = train(_cfg(cifar_root, tmp_path, model="whitened_vgg", model_kwargs={"widths": [16, 32, 32]}, recipe="fast",
+                         **settings), quiet=True)
+    assert summary["history"][-1]["train_loss"] < summary["history"][0]["train_loss"]
+    assert summary["test_top1"] > 0.3
+    recorded = summary["config"]
+    assert all(recorded[k] == v for k, v in settings.items())
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert set(ckpt["lookahead"]) >= {"stem.weight", "head.weight"}
+    # Lookahead's last step copies the slow weights into the model
+    assert all(torch.equal(ckpt["state_dict"][k], v) for k, v in ckpt["lookahead"].items())
+
+
+def test_micro_batches_give_the_batch_gradient():
+    from edgecls.train import loop
+
+    cfg = TrainConfig(model="lenet5", batch_size=8, micro_batch_size=3, weight_decay=0.0)
+    run = loop._Run.__new__(loop._Run)
+    torch.manual_seed(0)
+    model = loop.create_model("lenet5")
+    run.cfg, run.net, run.model = cfg, model, model
+    run.dist = type("D", (), {"enabled": False})()
+    run.autocast = lambda: __import__("contextlib").nullcontext()
+    run.scaler = torch.amp.GradScaler("cuda", enabled=False)
+    run.criterion = torch.nn.CrossEntropyLoss()
+    x, y = torch.randn(8, 3, 32, 32), torch.arange(8) % 10
+    _, loss = run._forward_backward(x, y)
+    micro = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    full = run.criterion(model(x), y)
+    full.backward()
+    assert float(loss) == pytest.approx(float(full.detach()), rel=1e-5)
+    for a, p in zip(micro, model.parameters(), strict=True):
+        assert torch.allclose(a, p.grad, atol=1e-6)

@@ -45,3 +45,22 @@ def test_loader_is_deterministic_per_epoch_and_shards_across_ranks():
     r0 = BatchLoader(data, 4, norm, shuffle=True, seed=3, rank=0, world_size=2)._indices(0)
     r1 = BatchLoader(data, 4, norm, shuffle=True, seed=3, rank=1, world_size=2)._indices(0)
     assert len(r0) == len(r1) == 5 and set(r0) | set(r1) == set(range(10))
+
+
+def test_reflect_crop_matches_torch_reflection_padding():
+    x = torch.arange(3 * 2 * 6 * 6, dtype=torch.uint8).reshape(3, 2, 6, 6)
+    out = Augment(crop_padding=2, flip=False, pad_mode="reflect").crop_flip(x, torch.Generator().manual_seed(1))
+    padded = torch.nn.functional.pad(x.float(), (2, 2, 2, 2), mode="reflect")
+    for i in range(3):
+        windows = [padded[i, :, r : r + 6, c : c + 6] for r in range(5) for c in range(5)]
+        assert any(torch.equal(out[i].float(), w) for w in windows)  # every crop is a window of the reflected image
+
+
+def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
+    data = _set(8)
+    norm = Normalization("minmax", (0.0,) * 3, (1.0,) * 3)
+    loader = BatchLoader(data, 8, norm, Augment(crop_padding=0, alternating_flip=True), seed=5)
+    e1, e2, e3 = (next(loader.epoch(e))[0] for e in (1, 2, 3))
+    assert torch.equal(e1, e3) and torch.equal(e2, e1.flip(3))
+    flipped = [not torch.equal(e1[i], torch.from_numpy(data.images[i]).permute(2, 0, 1).float()) for i in range(8)]
+    assert 0 < sum(flipped) < 8  # a random half starts mirrored

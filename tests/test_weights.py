@@ -8,7 +8,7 @@ from edgecls.zoo.pretrained import WEIGHTS_DIR, all_cards
 
 CARDS = all_cards()
 REQUIRED = {"model", "dataset", "command", "hardware", "epochs_run", "wall_time_s", "val_top1", "test_top1", "data_sha256",
-            "weights_sha256", "weights_bytes"}
+            "weights_sha256", "weights_bytes", "split"}
 
 
 def test_mobilenet_mod_and_lenet5_are_shipped():
@@ -40,3 +40,21 @@ def test_card_records_the_exported_graphs_and_int8_stays_within_half_a_point(key
     assert top1["model.onnx"] == pytest.approx(CARDS[key]["test_top1"], abs=0.002)
     for int8 in ("model.int8.onnx", "model.int8.trt.onnx"):
         assert top1["model.onnx"] - top1[int8] <= 0.005
+    assert set(export["val_top1"]) == set(top1) and export["val_samples"] == 5_000
+
+
+SLICE = 2000
+
+
+@pytest.mark.parametrize("key", sorted(CARDS))
+def test_shipped_weights_score_their_card_on_real_test_images(key, real_data, tmp_path):
+    """Re-measured, not read back: the FP32 ONNX export of the shipped file on the first 2,000 real test images
+    lands within four binomial standard errors of the card's full-test-set figure."""
+    from edgecls.export.pipeline import ExportOptions, export_bundle
+
+    card = CARDS[key]
+    manifest = export_bundle(card["model"], ExportOptions(out=str(tmp_path / "b"), data_dir=str(real_data), eval_images=SLICE))
+    measured = manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"]
+    expected = card["test_top1"]
+    assert manifest["accuracy"]["test"]["samples"] == SLICE
+    assert abs(measured - expected) <= 4 * (expected * (1 - expected) / SLICE) ** 0.5

@@ -18,8 +18,9 @@ import json
 import tempfile
 from pathlib import Path
 
+from edgecls.bench import BenchOptions, run_bench
 from edgecls.data.locate import data_root
-from edgecls.export.pipeline import ExportOptions, export_bundle
+from edgecls.export.pipeline import ExportOptions, export_bundle, split_record
 from edgecls.fileio import atomic_write_json, sha256_file
 from edgecls.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR
@@ -34,7 +35,8 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
     name = ckpt["model"]["name"]
     dst = WEIGHTS_DIR / f"{name}.{dataset}.pt"
     keep = ("model", "state_dict", "classes", "normalization", "input", "dataset", "metrics")
-    save_checkpoint(dst, {k: ckpt[k] for k in keep})
+    split = split_record(ckpt)
+    save_checkpoint(dst, {**{k: ckpt[k] for k in keep}, "split": split})
     folder = data_root(data_dir) / DATA_FILES[dataset]
     return {
         "model": name,
@@ -44,6 +46,7 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "epochs_run": len(history),
         "best_epoch": ckpt["epoch"],
         "wall_time_s": round(sum(h["epoch_s"] for h in history), 1),
+        "split": split,
         "val_top1": ckpt["metrics"]["val_acc"],
         "test_top1": summary["test_top1"],
         "test_top5": summary["test_top5"],
@@ -54,15 +57,32 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
     }
 
 
+def measured_latency(bundle: str, data_dir: str | None) -> dict:
+    """Batch-1 latency of the deployed CPU graphs (ONNX Runtime FP32 and INT8 U8S8) from `edgecls bench`."""
+    result = run_bench(bundle, BenchOptions(backends=("onnxruntime",), precisions=("fp32", "int8"), data_dir=data_dir,
+                                            eval_images=500))
+    latency = {"cpu": result["host"]["cpu"], "logical_cores": result["host"]["logical_cores"],
+               "onnxruntime": result["host"]["versions"]["onnxruntime"], "frame_size": result["frame_size"],
+               "pace_ms": result["pace_ms"], "rows": {}}
+    for row in result["rows"]:
+        if "skipped" not in row and row["flavour"] in ("", "u8s8"):
+            p50 = {f"{mode}_{part}_p50": round(row[mode][part]["p50"], 4)
+                   for mode in ("hot", "paced") for part in ("inference_ms", "end_to_end_ms")}
+            latency["rows"][row["precision"]] = {"threads": row["threads"], **p50}
+    return latency
+
+
 def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
-    """Export the shipped weights with the default options; the bundle's accuracy table and calibration record."""
+    """Export the shipped weights with the default options; the bundle's accuracy, calibration record and CPU latency."""
     with tempfile.TemporaryDirectory() as tmp:
-        export_bundle(str(weights), ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir))
+        export_bundle(weights.name.split(".")[0], ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir))
         manifest = json.loads((Path(tmp) / "edgecls.json").read_text())
+        latency = measured_latency(tmp, data_dir)
+    val, test = manifest["accuracy"]["validation"], manifest["accuracy"]["test"]
     return {"command": f"edgecls export {weights.name.split('.')[0]} --fp16 --int8",
-            "test_samples": manifest["accuracy"]["samples"],
-            "top1": {name: row["top1"] for name, row in manifest["accuracy"]["files"].items()},
-            "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")}}
+            "val_samples": val["samples"], "val_top1": {name: row["top1"] for name, row in val["files"].items()},
+            "test_samples": test["samples"], "top1": {name: row["top1"] for name, row in test["files"].items()},
+            "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")}, "latency": latency}
 
 
 def main() -> None:

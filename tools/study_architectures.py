@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             run = out / "runs" / f"{dataset}-{model}"
             summary = train(TrainConfig(model=model, dataset=dataset, out=str(run), epochs=epochs, device=args.device, lr=0.05),
                             train_set, test, quiet=True)
-            bundle = export_bundle(summary["checkpoint"], ExportOptions(out=str(run / "bundle")), test_set=test)
+            bundle = export_bundle(summary["checkpoint"], ExportOptions(out=str(run / "bundle")), test_set=test, train_set=train_set)
             clf = Classifier.load(run / "bundle", backend="onnxruntime", precision="fp32", device="cpu")
             x = clf.preprocessor.batch_from_images(test.images[:1])
             latency = summarize(time_calls(clf.backend, x, args.latency_iterations, 20))

@@ -46,14 +46,21 @@ class BatchLoader:
     def __len__(self) -> int:
         return -(-self.num_samples() // self.batch_size)
 
+    def _alternating_flips(self, epoch: int) -> torch.Tensor | None:
+        if not (self.augment and self.augment.flip and self.augment.alternating_flip):
+            return None
+        base = torch.from_numpy(np.random.default_rng([self.seed, 7919]).random(len(self.labels)) < 0.5)
+        return (base ^ bool(epoch % 2)).to(self.images.device)
+
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch * 7 + self.rank)
         order = torch.from_numpy(self._indices(epoch)).to(self.images.device)
+        flips = self._alternating_flips(epoch)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx]
             if self.augment:
-                x = self.augment.crop_flip(x, gen)
+                x = self.augment.crop_flip(x, gen, None if flips is None else flips[idx])
             x = self.normalization.apply(x)
             if self.augment:
                 x = self.augment.affine(x, gen)

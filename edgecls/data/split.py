@@ -52,3 +52,13 @@ def subset(data: ImageSet, n: int | None, seed: int) -> ImageSet:
     if not n or n >= len(data):
         return data
     return data.take(balanced_subset(data.labels, n, seed), name=f"{data.name}[{n}]")
+
+
+def train_val_split(data: ImageSet, split: dict) -> tuple[ImageSet, ImageSet]:
+    """The training and validation sets a run used, rebuilt from its split record {seed, val_fraction, subset}.
+
+    Training selects its checkpoint on this validation set and export gates INT8 on it, so both call this.
+    """
+    data = subset(data, split.get("subset"), split["seed"])
+    train_idx, val_idx = stratified_split(data.labels, split["val_fraction"], split["seed"])
+    return data.take(train_idx, f"{data.name}:train"), data.take(val_idx, f"{data.name}:val")

@@ -51,30 +51,48 @@ class Normalization:
         return (batch_uint8.float() - mean) * inv_std
 
 
+PAD_MODES = ("zeros", "reflect")
+
+
 @dataclass(frozen=True)
 class Augment:
-    """Random crop after zero padding, horizontal flip, and optional small rotation/shift."""
+    """Random crop after padding, horizontal flip, and optional small rotation/shift.
+
+    `alternating_flip` (airbench): each image gets one random flip bit for the whole run and is mirrored on
+    every other epoch from there, so consecutive epochs always see both views instead of a coin toss each.
+    """
 
     crop_padding: int = 4
     flip: bool = True
     rotate_degrees: float = 0.0
     shift_fraction: float = 0.0
+    pad_mode: str = "zeros"
+    alternating_flip: bool = False
 
-    def crop_flip(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def __post_init__(self) -> None:
+        if self.pad_mode not in PAD_MODES:
+            raise ConfigError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}")
+
+    def crop_flip(self, x: torch.Tensor, gen: torch.Generator, flip_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Crop and flip a uint8 batch; `flip_mask` (N bools) replaces the coin toss when given."""
         n, c, h, w = x.shape
         if self.crop_padding:
             p = self.crop_padding
-            padded = F.pad(x, (p, p, p, p))
             oy = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
             ox = torch.randint(0, 2 * p + 1, (n,), generator=gen).to(x.device)
-            rows = (oy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]
-            cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, None, :]
+            rows = oy[:, None] + torch.arange(h, device=x.device)
+            cols = ox[:, None] + torch.arange(w, device=x.device)
+            if self.pad_mode == "reflect":
+                rows, cols = _reflect(rows - p, h), _reflect(cols - p, w)
+            else:
+                x = F.pad(x, (p, p, p, p))
             batch = torch.arange(n, device=x.device)[:, None, None, None]
             chans = torch.arange(c, device=x.device)[None, :, None, None]
-            x = padded[batch, chans, rows, cols]
+            x = x[batch, chans, rows[:, None, :, None], cols[:, None, None, :]]
         if self.flip:
-            flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)[:, None, None, None]
-            x = torch.where(flip, x.flip(3), x)
+            if flip_mask is None:
+                flip_mask = torch.rand(n, generator=gen) < 0.5
+            x = torch.where(flip_mask.to(x.device)[:, None, None, None], x.flip(3), x)
         return x
 
     def affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -88,3 +106,9 @@ class Augment:
         theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
         grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
+
+
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Map indices in [-p, size + p) into [0, size) as reflection padding does (edge pixel not repeated)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)

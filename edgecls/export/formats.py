@@ -23,7 +23,7 @@ FORMATS = (
     Format("onnx-fp16", "model.fp16.onnx", "onnx", "fp16", "any", "fp16-io32", "onnxruntime",
            "FP16 weights and compute, FP32 inputs/outputs"),
     Format("onnx-int8", "model.int8.onnx", "onnx", "int8", "cpu", "u8s8", "onnxruntime",
-           "Q/DQ INT8, unsigned activations: fast on x86/ARM CPUs under ONNX Runtime"),
+           "Q/DQ INT8, unsigned activations, 7-bit weights (no saturation without VNNI): fast on x86/ARM CPUs under ONNX Runtime"),
     Format("onnx-int8-trt", "model.int8.trt.onnx", "onnx", "int8", "tensorrt", "s8s8", "onnxruntime",
            "Q/DQ INT8, symmetric signed activations, per-channel weights: TensorRT explicit quantization"),
     Format("trt-calib", "calibration.cache", "tensorrt-calibration-cache", "int8", "tensorrt", "", "tensorrt",

@@ -3,6 +3,10 @@
 Order matters for "nothing is lost": an old manifest is removed first, every file is written atomically,
 and the manifest is written last, only when all checks passed, so a half-finished or failed export
 never looks like a complete bundle.
+
+Which data decides what: calibration uses the checkpoint's own training images; the INT8 accuracy gate
+runs on the validation split the checkpoint was selected on (rebuilt from its recorded seed and fraction);
+the test set is evaluated once, afterwards, and only reported.
 """
 
 from __future__ import annotations
@@ -24,14 +28,16 @@ from edgecls.calibration.tensorrt_cache import write_tensorrt_cache
 from edgecls.console import console
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
+from edgecls.data.split import train_val_split
 from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError
 from edgecls.export.formats import format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
 from edgecls.fileio import atomic_write_json, sha256_file
+from edgecls.runtime.host import host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from edgecls.zoo.pretrained import bundled_weights
+from edgecls.zoo.pretrained import bundled_weights, model_card
 from edgecls.zoo.registry import model_info
 
 TARGETS = ("cpu", "tensorrt", "all")
@@ -65,13 +71,38 @@ def resolve_source(source: str) -> tuple[dict, str]:
     if weights is None:
         raise CheckpointError(f"{source} has no bundled weights; train it first (`edgecls train {source}`) and export "
                               f"the checkpoint: `edgecls export runs/{source}/best.pt`")
-    return load_checkpoint(weights), f"bundled weights {weights.name} (sha256 {sha256_file(weights)[:16]})"
+    ckpt = load_checkpoint(weights)
+    card = model_card(source) or {}
+    if "split" not in ckpt and "split" in card:
+        ckpt["split"] = card["split"]
+    return ckpt, f"bundled weights {weights.name} (sha256 {sha256_file(weights)[:16]})"
 
 
-def _onnx_scores(path: Path, batch: np.ndarray, chunk: int = 500) -> np.ndarray:
+def split_record(ckpt: dict) -> dict:
+    """The run's {seed, val_fraction, subset}: recorded by `edgecls train` (or in a bundled model's card)."""
+    if "split" in ckpt:
+        return ckpt["split"]
+    if "config" in ckpt:
+        cfg = ckpt["config"]
+        return {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"], "subset": cfg.get("subset")}
+    raise CheckpointError("the checkpoint records no training/validation split (seed, fraction), so export cannot gate INT8 on "
+                          "the images the model was selected on; re-save it from its run with `edgecls train ... --resume`")
+
+
+EVALUATED_WITH = {
+    "cpu": "onnxruntime CPU integer kernels on this machine (the deployed arithmetic)",
+    "tensorrt": "onnxruntime with graph optimizations off: Q/DQ simulated in float, the arithmetic TensorRT's INT8 "
+                "kernels perform (int32 accumulation); ONNX Runtime's own integer kernels are not this graph's target",
+}
+
+
+def _onnx_scores(path: Path, batch: np.ndarray, target: str = "cpu", chunk: int = 500) -> np.ndarray:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if target == "tensorrt":
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + chunk]})[0] for i in range(0, len(batch), chunk)])
 
 
@@ -86,13 +117,16 @@ def _tool_versions() -> dict:
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
-    table = Table(title=f"Accuracy on {accuracy['dataset']} ({accuracy['samples']} images)")
-    for col in ("file", "precision", "top-1", "Δ vs FP32", "size"):
+    val, test = accuracy["validation"], accuracy["test"]
+    table = Table(title=f"Accuracy: validation {val['dataset']} ({val['samples']} images, the INT8 gate) and "
+                        f"test {test['dataset']} ({test['samples']} images, reported only)")
+    for col in ("file", "precision", "val top-1", "val Δ vs FP32", "test top-1", "test Δ vs FP32", "size"):
         table.add_column(col)
-    base = accuracy["files"]["model.onnx"]["top1"]
-    for name, row in accuracy["files"].items():
-        table.add_row(name, row["precision"], f"{row['top1']:.2%}", f"{(row['top1'] - base) * 100:+.2f} pt",
-                      f"{sizes[name] / 1e6:.2f} MB")
+    val_base, test_base = val["files"]["model.onnx"]["top1"], test["files"]["model.onnx"]["top1"]
+    for name, row in val["files"].items():
+        test_top1 = test["files"][name]["top1"]
+        table.add_row(name, row["precision"], f"{row['top1']:.2%}", f"{(row['top1'] - val_base) * 100:+.2f} pt",
+                      f"{test_top1:.2%}", f"{(test_top1 - test_base) * 100:+.2f} pt", f"{sizes[name] / 1e6:.2f} MB")
     console.print(table)
 
 
@@ -118,10 +152,15 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
     dataset = ckpt.get("dataset", "cifar10")
     if test_set is None and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
         test_set = load_dataset(dataset, "test", options.data_dir)
-    if options.int8 and train_set is None:
-        train_set = load_dataset(dataset, "train", options.data_dir)
+    val_set = None
+    if test_set is not None:
+        if train_set is None:
+            train_set = load_dataset(dataset, "train", options.data_dir)
+        split = split_record(ckpt)
+        train_set, val_set = train_val_split(train_set, split)
     if test_set is not None and options.eval_images:
         test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
+        val_set = val_set.take(np.arange(min(options.eval_images, len(val_set))))
 
     files: dict[str, dict] = {}
 
@@ -149,9 +188,13 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
 
     calibration = _quantize(fp32, out, train_set, prep, options, record) if options.int8 else None
     if calibration:
-        calibration["dataset"] = f"{dataset} train split"
+        calibration["dataset"] = f"{dataset} train split, validation images excluded"
 
-    accuracy = _evaluate(out, files, test_set, prep) if test_set is not None else None
+    accuracy = None
+    if test_set is not None:
+        accuracy = {"validation": {**_evaluate(out, files, val_set, prep), "split": split, "use": "INT8 gate"},
+                    "test": {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"}}
+        _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
 
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -167,6 +210,7 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
         "accuracy": accuracy,
         "calibration": calibration,
         "tools": _tool_versions(),
+        "export_host": host_info(),
     }
     if accuracy and options.int8 and not options.allow_accuracy_drop:
         _check_int8_drop(accuracy, options)
@@ -197,29 +241,32 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
             "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
 
 
-def _evaluate(out: Path, files: dict, test_set: ImageSet, prep: Preprocessor) -> dict:
-    """Top-1 of every ONNX file on the whole test set, through ONNX Runtime on the CPU."""
-    batch = prep.batch_from_images(test_set.images)
-    accuracy = {"dataset": test_set.name, "samples": len(test_set), "files": {}}
+def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dict:
+    """Top-1 of every ONNX file on `data`, through the runtime's preprocessing and ONNX Runtime on the CPU."""
+    batch = prep.batch_from_images(data.images)
+    accuracy = {"dataset": data.name, "samples": len(data), "files": {}}
     for fname, entry in files.items():
         if entry["format"] == "onnx":
-            top1 = float(np.mean(_onnx_scores(out / fname, batch).argmax(1) == test_set.labels))
-            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1}
-    _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
+            target = "tensorrt" if entry["precision"] == "int8" and entry["target"] == "tensorrt" else "cpu"
+            top1 = float(np.mean(_onnx_scores(out / fname, batch, target).argmax(1) == data.labels))
+            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1,
+                                        "evaluated_with": EVALUATED_WITH[target]}
     return accuracy
 
 
 def _check_int8_drop(accuracy: dict, options: ExportOptions) -> None:
-    base = accuracy["files"]["model.onnx"]["top1"]
-    for fname, row in accuracy["files"].items():
+    """The gate reads the validation split only: the test set stays unseen by every choice export makes."""
+    val = accuracy["validation"]
+    base = val["files"]["model.onnx"]["top1"]
+    for fname, row in val["files"].items():
         drop = (base - row["top1"]) * 100
         if row["precision"] == "int8" and drop > options.max_accuracy_drop:
             raise AccuracyDropError(
-                f"{fname} loses {drop:.2f} points against FP32 ({row['top1']:.2%} vs {base:.2%}), more than "
-                f"--max-accuracy-drop {options.max_accuracy_drop}. Try more calibration images (--calib-images "
-                f"{options.calib_images * 2}), another method (--calib-method entropy or percentile), or keeping "
-                "sensitive layers in float (--exclude-node NAME); or accept it with --allow-accuracy-drop. "
-                "The bundle was left without a manifest.")
+                f"{fname} loses {drop:.2f} points against FP32 on the validation split ({row['top1']:.2%} vs {base:.2%}, "
+                f"{val['samples']} images), more than --max-accuracy-drop {options.max_accuracy_drop}. Try more calibration "
+                f"images (--calib-images {options.calib_images * 2}), another method (--calib-method entropy or percentile), or "
+                "keeping sensitive layers in float (--exclude-node NAME), judging each on this validation figure; or accept "
+                "it with --allow-accuracy-drop. The bundle was left without a manifest.")
 
 
 def _maybe_build_engines(out: Path, options: ExportOptions) -> list[dict]:

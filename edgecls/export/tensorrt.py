@@ -100,6 +100,20 @@ def tensorrt_cache_header(trt) -> str:
     return f"TRT-{version}-EntropyCalibration2"
 
 
+def build_plan(trt, precision: str) -> dict:
+    """What this TensorRT needs for an engine of `precision`, decided by feature checks on the module alone:
+    network creation flags, builder flags, and the mode the sidecar records."""
+    creation = trt.NetworkDefinitionCreationFlag
+    has_precision_flags = hasattr(trt.BuilderFlag, "FP16")
+    creation_flags = ["EXPLICIT_BATCH"] if hasattr(creation, "EXPLICIT_BATCH") else []  # required on 8.x, gone in 11
+    if not has_precision_flags:
+        return {"creation_flags": [*creation_flags, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
+    builder_flags = ["FP16"] if precision in ("fp16", "int8") else []
+    if precision == "int8":
+        return {"creation_flags": creation_flags, "builder_flags": [*builder_flags, "INT8"], "mode": "explicit-qdq"}
+    return {"creation_flags": creation_flags, "builder_flags": builder_flags, "mode": "weakly-typed"}
+
+
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str, *,
                  calibration_cache: str | os.PathLike | None = None, max_batch: int = 64, opt_batch: int = 1,
                  workspace_mib: int = 1024, device_index: int = 0) -> dict:
@@ -113,13 +127,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    creation = trt.NetworkDefinitionCreationFlag
-    has_precision_flags = hasattr(trt.BuilderFlag, "FP16")
+    plan = build_plan(trt, precision)
     flags = 0
-    if hasattr(creation, "EXPLICIT_BATCH"):
-        flags |= 1 << int(creation.EXPLICIT_BATCH)  # required on 8.x, ignored on 10.x, gone in 11
-    if not has_precision_flags and hasattr(creation, "STRONGLY_TYPED"):
-        flags |= 1 << int(creation.STRONGLY_TYPED)
+    for name in plan["creation_flags"]:
+        flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
@@ -128,23 +139,17 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    mode = "strongly-typed"
-    if has_precision_flags:
-        mode = "weakly-typed"
-        if precision in ("fp16", "int8"):
-            config.set_flag(trt.BuilderFlag.FP16)
-        if precision == "int8":
-            config.set_flag(trt.BuilderFlag.INT8)
-            mode = "explicit-qdq"
-            if calibration_cache is not None:
-                if not hasattr(trt, "IInt8EntropyCalibrator2"):
-                    raise ExportError("this TensorRT has no implicit calibration; build INT8 from the Q/DQ graph instead")
-                lines = Path(calibration_cache).read_text().splitlines()
-                cache = "\n".join([tensorrt_cache_header(trt), *lines[1:]]).encode() + b"\n"
-                config.int8_calibrator = _CacheCalibrator(trt, cache)
-                mode = "implicit-calibration-cache"
-    elif calibration_cache is not None:
-        raise ExportError("this TensorRT is strongly typed only: build INT8 from the bundle's Q/DQ graph (model.int8.trt.onnx)")
+    mode = plan["mode"]
+    for name in plan["builder_flags"]:
+        config.set_flag(getattr(trt.BuilderFlag, name))
+    if calibration_cache is not None:
+        if "INT8" not in plan["builder_flags"] or not hasattr(trt, "IInt8EntropyCalibrator2"):
+            raise ExportError("implicit INT8 calibration needs precision int8 and a TensorRT that still has it (≤ 10.x); "
+                              "build INT8 from the bundle's Q/DQ graph (model.int8.trt.onnx) instead")
+        lines = Path(calibration_cache).read_text().splitlines()
+        cache = "\n".join([tensorrt_cache_header(trt), *lines[1:]]).encode() + b"\n"
+        config.int8_calibrator = _CacheCalibrator(trt, cache)
+        mode = "implicit-calibration-cache"
 
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):

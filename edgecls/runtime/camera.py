@@ -1,8 +1,10 @@
 """The real-time loop: capture thread → newest frame → Classifier → overlay, log and latency summary.
 
-Per frame it records capture wait (time the loop waited for a new frame), preprocess, inference,
-postprocess and total; at exit it prints p50/p90/p99 per stage, FPS, dropped frames and, when replaying
-a labelled test set, the running accuracy next to the latency.
+Per frame it records the wait for a new frame apart from the work on it (preprocess, inference,
+postprocess, and their sum `processing`) and the frame's age when its label comes out (capture → label).
+The first `warmup_frames` frames are classified and scored but left out of the latency figures: they
+measure allocation and cache warm-up, not the steady state a robot lives in. At exit it prints
+p50/p90/p99 per stage, FPS, dropped frames and, when replaying a labelled test set, its accuracy.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, open_source
 from edgecls.runtime.stats import StageTimer
 
-STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "total")
+STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,10 @@ class CameraOptions:
     fps: float = 0.0
     summary_json: str | None = None
     window: str = "edgecls"
+    warmup_frames: int = 10
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
@@ -55,7 +58,7 @@ def _make_source(options: CameraOptions):
         from edgecls.data import load_dataset
 
         test = load_dataset(options.replay_test_set, "test", options.data_dir)
-        return ReplaySource(test.images, test.labels, _parse_size(options.frame_size), options.fps)
+        return ReplaySource(test.images, test.labels, parse_size(options.frame_size), options.fps)
     return open_source(options.source)
 
 
@@ -67,8 +70,15 @@ def _overlay(image: np.ndarray, text_lines: list[str]) -> np.ndarray:
     return image
 
 
+def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict[str, float]:
+    work = pred.timings_ms
+    return {"capture_wait_ms": wait_s * 1e3, "preprocess_ms": work["preprocess"], "inference_ms": work["inference"],
+            "postprocess_ms": work["postprocess"], "processing_ms": sum(work.values()), "frame_age_ms": (done - captured_at) * 1e3}
+
+
 def run_camera(clf: Classifier, options: CameraOptions) -> dict:
-    grabber = LatestFrameGrabber(_make_source(options)).start()
+    source = _make_source(options)
+    grabber = LatestFrameGrabber(source).start()
     timer = StageTimer()
     writer = None
     log = open(options.jsonl, "w") if options.jsonl else None  # noqa: SIM115 (closed in finally)
@@ -81,25 +91,29 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
             frame = grabber.next_frame()
             if frame is None:
                 break
-            wait_ms = (time.perf_counter() - t0) * 1e3
+            t1 = time.perf_counter()
             pred = clf.predict(frame.image)
-            timings = {"capture_wait": wait_ms, **pred.timings_ms}
-            timings["total"] = (time.perf_counter() - t0) * 1e3
-            timer.add(timings)
+            timings = _frame_timings(t1 - t0, pred, frame.captured_at, time.perf_counter())
+            warmup = frames < options.warmup_frames
+            if not warmup:
+                timer.add(timings)
             frames += 1
             if frame.label is not None:
                 labelled += 1
                 correct += int(pred.index == frame.label)
             fps = frames / (time.perf_counter() - started)
             if log:
-                record = {"frame": frame.index, "label": pred.label, "index": pred.index, "confidence": round(pred.confidence, 5),
-                          "ms": {k: round(v, 4) for k, v in timings.items()}, "dropped_so_far": grabber.dropped}
+                record = {"frame": frame.index, "time": time.time(), "label": pred.label, "index": pred.index,
+                          "confidence": round(pred.confidence, 5), "topk": [[name, round(p, 5)] for name, p in pred.topk],
+                          **{k: round(v, 4) for k, v in timings.items()}, "warmup": warmup, "dropped_so_far": grabber.dropped}
                 if frame.label is not None:
                     record["true_index"] = frame.label
                 log.write(json.dumps(record) + "\n")
             if options.record or not options.headless:
                 lines = [f"{pred.label} {pred.confidence:.0%}", f"{fps:.1f} FPS  dropped {grabber.dropped}",
-                         "  ".join(f"{k[:4]} {timings[k]:.2f}" for k in STAGES[1:])]
+                         f"preprocess {timings['preprocess_ms']:.2f} ms  inference {timings['inference_ms']:.2f} ms  "
+                         f"postprocess {timings['postprocess_ms']:.2f} ms",
+                         f"frame age {timings['frame_age_ms']:.1f} ms"]
                 if labelled:
                     lines.append(f"replay accuracy {correct / labelled:.2%} ({labelled})")
                 shown = _overlay(frame.image.copy(), lines)
@@ -126,33 +140,43 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
     summary = {
         "backend": clf.info.to_dict(),
         "frames": frames, "captured": grabber.captured, "dropped": grabber.dropped, "reconnects": grabber.reconnects,
-        "seconds": elapsed, "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted,
-        "latency_ms": timer.summary(),
+        "wall_s": elapsed, "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted,
+        "warmup_frames_excluded": min(frames, options.warmup_frames),
+        "latency": timer.summary(),
         "accuracy": (correct / labelled) if labelled else None, "labelled_frames": labelled,
     }
+    if isinstance(source, ReplaySource):
+        summary["replay"] = {"dataset": options.replay_test_set, "frame_size": options.frame_size, "resampled": source.resampled}
     _print_summary(summary)
     if options.summary_json:
         from edgecls.plots import latency_histogram
 
         atomic_write_json(options.summary_json, summary)
-        latency_histogram({s: timer.samples[s] for s in ("preprocess", "inference", "total")},
-                          Path(options.summary_json).with_suffix(".png"), title="camera loop latency per frame")
+        latency_histogram({s: timer.samples[s] for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
+                          Path(options.summary_json).with_suffix(".png"),
+                          title=f"camera loop, {clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}")
     return summary
 
 
 def _print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['dropped']} dropped")
-    for col in ("stage (ms)", "p50", "p90", "p99", "mean"):
+    table = Table(title=f"{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['dropped']} dropped; latency "
+                        f"after {summary['warmup_frames_excluded']} warm-up frames")
+    for col in ("stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"):
         table.add_column(col)
     for stage in STAGES:
-        s = summary["latency_ms"].get(stage)
+        s = summary["latency"].get(stage)
         if s and s.get("n"):
-            table.add_row(stage, f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}", f"{s['mean']:.3f}")
+            table.add_row(stage.removesuffix("_ms"), f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}", f"{s['mean']:.3f}")
     console.print(table)
-    total = summary["latency_ms"].get("total", {})
+    work = summary["latency"].get("processing_ms", {})
     line = f"frames {summary['frames']}  fps {summary['fps']:.1f}  dropped {summary['dropped']}"
-    if total.get("n"):
-        line += f"  total p50 {total['p50']:.3f} ms p99 {total['p99']:.3f} ms"
+    if work.get("n"):
+        age = summary["latency"]["frame_age_ms"]
+        line += f"  processing p50 {work['p50']:.3f} ms p99 {work['p99']:.3f} ms  frame age p50 {age['p50']:.3f} ms"
     if summary["accuracy"] is not None:
         line += f"  accuracy {summary['accuracy']:.2%} on {summary['labelled_frames']} labelled frames"
+        replay = summary.get("replay")
+        if replay and replay["resampled"]:
+            line += (f" (RESAMPLED: frame size {replay['frame_size']} is no whole multiple of the image size, so the model "
+                     "does not see the test images exactly; use e.g. 640x480)")
     console.print(line, soft_wrap=True)

@@ -50,10 +50,11 @@ class Classifier:
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "auto",
-             top_k: int = 5) -> Classifier:
+             top_k: int = 5, threads: int | None = None) -> Classifier:
+        """`threads`: host threads for CPU inference (None: the backend's measured default for batch 1, 0: all cores)."""
         bundle = Bundle.open(bundle_dir)
         name, precision, device, reason = choose(bundle, backend, precision, device)
-        return cls(bundle, create_backend(bundle, name, precision, device), reason, top_k)
+        return cls(bundle, create_backend(bundle, name, precision, device, threads), reason, top_k)
 
     @property
     def info(self) -> BackendInfo:
@@ -61,7 +62,8 @@ class Classifier:
 
     def describe(self) -> str:
         info = self.info
-        return f"{self.bundle.manifest['model']} on {info.name}/{info.device} {info.precision} ({info.detail}) — {self.reason}"
+        threads = f", {info.threads} thread{'s' * (info.threads != 1)}" if info.threads else ""
+        return f"{self.bundle.manifest['model']} on {info.name}/{info.device} {info.precision} ({info.detail}{threads}) — {self.reason}"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Normalized N×C×H×W float32 → logits, serialized across threads."""

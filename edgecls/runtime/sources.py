@@ -88,13 +88,21 @@ class ImageDirSource:
 
 
 class ReplaySource:
-    """A labelled test set as BGR frames of `size` (w, h): each image scaled to the frame height and centred."""
+    """A labelled test set as BGR frames of `size` (w, h), each image placed where the runtime's centre crop looks.
+
+    When the frame's short side is a whole multiple of the image size, the image is enlarged by that factor
+    with nearest-neighbour copies, which the runtime's area reduction inverts exactly: the model sees the test
+    image itself, and replay accuracy equals `edgecls eval`'s. Other sizes are resampled (bilinear) and
+    `resampled` says so.
+    """
 
     live = False
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0):
         self.images, self.labels, self.size, self.fps = images, labels, size, fps
         self.position = 0
+        side, image_side = min(size), images.shape[1]
+        self.resampled = side % image_side != 0 or images.shape[1] != images.shape[2]
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
         if self.position >= len(self.labels):
@@ -106,7 +114,8 @@ class ReplaySource:
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         frame = np.zeros((h, w, 3), dtype=np.uint8)
         top, left = (h - side) // 2, (w - side) // 2
-        frame[top : top + side, left : left + side] = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_LINEAR)
+        interpolation = cv2.INTER_LINEAR if self.resampled else cv2.INTER_NEAREST
+        frame[top : top + side, left : left + side] = cv2.resize(bgr, (side, side), interpolation=interpolation)
         return frame, label
 
     def close(self) -> None:

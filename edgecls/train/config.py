@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from edgecls.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
-SCHEDULES = ("cosine", "step", "plateau", "constant")
+SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,14 @@ class TrainConfig:
     resume: bool = False
     image_size: int | None = None
     model_kwargs: dict = field(default_factory=dict)
+    recipe: str | None = None
+    micro_batch_size: int | None = None
+    bias_lr_scale: float = 1.0
+    lookahead: bool = False
+    alternating_flip: bool = False
+    pad_mode: str = "zeros"
+    whiten_init: bool = False
+    whiten_bias_epochs: int = 3
 
     def __post_init__(self) -> None:
         def choice(name: str, value: str, options: tuple[str, ...]) -> None:
@@ -64,6 +72,10 @@ class TrainConfig:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.micro_batch_size is not None and not 1 <= self.micro_batch_size <= self.batch_size:
+            raise ConfigError(f"micro_batch_size must be in 1..batch_size ({self.batch_size}), got {self.micro_batch_size}")
+        if self.bias_lr_scale <= 0:
+            raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}")
         if not 0 < self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.trainable_blocks is not None and self.init_from is None:

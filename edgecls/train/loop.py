@@ -24,16 +24,17 @@ from edgecls.console import console
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
 from edgecls.data.loader import BatchLoader
-from edgecls.data.split import stratified_split, subset
+from edgecls.data.split import train_val_split
 from edgecls.data.transforms import Augment, Normalization
-from edgecls.errors import CheckpointError
+from edgecls.errors import CheckpointError, ConfigError
 from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
 from edgecls.plots import training_curves
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig
 from edgecls.train.distributed import init_distributed, shutdown_distributed
-from edgecls.train.optim import Schedule, build_optimizer, freeze_all_but_last
+from edgecls.train.optim import Schedule, build_optimizer, freeze_all_but_last, param_groups
+from edgecls.train.recipes import Lookahead
 from edgecls.zoo import create_model
 
 
@@ -70,10 +71,9 @@ class _Run:
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)
 
-        data = subset(train_full, cfg.subset, cfg.seed)
-        train_idx, val_idx = stratified_split(data.labels, cfg.val_fraction, cfg.seed)
-        self.train_set = data.take(train_idx, f"{data.name}:train")
-        self.val_set = data.take(val_idx, f"{data.name}:val")
+        self.split = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "subset": cfg.subset}
+        self.train_set, self.val_set = train_val_split(train_full, self.split)
+        data = self.train_set
         self.test_set = test_set
         self.classes = data.classes
         self.normalization = Normalization.fit(self.train_set.images, cfg.normalization)
@@ -84,7 +84,8 @@ class _Run:
         if cfg.init_from and not cfg.resume:
             self._init_from(cfg.init_from)
 
-        augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction) if cfg.augment else None
+        augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction, cfg.pad_mode,
+                          cfg.alternating_flip) if cfg.augment else None
         if augment and data.in_channels == 1:
             augment = replace(augment, flip=False)  # digits and garments are not mirror-symmetric classes
         self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
@@ -97,15 +98,27 @@ class _Run:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         weight = class_weights(self.train_set.labels, len(self.classes)).to(self.device) if cfg.class_weighted else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-        self.optimizer = build_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
+        resuming = cfg.resume and (self.out / "last.pt").exists()
+        if cfg.whiten_init and not resuming:
+            self._init_whitening()
+        self.optimizer = build_optimizer(param_groups(self.model, cfg), cfg)
         self.schedule = Schedule(self.optimizer, cfg, len(self.train_loader))
+        self.lookahead = Lookahead(self.model, cfg.epochs * len(self.train_loader)) if cfg.lookahead else None
         use_amp = cfg.amp and self.device.type == "cuda"
         self.amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
         self.autocast = (lambda: torch.autocast("cuda", dtype=self.amp_dtype)) if use_amp else nullcontext
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp and self.amp_dtype == torch.float16)
         self.start_epoch, self.best_val, self.bad_epochs, self.history = 1, -1.0, 0, []
-        if cfg.resume and (self.out / "last.pt").exists():
+        if resuming:
             self._resume(self.out / "last.pt")
+
+    def _init_whitening(self, max_images: int = 5000) -> None:
+        if not hasattr(self.model, "init_whitening"):
+            raise ConfigError(f"whiten_init needs a model with a whitening stem (e.g. whitened_vgg); {self.cfg.model} has none: "
+                              "pass --no-whiten-init")
+        images = torch.from_numpy(self.train_set.images[:max_images]).permute(0, 3, 1, 2).to(self.device)
+        self.model.init_whitening(self.normalization.apply(images))
+        self.log(f"whitening stem fitted to the 2×2 patches of {len(images):,} training images")
 
     def _init_from(self, path: str) -> None:
         ckpt = load_checkpoint(path)
@@ -124,6 +137,8 @@ class _Run:
         self.schedule.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler"):
             self.scaler.load_state_dict(ckpt["scaler"])
+        if self.lookahead:
+            self.lookahead.load_state_dict(ckpt["lookahead"])
         self.start_epoch = ckpt["epoch"] + 1
         self.best_val, self.bad_epochs, self.history = ckpt["best_val"], ckpt["bad_epochs"], ckpt["history"]
         self.log(f"resumed from {path} after epoch {ckpt['epoch']}")
@@ -140,11 +155,13 @@ class _Run:
             "normalization": self.normalization.to_dict(),
             "input": {"size": self.train_set.input_size, "channels": self.train_set.in_channels, "color": "rgb"},
             "dataset": self.cfg.dataset,
+            "split": self.split,
             "metrics": metrics,
             "epoch": epoch,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.schedule.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "lookahead": self.lookahead.state_dict() if self.lookahead else {},
             "best_val": self.best_val,
             "bad_epochs": self.bad_epochs,
             "history": self.history,
@@ -159,6 +176,8 @@ class _Run:
         data_time = 0.0
         start = time.perf_counter()
         batches = self.train_loader.epoch(epoch)
+        step = (epoch - 1) * len(self.train_loader)
+        freeze_stem_bias = self.cfg.whiten_init and epoch > self.cfg.whiten_bias_epochs
         while True:
             t0 = time.perf_counter()
             try:
@@ -167,14 +186,16 @@ class _Run:
                 break
             x = x.contiguous(memory_format=torch.channels_last)
             data_time += time.perf_counter() - t0
-            with self.autocast():
-                logits = self.net(x)
-                loss = self.criterion(logits, y)
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            logits, loss = self._forward_backward(x, y)
+            if freeze_stem_bias:
+                self.model.stem.bias.grad = None  # SGD skips it: the whitening stem is fixed from here on
             self.scaler.step(self.optimizer)
             self.scaler.update()
             self.schedule.after_step()
+            step += 1
+            if self.lookahead:
+                self.lookahead.after_step(step)
             loss_sum += loss.detach() * len(y)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(y)
@@ -188,6 +209,22 @@ class _Run:
         loss_sum, correct, seen = self.dist.all_sum([float(loss_sum), float(correct), float(seen)], self.device)
         return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "images_per_s": seen / elapsed,
                 "data_fraction": data_time / elapsed, "epoch_s": elapsed, "samples_seen": int(seen)}
+
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gradients of the batch's mean loss, in micro-batches when configured (their gradients add up to the batch's)."""
+        size = self.cfg.micro_batch_size or len(y)
+        logits, losses = [], []
+        for start in range(0, len(y), size):
+            xs, ys = x[start : start + size], y[start : start + size]
+            last = start + size >= len(y)
+            sync = self.net.no_sync if self.dist.enabled and not last else nullcontext
+            with sync(), self.autocast():
+                out = self.net(xs)
+                loss = self.criterion(out, ys)
+                self.scaler.scale(loss * (len(ys) / len(y))).backward()
+            logits.append(out.detach())
+            losses.append(loss.detach() * len(ys))
+        return torch.cat(logits), sum(losses) / len(y)
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -247,7 +284,8 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
                 break
     summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history,
                "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "hardware": describe_hardware(run.device),
-               "world_size": run.dist.world_size, "train_wall_s": sum(h["epoch_s"] for h in run.history)}
+               "world_size": run.dist.world_size, "train_wall_s": sum(h["epoch_s"] for h in run.history),
+               "config": cfg.to_dict()}
     if run.dist.is_main:
         training_curves(run.history, out / "curves.png")
         best = load_checkpoint(out / "best.pt")

@@ -10,6 +10,20 @@ from torch import nn
 from edgecls.train.config import TrainConfig
 
 
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """Trainable parameters; with `bias_lr_scale` ≠ 1 the BatchNorm shifts get their own group at that multiple
+    of the learning rate, their weight decay divided by it so the decay per step stays that of the others."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    if cfg.bias_lr_scale == 1.0:
+        return [{"params": [p for _, p in trainable]}]
+    norm_shifts = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    return [
+        {"params": [p for _, p in trainable if id(p) not in norm_shifts]},
+        {"params": [p for _, p in trainable if id(p) in norm_shifts], "lr": cfg.lr * cfg.bias_lr_scale,
+         "weight_decay": cfg.weight_decay / cfg.bias_lr_scale},
+    ]
+
+
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
@@ -22,7 +36,11 @@ def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 class Schedule:
-    """One object that knows when to step: cosine with linear warm-up per iteration, the others per epoch."""
+    """One object that knows when to step: cosine and linear per iteration, the others per epoch.
+
+    `cosine` warms up linearly from 0 and decays to 0; `linear` (airbench) warms up from 0.2·lr and decays
+    linearly to 0.07·lr at the last step.
+    """
 
     def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
         self.kind = cfg.schedule
@@ -35,6 +53,12 @@ class Schedule:
                 progress = (step - warmup) / max(1, total - warmup)
                 return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        elif self.kind == "linear":
+            def linear(step: int) -> float:
+                if step < warmup:
+                    return 0.2 + 0.8 * step / warmup
+                return 1.0 - 0.93 * min(1.0, (step - warmup) / max(1, total - warmup))
+            self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
         elif self.kind == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
         elif self.kind == "plateau":
@@ -43,7 +67,7 @@ class Schedule:
             self.scheduler = None
 
     def after_step(self) -> None:
-        if self.kind == "cosine":
+        if self.kind in ("cosine", "linear"):
             self.scheduler.step()
 
     def after_epoch(self, val_loss: float) -> None:

@@ -1,6 +1,6 @@
 """The model zoo. Importing it registers every model family."""
 
-from edgecls.zoo import classic, custom, mobilenet, resnet  # noqa: F401  (registration side effect)
+from edgecls.zoo import classic, custom, mobilenet, resnet, whitened  # noqa: F401  (registration side effect)
 from edgecls.zoo.registry import (
     ModelInfo,
     count_macs,

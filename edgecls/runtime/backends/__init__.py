@@ -68,10 +68,10 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
     return backend, precision, device, why
 
 
-def create_backend(bundle: Bundle, backend: str, precision: str, device: str) -> Backend:
+def create_backend(bundle: Bundle, backend: str, precision: str, device: str, threads: int | None = None) -> Backend:
     cls = backend_class(backend)
     try:
-        return cls(bundle, precision=precision, device=device)
+        return cls(bundle, precision=precision, device=device, threads=threads)
     except ImportError as exc:
         raise BackendUnavailableError(f"backend {backend} cannot be used here: {exc}") from exc
 

@@ -26,6 +26,7 @@ class BackendInfo:
     file: str
     providers: tuple[str, ...] = field(default_factory=tuple)
     detail: str = ""
+    threads: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

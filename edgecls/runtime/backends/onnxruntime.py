@@ -12,6 +12,10 @@ from edgecls.errors import BackendUnavailableError, BundleError
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
+# Batch-1 defaults on a CPU, measured with tools/bench_threads.py (README, "Threads"): the INT8 graph runs as fast
+# or faster on one thread, with a lower paced p99 and a core left for the robot; FP32/FP16 gain from ONNX
+# Runtime's own pool (one thread per core, spin-waiting on), which None keeps.
+DEFAULT_CPU_THREADS = {"int8": 1}
 
 
 def available_devices() -> list[str]:
@@ -27,7 +31,7 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu", threads: int | None = None,
-                 flavour: str | None = None):
+                 flavour: str | None = None, spin_wait: bool = True):
         super().__init__(bundle, precision, device)
         try:
             import onnxruntime as ort
@@ -48,8 +52,15 @@ class OnnxRuntimeBackend(Backend):
         path = bundle.verified_path(entry)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None and threads < 0:
+            raise BackendUnavailableError(f"threads must be ≥ 0 (0: one per core), got {threads}")
+        if threads is None and device == "cpu":
+            threads = DEFAULT_CPU_THREADS.get(precision)
         if threads:
             options.intra_op_num_threads = threads
+        if not spin_wait:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.threads = threads or (os.cpu_count() if device == "cpu" else None)
         providers: list = [PROVIDERS[device]]
         if device == "tensorrt":
             cache = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "ort-trt"
@@ -72,4 +83,4 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> BackendInfo:
         flavour = f" ({self.entry.flavour})" if self.entry.flavour else ""
         return BackendInfo(self.name, self.device, self.precision, self.entry.name, self.providers,
-                           detail=f"{self.entry.name}{flavour} on {self.providers[0]}")
+                           detail=f"{self.entry.name}{flavour} on {self.providers[0]}", threads=self.threads)

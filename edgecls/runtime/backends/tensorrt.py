@@ -34,7 +34,8 @@ def engine_cache_dir() -> Path:
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
-    def __init__(self, bundle: Bundle, precision: str = "fp16", device: str = "cuda:0"):
+    def __init__(self, bundle: Bundle, precision: str = "fp16", device: str = "cuda:0", threads: int | None = None):
+        """`threads` is accepted for a uniform interface: TensorRT's work runs on the GPU, not in host threads."""
         super().__init__(bundle, precision, device)
         trt = import_tensorrt()
         import pycuda.driver as cuda

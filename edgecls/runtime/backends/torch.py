@@ -12,7 +12,7 @@ from edgecls.runtime.backends.base import Backend, BackendInfo
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu"):
+    def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu", threads: int | None = None):
         super().__init__(bundle, precision, device)
         try:
             import torch
@@ -29,6 +29,8 @@ class TorchBackend(Backend):
             raise BundleError(f"bundle {bundle.root} has no model.pt; re-export it to bench against PyTorch")
         self.entry = entry
         self.torch = torch
+        if threads:  # process-wide in PyTorch: the last backend created sets it
+            torch.set_num_threads(threads)
         model = model_from_checkpoint(load_checkpoint(bundle.verified_path(entry)))
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
@@ -44,4 +46,4 @@ class TorchBackend(Backend):
 
     def describe(self) -> BackendInfo:
         return BackendInfo(self.name, self.device, self.precision, self.entry.name, (f"torch {self.torch.__version__}",),
-                           detail="eager PyTorch")
+                           detail="eager PyTorch", threads=self.torch.get_num_threads() if self.device == "cpu" else None)

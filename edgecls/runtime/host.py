@@ -1,0 +1,60 @@
+"""What machine a measurement was taken on: CPU model, cores, GPU, and the versions that matter."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt")
+
+
+def cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("model name") or line.startswith("Model"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def int8_dot_product() -> str | None:
+    """The CPU's INT8 dot-product instructions; ONNX Runtime's x86 u8×s8 kernels saturate without VNNI."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text(errors="replace").splitlines()
+                  if line.startswith(("flags", "Features"))), [])
+    found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if f in flags]
+    return ", ".join(found) or "none"
+
+
+def gpu_names() -> list[str]:
+    if not shutil.which("nvidia-smi"):
+        return []
+    try:
+        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
+
+
+def versions() -> dict[str, str | None]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+@functools.cache
+def host_info() -> dict:
+    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "int8_dot_product": int8_dot_product(),
+            "machine": platform.machine(), "os": platform.platform(),
+            "python": platform.python_version(), "gpus": gpu_names(), "versions": versions()}

@@ -1,0 +1,167 @@
+"""edgecls' TensorRT code against the real Python API of every TensorRT it serves, without TensorRT or a GPU.
+
+NVIDIA's binding wheels (`tensorrt-bindings`, `tensorrt-cu12-bindings`, `tensorrt-cu13-bindings`) hold the
+compiled module of each version; only their libraries (`tensorrt-*-libs`) are out of reach here. Linked
+against stand-in libraries that define just the factory symbols (tests/trt_stubs), the module imports and
+lists its real classes, enums and methods. Each version is imported in its own process.
+
+Two checks: every `trt.` name the code uses is known to this table (the table cannot go stale), and every
+name a code path uses exists in each version that path serves; and `build_plan`'s feature checks, run on
+the real module, pick the path each version needs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+STUBS = Path(__file__).parent / "trt_stubs"
+WHEELS = {  # version → pip requirement; 10.3 is JetPack 6.1/6.2's TensorRT
+    "8.6.1": "tensorrt-bindings==8.6.1",
+    "10.3.0": "tensorrt-cu12-bindings==10.3.0",
+    "10.13.3": "tensorrt-cu12-bindings==10.13.3.9.post1",
+    "11.4.0": "tensorrt-cu13-bindings==11.4.0.106",
+}
+ALL = tuple(WHEELS)
+WITH_PRECISION_FLAGS = ("8.6.1", "10.3.0", "10.13.3")
+PATHS = {
+    "common": (ALL, [
+        "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
+        "Builder.create_optimization_profile", "Builder.build_serialized_network", "NetworkDefinitionCreationFlag",
+        "BuilderFlag", "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.get_error", "OnnxParser.num_errors",
+        "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "IBuilderConfig.set_memory_pool_limit",
+        "IBuilderConfig.set_flag", "IBuilderConfig.add_optimization_profile", "MemoryPoolType", "MemoryPoolType.WORKSPACE",
+        "IOptimizationProfile.set_shape", "Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.create_execution_context",
+        "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
+        "ICudaEngine.get_tensor_dtype", "TensorIOMode", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
+        "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
+        "IExecutionContext.execute_async_v3"]),
+    "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
+    "explicit-batch": (("8.6.1",), ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),
+    "strongly-typed": (("11.4.0",), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
+    "implicit-calibration": (WITH_PRECISION_FLAGS, ["IInt8EntropyCalibrator2", "IBuilderConfig.int8_calibrator"]),
+}
+CODE = [ROOT / "edgecls" / "export" / "tensorrt.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]
+
+PROBE = """
+import json, sys
+import tensorrt_bindings as trt
+from edgecls.export.tensorrt import build_plan
+
+def has(path):
+    obj = trt
+    for part in path.split("."):
+        if not hasattr(obj, part):
+            return False
+        obj = getattr(obj, part)
+    return True
+
+names = json.loads(sys.argv[1])
+print(json.dumps({"version": trt.__version__, "names": {n: has(n) for n in names},
+                  "plans": {p: build_plan(trt, p) for p in ("fp32", "fp16", "int8")}}))
+"""
+
+
+def _trt_names_in_code() -> set[str]:
+    """Every attribute chain rooted at `trt` (trt.BuilderFlag.FP16 → 'BuilderFlag.FP16') and hasattr(trt, 'X')."""
+    found = set()
+    for path in CODE:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute):
+                chain, inner = [], node
+                while isinstance(inner, ast.Attribute):
+                    chain.append(inner.attr)
+                    inner = inner.value
+                if isinstance(inner, ast.Name) and inner.id == "trt" and chain[-1] != "__version__":
+                    found.add(".".join(reversed(chain)))
+            elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "hasattr" and len(node.args) == 2
+                  and isinstance(node.args[0], ast.Name) and node.args[0].id == "trt"):
+                found.add(node.args[1].value)
+    return found
+
+
+def test_every_trt_name_in_the_code_is_in_the_table():
+    table = {name for _, names in PATHS.values() for name in names}
+    assert _trt_names_in_code() - table == set()
+
+
+def _download(requirement: str, cache: Path) -> Path | None:
+    name, version = requirement.split("==")
+    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
+    if not list(cache.glob(pattern)):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(cache),
+                        requirement], capture_output=True, text=True, timeout=300)
+    wheels = sorted(cache.glob(pattern))
+    return wheels[0] if wheels else None
+
+
+def _build_stubs(out: Path) -> dict[str, Path]:
+    dirs = {}
+    for major in ("8", "10", "11"):
+        folder = out / f"v{major}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for lib in ("nvinfer", "nvonnxparser", "nvinfer_plugin"):
+            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / f"lib{lib}.so.{major}"), f"-Wl,-soname,lib{lib}.so.{major}",
+                            str(STUBS / "factories.c")], check=True)
+        dirs[major] = folder
+    subprocess.run(["g++", "-shared", "-fPIC", "-o", str(dirs["8"] / "libnvparsers.so.8"), "-Wl,-soname,libnvparsers.so.8",
+                    str(STUBS / "parsers8.cpp")], check=True)
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def real_apis(tmp_path_factory) -> dict[str, dict]:
+    if sys.platform != "linux" or platform.machine() != "x86_64" or not (shutil.which("gcc") and shutil.which("g++")):
+        pytest.skip("the binding wheels are inspected on x86_64 Linux with gcc and g++")
+    cache = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "tensorrt-bindings"
+    cache.mkdir(parents=True, exist_ok=True)
+    stubs = _build_stubs(tmp_path_factory.mktemp("trt_stubs"))
+    names = sorted({name for _, names in PATHS.values() for name in names})
+    apis, missing = {}, []
+    for version, requirement in WHEELS.items():
+        wheel = _download(requirement, cache)
+        if wheel is None:
+            missing.append(requirement)
+            continue
+        unpacked = cache / wheel.stem
+        if not unpacked.is_dir():
+            with zipfile.ZipFile(wheel) as archive:
+                archive.extractall(unpacked)
+        env = {**os.environ, "LD_LIBRARY_PATH": str(stubs[version.split(".")[0]]),
+               "PYTHONPATH": os.pathsep.join([str(unpacked), str(ROOT)])}
+        result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(names)], capture_output=True, text=True, env=env,
+                                timeout=120)
+        assert result.returncode == 0, f"TensorRT {version} bindings did not load against the stubs: {result.stderr[-2000:]}"
+        apis[version] = json.loads(result.stdout)
+    if missing:
+        pytest.skip(f"could not download {', '.join(missing)} (no registry access?); the API check needs all four")
+    return apis
+
+
+def test_each_code_path_uses_only_names_its_tensorrt_versions_have(real_apis):
+    absent = [f"{path}: {name} missing in TensorRT {version}"
+              for path, (versions, names) in PATHS.items() for version in versions for name in names
+              if not real_apis[version]["names"][name]]
+    assert absent == []
+    assert {v: real_apis[v]["version"].startswith(v) for v in ALL} == dict.fromkeys(ALL, True)
+
+
+def test_feature_checks_pick_the_path_each_version_needs(real_apis):
+    for version in WITH_PRECISION_FLAGS:
+        plans = real_apis[version]["plans"]
+        assert plans["int8"]["builder_flags"] == ["FP16", "INT8"] and plans["int8"]["mode"] == "explicit-qdq"
+        assert plans["fp16"]["builder_flags"] == ["FP16"] and plans["fp32"]["builder_flags"] == []
+        assert "STRONGLY_TYPED" not in plans["int8"]["creation_flags"]
+    assert real_apis["8.6.1"]["plans"]["fp32"]["creation_flags"] == ["EXPLICIT_BATCH"]  # 8.x builds implicit batch otherwise
+    for precision, plan in real_apis["11.4.0"]["plans"].items():
+        assert plan == {"creation_flags": ["STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}, precision

@@ -1,0 +1,58 @@
+"""Which ONNX Runtime thread setting serves batch 1 best on this CPU: threads × spin-waiting, hot and paced.
+
+    python tools/bench_threads.py exports/mobilenet_mod --precision int8 --iterations 300
+
+Each configuration classifies the same 640×480 frame through `Classifier.predict`, back to back and then
+once every 33 ms, in one run; the table gives p50/p99 and the ratio of each p50 to ONNX Runtime's own
+default (all cores, spinning on), over `--rounds` interleaved rounds. The runtime's defaults
+(`DEFAULT_CPU_THREADS`) come from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from edgecls.bench import time_frames
+from edgecls.bundle import Bundle
+from edgecls.runtime.backends.onnxruntime import OnnxRuntimeBackend
+from edgecls.runtime.classifier import Classifier
+from edgecls.runtime.host import host_info
+from edgecls.runtime.stats import summarize
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("bundle")
+    parser.add_argument("--precision", default="int8")
+    parser.add_argument("--iterations", type=int, default=300)
+    parser.add_argument("--pace-ms", type=float, default=33.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    bundle = Bundle.open(args.bundle)
+    frame = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    configs = [(0, True), (1, False), (1, True), (2, True), (2, False)]
+    classifiers = {c: Classifier(bundle, OnnxRuntimeBackend(bundle, args.precision, "cpu", threads=c[0], spin_wait=c[1]),
+                                 reason="bench_threads") for c in configs}
+    samples: dict = {c: {"hot": [], "paced": []} for c in configs}
+    for _ in range(args.rounds):  # interleaved rounds, so drift in the machine's state hits every configuration alike
+        for config, clf in classifiers.items():
+            samples[config]["hot"].append(time_frames(clf, frame, args.iterations, 30)["end_to_end_ms"])
+            samples[config]["paced"].append(time_frames(clf, frame, args.iterations, 5, args.pace_ms)["end_to_end_ms"])
+    results = {c: {mode: summarize(np.concatenate(runs)) for mode, runs in s.items()} for c, s in samples.items()}
+    base = results[(0, True)]
+    host = host_info()
+    print(f"{args.bundle} {args.precision}, end to end from a 640×480 frame, {host['cpu']}, {host['logical_cores']} cores, "
+          f"onnxruntime {host['versions']['onnxruntime']}")
+    print("| threads | spinning | hot p50 | hot p99 | paced p50 | paced p99 | hot p50 vs default | paced p50 vs default |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (threads, spinning), r in results.items():
+        print(f"| {threads or 'all (0)'} | {'on' if spinning else 'off'} | {r['hot']['p50']:.3f} | {r['hot']['p99']:.3f} | "
+              f"{r['paced']['p50']:.3f} | {r['paced']['p99']:.3f} | {base['hot']['p50'] / r['hot']['p50']:.2f}× | "
+              f"{base['paced']['p50'] / r['paced']['p50']:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
