@@ -175,3 +175,11 @@ def test_any_frame_size_becomes_one_finite_input_tensor(h, w, channels, seed):
     x = prep(frame)
     assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32 and np.isfinite(x).all()
     assert x.min() >= (0 - 120) / 60 - 1e-6 and x.max() <= (255 - 120) / 60 + 1e-6
+
+
+def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
+    clf = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
+    # an INT8 output of mobilenet_mod on a CIFAR-10 test image: classes 4 and 6 tie exactly
+    row = [-0.80443984, -1.1262158, 2.1558988, -0.12871037, 2.284609, -1.2549262, 2.284609, -1.190571, -1.6410573, -0.61137426]
+    logits = np.tile(np.array(row, np.float32), (64, 1))
+    assert [fields[1] for fields in clf._postprocess(logits)] == [int(np.argmax(row))] * 64 == [4] * 64

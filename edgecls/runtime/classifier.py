@@ -72,7 +72,8 @@ class Classifier:
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         probs = softmax(logits)
-        order = np.argsort(-probs, axis=1)[:, : self.top_k]
+        # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
+        order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
         return [(self.classes[int(row[0])], int(row[0]), float(p[row[0]]), tuple((self.classes[int(i)], float(p[i])) for i in row))
                 for p, row in zip(probs, order, strict=True)]
 
