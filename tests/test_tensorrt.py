@@ -6,11 +6,18 @@ import json
 import numpy as np
 import pytest
 
-pytestmark = [
-    pytest.mark.tensorrt,
-    pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None,
-                       reason="TensorRT and pycuda are not installed"),
-]
+
+def _why_not() -> str | None:
+    if importlib.util.find_spec("tensorrt") is None or importlib.util.find_spec("pycuda") is None:
+        return "TensorRT and pycuda are not installed"
+    from edgecls.runtime.backends import cuda_device_count
+
+    devices, problem = cuda_device_count()
+    return None if devices else f"TensorRT is installed but no CUDA device is usable ({problem})"
+
+
+WHY_NOT = _why_not()
+pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 
 
 @pytest.mark.parametrize("precision", ["fp16", "int8"])

@@ -39,7 +39,11 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} or 'auto', got {precision!r}")
     if backend == "auto":
         if _installed("tensorrt") and _installed("pycuda"):
-            backend, why = "tensorrt", "tensorrt and pycuda are installed"
+            devices, problem = cuda_device_count()
+            if devices:
+                backend, why = "tensorrt", f"tensorrt and pycuda are installed and see {devices} CUDA device(s)"
+            else:
+                backend, why = "onnxruntime", f"TensorRT is installed but no CUDA device is usable ({problem})"
         else:
             backend = "onnxruntime"
             why = "TensorRT is not installed"
@@ -66,6 +70,18 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
                 "fp16" if _has_precision(bundle, "fp16") or backend == "tensorrt" else "fp32")
             why += f"; {precision} is the fastest this GPU path has in the bundle"
     return backend, precision, device, why
+
+
+def cuda_device_count() -> tuple[int, str]:
+    """CUDA devices pycuda can open, and why there are none (driver missing, no GPU) when so."""
+    try:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        count = cuda.Device.count()
+    except Exception as exc:  # pycuda raises its own LogicError/RuntimeError kinds, or ImportError without libcuda
+        return 0, f"{type(exc).__name__}: {exc}"
+    return count, "" if count else "the driver reports 0 devices"
 
 
 def create_backend(bundle: Bundle, backend: str, precision: str, device: str, threads: int | None = None) -> Backend:

@@ -8,6 +8,7 @@ $EDGECLS_CACHE (default ~/.cache/edgecls/engines), keyed by all four.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
@@ -23,6 +24,7 @@ from edgecls.export.tensorrt import (
     engine_identity,
     engine_sources,
     import_tensorrt,
+    sidecar_path,
 )
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
@@ -52,6 +54,7 @@ class TensorRTBackend(Backend):
         try:
             expected = engine_identity(trt, onnx_path, precision, self.device_index)
             self.engine_path = self._find_or_build(onnx_path, expected)
+            self.max_batch = int(json.loads(sidecar_path(self.engine_path).read_text())["max_batch"])
             logger = trt.Logger(trt.Logger.WARNING)
             self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
             if self.engine is None:
@@ -88,7 +91,8 @@ class TensorRTBackend(Backend):
     def _buffers(self, batch: int):
         if batch not in self.buffers:
             shape = (batch, *self.input_shape)
-            self.context.set_input_shape(self.input_name, shape)
+            if not self.context.set_input_shape(self.input_name, shape):
+                raise EngineMismatchError(f"TensorRT refused input shape {shape} (profile: batch 1..{self.max_batch})")
             out_shape = tuple(self.context.get_tensor_shape(self.output_name))
             host_in = self.cuda.pagelocked_empty(shape, self.input_dtype)
             host_out = self.cuda.pagelocked_empty(out_shape, self.output_dtype)
@@ -96,13 +100,17 @@ class TensorRTBackend(Backend):
         return self.buffers[batch]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) > self.max_batch:  # the engine's optimization profile stops at max_batch
+            return np.concatenate([self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
         with self.lock:
             self.cuda_context.push()
             try:
                 host_in, host_out, dev_in, dev_out = self._buffers(batch.shape[0])
-                self.context.set_input_shape(self.input_name, batch.shape)
-                self.context.set_tensor_address(self.input_name, int(dev_in))
-                self.context.set_tensor_address(self.output_name, int(dev_out))
+                if not self.context.set_input_shape(self.input_name, batch.shape):
+                    raise EngineMismatchError(f"TensorRT refused input shape {batch.shape} (profile: batch 1..{self.max_batch})")
+                for name, address in ((self.input_name, dev_in), (self.output_name, dev_out)):
+                    if not self.context.set_tensor_address(name, int(address)):
+                        raise EngineMismatchError(f"TensorRT refused the device address of tensor {name!r}")
                 np.copyto(host_in, batch, casting="same_kind")
                 self.cuda.memcpy_htod_async(dev_in, host_in, self.stream)
                 self.start.record(self.stream)

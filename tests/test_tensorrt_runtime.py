@@ -1,0 +1,115 @@
+"""The TensorRT backend's host-side logic, run here with stand-ins for the engine context and pycuda.
+
+The real engine path runs in tests/test_tensorrt.py where a GPU exists; these check what can go wrong
+between edgecls and TensorRT's API: batches above the engine's profile, and refused shapes or addresses.
+"""
+
+import threading
+import types
+
+import numpy as np
+import pytest
+
+from edgecls.errors import EngineMismatchError
+from edgecls.runtime.backends import choose
+from edgecls.runtime.backends.tensorrt import TensorRTBackend
+
+
+class FakeContext:
+    """Doubles each input row's sum into a 10-wide output; refuses batches above `max_batch` as TensorRT does."""
+
+    def __init__(self, max_batch: int, refuse_address: bool = False):
+        self.max_batch, self.refuse_address = max_batch, refuse_address
+        self.batch, self.addresses, self.shapes = 0, {}, []
+
+    def set_input_shape(self, name, shape):
+        self.shapes.append(tuple(shape))
+        if not 1 <= shape[0] <= self.max_batch:
+            return False
+        self.batch = shape[0]
+        return True
+
+    def get_tensor_shape(self, name):
+        return (self.batch, 10)
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+        return not self.refuse_address
+
+    def execute_async_v3(self, stream):
+        memory = FakeCuda.memory
+        x = memory[self.addresses["input"]]
+        memory[self.addresses["logits"]] = np.repeat(2 * x.reshape(len(x), -1).sum(1, keepdims=True), 10, axis=1)
+        return True
+
+
+class FakeCuda:
+    memory: dict = {}
+
+    class Event:
+        def record(self, stream):
+            pass
+
+        def time_till(self, other):
+            return 0.1
+
+    @staticmethod
+    def pagelocked_empty(shape, dtype):
+        return np.empty(shape, dtype)
+
+    @classmethod
+    def mem_alloc(cls, nbytes):
+        key = len(cls.memory) + 1
+        cls.memory[key] = None
+        return key
+
+    @classmethod
+    def memcpy_htod_async(cls, dev, host, stream):
+        cls.memory[dev] = host.copy()
+
+    @classmethod
+    def memcpy_dtoh_async(cls, host, dev, stream):
+        np.copyto(host, cls.memory[dev])
+
+
+def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    backend.input_shape = (3, 2, 2)
+    backend.cuda, backend.context = FakeCuda, FakeContext(max_batch, refuse_address)
+    backend.cuda_context = types.SimpleNamespace(push=lambda: None, pop=lambda: None)
+    backend.stream = types.SimpleNamespace(handle=0, synchronize=lambda: None)
+    backend.start, backend.end = FakeCuda.Event(), FakeCuda.Event()
+    backend.input_name, backend.output_name = "input", "logits"
+    backend.input_dtype = backend.output_dtype = np.float32
+    backend.buffers, backend.lock, backend.max_batch = {}, threading.Lock(), max_batch
+    return backend
+
+
+def test_batches_above_the_engine_profile_are_split():
+    backend = _backend(max_batch=64)
+    batch = np.random.default_rng(0).standard_normal((150, 3, 2, 2)).astype(np.float32)
+    out = backend._infer(batch)
+    assert out.shape == (150, 10)
+    assert np.allclose(out[:, 0], 2 * batch.reshape(150, -1).sum(1), atol=1e-5)
+    assert max(shape[0] for shape in backend.context.shapes) == 64
+
+
+def test_refused_shapes_and_addresses_raise_instead_of_running():
+    backend = _backend(max_batch=64)
+    backend.max_batch = 128  # a sidecar that claims more than the engine's profile holds
+    with pytest.raises(EngineMismatchError, match="refused input shape"):
+        backend._infer(np.zeros((100, 3, 2, 2), np.float32))
+    with pytest.raises(EngineMismatchError, match="device address"):
+        _backend(max_batch=8, refuse_address=True)._infer(np.zeros((2, 3, 2, 2), np.float32))
+
+
+def test_auto_picks_tensorrt_only_with_a_cuda_device(bundle_dir, monkeypatch):
+    from edgecls.bundle import Bundle
+    from edgecls.runtime import backends
+
+    monkeypatch.setattr(backends, "_installed", lambda module: module in ("tensorrt", "pycuda", "onnxruntime"))
+    monkeypatch.setattr(backends, "cuda_device_count", lambda: (0, "RuntimeError: cuInit failed: no CUDA-capable device"))
+    name, _, device, why = choose(Bundle.open(bundle_dir))
+    assert (name, device) == ("onnxruntime", "cpu") and "no CUDA device is usable" in why and "cuInit" in why
+    monkeypatch.setattr(backends, "cuda_device_count", lambda: (1, ""))
+    assert choose(Bundle.open(bundle_dir))[0] == "tensorrt"
