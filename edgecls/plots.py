@@ -109,7 +109,10 @@ def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathL
         ax.scatter(p[x], p[y])
         ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if logx:
+        from matplotlib.ticker import LogLocator
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))  # 1-2-5 ticks: labels even within a decade
         ax.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set(xlabel=x, ylabel=y, title=title)
