@@ -11,7 +11,6 @@ the test set is evaluated once, afterwards, and only reported.
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import time
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-import edgecls
 from edgecls.bundle import FORMAT_VERSION, MANIFEST, file_entry
 from edgecls.calibration.quantize import FLAVOURS, quantize
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
@@ -104,16 +102,6 @@ def _onnx_scores(path: Path, batch: np.ndarray, target: str = "cpu", chunk: int 
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + chunk]})[0] for i in range(0, len(batch), chunk)])
-
-
-def _tool_versions() -> dict:
-    versions = {"edgecls": edgecls.__version__}
-    for dist in ("torch", "onnx", "onnxruntime", "opencv-python-headless", "tensorrt"):
-        try:
-            versions[dist] = importlib.metadata.version(dist)
-        except importlib.metadata.PackageNotFoundError:
-            versions[dist] = None
-    return versions
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
@@ -209,7 +197,7 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
         "parity": parity,
         "accuracy": accuracy,
         "calibration": calibration,
-        "tools": _tool_versions(),
+        "tools": host_info()["versions"],
         "export_host": host_info(),
     }
     if accuracy and options.int8 and not options.allow_accuracy_drop:

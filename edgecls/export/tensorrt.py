@@ -108,10 +108,9 @@ def build_plan(trt, precision: str) -> dict:
     creation_flags = ["EXPLICIT_BATCH"] if hasattr(creation, "EXPLICIT_BATCH") else []  # required on 8.x, gone in 11
     if not has_precision_flags:
         return {"creation_flags": [*creation_flags, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
-    builder_flags = ["FP16"] if precision in ("fp16", "int8") else []
-    if precision == "int8":
-        return {"creation_flags": creation_flags, "builder_flags": [*builder_flags, "INT8"], "mode": "explicit-qdq"}
-    return {"creation_flags": creation_flags, "builder_flags": builder_flags, "mode": "weakly-typed"}
+    builder_flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}[precision]
+    return {"creation_flags": creation_flags, "builder_flags": builder_flags,
+            "mode": "explicit-qdq" if precision == "int8" else "weakly-typed"}
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str, *,

@@ -10,25 +10,28 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt")
+PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt")
+
+
+def _cpuinfo(*keys: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of `keys` (None off Linux)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return None
+    return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text(errors="replace").splitlines()
+                 if line.startswith(keys)), None)
 
 
 def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name") or line.startswith("Model"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name", "Model") or platform.processor() or platform.machine()
 
 
 def int8_dot_product() -> str | None:
     """The CPU's INT8 dot-product instructions; ONNX Runtime's x86 u8×s8 kernels saturate without VNNI."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.is_file():
+    line = _cpuinfo("flags", "Features")
+    if line is None:
         return None
-    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.read_text(errors="replace").splitlines()
-                  if line.startswith(("flags", "Features"))), [])
+    flags = line.split()
     found = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if f in flags]
     return ", ".join(found) or "none"
 

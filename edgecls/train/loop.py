@@ -73,12 +73,11 @@ class _Run:
 
         self.split = {"seed": cfg.seed, "val_fraction": cfg.val_fraction, "subset": cfg.subset}
         self.train_set, self.val_set = train_val_split(train_full, self.split)
-        data = self.train_set
         self.test_set = test_set
-        self.classes = data.classes
+        self.classes = self.train_set.classes
         self.normalization = Normalization.fit(self.train_set.images, cfg.normalization)
-        self.model_args = {"num_classes": len(self.classes), "in_channels": data.in_channels,
-                           "input_size": data.input_size, **cfg.model_kwargs}
+        self.model_args = {"num_classes": len(self.classes), "in_channels": self.train_set.in_channels,
+                           "input_size": self.train_set.input_size, **cfg.model_kwargs}
         # channels_last: cuDNN's tensor-core kernels and oneDNN's CPU kernels both want NHWC (2.1x on a 2-core CPU)
         self.model = create_model(cfg.model, **self.model_args).to(self.device, memory_format=torch.channels_last)
         if cfg.init_from and not cfg.resume:
@@ -86,7 +85,7 @@ class _Run:
 
         augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction, cfg.pad_mode,
                           cfg.alternating_flip) if cfg.augment else None
-        if augment and data.in_channels == 1:
+        if augment and self.train_set.in_channels == 1:
             augment = replace(augment, flip=False)  # digits and garments are not mirror-symmetric classes
         self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
                                         seed=cfg.seed, device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
