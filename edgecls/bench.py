@@ -63,13 +63,17 @@ class BenchOptions:
 
 
 def _variants(bundle: Bundle, backend: str, precision: str) -> list[dict]:
-    """The (device, flavour) combinations of one backend and precision worth timing on this machine."""
+    """The (device, flavour) combinations of one backend and precision worth timing on this machine.
+
+    TensorRT's INT8 graph is left to the TensorRT backend: under ONNX Runtime it would time (and score) a
+    graph made for another engine's kernels."""
     if backend == "onnxruntime":
         from edgecls.runtime.backends.onnxruntime import available_devices
 
         devices = available_devices()
         device = "cuda" if "cuda" in devices else "cpu"
-        flavours = sorted({f.flavour for f in bundle.files() if f.format == "onnx" and f.precision == precision})
+        flavours = sorted({f.flavour for f in bundle.files()
+                           if f.format == "onnx" and f.precision == precision and f.target != "tensorrt"})
         return [{"device": device, "flavour": fl or None} for fl in flavours]
     if backend == "torch":
         import torch

@@ -26,7 +26,7 @@ def test_models_and_formats_tables():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0 and "1,545,482" in result.output and "mobilenet_mod" in result.output
     result = runner.invoke(app, ["formats"])
-    assert result.exit_code == 0 and "model.int8.trt.onnx" in result.output and "s8s8" in result.output
+    assert result.exit_code == 0 and "model.int8.trt.onnx" in result.output and "modelopt" in result.output
 
 
 def test_info_verifies_a_bundle(bundle_dir):

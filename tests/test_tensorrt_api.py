@@ -41,6 +41,7 @@ PATHS = {
         "BuilderFlag", "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.get_error", "OnnxParser.num_errors",
         "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "IBuilderConfig.set_memory_pool_limit",
         "IBuilderConfig.set_flag", "IBuilderConfig.add_optimization_profile", "MemoryPoolType", "MemoryPoolType.WORKSPACE",
+        "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "ITimingCache.serialize",
         "IOptimizationProfile.set_shape", "Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.create_execution_context",
         "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
         "ICudaEngine.get_tensor_dtype", "TensorIOMode", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
@@ -48,8 +49,7 @@ PATHS = {
         "IExecutionContext.execute_async_v3"]),
     "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
     "explicit-batch": (("8.6.1",), ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),
-    "strongly-typed": (("11.4.0",), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
-    "implicit-calibration": (WITH_PRECISION_FLAGS, ["IInt8EntropyCalibrator2", "IBuilderConfig.int8_calibrator"]),
+    "strongly-typed": (("10.3.0", "10.13.3", "11.4.0"), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
 }
 CODE = [ROOT / "edgecls" / "export" / "tensorrt.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]
 
@@ -159,9 +159,14 @@ def test_each_code_path_uses_only_names_its_tensorrt_versions_have(real_apis):
 def test_feature_checks_pick_the_path_each_version_needs(real_apis):
     for version in WITH_PRECISION_FLAGS:
         plans = real_apis[version]["plans"]
-        assert plans["int8"]["builder_flags"] == ["FP16", "INT8"] and plans["int8"]["mode"] == "explicit-qdq"
         assert plans["fp16"]["builder_flags"] == ["FP16"] and plans["fp32"]["builder_flags"] == []
-        assert "STRONGLY_TYPED" not in plans["int8"]["creation_flags"]
+        assert plans["fp16"]["mode"] == plans["fp32"]["mode"] == "weakly-typed"
+    # 8.6 cannot type networks strongly: the Q/DQ graph is built weakly typed, with the flags its FP16 parts need
+    assert real_apis["8.6.1"]["plans"]["int8"] == {"creation_flags": ["EXPLICIT_BATCH"], "builder_flags": ["FP16", "INT8"],
+                                                   "mode": "explicit-qdq-weakly-typed"}
     assert real_apis["8.6.1"]["plans"]["fp32"]["creation_flags"] == ["EXPLICIT_BATCH"]  # 8.x builds implicit batch otherwise
+    for version in ("10.3.0", "10.13.3"):  # ModelOpt graphs are built strongly typed wherever TensorRT can
+        plan = real_apis[version]["plans"]["int8"]
+        assert "STRONGLY_TYPED" in plan["creation_flags"] and plan["builder_flags"] == [] and plan["mode"] == "strongly-typed"
     for precision, plan in real_apis["11.4.0"]["plans"].items():
         assert plan == {"creation_flags": ["STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}, precision

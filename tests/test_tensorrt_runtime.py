@@ -1,11 +1,11 @@
-"""The TensorRT backend's host-side logic, run here with stand-ins for the engine context and pycuda.
+"""The TensorRT backend's host-side logic, run here with stand-ins for the engine context and the CUDA adapter.
 
 The real engine path runs in tests/test_tensorrt.py where a GPU exists; these check what can go wrong
 between edgecls and TensorRT's API: batches above the engine's profile, and refused shapes or addresses.
 """
 
 import threading
-import types
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -44,41 +44,47 @@ class FakeContext:
 
 
 class FakeCuda:
+    """The `cuda_api` adapter's surface over a dict of 'device' buffers."""
+
+    name = "fake"
     memory: dict = {}
 
-    class Event:
-        def record(self, stream):
-            pass
+    @contextmanager
+    def active(self):
+        yield
 
-        def time_till(self, other):
-            return 0.1
-
-    @staticmethod
-    def pagelocked_empty(shape, dtype):
+    def pinned(self, shape, dtype):
         return np.empty(shape, dtype)
 
-    @classmethod
-    def mem_alloc(cls, nbytes):
-        key = len(cls.memory) + 1
-        cls.memory[key] = None
+    def alloc(self, nbytes):
+        key = len(self.memory) + 1
+        self.memory[key] = None
         return key
 
-    @classmethod
-    def memcpy_htod_async(cls, dev, host, stream):
-        cls.memory[dev] = host.copy()
+    def to_device(self, dev, host, stream):
+        self.memory[dev] = host.copy()
 
-    @classmethod
-    def memcpy_dtoh_async(cls, host, dev, stream):
-        np.copyto(host, cls.memory[dev])
+    def to_host(self, host, dev, stream):
+        np.copyto(host, self.memory[dev])
+
+    def stream_handle(self, stream):
+        return 0
+
+    def record(self, event, stream):
+        pass
+
+    def synchronize(self, stream):
+        pass
+
+    def elapsed_ms(self, start, end):
+        return 0.1
 
 
 def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
     backend = TensorRTBackend.__new__(TensorRTBackend)
     backend.input_shape = (3, 2, 2)
-    backend.cuda, backend.context = FakeCuda, FakeContext(max_batch, refuse_address)
-    backend.cuda_context = types.SimpleNamespace(push=lambda: None, pop=lambda: None)
-    backend.stream = types.SimpleNamespace(handle=0, synchronize=lambda: None)
-    backend.start, backend.end = FakeCuda.Event(), FakeCuda.Event()
+    backend.cuda, backend.context = FakeCuda(), FakeContext(max_batch, refuse_address)
+    backend.stream = backend.start = backend.end = None
     backend.input_name, backend.output_name = "input", "logits"
     backend.input_dtype = backend.output_dtype = np.float32
     backend.buffers, backend.lock, backend.max_batch = {}, threading.Lock(), max_batch
@@ -107,9 +113,27 @@ def test_auto_picks_tensorrt_only_with_a_cuda_device(bundle_dir, monkeypatch):
     from edgecls.bundle import Bundle
     from edgecls.runtime import backends
 
-    monkeypatch.setattr(backends, "_installed", lambda module: module in ("tensorrt", "pycuda", "onnxruntime"))
+    monkeypatch.setattr(backends, "tensorrt_installed", lambda: True)
+    monkeypatch.setattr(backends, "installed_cuda_api", lambda: "cuda-python")
     monkeypatch.setattr(backends, "cuda_device_count", lambda: (0, "RuntimeError: cuInit failed: no CUDA-capable device"))
     name, _, device, why = choose(Bundle.open(bundle_dir))
     assert (name, device) == ("onnxruntime", "cpu") and "no CUDA device is usable" in why and "cuInit" in why
     monkeypatch.setattr(backends, "cuda_device_count", lambda: (1, ""))
     assert choose(Bundle.open(bundle_dir))[0] == "tensorrt"
+
+
+def test_tensorrt_stubs_alone_do_not_count_as_tensorrt(tmp_path, monkeypatch):
+    """`tensorrt-stubs` installs a tensorrt/ folder of .pyi files, which imports as an empty namespace package."""
+    import importlib
+    import sys
+
+    from edgecls.export.tensorrt import tensorrt_installed
+
+    (tmp_path / "tensorrt").mkdir()
+    (tmp_path / "tensorrt" / "__init__.pyi").write_text("def __getattr__(name): ...\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    assert not tensorrt_installed()
+    (tmp_path / "tensorrt" / "__init__.py").write_text("__version__ = '10.3.0'\n")
+    importlib.invalidate_caches()
+    assert tensorrt_installed()

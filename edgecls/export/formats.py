@@ -24,14 +24,14 @@ FORMATS = (
            "FP16 weights and compute, FP32 inputs/outputs"),
     Format("onnx-int8", "model.int8.onnx", "onnx", "int8", "cpu", "u8s8", "onnxruntime",
            "Q/DQ INT8, unsigned activations, 7-bit weights (no saturation without VNNI): fast on x86/ARM CPUs under ONNX Runtime"),
-    Format("onnx-int8-trt", "model.int8.trt.onnx", "onnx", "int8", "tensorrt", "s8s8", "onnxruntime",
-           "Q/DQ INT8, symmetric signed activations, per-channel weights: TensorRT explicit quantization"),
-    Format("trt-calib", "calibration.cache", "tensorrt-calibration-cache", "int8", "tensorrt", "", "tensorrt",
-           "activation scales for TensorRT versions that still calibrate implicitly"),
+    Format("onnx-int8-trt", "model.int8.trt.onnx", "onnx", "int8", "tensorrt", "modelopt", "tensorrt (nvidia-modelopt to make)",
+           "Q/DQ INT8 placed by NVIDIA ModelOpt where TensorRT fuses it, FP16 elsewhere: TensorRT explicit quantization"),
+    Format("sample", "sample.npz", "labelled-sample", "", "any", "", "numpy",
+           "300 labelled test images (uint8 RGB, 30 per class) for `edgecls doctor` on the target: no dataset needed there"),
     Format("engine-fp16", "model.fp16.engine", "tensorrt-engine", "fp16", "tensorrt", "", "tensorrt + GPU",
            "built on the target by `edgecls build-engine`"),
     Format("engine-int8", "model.int8.engine", "tensorrt-engine", "int8", "tensorrt", "", "tensorrt + GPU",
-           "built on the target from the S8S8 Q/DQ graph"),
+           "built on the target from the ModelOpt Q/DQ graph"),
 )
 
 

@@ -1,49 +1,54 @@
-"""ONNX → TensorRT engine, written to TensorRT's current Python API and kept working on 8.6 and 10.x.
+"""ONNX → TensorRT engine, written to TensorRT's current Python API and kept working on 8.6, 10.x and 11.x.
 
-Which API is used is decided by feature checks, never by version strings:
-- Q/DQ (explicit quantization) INT8 from the bundle's S8S8 graph is the default INT8 path everywhere.
-- Where the builder still has precision flags (≤ 10.x), FP16/INT8 are builder flags on the FP32 graph;
-  where it does not (TensorRT 11: strongly typed only), the network is created STRONGLY_TYPED and the
-  precision comes from the graph itself (model.fp16.onnx, the Q/DQ graph).
-- Where implicit calibration still exists (an INT8 flag and IInt8EntropyCalibrator2), `implicit=True`
-  builds INT8 from the FP32 graph and the bundle's calibration cache, without recalibrating.
+Which API is used is decided by feature checks, never by version strings (`build_plan`):
+- INT8 is always explicit: the bundle's Q/DQ graph made by NVIDIA ModelOpt (INT8 where it placed Q/DQ,
+  FP16 elsewhere). Where networks can be STRONGLY_TYPED (10.x, 11.x) it is built so, and TensorRT takes
+  every precision from the graph; 8.6 builds it weakly typed with the INT8 and FP16 flags.
+- FP16 is the FP16 builder flag on the FP32 graph where that flag exists (≤ 10.x), else (11.x, strongly
+  typed only) the bundle's FP16 graph.
+- Implicit INT8 calibration (calibrators, calibration caches) is not used: deprecated since 10.1, gone in 11.
+- A timing cache per TensorRT version and GPU makes rebuilds after the first take seconds, not minutes.
 
 An engine only runs on the GPU model and TensorRT version that built it, so each engine gets a sidecar
 JSON recording both plus the ONNX file's sha256; `check_engine` refuses a mismatch with a clear error.
-This module needs tensorrt and pycuda but never torch.
+This module needs tensorrt and pycuda or cuda-python, never torch.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 from edgecls.errors import BackendUnavailableError, EngineMismatchError, ExportError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json, sha256_file
 
-INSTALL_HINT = ("TensorRT is not installed here. On the target (Jetson: JetPack ships it; desktop: pip install "
-                "'edgecls[tensorrt]' from NVIDIA's index) run: edgecls build-engine {bundle}")
+INSTALL_HINT = ("TensorRT is not installed here. On a Jetson it comes with JetPack (python3-libnvinfer); on a desktop "
+                "GPU: pip install 'edgecls[tensorrt-cu12]' or 'edgecls[tensorrt-cu13]' (match the driver's CUDA). "
+                "Then run: edgecls build-engine {bundle}")
 
 
-def import_tensorrt():
-    try:
-        import tensorrt as trt
-    except ImportError as exc:
-        raise BackendUnavailableError(INSTALL_HINT.format(bundle="BUNDLE_DIR")) from exc
-    return trt
+def tensorrt_installed() -> bool:
+    """A real TensorRT, not the `tensorrt/` folder of .pyi files that `tensorrt-stubs` installs: that one imports
+    as an empty namespace package, so `find_spec` alone would report TensorRT where there is none."""
+    spec = importlib.util.find_spec("tensorrt")
+    return spec is not None and spec.origin is not None
+
+
+def require_tensorrt() -> None:
+    """Raise with the install hint where TensorRT is missing. Callers then `import tensorrt as trt` themselves,
+    so the type checker reads every call against `tensorrt-stubs`."""
+    if not tensorrt_installed():
+        raise BackendUnavailableError(INSTALL_HINT.format(bundle="BUNDLE_DIR"))
 
 
 def gpu_identity(device_index: int = 0) -> dict:
-    """Name and compute capability of the GPU, via pycuda."""
-    try:
-        import pycuda.driver as cuda
-    except ImportError as exc:
-        raise BackendUnavailableError("pycuda is not installed: pip install pycuda (needs the CUDA toolkit)") from exc
-    cuda.init()
-    device = cuda.Device(device_index)
-    major, minor = device.compute_capability()
-    return {"gpu": device.name(), "compute_capability": f"{major}.{minor}"}
+    """Name and compute capability of the GPU, through pycuda or cuda-python."""
+    from edgecls.runtime.backends.cuda_api import open_cuda
+
+    return open_cuda(device_index).identity()
 
 
 def engine_identity(trt, onnx_path: Path, precision: str, device_index: int = 0) -> dict:
@@ -70,60 +75,48 @@ def check_engine(engine_path: Path, expected: dict) -> None:
         raise EngineMismatchError(f"{engine_path} does not match the hash in its sidecar (truncated or edited); rebuild it")
 
 
-class _CacheCalibrator:
-    """Implicit-calibration shim: hands TensorRT a ready calibration cache, so no batches are ever needed."""
-
-    def __new__(cls, trt, cache: bytes):
-        class Calibrator(trt.IInt8EntropyCalibrator2):
-            def __init__(self):
-                super().__init__()
-
-            def get_batch_size(self):
-                return 1
-
-            def get_batch(self, names):
-                return None
-
-            def read_calibration_cache(self):
-                return cache
-
-            def write_calibration_cache(self, data):
-                return None
-
-        return Calibrator()
-
-
-def tensorrt_cache_header(trt) -> str:
-    """The first line TensorRT expects in a calibration cache made for the installed version."""
-    major, minor, patch = (int(p) for p in trt.__version__.split(".")[:3])
-    version = major * 10000 + minor * 100 + patch if major >= 10 else major * 1000 + minor * 100 + patch
-    return f"TRT-{version}-EntropyCalibration2"
-
-
 def build_plan(trt, precision: str) -> dict:
     """What this TensorRT needs for an engine of `precision`, decided by feature checks on the module alone:
     network creation flags, builder flags, and the mode the sidecar records."""
     creation = trt.NetworkDefinitionCreationFlag
+    explicit_batch = ["EXPLICIT_BATCH"] if hasattr(creation, "EXPLICIT_BATCH") else []  # required on 8.x, gone in 11
+    strongly_typed = hasattr(creation, "STRONGLY_TYPED")
     has_precision_flags = hasattr(trt.BuilderFlag, "FP16")
-    creation_flags = ["EXPLICIT_BATCH"] if hasattr(creation, "EXPLICIT_BATCH") else []  # required on 8.x, gone in 11
-    if not has_precision_flags:
-        return {"creation_flags": [*creation_flags, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
-    builder_flags = {"fp32": [], "fp16": ["FP16"], "int8": ["FP16", "INT8"]}[precision]
-    return {"creation_flags": creation_flags, "builder_flags": builder_flags,
-            "mode": "explicit-qdq" if precision == "int8" else "weakly-typed"}
+    if strongly_typed and (precision == "int8" or not has_precision_flags):
+        return {"creation_flags": [*explicit_batch, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
+    if precision == "int8":
+        return {"creation_flags": explicit_batch, "builder_flags": ["FP16", "INT8"], "mode": "explicit-qdq-weakly-typed"}
+    return {"creation_flags": explicit_batch, "builder_flags": ["FP16"] if precision == "fp16" else [], "mode": "weakly-typed"}
+
+
+def timing_cache_path(identity: dict) -> Path:
+    """One timing cache per TensorRT version and GPU model, under $EDGECLS_CACHE (default ~/.cache/edgecls)."""
+    root = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls"))
+    gpu = "".join(c if c.isalnum() else "-" for c in identity["gpu"])
+    return root / "timing" / f"trt-{identity['tensorrt']}-{gpu}-sm{identity['compute_capability']}.cache"
+
+
+def _attach_timing_cache(config, path: Path):
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    if not config.set_timing_cache(cache, False):
+        warnings.warn(f"TensorRT rejected the timing cache {path}; building without it (it will be rewritten)", stacklevel=3)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
 
 
 def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str, *,
-                 calibration_cache: str | os.PathLike | None = None, max_batch: int = 64, opt_batch: int = 1,
-                 workspace_mib: int = 1024, device_index: int = 0) -> dict:
+                 max_batch: int = 64, opt_batch: int = 1, workspace_mib: int = 1024, device_index: int = 0) -> dict:
     """Build and save an engine plus its sidecar; returns the sidecar's contents.
 
-    `onnx_path` is the graph whose precision the engine should have: model.onnx (FP32, or FP16/INT8
-    via builder flags), model.fp16.onnx (strongly typed FP16), model.int8.trt.onnx (Q/DQ INT8).
-    `calibration_cache` asks for implicit INT8 from an FP32 graph, where the TensorRT version allows it.
+    `onnx_path` is the graph whose precision the engine should have (`engine_sources` picks it): model.onnx
+    (FP32, or FP16 by builder flag), model.fp16.onnx (strongly typed FP16), model.int8.trt.onnx (Q/DQ INT8).
     """
-    trt = import_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
+    identity = engine_identity(trt, onnx_path, precision, device_index)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     plan = build_plan(trt, precision)
@@ -138,31 +131,25 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
-    mode = plan["mode"]
     for name in plan["builder_flags"]:
         config.set_flag(getattr(trt.BuilderFlag, name))
-    if calibration_cache is not None:
-        if "INT8" not in plan["builder_flags"] or not hasattr(trt, "IInt8EntropyCalibrator2"):
-            raise ExportError("implicit INT8 calibration needs precision int8 and a TensorRT that still has it (≤ 10.x); "
-                              "build INT8 from the bundle's Q/DQ graph (model.int8.trt.onnx) instead")
-        lines = Path(calibration_cache).read_text().splitlines()
-        cache = "\n".join([tensorrt_cache_header(trt), *lines[1:]]).encode() + b"\n"
-        config.int8_calibrator = _CacheCalibrator(trt, cache)
-        mode = "implicit-calibration-cache"
+    timing_path = timing_cache_path(identity)
+    timing_cache = _attach_timing_cache(config, timing_path)
 
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
-        chw = tuple(tensor.shape)[1:]
-        profile.set_shape(tensor.name, (1, *chw), (opt_batch, *chw), (max_batch, *chw))
+        chw = tuple(tensor.shape)[1:]  # type: ignore[var-annotated,arg-type]  # Dims iterates; the stubs omit __iter__
+        profile.set_shape(tensor.name, (1, *chw), (opt_batch, *chw), (max_batch, *chw))  # type: ignore[arg-type]  # tuple → Dims
     config.add_optimization_profile(profile)
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build a {precision} engine from {onnx_path}; see the log above")
     atomic_write_bytes(engine_path, bytes(serialized))
-    identity = {**engine_identity(trt, onnx_path, precision, device_index), "mode": mode, "max_batch": max_batch,
-                "onnx": onnx_path.name, "engine_sha256": sha256_file(engine_path)}
+    atomic_write_bytes(timing_path, bytes(timing_cache.serialize()))
+    identity.update(mode=plan["mode"], max_batch=max_batch, onnx=onnx_path.name, engine_sha256=sha256_file(engine_path),
+                    timing_cache=str(timing_path))
     atomic_write_json(sidecar_path(engine_path), identity)
     return identity
 
@@ -170,7 +157,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
 def engine_sources(bundle, precision: str, has_precision_flags: bool):
     """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities."""
     if precision == "int8":
-        return bundle.find("onnx", "int8", "tensorrt")
+        return bundle.find("onnx", "int8", "tensorrt", "modelopt")
     if precision == "fp16" and not has_precision_flags:
         return bundle.find("onnx", "fp16")
     return bundle.find("onnx", "fp32")
@@ -181,7 +168,9 @@ def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, .
     """`edgecls build-engine BUNDLE`: one engine per precision, next to the bundle (or in `out_dir`)."""
     from edgecls.bundle import Bundle
 
-    trt = import_tensorrt()
+    require_tensorrt()
+    import tensorrt as trt
+
     bundle = Bundle.open(bundle_dir)
     out = Path(out_dir or bundle.root)
     built = []

@@ -10,7 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt")
+PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt",
+            "nvidia-modelopt", "polygraphy", "cuda-python", "pycuda")
 
 
 def _cpuinfo(*keys: str) -> str | None:

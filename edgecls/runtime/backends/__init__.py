@@ -7,7 +7,9 @@ import importlib.util
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, ConfigError
+from edgecls.export.tensorrt import tensorrt_installed
 from edgecls.runtime.backends.base import PRECISIONS, Backend, BackendInfo
+from edgecls.runtime.backends.cuda_api import cuda_device_count, installed_cuda_api
 
 _BACKENDS = {
     "onnxruntime": ("edgecls.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
@@ -38,15 +40,15 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
     if precision != "auto" and precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} or 'auto', got {precision!r}")
     if backend == "auto":
-        if _installed("tensorrt") and _installed("pycuda"):
+        if tensorrt_installed() and installed_cuda_api():
             devices, problem = cuda_device_count()
             if devices:
-                backend, why = "tensorrt", f"tensorrt and pycuda are installed and see {devices} CUDA device(s)"
+                backend, why = "tensorrt", f"tensorrt and {installed_cuda_api()} are installed and see {devices} CUDA device(s)"
             else:
                 backend, why = "onnxruntime", f"TensorRT is installed but no CUDA device is usable ({problem})"
         else:
             backend = "onnxruntime"
-            why = "TensorRT is not installed"
+            why = "TensorRT is not installed" if not tensorrt_installed() else "TensorRT is installed but neither pycuda nor cuda-python"
     else:
         backend_class(backend)
         why = "asked for"
@@ -72,18 +74,6 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
     return backend, precision, device, why
 
 
-def cuda_device_count() -> tuple[int, str]:
-    """CUDA devices pycuda can open, and why there are none (driver missing, no GPU) when so."""
-    try:
-        import pycuda.driver as cuda
-
-        cuda.init()
-        count = cuda.Device.count()
-    except Exception as exc:  # pycuda raises its own LogicError/RuntimeError kinds, or ImportError without libcuda
-        return 0, f"{type(exc).__name__}: {exc}"
-    return count, "" if count else "the driver reports 0 devices"
-
-
 def create_backend(bundle: Bundle, backend: str, precision: str, device: str, threads: int | None = None) -> Backend:
     cls = backend_class(backend)
     try:
@@ -97,7 +87,7 @@ def available_backends() -> list[str]:
     have = []
     if _installed("onnxruntime"):
         have.append("onnxruntime")
-    if _installed("tensorrt") and _installed("pycuda"):
+    if tensorrt_installed() and installed_cuda_api():
         have.append("tensorrt")
     if _installed("torch"):
         have.append("torch")

@@ -1,0 +1,76 @@
+"""The TensorRT INT8 graph, quantized by NVIDIA ModelOpt's ONNX post-training quantization.
+
+ModelOpt places Q/DQ pairs where TensorRT's explicit quantization fuses them (inputs of Conv and Gemm,
+residual Add, pooling) and nowhere else; ONNX Runtime's quantizer, written for its own kernels, also wraps
+every Clip. Calibration runs on the CPU from the same stratified training images as the CPU graph.
+
+ModelOpt runs in a child process through its command line: on import it patches ONNX Runtime's calibrators
+in place, after which ONNX Runtime's own quantizer (the CPU graph, the next export) fails in the same process.
+
+The layers left unquantized are FP16, ModelOpt's default and the precision TensorRT runs them in. Measured
+on mobilenet_mod (5,000 validation images, Q/DQ simulated in float by ONNX Runtime with graph
+optimizations off): 83.78% with FP16, 83.50% with FP32, 84.26% for the FP32 model. ONNX Runtime's CPU graph
+optimizer cannot fold the FP16 scale nodes and scores the FP16 graph far lower (47.11% on the test set):
+that is the CPU optimizer, not the graph, which is why export evaluates TensorRT graphs unoptimized.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.errors import BackendUnavailableError, ConfigError, ExportError
+
+METHODS = {"minmax": "max", "entropy": "entropy"}
+HIGH_PRECISION = "fp16"
+INSTALL_HINT = "NVIDIA ModelOpt makes the TensorRT INT8 graph: pip install 'edgecls[modelopt]'"
+
+
+def modelopt_available() -> bool:
+    return importlib.util.find_spec("modelopt") is not None
+
+
+def quantize_for_tensorrt(src: Path, dst: Path, calibration: np.ndarray, input_name: str, method: str = "minmax",
+                          exclude_nodes: tuple[str, ...] = ()) -> dict:
+    """Write the Q/DQ graph to `dst` (atomically) and return where the quantizers went."""
+    if method not in METHODS:
+        raise ConfigError(f"ModelOpt calibrates INT8 with {' or '.join(METHODS)}, not {method!r}: "
+                          "pass --calib-method minmax (or entropy), or --target cpu for ONNX Runtime's quantizer alone")
+    if not modelopt_available():
+        raise BackendUnavailableError(INSTALL_HINT)
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
+        data, staged = Path(tmp) / "calibration.npz", Path(tmp) / dst.name
+        np.savez(data, **{input_name: calibration})
+        command = [sys.executable, "-m", "modelopt.onnx.quantization", "--onnx_path", str(src), "--quantize_mode", "int8",
+                   "--calibration_data_path", str(data), "--calibration_method", METHODS[method], "--calibration_eps", "cpu",
+                   "--high_precision_dtype", HIGH_PRECISION, "--output_path", str(staged), "--log_level", "ERROR"]
+        if exclude_nodes:
+            command += ["--nodes_to_exclude", *exclude_nodes]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0 or not staged.is_file():
+            raise ExportError(f"NVIDIA ModelOpt could not quantize {src.name} (exit {result.returncode}):\n"
+                              f"{(result.stdout + result.stderr)[-3000:]}")
+        os.replace(staged, dst)
+    return {"tool": f"nvidia-modelopt {importlib.metadata.version('nvidia-modelopt')}", "calibration_method": METHODS[method],
+            "high_precision": HIGH_PRECISION, **qdq_placement(dst)}
+
+
+def qdq_placement(path: Path) -> dict:
+    """Counts of Q and DQ nodes and of the operators that consume dequantized tensors, by type."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    ops = Counter(node.op_type for node in graph.node)
+    dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
+    consumers = Counter(node.op_type for node in graph.node
+                        if node.op_type != "QuantizeLinear" and any(i in dequantized for i in node.input))
+    return {"quantize_linear": ops["QuantizeLinear"], "dequantize_linear": ops["DequantizeLinear"],
+            "quantized_inputs_of": dict(sorted(consumers.items()))}

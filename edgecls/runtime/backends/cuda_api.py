@@ -1,0 +1,199 @@
+"""The few CUDA calls the TensorRT backend makes, through pycuda or cuda-python, whichever is installed.
+
+pycuda is the project's choice and what JetPack images and older TensorRT samples use; NVIDIA's samples moved
+to cuda-python (`cuda.bindings.runtime`) with TensorRT 10.13, and it installs as wheels where pycuda must be
+compiled against a CUDA toolkit. Both adapters give the same small surface: device identity, a stream, pinned
+host memory, device memory, asynchronous copies and events for device-side timing. Device buffers live as
+long as the process, as the backend keeps one set per batch size.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.util
+from contextlib import contextmanager
+
+import numpy as np
+
+from edgecls.errors import BackendUnavailableError
+
+INSTALL_HINT = ("the TensorRT backend needs pycuda or cuda-python: pip install cuda-python "
+                "(wheels; on a Jetson pick the major version of JetPack's CUDA) or pip install pycuda (compiles)")
+
+
+def installed_cuda_api() -> str | None:
+    if importlib.util.find_spec("pycuda") is not None:
+        return "pycuda"
+    if importlib.util.find_spec("cuda") is not None and _cudart_spec() is not None:
+        return "cuda-python"
+    return None
+
+
+def _cudart_spec():
+    for name in ("cuda.bindings.runtime", "cuda.cudart"):
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return name
+        except ModuleNotFoundError:
+            continue
+    return None
+
+
+def open_cuda(device_index: int = 0):
+    """The installed adapter, bound to one device. Raises BackendUnavailableError with the fix if neither is there."""
+    kind = installed_cuda_api()
+    if kind == "pycuda":
+        return PyCuda(device_index)
+    if kind == "cuda-python":
+        return CudaPython(device_index)
+    raise BackendUnavailableError(INSTALL_HINT)
+
+
+def cuda_device_count() -> tuple[int, str]:
+    """CUDA devices the installed adapter can open, and why there are none (no adapter, no driver, no GPU)."""
+    kind = installed_cuda_api()
+    if kind is None:
+        return 0, "neither pycuda nor cuda-python is installed"
+    try:
+        count = PyCuda.device_count() if kind == "pycuda" else CudaPython.device_count()
+    except Exception as exc:  # pycuda raises its own error kinds; both fail with ImportError/OSError without libcuda
+        return 0, f"{kind}: {type(exc).__name__}: {exc}"
+    return count, "" if count else "the driver reports 0 devices"
+
+
+class PyCuda:
+    name = "pycuda"
+
+    def __init__(self, device_index: int):
+        import pycuda.driver as cuda
+
+        cuda.init()
+        self.cuda = cuda
+        self.device = cuda.Device(device_index)
+        self.context = self.device.retain_primary_context()
+
+    @staticmethod
+    def device_count() -> int:
+        import pycuda.driver as cuda
+
+        cuda.init()
+        return cuda.Device.count()
+
+    @contextmanager
+    def active(self):
+        self.context.push()
+        try:
+            yield
+        finally:
+            self.context.pop()
+
+    def identity(self) -> dict:
+        major, minor = self.device.compute_capability()
+        return {"gpu": self.device.name(), "compute_capability": f"{major}.{minor}"}
+
+    def stream(self):
+        return self.cuda.Stream()
+
+    def stream_handle(self, stream) -> int:
+        return stream.handle
+
+    def pinned(self, shape: tuple, dtype) -> np.ndarray:
+        return self.cuda.pagelocked_empty(shape, dtype)
+
+    def alloc(self, nbytes: int):
+        return self.cuda.mem_alloc(nbytes)
+
+    def to_device(self, device_buffer, host: np.ndarray, stream) -> None:
+        self.cuda.memcpy_htod_async(device_buffer, host, stream)
+
+    def to_host(self, host: np.ndarray, device_buffer, stream) -> None:
+        self.cuda.memcpy_dtoh_async(host, device_buffer, stream)
+
+    def event(self):
+        return self.cuda.Event()
+
+    def record(self, event, stream) -> None:
+        event.record(stream)
+
+    def elapsed_ms(self, start, end) -> float:
+        return start.time_till(end)
+
+    def synchronize(self, stream) -> None:
+        stream.synchronize()
+
+
+class CudaPython:
+    """cuda-python's runtime API, called as NVIDIA's TensorRT samples call it: every call returns (error, *values)."""
+
+    name = "cuda-python"
+
+    def __init__(self, device_index: int):
+        self.rt = self._runtime()
+        self.index = device_index
+        self._call(self.rt.cudaSetDevice(device_index))
+
+    @staticmethod
+    def _runtime():
+        try:
+            from cuda.bindings import runtime
+        except ImportError:  # cuda-python < 12.6
+            from cuda import cudart as runtime
+        return runtime
+
+    @classmethod
+    def device_count(cls) -> int:
+        runtime = cls._runtime()
+        error, count = runtime.cudaGetDeviceCount()
+        if error != runtime.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"cudaGetDeviceCount failed: {error.name}")
+        return count
+
+    def _call(self, result):
+        error, *values = result
+        if error != self.rt.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"CUDA call failed: {error.name}: {self.rt.cudaGetErrorString(error)[1].decode()}")
+        return values[0] if len(values) == 1 else None
+
+    @contextmanager
+    def active(self):
+        self._call(self.rt.cudaSetDevice(self.index))
+        yield
+
+    def identity(self) -> dict:
+        props = self._call(self.rt.cudaGetDeviceProperties(self.index))
+        name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
+        return {"gpu": name, "compute_capability": f"{props.major}.{props.minor}"}
+
+    def stream(self):
+        return self._call(self.rt.cudaStreamCreate())
+
+    def stream_handle(self, stream) -> int:
+        return int(stream)
+
+    def pinned(self, shape: tuple, dtype) -> np.ndarray:
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        address = self._call(self.rt.cudaMallocHost(nbytes))
+        return np.frombuffer((ctypes.c_byte * nbytes).from_address(address), dtype=dtype).reshape(shape)
+
+    def alloc(self, nbytes: int) -> int:
+        return self._call(self.rt.cudaMalloc(nbytes))
+
+    def to_device(self, device_buffer: int, host: np.ndarray, stream) -> None:
+        self._call(self.rt.cudaMemcpyAsync(device_buffer, host.ctypes.data, host.nbytes,
+                                           self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+
+    def to_host(self, host: np.ndarray, device_buffer: int, stream) -> None:
+        self._call(self.rt.cudaMemcpyAsync(host.ctypes.data, device_buffer, host.nbytes,
+                                           self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+
+    def event(self):
+        return self._call(self.rt.cudaEventCreate())
+
+    def record(self, event, stream) -> None:
+        self._call(self.rt.cudaEventRecord(event, stream))
+
+    def elapsed_ms(self, start, end) -> float:
+        return self._call(self.rt.cudaEventElapsedTime(start, end))
+
+    def synchronize(self, stream) -> None:
+        self._call(self.rt.cudaStreamSynchronize(stream))
