@@ -120,6 +120,8 @@ def train(
     """Train a zoo model; writes best.pt/last.pt, history.json, curves.png and the test report."""
     from edgecls.train import TrainConfig
     from edgecls.train import train as run_training
+    from edgecls.train.allocator import reexec_under_tcmalloc
+    from edgecls.train.loop import pick_device
     from edgecls.train.recipes import recipe_settings
 
     settings = dict(
@@ -137,7 +139,10 @@ def train(
         source = ctx.get_parameter_source(key)
         if source is None or source.name == "DEFAULT":
             settings[key] = value
-    run_training(TrainConfig(**settings))
+    config = TrainConfig(**settings)
+    if pick_device(config.device).type == "cpu":
+        reexec_under_tcmalloc()
+    run_training(config)
 
 
 @app.command("eval")
@@ -283,6 +288,41 @@ def build_engine(
     for engine in build_bundle_engines(bundle, tuple(precision), max_batch=max_batch):
         out.print(f"built {engine['precision']} engine ({engine['mode']}) for {engine['gpu']} sm_{engine['compute_capability']}, "
                   f"TensorRT {engine['tensorrt']}")
+
+
+@app.command()
+def doctor(
+    bundle: Annotated[str, typer.Argument(help="bundle directory (copied to the target as it is)")],
+    iterations: Annotated[int, typer.Option(help="batch-1 calls timed per row")] = 100,
+    json_path: Annotated[str | None, typer.Option("--json", help="write the full report here")] = None,
+) -> None:
+    """On the target: what is installed, and whether every backend here gives the bundle's answers on its own sample."""
+    from edgecls.doctor import run_doctor
+    from edgecls.fileio import atomic_write_json
+
+    report = run_doctor(bundle, iterations)
+    env = report["environment"]
+    out.print(f"[bold]{report['model']}[/] — {env['cpu']} ({env['logical_cores']} cores, INT8 dot product: "
+              f"{env['int8_dot_product']}), GPUs: {', '.join(env['gpus']) or 'none'}")
+    out.print(f"TensorRT {env['tensorrt'] or 'not installed'}; CUDA API {env['cuda_api'] or 'none'}, "
+              f"{env['cuda_devices']} device(s){' (' + env['cuda_problem'] + ')' if env['cuda_problem'] else ''}; "
+              f"ONNX Runtime {env['versions']['onnxruntime']} providers {', '.join(env['onnxruntime_providers'])}; "
+              f"cameras: {', '.join(env['cameras']) or 'none'}")
+    table = Table(title=f"{report['sample']['images']} labelled images carried by the bundle, against ONNX Runtime FP32 here")
+    for col in ("backend", "precision", "status", "top-1", "agreement", "max |Δ logit|", "batch-1 p50 ms", "note"):
+        table.add_column(col)
+    for r in report["rows"]:
+        ran = "top1" in r
+        table.add_row(f"{r['backend']}/{r['device']}", r["precision"], r["status"],
+                      f"{r['top1']:.2%}" if ran else "—", f"{r['agreement']:.2%}" if ran else "—",
+                      f"{r['max_abs_diff']:.3g}" if ran else "—", f"{r['batch1_ms']:.3f}" if ran else "—",
+                      r.get("why") or r.get("detail", ""))
+    out.print(table)
+    if json_path:
+        atomic_write_json(json_path, report)
+    out.print(f"[bold]{report['verdict']}[/]")
+    if not report["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command()

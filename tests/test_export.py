@@ -1,6 +1,5 @@
 import json
 import shutil
-import struct
 
 import numpy as np
 import onnx
@@ -14,7 +13,7 @@ from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.runtime import Classifier
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
 
-FILES = {"model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx", "calibration.cache"}
+FILES = {"model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx", "sample.npz"}
 
 
 def test_bundle_has_every_file_and_a_complete_manifest(bundle_dir):
@@ -25,7 +24,10 @@ def test_bundle_has_every_file_and_a_complete_manifest(bundle_dir):
     assert manifest["calibration"]["images"] == 100 and manifest["calibration"]["test_images_used"] == 0
     assert manifest["calibration"]["per_class"] == [10] * 10
     flavours = {name: e["flavour"] for name, e in manifest["files"].items()}
-    assert flavours["model.int8.onnx"] == "u8s8" and flavours["model.int8.trt.onnx"] == "s8s8"
+    assert flavours["model.int8.onnx"] == "u8s8" and flavours["model.int8.trt.onnx"] == "modelopt"
+    tensorrt = manifest["calibration"]["tensorrt"]
+    assert tensorrt["tool"].startswith("nvidia-modelopt") and tensorrt["high_precision"] == "fp16"
+    assert tensorrt["quantized_inputs_of"]["Conv"] >= 1 and tensorrt["quantize_linear"] == tensorrt["dequantize_linear"]
     for split, samples in (("validation", 50), ("test", 200)):  # 500 synthetic training images, 10% held out
         acc = manifest["accuracy"][split]
         assert set(acc["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx"}
@@ -47,37 +49,43 @@ def test_fp32_graph_has_dynamic_batch_and_fp16_keeps_fp32_io(bundle_dir):
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in fp16.graph.initializer)
 
 
-def _zero_points(path):
+def _activation_quantizers(path):
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    return [inits[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in inits]
+    return {n.input[0]: (inits[n.input[1]], inits[n.input[2]]) for n in graph.node
+            if n.op_type == "QuantizeLinear" and n.input[0] not in inits}, graph
 
 
-def test_int8_flavours_are_what_each_target_needs(bundle_dir):
-    s8 = _zero_points(bundle_dir / "model.int8.trt.onnx")
-    u8 = _zero_points(bundle_dir / "model.int8.onnx")
-    assert s8 and all(z.dtype == np.int8 and not z.any() for z in s8)  # symmetric signed, zero point 0
-    assert u8 and all(z.dtype == np.uint8 for z in u8)
-    graph = onnx.load(str(bundle_dir / "model.int8.trt.onnx")).graph
-    per_channel = [n for n in graph.node if n.op_type == "DequantizeLinear" and any(a.name == "axis" for a in n.attribute)]
-    assert per_channel, "weights must be quantized per channel"
+def test_int8_graphs_are_what_each_target_needs(bundle_dir):
+    cpu, _ = _activation_quantizers(bundle_dir / "model.int8.onnx")
+    assert cpu and all(zero.dtype == np.uint8 for _, zero in cpu.values())
+    trt, graph = _activation_quantizers(bundle_dir / "model.int8.trt.onnx")
+    assert trt and all(zero.dtype == np.int8 and not zero.any() for _, zero in trt.values())  # symmetric signed
+    weights = [n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] not in trt]
+    assert weights and all(any(a.name == "axis" for a in n.attribute) for n in weights), "weights quantized per channel"
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    consumers = {n.op_type for n in graph.node if dequantized.intersection(n.input)}
+    assert "Clip" not in consumers and "Conv" in consumers  # Q/DQ only where TensorRT fuses it
 
 
-def test_tensorrt_calibration_cache_holds_the_calibration_range_of_the_input(bundle_dir, cifar_root):
-    """The input's scale, computed by hand: max |x| over the normalized calibration images / 127 (symmetric INT8)."""
+def test_tensorrt_graph_holds_the_calibration_range_of_its_first_quantized_tensor(bundle_dir, cifar_root):
+    """That tensor's scale, computed by hand: max |t| over the FP32 graph run on the calibration images / 127."""
+    import onnxruntime as ort
+
     from edgecls.calibration.reader import calibration_images
     from edgecls.data import load_dataset
     from edgecls.data.split import train_val_split
     from edgecls.runtime.preprocess import Preprocessor
 
-    lines = (bundle_dir / "calibration.cache").read_text().splitlines()
-    assert lines[0].startswith("TRT-") and lines[0].endswith("EntropyCalibration2")
-    cache = {k: struct.unpack(">f", bytes.fromhex(v.strip()))[0] for k, v in (line.rsplit(":", 1) for line in lines[1:])}
+    trt, _ = _activation_quantizers(bundle_dir / "model.int8.trt.onnx")
+    name, (scale, _) = next(iter(trt.items()))
     manifest = json.loads((bundle_dir / MANIFEST).read_text())
     train, _ = train_val_split(load_dataset("cifar10", "train", cifar_root), manifest["accuracy"]["validation"]["split"])
-    calib = calibration_images(train, 100)
-    x = Preprocessor(manifest["input"], manifest["preprocess"]).batch_from_images(calib.images)
-    assert cache["input"] == pytest.approx(np.abs(x).max() / 127, rel=1e-5)
+    x = Preprocessor(manifest["input"], manifest["preprocess"]).batch_from_images(calibration_images(train, 100).images)
+    fp32 = onnx.load(str(bundle_dir / "model.onnx"))
+    fp32.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    values = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run([name], {"input": x})[0]
+    assert float(scale) == pytest.approx(np.abs(values).max() / 127, rel=2e-3)  # stored as FP16
 
 
 def test_reexport_is_idempotent(bundle_dir, trained_ckpt, cifar_root, tmp_path):

@@ -20,18 +20,18 @@ import numpy as np
 from rich.table import Table
 
 from edgecls.bundle import FORMAT_VERSION, MANIFEST, file_entry
-from edgecls.calibration.quantize import FLAVOURS, quantize
+from edgecls.calibration.quantize import quantize_for_cpu
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
-from edgecls.calibration.tensorrt_cache import write_tensorrt_cache
+from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, modelopt_available, quantize_for_tensorrt
 from edgecls.console import console
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
-from edgecls.data.split import train_val_split
+from edgecls.data.split import balanced_subset, train_val_split
 from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError
 from edgecls.export.formats import format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from edgecls.fileio import atomic_write_json, sha256_file
+from edgecls.fileio import atomic_write, atomic_write_json, sha256_file
 from edgecls.runtime.host import host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -180,8 +180,10 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
 
     accuracy = None
     if test_set is not None:
+        sample = _write_sample(out, test_set, record)
         accuracy = {"validation": {**_evaluate(out, files, val_set, prep), "split": split, "use": "INT8 gate"},
-                    "test": {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"}}
+                    "test": {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"},
+                    "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"}}
         _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
 
     manifest = {
@@ -213,20 +215,42 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
 
 
 def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record) -> dict:
-    """Both INT8 flavours the target needs, calibrated on stratified training images; returns the calibration record."""
+    """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration record.
+
+    CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it).
+    With --target all and no ModelOpt installed, the TensorRT graph is skipped and the manifest says so.
+    """
     calib = calibration_images(train_set, options.calib_images, options.seed)
-    reader = ArrayCalibrationReader(prep.batch_from_images(calib.images), INPUT_NAME)
-    flavours = {"cpu": ("u8s8",), "tensorrt": ("s8s8",), "all": ("u8s8", "s8s8")}[options.target]
-    for flavour in flavours:
-        key = "onnx-int8" if flavour == "u8s8" else "onnx-int8-trt"
-        quantize(fp32, out / format_by_key(key).file, reader, FLAVOURS[flavour], options.calib_method, options.exclude_nodes)
-        record(key)
-        console.print(f"  {format_by_key(key).file}: {flavour} Q/DQ, {options.calib_method} calibration on {len(calib)} images")
-    if "s8s8" in flavours:
-        write_tensorrt_cache(out / "model.int8.trt.onnx", out / "calibration.cache")
-        record("trt-calib")
-    return {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
-            "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
+    batch = prep.batch_from_images(calib.images)
+    calibration = {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
+               "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
+    if options.target in ("cpu", "all"):
+        dst = out / format_by_key("onnx-int8").file
+        quantize_for_cpu(fp32, dst, ArrayCalibrationReader(batch, INPUT_NAME), options.calib_method, options.exclude_nodes)
+        record("onnx-int8")
+        console.print(f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images")
+    if options.target in ("tensorrt", "all"):
+        dst = out / format_by_key("onnx-int8-trt").file
+        if options.target == "all" and not modelopt_available():
+            console.print(f"  [yellow]{dst.name} skipped:[/] {INSTALL_HINT}")
+            calibration["tensorrt"] = {"skipped": INSTALL_HINT}
+        else:
+            calibration["tensorrt"] = quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, options.calib_method, options.exclude_nodes)
+            record("onnx-int8-trt")
+            placed = ", ".join(f"{n} {op}" for op, n in calibration["tensorrt"]["quantized_inputs_of"].items())
+            console.print(f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
+                          f"{options.calib_method} calibration on {len(calib)} images")
+    return calibration
+
+
+def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) -> ImageSet:
+    """A class-balanced slice of the test set, stored in the bundle for `edgecls doctor` (plain arrays, no pickle)."""
+    sample = test_set.take(balanced_subset(test_set.labels, per_class * len(test_set.classes), seed=0),
+                           name=f"{test_set.name}[doctor sample]")
+    atomic_write(out / format_by_key("sample").file,
+                 lambda f: np.savez_compressed(f, images=sample.images, labels=sample.labels.astype(np.int64)))
+    record("sample")
+    return sample
 
 
 def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dict:
@@ -258,13 +282,11 @@ def _check_int8_drop(accuracy: dict, options: ExportOptions) -> None:
 
 
 def _maybe_build_engines(out: Path, options: ExportOptions) -> list[dict]:
-    import importlib.util
+    from edgecls.export.tensorrt import build_bundle_engines, tensorrt_installed
 
-    if importlib.util.find_spec("tensorrt") is None:
+    if not tensorrt_installed():
         console.print(f"[yellow]TensorRT is not installed here; engines skipped.[/] On the target run: "
                       f"edgecls build-engine {out}")
         return []
-    from edgecls.export.tensorrt import build_bundle_engines
-
     precisions = tuple(p for p, on in (("fp16", options.fp16), ("int8", options.int8)) if on) or ("fp16",)
     return build_bundle_engines(out, precisions)

@@ -1,0 +1,157 @@
+"""`edgecls doctor BUNDLE`: on the target itself, what is installed and whether every backend gives the bundle's answers.
+
+The bundle carries a labelled sample of test images (`sample.npz`), so no dataset is needed on a robot. Each
+backend × precision this machine can run classifies the sample through the runtime's own preprocessing and is
+compared with ONNX Runtime FP32 here (top-1 agreement, max |Δ logit|, accuracy) and timed at batch 1; rows
+that cannot run say why. Where TensorRT runs, Polygraphy also compares each engine with ONNX Runtime on the
+same inputs, independently of edgecls' backend code. Needs only the runtime install (no torch).
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgecls.bundle import Bundle
+from edgecls.errors import BundleError, EdgeclsError
+from edgecls.export.tensorrt import tensorrt_installed
+from edgecls.runtime import Classifier
+from edgecls.runtime.backends import cuda_device_count, installed_cuda_api
+from edgecls.runtime.host import host_info
+
+SAMPLE = "sample.npz"
+MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.98, "int8": 0.95}
+POLYGRAPHY_TOLERANCE = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}  # absolute, on logits
+
+
+def load_sample(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
+    entry = next((f for f in bundle.files() if f.name == SAMPLE), None)
+    if entry is None:
+        raise BundleError(f"{bundle.root} carries no labelled sample ({SAMPLE}); re-export it with a dataset "
+                          "(edgecls export ... --data-dir DIR) to get one")
+    with np.load(bundle.verified_path(entry), allow_pickle=False) as data:
+        return data["images"], data["labels"]
+
+
+def environment() -> dict:
+    import onnxruntime
+
+    env = {**host_info(), "onnxruntime_providers": onnxruntime.get_available_providers(),
+           "cameras": sorted(glob.glob("/dev/video*")), "cuda_api": installed_cuda_api()}
+    devices, problem = cuda_device_count()
+    env["cuda_devices"], env["cuda_problem"] = devices, problem
+    env["tensorrt"] = _tensorrt_version()
+    return env
+
+
+def _tensorrt_version() -> str | None:
+    if not tensorrt_installed():
+        return None
+    import tensorrt
+
+    return tensorrt.__version__
+
+
+def _candidates(bundle: Bundle, env: dict) -> list[tuple[str, str, str, str | None]]:
+    """(backend, device, precision, why it cannot run here or None)."""
+    precisions = [p for p in ("fp32", "fp16", "int8") if bundle.find("onnx", p) is not None]
+    rows = [("onnxruntime", "cpu", p, None) for p in precisions]
+    cuda_ep = "CUDAExecutionProvider" in env["onnxruntime_providers"]
+    rows += [("onnxruntime", "cuda", p, None if cuda_ep else "onnxruntime has no CUDAExecutionProvider here")
+             for p in precisions if p != "int8"]
+    if env["tensorrt"] is None:
+        why = "TensorRT is not installed (Jetson: JetPack; desktop: pip install 'edgecls[tensorrt-cu12]')"
+    elif env["cuda_api"] is None:
+        why = "neither pycuda nor cuda-python is installed"
+    elif not env["cuda_devices"]:
+        why = f"no usable CUDA device ({env['cuda_problem']})"
+    else:
+        why = None
+    rows += [("tensorrt", "cuda:0", p, why) for p in precisions]
+    torch_why = None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)"
+    rows.append(("torch", "cpu", "fp32", torch_why))
+    return rows
+
+
+def _batch1_ms(clf: Classifier, x: np.ndarray, iterations: int) -> float:
+    for i in range(min(10, iterations)):
+        clf.infer(x[i % len(x)][None])
+    times = []
+    for i in range(iterations):
+        start = time.perf_counter()
+        clf.infer(x[i % len(x)][None])
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def run_doctor(bundle_dir: str | os.PathLike, iterations: int = 100) -> dict:
+    bundle = Bundle.open(bundle_dir)
+    env = environment()
+    bundle.verify_all()
+    images, labels = load_sample(bundle)
+    reference = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
+    x = reference.preprocessor.batch_from_images(images)
+    ref_logits = reference.infer(x)
+    export_top1 = (bundle.manifest.get("accuracy") or {}).get("sample", {}).get("files", {}).get("model.onnx", {}).get("top1")
+    rows = []
+    for backend, device, precision, why in _candidates(bundle, env):
+        row = {"backend": backend, "device": device, "precision": precision}
+        if why:
+            rows.append({**row, "status": "not run", "why": why})
+            continue
+        try:
+            clf = Classifier.load(bundle_dir, backend=backend, precision=precision, device=device)
+            logits = clf.infer(x)
+        except (EdgeclsError, ImportError, RuntimeError, OSError) as exc:
+            rows.append({**row, "status": "FAIL", "why": f"{type(exc).__name__}: {exc}"})
+            continue
+        agreement = float(np.mean(logits.argmax(1) == ref_logits.argmax(1)))
+        row.update(top1=float(np.mean(logits.argmax(1) == labels)), agreement=agreement,
+                   max_abs_diff=float(np.abs(logits - ref_logits).max()), batch1_ms=_batch1_ms(clf, x, iterations),
+                   detail=clf.info.detail)
+        row["status"] = "ok" if agreement >= MIN_AGREEMENT[precision] else "FAIL"
+        if row["status"] == "FAIL":
+            row["why"] = f"agrees with ONNX Runtime FP32 on {agreement:.1%} of the sample, below {MIN_AGREEMENT[precision]:.0%}"
+        if backend == "tensorrt":
+            row["polygraphy"] = polygraphy_check(clf.backend.engine_path, bundle.root / "model.onnx", x[:32], precision)
+            if not row["polygraphy"]["passed"]:
+                row["status"], row["why"] = "FAIL", "Polygraphy: TensorRT and ONNX Runtime outputs differ beyond tolerance"
+        rows.append(row)
+    reference_row = rows[0]
+    reproduced = export_top1 is None or abs(reference_row.get("top1", -1) - export_top1) < 1e-9
+    failed = [r for r in rows if r["status"] == "FAIL"]
+    ran = [r for r in rows if r["status"] == "ok"]
+    if failed or not reproduced:
+        verdict = (f"FAIL: {len(failed)} of {len(ran) + len(failed)} rows disagree with ONNX Runtime FP32"
+                   + ("" if reproduced else f"; ONNX Runtime FP32 scores {reference_row.get('top1', 0):.2%} on the sample "
+                                             f"here but {export_top1:.2%} where the bundle was exported"))
+    else:
+        verdict = (f"OK: {len(ran)} backend/precision rows agree with ONNX Runtime FP32 on the bundle's {len(labels)} images"
+                   f"; {len(rows) - len(ran)} could not run here")
+    return {"schema": "edgecls.doctor/1", "bundle": str(Path(bundle_dir)), "model": bundle.manifest["model"],
+            "environment": env, "sample": {"images": int(len(labels)), "export_top1_fp32": export_top1},
+            "rows": rows, "verdict": verdict, "ok": not failed and reproduced}
+
+
+def polygraphy_check(engine_path: Path, onnx_path: Path, batch: np.ndarray, precision: str) -> dict:
+    """TensorRT against ONNX Runtime FP32 through Polygraphy's runners and comparator, one image at a time."""
+    from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+    return polygraphy_compare(TrtRunner(EngineFromBytes(Path(engine_path).read_bytes())), onnx_path, batch,
+                              POLYGRAPHY_TOLERANCE[precision])
+
+
+def polygraphy_compare(candidate, onnx_path: Path, batch: np.ndarray, atol: float) -> dict:
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+    from polygraphy.comparator import Comparator, SimpleCompareFunc
+
+    reference = OnnxrtRunner(SessionFromOnnx(str(onnx_path), providers=["cpu"]))
+    feeds = [{"input": batch[i : i + 1]} for i in range(len(batch))]
+    results = Comparator.run([candidate, reference], data_loader=feeds)
+    accuracy = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=atol, rtol=0.0))
+    return {"passed": bool(accuracy), "atol": atol, "images": len(batch), "runners": [candidate.name, reference.name]}

@@ -1,0 +1,70 @@
+"""`edgecls doctor`: the bundle's own labelled sample through every backend here, against ONNX Runtime FP32."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from edgecls import doctor
+from edgecls.bundle import MANIFEST, Bundle
+from edgecls.cli import app
+from edgecls.errors import BundleError, IntegrityError
+
+
+def test_doctor_runs_every_onnxruntime_precision_and_says_what_it_could_not_run(bundle_dir):
+    report = doctor.run_doctor(bundle_dir, iterations=3)
+    rows = {(r["backend"], r["device"], r["precision"]): r for r in report["rows"]}
+    images, labels = doctor.load_sample(Bundle.open(bundle_dir))
+    assert report["sample"]["images"] == len(labels) == 200 and images.dtype == np.uint8  # 20 of each class
+    assert np.bincount(labels).tolist() == [20] * 10
+    for precision in ("fp32", "fp16", "int8"):
+        row = rows[("onnxruntime", "cpu", precision)]
+        assert row["status"] == "ok" and row["batch1_ms"] > 0 and row["agreement"] >= doctor.MIN_AGREEMENT[precision]
+    assert rows[("onnxruntime", "cpu", "fp32")]["agreement"] == 1.0 and rows[("onnxruntime", "cpu", "fp32")]["max_abs_diff"] == 0
+    if report["environment"]["tensorrt"] is None:
+        assert rows[("tensorrt", "cuda:0", "int8")]["status"] == "not run"
+        assert "TensorRT is not installed" in rows[("tensorrt", "cuda:0", "int8")]["why"]
+    # the FP32 reference reproduces the accuracy the export host measured on the same images
+    manifest = json.loads((bundle_dir / MANIFEST).read_text())
+    assert rows[("onnxruntime", "cpu", "fp32")]["top1"] == manifest["accuracy"]["sample"]["files"]["model.onnx"]["top1"]
+    assert report["ok"] and report["verdict"].startswith("OK:")
+
+
+def test_a_backend_that_disagrees_fails_the_verdict(bundle_dir, monkeypatch):
+    monkeypatch.setitem(doctor.MIN_AGREEMENT, "int8", 1.01)
+    report = doctor.run_doctor(bundle_dir, iterations=1)
+    int8 = next(r for r in report["rows"] if r["backend"] == "onnxruntime" and r["precision"] == "int8")
+    assert int8["status"] == "FAIL" and "below" in int8["why"]
+    assert not report["ok"] and report["verdict"].startswith("FAIL: 1 of")
+    result = CliRunner().invoke(app, ["doctor", str(bundle_dir), "--iterations", "1"])
+    assert result.exit_code == 1 and "FAIL" in result.output
+
+
+def test_a_tampered_or_missing_sample_is_refused(bundle_dir, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, copy)
+    with (copy / "sample.npz").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(IntegrityError, match="sample.npz"):
+        doctor.load_sample(Bundle.open(copy))
+    manifest = json.loads((copy / MANIFEST).read_text())
+    del manifest["files"]["sample.npz"]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="no labelled sample"):
+        doctor.load_sample(Bundle.open(copy))
+
+
+def test_polygraphy_comparison_passes_within_tolerance_and_fails_outside_it(bundle_dir):
+    from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
+
+    clf_images, _ = doctor.load_sample(Bundle.open(bundle_dir))
+    from edgecls.runtime import Classifier
+
+    x = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu").preprocessor.batch_from_images(clf_images[:8])
+    fp16 = OnnxrtRunner(SessionFromOnnx(str(bundle_dir / "model.fp16.onnx"), providers=["cpu"]))
+    assert doctor.polygraphy_compare(fp16, bundle_dir / "model.onnx", x, atol=0.05)["passed"]
+    fp16 = OnnxrtRunner(SessionFromOnnx(str(bundle_dir / "model.fp16.onnx"), providers=["cpu"]))
+    assert not doctor.polygraphy_compare(fp16, bundle_dir / "model.onnx", x, atol=1e-7)["passed"]
