@@ -85,6 +85,7 @@ def test_cuda_python_pinned_buffers_are_numpy_views_and_errors_are_named(monkeyp
     host = adapter.pinned((2, 3), np.float32)
     host[:] = 7
     assert host.shape == (2, 3) and host.dtype == np.float32 and host.sum() == 42
+    assert bytes(FakeRuntime.keep[-1])[:4] == np.float32(7).tobytes()  # the array is a view of the pinned memory
     monkeypatch.setattr(cuda_api.CudaPython, "_runtime", staticmethod(lambda: FakeRuntime(fail=True)))
     with pytest.raises(RuntimeError, match="cudaErrorMemoryAllocation: out of memory"):
         cuda_api.CudaPython(0).pinned((4,), np.float32)

@@ -48,7 +48,7 @@ PATHS = {
         "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
         "IExecutionContext.execute_async_v3"]),
     "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
-    "explicit-batch": (("8.6.1",), ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),
+    "explicit-batch": (WITH_PRECISION_FLAGS, ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),  # set wherever it exists
     "strongly-typed": (("10.3.0", "10.13.3", "11.4.0"), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
 }
 CODE = [ROOT / "edgecls" / "export" / "tensorrt.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]

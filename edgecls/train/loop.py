@@ -30,6 +30,7 @@ from edgecls.errors import CheckpointError, ConfigError
 from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
 from edgecls.plots import training_curves
+from edgecls.train.allocator import allocator_in_use
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig
 from edgecls.train.distributed import init_distributed, shutdown_distributed
@@ -47,7 +48,8 @@ def pick_device(name: str) -> torch.device:
 def describe_hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads"
+    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
+            f"{allocator_in_use()} allocator")
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -283,7 +285,7 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
                 break
     summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history,
                "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "hardware": describe_hardware(run.device),
-               "world_size": run.dist.world_size, "train_wall_s": sum(h["epoch_s"] for h in run.history),
+               "world_size": run.dist.world_size, "allocator": allocator_in_use(), "train_wall_s": sum(h["epoch_s"] for h in run.history),
                "config": cfg.to_dict()}
     if run.dist.is_main:
         training_curves(run.history, out / "curves.png")

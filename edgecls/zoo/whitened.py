@@ -4,6 +4,8 @@ A 2×2 patch-whitening stem (24 filters: the whitening basis and its negation, f
 then frozen) and three VGG-like blocks conv → max-pool → BN → act → conv → BN → act, widths 64/256/256, a
 global max-pool and a bias-free linear head scaled by 1/9. The other convolutions start as identities (Dirac)
 so the untrained net passes the whitened image through. BN keeps a fixed scale of 1 and learns only its shift.
+GELU is the default: over the 10-epoch recipe it scored 89.90% validation against ReLU's 89.62% on this project's
+CIFAR-10, and its exported INT8 graphs stay within the export gate (model card).
 """
 
 from __future__ import annotations
@@ -72,7 +74,7 @@ class WhitenedVGG(nn.Module):
 @register_model("airbench-style VGG: 2×2 whitening stem, 3 conv-pool-BN blocks 64/256/256; `--recipe fast` trains it",
                 paper="94.01% CIFAR-10 (6-view TTA, Jordan 2024)")
 def whitened_vgg(num_classes: int = 10, in_channels: int = 3, input_size: int = 32, widths: tuple[int, int, int] = (64, 256, 256),
-                 activation: str = "relu", dirac_init: bool = True) -> nn.Module:
+                 activation: str = "gelu", dirac_init: bool = True) -> nn.Module:
     if input_size < 17:
         raise ConfigError(f"whitened_vgg needs inputs of at least 17×17 (three 2× pools after the 2×2 stem), got {input_size}")
     return WhitenedVGG(num_classes, in_channels, tuple(widths), activation, dirac_init)
