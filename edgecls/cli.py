@@ -29,6 +29,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="dataset root (default: $EDGECLS_DATA)")]
 
 
+_ENTRY_POINT = False  # set by main(): `edgecls ...` or `python -m edgecls ...`, not CliRunner
+
+
 def _parse_model_args(pairs: list[str]) -> dict:
     parsed = {}
     for pair in pairs:
@@ -140,7 +143,7 @@ def train(
         if source is None or source.name == "DEFAULT":
             settings[key] = value
     config = TrainConfig(**settings)
-    if pick_device(config.device).type == "cpu":
+    if _ENTRY_POINT and pick_device(config.device).type == "cpu":
         reexec_under_tcmalloc()
     run_training(config)
 
@@ -252,7 +255,8 @@ def export(
     out_dir: Annotated[str | None, typer.Option("--out", help="bundle directory (default exports/MODEL)")] = None,
     data_dir: DataDir = None,
     calib_images: Annotated[int, typer.Option(help="training images for calibration, stratified by class")] = 1024,
-    calib_method: Annotated[str, typer.Option(help="minmax, entropy or percentile")] = "minmax",
+    calib_method: Annotated[str | None, typer.Option(help="minmax, entropy or percentile (default: the model card's "
+                                                          "choice for bundled weights, else minmax)")] = None,
     target: Annotated[str, typer.Option(help="cpu (U8S8), tensorrt (S8S8 + cache + engines) or all")] = "all",
     max_accuracy_drop: Annotated[float, typer.Option(help="INT8 may lose at most this many points vs FP32")] = 1.0,
     allow_accuracy_drop: bool = False,
@@ -297,6 +301,8 @@ def doctor(
     json_path: Annotated[str | None, typer.Option("--json", help="write the full report here")] = None,
 ) -> None:
     """On the target: what is installed, and whether every backend here gives the bundle's answers on its own sample."""
+    from rich.markup import escape
+
     from edgecls.doctor import run_doctor
     from edgecls.fileio import atomic_write_json
 
@@ -316,7 +322,7 @@ def doctor(
         table.add_row(f"{r['backend']}/{r['device']}", r["precision"], r["status"],
                       f"{r['top1']:.2%}" if ran else "—", f"{r['agreement']:.2%}" if ran else "—",
                       f"{r['max_abs_diff']:.3g}" if ran else "—", f"{r['batch1_ms']:.3f}" if ran else "—",
-                      r.get("why") or r.get("detail", ""))
+                      escape(r.get("why") or r.get("detail", "")))
     out.print(table)
     if json_path:
         atomic_write_json(json_path, report)
@@ -405,6 +411,9 @@ def bench(
 
 
 def main() -> None:
+    """The console entry point: only here may `train` replace the process (tcmalloc), never under a test runner."""
+    global _ENTRY_POINT
+    _ENTRY_POINT = True
     try:
         app()
     except EdgeclsError as exc:

@@ -178,3 +178,16 @@ def test_bad_sources_and_options(tmp_path):
         export_bundle("lenet55", ExportOptions(out=str(tmp_path)))
     with pytest.raises(ConfigError, match="--target"):
         export_bundle("lenet5", ExportOptions(out=str(tmp_path), target="gpu"))
+
+
+def test_bundled_weights_export_with_the_calibration_method_their_card_chose(cifar_root, tmp_path, monkeypatch):
+    """A card's `calibration_method` (chosen on the validation split) is export's default; an explicit option wins."""
+    from edgecls.export import pipeline
+
+    card = {"split": {"seed": 0, "val_fraction": 0.1, "subset": None}, "calibration_method": {"method": "entropy"}}
+    monkeypatch.setattr(pipeline, "model_card", lambda name, dataset="cifar10": card)
+    options = ExportOptions(int8=True, target="cpu", data_dir=str(cifar_root), calib_images=50, allow_accuracy_drop=True)
+    manifest = export_bundle("lenet5", ExportOptions(**{**options.__dict__, "out": str(tmp_path / "a")}))
+    assert manifest["calibration"]["method"] == "entropy"
+    explicit = export_bundle("lenet5", ExportOptions(**{**options.__dict__, "calib_method": "minmax", "out": str(tmp_path / "b")}))
+    assert explicit["calibration"]["method"] == "minmax"

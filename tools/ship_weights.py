@@ -50,11 +50,28 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "val_top1": ckpt["metrics"]["val_acc"],
         "test_top1": summary["test_top1"],
         "test_top5": summary["test_top5"],
+        "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1),
+        "tta_top1": tta_accuracy(dst, dataset, data_dir, split),
         "training_log_tail": [f"epoch {h['epoch']}: train {h['train_acc']:.4f} val {h['val_acc']:.4f}" for h in history[-3:]],
         "data_sha256": {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()},
         "weights_sha256": sha256_file(dst),
         "weights_bytes": dst.stat().st_size,
     }
+
+
+def tta_accuracy(weights: Path, dataset: str, data_dir: str | None, split: dict) -> dict:
+    """Validation and test top-1 with 6-view test-time augmentation (`edgecls eval --tta`): an evaluation aid only."""
+    from edgecls.data import load_dataset
+    from edgecls.data.split import train_val_split
+    from edgecls.data.transforms import Normalization
+    from edgecls.evaluate import evaluate_model
+    from edgecls.train.checkpoint import model_from_checkpoint
+
+    ckpt = load_checkpoint(weights)
+    model, norm = model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"])
+    _, val = train_val_split(load_dataset(dataset, "train", data_dir), split)
+    test = load_dataset(dataset, "test", data_dir)
+    return {name: evaluate_model(model, data, norm, tta=True)["top1"] for name, data in (("val", val), ("test", test))}
 
 
 def measured_latency(bundle: str, data_dir: str | None) -> dict:

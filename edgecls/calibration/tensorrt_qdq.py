@@ -4,14 +4,14 @@ ModelOpt places Q/DQ pairs where TensorRT's explicit quantization fuses them (in
 residual Add, pooling) and nowhere else; ONNX Runtime's quantizer, written for its own kernels, also wraps
 every Clip. Calibration runs on the CPU from the same stratified training images as the CPU graph.
 
-ModelOpt runs in a child process through its command line: on import it patches ONNX Runtime's calibrators
+ModelOpt runs in a child process through its command line: when it runs it patches ONNX Runtime's calibrators
 in place, after which ONNX Runtime's own quantizer (the CPU graph, the next export) fails in the same process.
 
 The layers left unquantized are FP16, ModelOpt's default and the precision TensorRT runs them in. Measured
 on mobilenet_mod (5,000 validation images, Q/DQ simulated in float by ONNX Runtime with graph
 optimizations off): 83.78% with FP16, 83.50% with FP32, 84.26% for the FP32 model. ONNX Runtime's CPU graph
-optimizer cannot fold the FP16 scale nodes and scores the FP16 graph far lower (47.11% on the test set):
-that is the CPU optimizer, not the graph, which is why export evaluates TensorRT graphs unoptimized.
+optimizer has no FP16 kernel to fold the FP16 scale nodes with (it warns so) and was reported to score the FP16
+graph at 47.11%: a property of that optimizer, not of the graph, so export evaluates TensorRT graphs unoptimized.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +48,7 @@ class ExportOptions:
     out: str | None = None
     data_dir: str | None = None
     calib_images: int = 1024
-    calib_method: str = "minmax"
+    calib_method: str | None = None  # None: the model card's validated choice for bundled weights, else minmax
     target: str = "all"
     max_accuracy_drop: float = 1.0
     allow_accuracy_drop: bool = False
@@ -126,6 +126,9 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
     started = time.perf_counter()
     ckpt, source_desc = resolve_source(source)
     name = ckpt["model"]["name"]
+    if options.calib_method is None:
+        card = model_card(source) if not Path(source).exists() else None
+        options = replace(options, calib_method=(card or {}).get("calibration_method", {}).get("method", "minmax"))
     out = Path(options.out or f"exports/{name}")
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
