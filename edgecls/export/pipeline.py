@@ -226,7 +226,7 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
     calib = calibration_images(train_set, options.calib_images, options.seed)
     batch = prep.batch_from_images(calib.images)
     calibration = {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
-               "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
+                   "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
     if options.target in ("cpu", "all"):
         dst = out / format_by_key("onnx-int8").file
         quantize_for_cpu(fp32, dst, ArrayCalibrationReader(batch, INPUT_NAME), options.calib_method, options.exclude_nodes)
