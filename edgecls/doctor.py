@@ -21,7 +21,7 @@ from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EdgeclsError
 from edgecls.export.tensorrt import tensorrt_installed
 from edgecls.runtime import Classifier
-from edgecls.runtime.backends import cuda_device_count, installed_cuda_api
+from edgecls.runtime.backends import cuda_device_count, installed_cuda_api, tensorrt_unavailable
 from edgecls.runtime.host import host_info
 
 SAMPLE = "sample.npz"
@@ -64,14 +64,9 @@ def _candidates(bundle: Bundle, env: dict) -> list[tuple[str, str, str, str | No
     cuda_ep = "CUDAExecutionProvider" in env["onnxruntime_providers"]
     rows += [("onnxruntime", "cuda", p, None if cuda_ep else "onnxruntime has no CUDAExecutionProvider here")
              for p in precisions if p != "int8"]
-    if env["tensorrt"] is None:
-        why = "TensorRT is not installed (Jetson: JetPack; desktop: pip install 'edgecls[tensorrt-cu12]')"
-    elif env["cuda_api"] is None:
-        why = "neither pycuda nor cuda-python is installed"
-    elif not env["cuda_devices"]:
-        why = f"no usable CUDA device ({env['cuda_problem']})"
-    else:
-        why = None
+    why = tensorrt_unavailable()
+    if why == "TensorRT is not installed":
+        why += " (Jetson: JetPack; desktop: pip install 'edgecls[tensorrt-cu12]')"
     rows += [("tensorrt", "cuda:0", p, why) for p in precisions]
     torch_why = None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)"
     rows.append(("torch", "cpu", "fp32", torch_why))

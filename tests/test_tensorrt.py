@@ -5,20 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from edgecls.export.tensorrt import tensorrt_installed
-from edgecls.runtime.backends.cuda_api import cuda_device_count, installed_cuda_api
+from edgecls.runtime.backends import tensorrt_unavailable
 
-
-def _why_not() -> str | None:
-    if not tensorrt_installed():
-        return "TensorRT is not installed"
-    if installed_cuda_api() is None:
-        return "neither pycuda nor cuda-python is installed"
-    devices, problem = cuda_device_count()
-    return None if devices else f"TensorRT is installed but no CUDA device is usable ({problem})"
-
-
-WHY_NOT = _why_not()
+WHY_NOT = tensorrt_unavailable()
 pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")]
 
 

@@ -23,6 +23,16 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def tensorrt_unavailable() -> str | None:
+    """Why the TensorRT backend cannot run here (None when it can): the one answer `auto`, doctor and tests share."""
+    if not tensorrt_installed():
+        return "TensorRT is not installed"
+    if installed_cuda_api() is None:
+        return "TensorRT is installed but neither pycuda nor cuda-python"
+    devices, problem = cuda_device_count()
+    return None if devices else f"TensorRT is installed but no CUDA device is usable ({problem})"
+
+
 def backend_class(name: str) -> type[Backend]:
     if name not in _BACKENDS:
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'")
