@@ -124,9 +124,9 @@ def _accuracy(backend, images: np.ndarray, labels: np.ndarray, chunk: int) -> fl
 
 
 def _load_test(bundle: Bundle, options: BenchOptions):
-    from edgecls.data import load_dataset
+    from edgecls.data import load_for_model
 
-    test = load_dataset(bundle.manifest.get("dataset", "cifar10"), "test", options.data_dir)
+    test = load_for_model(bundle.manifest.get("dataset", "cifar10"), "test", options.data_dir, bundle.input)
     if options.eval_images:
         test = test.take(np.arange(min(options.eval_images, len(test))))
     return test

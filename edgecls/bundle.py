@@ -1,23 +1,43 @@
 """The bundle: the directory `edgecls export` writes and the runtime trusts (no torch needed here).
 
-`edgecls.json` is the manifest. Everything the runtime needs to classify a frame correctly is in it:
-class names, input shape and colour order, crop/resize policy, normalization, and for every file its
-precision, flavour, target, size and sha256. A file whose size or hash differs from the manifest is
-refused before it is loaded.
+`edgecls.json` is the manifest, a closed format checked on every load:
+- every field the runtime reads is present and typed, and no field it does not know is accepted;
+- file names are plain names inside the bundle (no paths), and each file's size and sha256 are checked
+  before the file is loaded;
+- `digest` is the sha256 of the manifest's own canonical content, so an edited class name, mean or file
+  entry is refused, not silently obeyed;
+- `signature` (optional, `edgecls sign`) is an Ed25519 signature of that digest: with a public key
+  (`public_key=` or $EDGECLS_PUBLIC_KEY) unsigned or wrongly signed bundles are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from edgecls.errors import BundleError, IntegrityError
 from edgecls.fileio import sha256_file
+from edgecls.runtime.preprocess import COLORS, CROPS, RESIZES
 
 MANIFEST = "edgecls.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+PUBLIC_KEY_ENV = "EDGECLS_PUBLIC_KEY"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_OPTIONAL_SECTIONS = ("dataset", "source", "output", "parity", "accuracy", "calibration", "tools", "export_host",
+                      "engines", "signature")
+_SCHEMA: dict[str, Any] = {
+    "format_version": int, "digest": str, "model": str, "classes": list, "files": dict,
+    "input": {"name": str, "shape": list, "layout": str, "dtype": str, "size": int, "channels": int, "color": str},
+    "preprocess": {"crop": str, "resize": str, "normalization": {"kind": str, "mean": list, "std": list}},
+}
+_FILE_SCHEMA = {"format": str, "precision": str, "target": str, "flavour": str, "sha256": str, "bytes": int}
 
 
 @dataclass(frozen=True)
@@ -31,13 +51,87 @@ class FileEntry:
     bytes: int
 
 
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest without `digest` and `signature`, as sorted, compact, NaN-free JSON."""
+    content = {k: v for k, v in manifest.items() if k not in ("digest", "signature")}
+    try:
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        raise BundleError(f"manifest holds a non-finite number ({exc}); re-run `edgecls export`") from exc
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class _Checker:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, problem: str) -> BundleError:
+        return BundleError(f"{self.path}: {problem}. The manifest is damaged or was edited by hand; re-run `edgecls export` "
+                           "or copy the bundle again.")
+
+    def fields(self, where: str, obj: Any, schema: dict, optional: tuple[str, ...] = ()) -> None:
+        if not isinstance(obj, dict):
+            raise self.fail(f"{where or 'the manifest'} must be a JSON object, got {type(obj).__name__}")
+        missing = sorted(set(schema) - set(obj))
+        unknown = sorted(set(obj) - set(schema) - set(optional))
+        if missing:
+            raise self.fail(f"{where or 'the manifest'} lacks {missing}")
+        if unknown:
+            raise self.fail(f"{where or 'the manifest'} has unknown fields {unknown}")
+        for key, expected in schema.items():
+            name = f"{where}.{key}" if where else key
+            if isinstance(expected, dict):
+                self.fields(name, obj[key], expected)
+            elif not isinstance(obj[key], expected) or (expected is int and isinstance(obj[key], bool)):
+                raise self.fail(f"{name} must be {expected.__name__}, got {type(obj[key]).__name__} {obj[key]!r:.40}")
+
+    def check(self, manifest: Any) -> None:
+        if isinstance(manifest, dict) and isinstance(manifest.get("format_version"), int) \
+                and manifest["format_version"] != FORMAT_VERSION:
+            version = manifest["format_version"]
+            if version > FORMAT_VERSION:
+                raise BundleError(f"{self.path} has format {version}, this edgecls reads {FORMAT_VERSION}: upgrade edgecls")
+            raise BundleError(f"{self.path} has format {version} (no manifest digest); re-export it with this edgecls")
+        self.fields("", manifest, _SCHEMA, _OPTIONAL_SECTIONS)
+        classes, spec, prep = manifest["classes"], manifest["input"], manifest["preprocess"]
+        if not classes or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes):
+            raise self.fail("classes must be a non-empty list of distinct names")
+        if spec["channels"] not in (1, 3) or spec["size"] < 1 or spec["color"] not in COLORS:
+            raise self.fail(f"input must have channels 1 or 3, size ≥ 1 and color in {COLORS}, got {spec}")
+        if spec["shape"] != [-1, spec["channels"], spec["size"], spec["size"]]:
+            raise self.fail(f"input.shape {spec['shape']} disagrees with its size and channels")
+        if prep["crop"] not in CROPS or prep["resize"] not in RESIZES:
+            raise self.fail(f"preprocess must use crop in {CROPS} and resize in {RESIZES}, got {prep['crop']!r}/{prep['resize']!r}")
+        norm = prep["normalization"]
+        for key in ("mean", "std"):
+            values = norm[key]
+            if len(values) != spec["channels"] or not all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                raise self.fail(f"preprocess.normalization.{key} must be {spec['channels']} finite numbers, got {values}")
+        if min(norm["std"]) <= 0:
+            raise self.fail(f"preprocess.normalization.std must be > 0, got {norm['std']}")
+        for name, entry in manifest["files"].items():
+            if not _NAME.match(name) or name == MANIFEST:
+                raise self.fail(f"file name {name!r} is not a plain file name inside the bundle")
+            self.fields(f"files[{name!r}]", entry, _FILE_SCHEMA)
+            if not _SHA256.match(entry["sha256"]) or entry["bytes"] < 0:
+                raise self.fail(f"files[{name!r}] needs a 64-digit lowercase hex sha256 and a size ≥ 0")
+        recorded, actual = manifest["digest"], manifest_digest(manifest)
+        if recorded != actual:
+            raise IntegrityError(f"{self.path}: the manifest's content does not match its digest ({recorded[:19]}… recorded, "
+                                 f"{actual[:19]}… computed): it was edited after export. Re-run `edgecls export` or copy "
+                                 "the bundle again.")
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
     manifest: dict
 
     @classmethod
-    def open(cls, root: str | os.PathLike) -> Bundle:
+    def open(cls, root: str | os.PathLike, public_key=None) -> Bundle:
+        """Read and check the manifest. `public_key` (an Ed25519 public key, PEM bytes or a PEM file path; default
+        $EDGECLS_PUBLIC_KEY) makes a valid signature by that key a condition of opening."""
         root = Path(root)
         path = root / MANIFEST
         if not root.is_dir():
@@ -48,11 +142,12 @@ class Bundle:
             manifest = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{path} is not valid JSON ({exc}); re-run `edgecls export`") from exc
-        missing = {"format_version", "model", "classes", "input", "preprocess", "files"} - set(manifest)
-        if missing:
-            raise BundleError(f"{path} lacks {sorted(missing)}; re-run `edgecls export`")
-        if manifest["format_version"] > FORMAT_VERSION:
-            raise BundleError(f"{path} has format {manifest['format_version']}, this edgecls reads ≤ {FORMAT_VERSION}: upgrade edgecls")
+        _Checker(path).check(manifest)
+        key = os.environ.get(PUBLIC_KEY_ENV) if public_key is None else public_key  # False: do not ask for one
+        if key:
+            from edgecls.signing import verify_manifest
+
+            verify_manifest(manifest, key, path)
         return cls(root, manifest)
 
     @property
@@ -67,6 +162,10 @@ class Bundle:
     def preprocess(self) -> dict:
         return self.manifest["preprocess"]
 
+    @property
+    def digest(self) -> str:
+        return self.manifest["digest"]
+
     def files(self) -> list[FileEntry]:
         return [FileEntry(name=name, **entry) for name, entry in self.manifest["files"].items()]
 
@@ -80,8 +179,8 @@ class Bundle:
     def verified_path(self, entry: FileEntry) -> Path:
         """The file's path after checking its size and sha256 against the manifest."""
         path = self.root / entry.name
-        if not path.is_file():
-            raise IntegrityError(f"{path} is listed in the manifest but missing; re-run `edgecls export`")
+        if not path.is_file() or path.is_symlink():
+            raise IntegrityError(f"{path} is listed in the manifest but missing (or a link); re-run `edgecls export`")
         size = path.stat().st_size
         if size != entry.bytes:
             raise IntegrityError(f"{path} is {size} bytes, the manifest says {entry.bytes}: truncated or replaced. "
@@ -100,3 +199,10 @@ def file_entry(path: Path, format: str, precision: str, target: str = "any", fla
     """The manifest entry for a file just written."""
     return {"format": format, "precision": precision, "target": target, "flavour": flavour,
             "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def seal(manifest: dict) -> dict:
+    """The manifest with its digest, ready to write (any old signature is dropped: it signed other content)."""
+    content = {"format_version": FORMAT_VERSION,
+               **{k: v for k, v in manifest.items() if k not in ("format_version", "digest", "signature")}}
+    return {**content, "digest": manifest_digest(content)}

@@ -7,6 +7,7 @@ works on a runtime-only install.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -107,7 +108,9 @@ def train(
     shift: Annotated[float, typer.Option(help="random shift, ± fraction of the size")] = 0.0,
     init_from: Annotated[str | None, typer.Option(help="checkpoint to start from; the head is replaced if classes differ")] = None,
     trainable_blocks: Annotated[int | None, typer.Option(help="with --init-from: train only the last N blocks")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
+    resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt with the run's own options")] = False,
+    resume_override: Annotated[bool, typer.Option(help="with --resume: accept options that change the model, data or "
+                                                       "schedule (printed)")] = False,
     image_size: Annotated[int | None, typer.Option(help="resize folder datasets to N×N")] = None,
     model_arg: Annotated[list[str], typer.Option(help="extra builder argument KEY=VALUE, e.g. leaky_relu=0.1")] = [],  # noqa: B006
     crop_padding: Annotated[int, typer.Option(help="random-crop padding in pixels (0: no crop)")] = 4,
@@ -134,7 +137,8 @@ def train(
         label_smoothing=label_smoothing, class_weighted=class_weighted, early_stopping=early_stopping, subset=subset,
         val_fraction=val_fraction, seed=seed, amp=amp, device=device, normalization=normalization, augment=augment,
         rotate_degrees=rotate, shift_fraction=shift, init_from=init_from, trainable_blocks=trainable_blocks,
-        resume=resume, image_size=image_size, model_kwargs=_parse_model_args(model_arg), crop_padding=crop_padding,
+        resume=resume, resume_override=resume_override, image_size=image_size, model_kwargs=_parse_model_args(model_arg),
+        crop_padding=crop_padding,
         pad_mode=pad_mode, alternating_flip=alternating_flip, micro_batch_size=micro_batch_size, bias_lr_scale=bias_lr_scale,
         lookahead=lookahead, whiten_init=whiten_init, whiten_bias_epochs=whiten_bias_epochs, recipe=recipe,
     )
@@ -162,7 +166,7 @@ def evaluate(
     threads: Annotated[int, typer.Option(help="bundles only: host inference threads (0: all cores; evaluation is a batch job)")] = 0,
 ) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
-    from edgecls.data import load_dataset
+    from edgecls.data import load_for_model
 
     if (Path(source) / "edgecls.json").is_file():
         if tta:
@@ -171,7 +175,8 @@ def evaluate(
         from edgecls.runtime import Classifier
 
         classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads)
-        data = load_dataset(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir)
+        data = load_for_model(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir,
+                              classifier.bundle.input)
         report = evaluate_classifier(classifier, data, out_json=json_path)
         _print_report(report, f"{classifier.describe()} on {data.name}")
         return
@@ -183,7 +188,7 @@ def evaluate(
     from edgecls.train.loop import pick_device
 
     ckpt, desc = resolve_source(source)
-    data = load_dataset(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir)
+    data = load_for_model(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir, ckpt["input"])
     report = evaluate_model(model_from_checkpoint(ckpt), data, Normalization.from_dict(ckpt["normalization"]),
                             device=str(pick_device(device)), out_json=json_path, tta=tta)
     _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}" + (", 6-view TTA" if tta else ""))
@@ -287,7 +292,7 @@ def build_engine(
     max_batch: int = 64,
 ) -> None:
     """Build TensorRT engines for this GPU from a bundle's ONNX files (run it on the target device)."""
-    from edgecls.export.tensorrt import build_bundle_engines
+    from edgecls.runtime.engines import build_bundle_engines
 
     for engine in build_bundle_engines(bundle, tuple(precision), max_batch=max_batch):
         out.print(f"built {engine['precision']} engine ({engine['mode']}) for {engine['gpu']} sm_{engine['compute_capability']}, "
@@ -332,15 +337,24 @@ def doctor(
 
 
 @app.command()
-def info(bundle: Annotated[str, typer.Argument(help="bundle directory")]) -> None:
-    """Verify every file of a bundle against its manifest and summarize it."""
+def info(
+    bundle: Annotated[str, typer.Argument(help="bundle directory")],
+    public_key: Annotated[str | None, typer.Option(help="also require a valid signature by this Ed25519 public key "
+                                                        "(.pub file; default $EDGECLS_PUBLIC_KEY)")] = None,
+) -> None:
+    """Verify a bundle (manifest schema and digest, every file's size and sha256, signature) and summarize it."""
     from edgecls.bundle import Bundle
 
-    b = Bundle.open(bundle)
+    b = Bundle.open(bundle, public_key=public_key)
     verified = b.verify_all()
     m = b.manifest
     out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
               f"source {m['source']}")
+    signature = m.get("signature")
+    checked = public_key or os.environ.get("EDGECLS_PUBLIC_KEY")
+    out.print(f"manifest digest {b.digest}; " + (
+        f"signed by key {signature['key_id']}" + (" (verified)" if checked else " (not checked: pass --public-key)")
+        if signature else "unsigned"))
     table = Table(title=f"{bundle}: {len(verified)} files verified (size + sha256)")
     for col in ("file", "precision", "flavour", "target", "MB", "val top-1 (gate)", "test top-1"):
         table.add_column(col)
@@ -350,6 +364,27 @@ def info(bundle: Annotated[str, typer.Argument(help="bundle directory")]) -> Non
         cells = [f"{split[f.name]['top1']:.2%}" if f.name in split else "—" for split in (val, test)]
         table.add_row(f.name, f.precision, f.flavour or "—", f.target, f"{f.bytes / 1e6:.2f}", *cells)
     out.print(table)
+
+
+@app.command()
+def keygen(key: Annotated[str, typer.Argument(help="private key file to create; the public key goes to KEY.pub")]) -> None:
+    """Make an Ed25519 key pair for signing bundles (the private key stays on the build machine)."""
+    from edgecls.signing import generate_key
+
+    private, public = generate_key(key)
+    out.print(f"private key {private} (keep it secret), public key {public} (give it to the robots: EDGECLS_PUBLIC_KEY)")
+
+
+@app.command()
+def sign(
+    bundle: Annotated[str, typer.Argument(help="bundle directory")],
+    key: Annotated[str, typer.Option(help="Ed25519 private key (PEM) made by `edgecls keygen`")],
+) -> None:
+    """Sign a bundle's manifest; robots given the public key then load only bundles it signed."""
+    from edgecls.signing import sign_bundle
+
+    signature = sign_bundle(bundle, key)
+    out.print(f"signed {bundle} with key {signature['key_id']}")
 
 
 @app.command()

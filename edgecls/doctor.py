@@ -19,9 +19,9 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EdgeclsError
-from edgecls.export.tensorrt import tensorrt_installed
 from edgecls.runtime import Classifier
 from edgecls.runtime.backends import cuda_device_count, installed_cuda_api, tensorrt_unavailable
+from edgecls.runtime.engines import tensorrt_installed
 from edgecls.runtime.host import host_info
 
 SAMPLE = "sample.npz"

@@ -21,12 +21,20 @@ class CheckpointError(EdgeclsError):
     """A checkpoint cannot be loaded or does not match the model."""
 
 
+class TrainingDivergedError(EdgeclsError):
+    """The training loss became NaN or infinite; nothing of that epoch is saved."""
+
+
 class BundleError(EdgeclsError):
     """A bundle directory or its manifest is missing, malformed or tampered with."""
 
 
 class IntegrityError(BundleError):
     """A bundle file's size or sha256 differs from the manifest: truncated, edited or replaced."""
+
+
+class SignatureError(BundleError):
+    """A bundle is unsigned, or not signed by the trusted key, where a signature is required."""
 
 
 class ExportError(EdgeclsError):

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgecls.data.imageset import ImageSet
-from edgecls.data.loader import BatchLoader
 from edgecls.data.transforms import Normalization
 from edgecls.fileio import atomic_write_json
 from edgecls.metrics import classification_report
 from edgecls.plots import confusion_matrix_png, example_grid
+from edgecls.runtime.preprocess import POLICY, Preprocessor
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -33,10 +33,13 @@ def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalization, batch_size: int = 512,
                    device: str | torch.device = "cpu", tta: bool = False) -> np.ndarray:
+    """Scores through the runtime's own preprocessing (`Preprocessor`), as the deployed graph will see the images."""
     model = model.to(device).eval()
-    loader = BatchLoader(data, batch_size, normalization, device=device)
+    prep = Preprocessor({"size": data.input_size, "channels": data.in_channels, "color": "rgb"},
+                        {**POLICY, "normalization": normalization.to_dict()})
     forward = (lambda x: tta_logits(model, x)) if tta else model
-    return np.concatenate([forward(x).float().cpu().numpy() for x, _ in loader.epoch()])
+    return np.concatenate([forward(torch.from_numpy(prep.batch_from_images(data.images[i : i + batch_size])).to(device))
+                           .float().cpu().numpy() for i in range(0, len(data), batch_size)])
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:

@@ -176,3 +176,70 @@ def test_live_source_reconnects_with_backoff():
     grabber.stop()
     assert grabber.reconnects >= 2 and source.opens >= 2 and source.closed
     assert grabber.captured == 6 and len(frames) + grabber.dropped == 6
+
+
+class DeadLiveSource:
+    """A live camera that is gone: every read fails, every reopen fails. Records what happens after close()."""
+
+    live, fps = True, 0.0
+
+    def __init__(self):
+        self.closed = False
+        self.reopened_after_close = 0
+        self.grabber = None
+        self.thread_alive_at_close = None
+
+    def read(self):
+        return None, None
+
+    def reopen(self):
+        self.reopened_after_close += self.closed
+        raise SourceError("unplugged")
+
+    def close(self):
+        self.thread_alive_at_close = self.grabber.thread.is_alive()
+        self.closed = True
+
+
+def test_stop_interrupts_the_backoff_and_joins_before_closing():
+    source = DeadLiveSource()
+    grabber = source.grabber = LatestFrameGrabber(source, max_reconnects=5, backoff_s=6.0).start()
+    while grabber.failures < 1:
+        time.sleep(0.01)
+    started = time.perf_counter()
+    grabber.stop()
+    assert time.perf_counter() - started < 1.0
+    assert source.thread_alive_at_close is False and not grabber.thread.is_alive()
+    time.sleep(0.2)
+    assert source.reopened_after_close == 0
+
+
+class GlitchyLiveSource:
+    """Every third read fails and the reopen works: 30 frames in, then the camera is gone for good."""
+
+    live, fps = True, 0.0
+
+    def __init__(self):
+        self.reads = self.sent = 0
+
+    def read(self):
+        self.reads += 1
+        if self.sent >= 30 or self.reads % 3 == 0:
+            return None, None
+        self.sent += 1
+        return np.zeros((8, 8, 3), np.uint8), None
+
+    def reopen(self):
+        if self.sent >= 30:
+            raise SourceError("gone")
+
+    def close(self):
+        pass
+
+
+def test_the_reconnect_budget_counts_failures_in_a_row_not_over_the_run():
+    grabber = LatestFrameGrabber(GlitchyLiveSource(), max_reconnects=2, backoff_s=0.001).start()
+    while grabber.next_frame() is not None:
+        pass
+    grabber.stop()
+    assert grabber.captured == 30 and grabber.reconnects >= 14 and grabber.failures == 2

@@ -1,7 +1,9 @@
 import gzip
 import os
 import pickle
+import shutil
 
+import cv2
 import numpy as np
 import pytest
 from synthetic import write_cifar100, write_idx, write_image_folder
@@ -108,3 +110,50 @@ def test_long_tail_profile_and_kfold():
     assert counts[0] == 100 and counts[-1] == 10 and np.all(np.diff(counts) <= 0)
     folds = kfold_indices(labels, 5, seed=0)
     assert len(folds) == 5 and sorted(np.concatenate([f[1] for f in folds]).tolist()) == list(range(1000))
+
+
+def test_cifar_batches_repickled_by_python3_with_protocol_2_load(cifar_root, tmp_path):
+    src = cifar_root / "cifar-10-batches-py"
+    dst = tmp_path / "cifar-10-batches-py"
+    shutil.copytree(src, dst)
+    batch = pickle.loads((src / "test_batch").read_bytes(), encoding="bytes")
+    (dst / "test_batch").write_bytes(pickle.dumps(batch, protocol=2))  # bytes become _codecs.encode(..., "latin1")
+    assert b"_codecs" in (dst / "test_batch").read_bytes()
+    reloaded = load_dataset("cifar10", "test", tmp_path)
+    assert np.array_equal(reloaded.images, load_dataset("cifar10", "test", cifar_root).images)
+
+
+def test_image_folder_uses_the_runtime_geometry_and_a_disk_cache(tmp_path, monkeypatch):
+    from edgecls.runtime.preprocess import Preprocessor
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("a", "b"):
+            (tmp_path / "ds" / split / name).mkdir(parents=True)
+            for i in range(3):
+                cv2.imwrite(str(tmp_path / "ds" / split / name / f"{i}.png"), rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+    with pytest.raises(DatasetError, match="not square.*--image-size"):
+        load_dataset("folder", "train", tmp_path / "ds")
+    data = load_dataset("folder", "test", tmp_path / "ds", image_size=20)
+    assert isinstance(data.images, np.memmap) and data.images.shape == (6, 20, 20, 3)
+    assert data.paths[0].endswith("a/0.png") and data.take(np.array([5])).paths[0].endswith("b/2.png")
+    frame = cv2.imread(data.paths[0])  # the runtime crops the same square and reduces it the same way
+    prep = Preprocessor({"size": 20, "channels": 3, "color": "rgb"}, {"normalization": {"mean": [0.0] * 3, "std": [1.0] * 3}})
+    assert np.array_equal(prep.to_hwc(frame).astype(np.uint8), data.images[0])
+    assert len(list((tmp_path / "cache" / "folders").glob("*.npy"))) == 1
+    again = load_dataset("folder", "test", tmp_path / "ds", image_size=20)
+    assert np.array_equal(again.images, data.images) and len(list((tmp_path / "cache" / "folders").glob("*.npy"))) == 1
+
+
+def test_normalization_in_training_is_the_runtime_normalization_bit_for_bit(cifar_root):
+    import torch
+
+    from edgecls.data.transforms import Normalization
+    from edgecls.runtime.preprocess import POLICY, Preprocessor
+
+    data = load_dataset("cifar10", "test", cifar_root)
+    norm = Normalization.fit(data.images)
+    prep = Preprocessor({"size": 32, "channels": 3}, {**POLICY, "normalization": norm.to_dict()})
+    trained = norm.apply(torch.from_numpy(data.images).permute(0, 3, 1, 2)).numpy()
+    assert np.array_equal(trained, prep.batch_from_images(data.images))

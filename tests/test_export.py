@@ -1,5 +1,10 @@
 import json
+import os
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -109,13 +114,13 @@ def test_parity_failure_reports_the_largest_difference(bundle_dir, trained_ckpt)
         check_parity(model, bundle_dir / "model.onnx", batch)
 
 
-def test_accuracy_drop_over_threshold_fails_and_leaves_no_manifest(trained_ckpt, cifar_root, tmp_path):
+def test_accuracy_drop_over_threshold_fails_and_writes_nothing(trained_ckpt, cifar_root, tmp_path):
     out = tmp_path / "strict"
     with pytest.raises(AccuracyDropError, match="--calib-images"):
         export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root), calib_images=10,
                                                        max_accuracy_drop=-1.0))
-    assert (out / "model.int8.onnx").exists() and not (out / MANIFEST).exists()
-    with pytest.raises(BundleError, match="not an edgecls bundle"):
+    assert not out.exists() and not list(tmp_path.iterdir())  # no bundle, no staging directory left behind
+    with pytest.raises(BundleError, match="not found"):
         Classifier.load(out)
 
 
@@ -131,9 +136,9 @@ def test_int8_gate_reads_the_validation_split_never_the_test_set():
     from edgecls.export.pipeline import _check_int8_drop
 
     options = ExportOptions(int8=True, max_accuracy_drop=1.0)
-    _check_int8_drop(_accuracy(val_int8=0.895, test_int8=0.70), options)  # a bad test figure decides nothing
+    _check_int8_drop(_accuracy(val_int8=0.895, test_int8=0.70), options, Path("b"))  # a bad test figure decides nothing
     with pytest.raises(AccuracyDropError, match="validation split"):
-        _check_int8_drop(_accuracy(val_int8=0.85, test_int8=0.90), options)
+        _check_int8_drop(_accuracy(val_int8=0.85, test_int8=0.90), options, Path("b"))
 
 
 @pytest.fixture()
@@ -160,13 +165,13 @@ def test_truncated_onnx_gives_a_clear_error(bundle_copy):
 
 
 def test_corrupt_onnx_matching_its_manifest_still_fails_clearly(bundle_copy):
-    from edgecls.bundle import file_entry
+    from edgecls.bundle import file_entry, seal
 
     path = bundle_copy / "model.onnx"
     path.write_bytes(b"not an onnx model at all")
     manifest = json.loads((bundle_copy / MANIFEST).read_text())
     manifest["files"]["model.onnx"] = file_entry(path, "onnx", "fp32", "any")
-    (bundle_copy / MANIFEST).write_text(json.dumps(manifest))
+    (bundle_copy / MANIFEST).write_text(json.dumps(seal(manifest)))
     with pytest.raises(BundleError, match="cannot be loaded"):
         Classifier.load(bundle_copy, precision="fp32")
 
@@ -191,3 +196,89 @@ def test_bundled_weights_export_with_the_calibration_method_their_card_chose(cif
     assert manifest["calibration"]["method"] == "entropy"
     explicit = export_bundle("lenet5", ExportOptions(**{**options.__dict__, "calib_method": "minmax", "out": str(tmp_path / "b")}))
     assert explicit["calibration"]["method"] == "minmax"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_a_killed_reexport_leaves_the_previous_bundle_whole(bundle_dir, trained_ckpt, cifar_root, tmp_path):
+    out = tmp_path / "kx"
+    shutil.copytree(bundle_dir, out)
+    (out / "bench.json").write_text("{}")  # a user's own file in the bundle directory
+    before = Bundle.open(out).digest
+    cmd = [sys.executable, "-m", "edgecls", "export", str(trained_ckpt), "--out", str(out), "--data-dir", str(cifar_root),
+           "--int8", "--calib-images", "100", "--max-accuracy-drop", "5"]
+    started = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def new_onnx_written() -> bool:  # wherever export writes: kill it once it has written a new graph
+        paths = [out / "model.onnx", *tmp_path.glob(".kx.*/model.onnx")]
+        return any(p.is_file() and p.stat().st_mtime > started for p in paths)
+
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not new_onnx_written():
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    assert new_onnx_written(), "the export was killed before it wrote anything"
+    assert Bundle.open(out).digest == before and Bundle.open(out).verify_all()
+
+    with pytest.raises(Exception, match="not found|does not exist"):  # a failing export changes nothing either
+        export_bundle(str(trained_ckpt), ExportOptions(out=str(out), data_dir=str(tmp_path / "nowhere")))
+    assert Bundle.open(out).digest == before
+
+    manifest = export_bundle(str(trained_ckpt), ExportOptions(out=str(out), data_dir=str(cifar_root)))
+    assert Bundle.open(out).digest == manifest["digest"] != before
+    assert not list(tmp_path.glob(".kx.*")), "the killed export's staging directory was not cleaned up"
+    assert (out / "bench.json").read_text() == "{}"
+
+
+def test_export_refuses_to_replace_a_directory_that_is_not_a_bundle(trained_ckpt, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an edgecls bundle"):
+        export_bundle(str(trained_ckpt), ExportOptions(out=str(tmp_path)))
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_half_written_files_of_dead_writers_are_removed_live_ones_kept(tmp_path):
+    from edgecls.fileio import atomic_write_bytes
+
+    dead = tmp_path / f".best.pt.write-{_dead_pid()}-1a2b.partial"
+    live = tmp_path / f".best.pt.write-{os.getpid()}-3c4d.partial"
+    dead.write_bytes(b"half")
+    live.write_bytes(b"half")
+    atomic_write_bytes(tmp_path / "best.pt", b"whole")
+    assert not dead.exists() and live.exists() and (tmp_path / "best.pt").read_bytes() == b"whole"
+
+
+def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tmp_path, monkeypatch):
+    import cv2
+    from synthetic import make_images
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+    from edgecls.runtime.camera import CameraOptions, run_camera
+    from edgecls.train import TrainConfig, train
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    root = tmp_path / "shapes"
+    for split, seed in (("train", 1), ("test", 2)):
+        images, labels = make_images(60, num_classes=3, size=48, seed=seed)
+        for i, (img, label) in enumerate(zip(images, labels, strict=True)):
+            path = root / split / "abc"[label] / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), cv2.resize(img, (72, 48))[..., ::-1])  # 72×48 pictures, not square
+    run = tmp_path / "run"
+    train(TrainConfig(model="lenet5", dataset="folder", data_dir=str(root), out=str(run), epochs=1, batch_size=16,
+                      image_size=24, warmup_epochs=0.0), quiet=True)
+    assert load_checkpoint(run / "best.pt")["preprocess"] == {"crop": "center", "resize": "area"}
+    manifest = export_bundle(str(run), ExportOptions(out=str(tmp_path / "b"), data_dir=str(root)))
+    assert manifest["input"]["size"] == 24 and manifest["accuracy"]["test"]["samples"] == 60
+    result = CliRunner().invoke(app, ["eval", str(tmp_path / "b"), "--data-dir", str(root)])
+    assert result.exit_code == 0, result.output
+    clf = Classifier.load(tmp_path / "b", backend="onnxruntime", precision="fp32")
+    summary = run_camera(clf, CameraOptions(replay_test_set="folder", data_dir=str(root), headless=True, frame_size="96x72"))
+    assert summary["frames"] == 60 and summary["accuracy"] == pytest.approx(manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"])

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecls.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError
-from edgecls.export.tensorrt import check_engine, sidecar_path
 from edgecls.runtime import Classifier, Prediction
+from edgecls.runtime.engines import check_engine, sidecar_path
 from edgecls.runtime.preprocess import Preprocessor, area_resize, center_square
 
 
@@ -27,13 +27,13 @@ def test_images(cifar_root):
     return load_dataset("cifar10", "test", cifar_root)
 
 
-def test_runtime_imports_and_predicts_without_torch_tensorrt_or_pycuda(bundle_dir):
+def test_runtime_imports_and_predicts_without_torch_tensorrt_pycuda_or_the_training_packages(bundle_dir):
     code = f"""
 import sys
-for name in ("torch", "tensorrt", "pycuda", "torchvision"):
+for name in ("torch", "tensorrt", "pycuda", "torchvision", "edgecls.export", "edgecls.train", "edgecls.data"):
     sys.modules[name] = None  # any import of them now raises ImportError
 import numpy as np
-import edgecls, edgecls.runtime
+import edgecls, edgecls.runtime, edgecls.runtime.engines, edgecls.runtime.backends.tensorrt, edgecls.runtime.camera
 from edgecls.runtime import Classifier
 clf = Classifier.load({str(bundle_dir)!r})
 pred = clf.predict(np.zeros((480, 640, 3), np.uint8))
@@ -183,3 +183,9 @@ def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
     row = [-0.80443984, -1.1262158, 2.1558988, -0.12871037, 2.284609, -1.2549262, 2.284609, -1.190571, -1.6410573, -0.61137426]
     logits = np.tile(np.array(row, np.float32), (64, 1))
     assert [fields[1] for fields in clf._postprocess(logits)] == [int(np.argmax(row))] * 64 == [4] * 64
+
+
+@pytest.mark.parametrize("frames", [None, 3, "frame.jpg"])
+def test_predict_batch_names_what_it_takes(clf, frames):
+    with pytest.raises(InputError, match="list of frames"):
+        clf.predict_batch(frames)

@@ -14,8 +14,8 @@ pytestmark = [pytest.mark.tensorrt, pytest.mark.skipif(WHY_NOT is not None, reas
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_engine_builds_runs_and_agrees_with_onnxruntime(bundle_dir, tmp_path, precision):
     from edgecls.doctor import load_sample, polygraphy_check
-    from edgecls.export.tensorrt import build_bundle_engines
     from edgecls.runtime import Classifier
+    from edgecls.runtime.engines import build_bundle_engines
 
     (engine,) = build_bundle_engines(bundle_dir, (precision,), out_dir=tmp_path)
     sidecar = json.loads((tmp_path / f"model.{precision}.engine.json").read_text())
@@ -31,7 +31,7 @@ def test_engine_builds_runs_and_agrees_with_onnxruntime(bundle_dir, tmp_path, pr
 
 
 def test_rebuild_reuses_the_timing_cache(bundle_dir, tmp_path):
-    from edgecls.export.tensorrt import build_engine
+    from edgecls.runtime.engines import build_engine
 
     first = build_engine(bundle_dir / "model.onnx", tmp_path / "a.engine", "fp16")
     second = build_engine(bundle_dir / "model.onnx", tmp_path / "b.engine", "fp16")

@@ -51,12 +51,12 @@ PATHS = {
     "explicit-batch": (WITH_PRECISION_FLAGS, ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),  # set wherever it exists
     "strongly-typed": (("10.3.0", "10.13.3", "11.4.0"), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
 }
-CODE = [ROOT / "edgecls" / "export" / "tensorrt.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]
+CODE = [ROOT / "edgecls" / "runtime" / "engines.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]
 
 PROBE = """
 import json, sys
 import tensorrt_bindings as trt
-from edgecls.export.tensorrt import build_plan
+from edgecls.runtime.engines import build_plan
 
 def has(path):
     obj = trt

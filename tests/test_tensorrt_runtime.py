@@ -127,7 +127,7 @@ def test_tensorrt_stubs_alone_do_not_count_as_tensorrt(tmp_path, monkeypatch):
     import importlib
     import sys
 
-    from edgecls.export.tensorrt import tensorrt_installed
+    from edgecls.runtime.engines import tensorrt_installed
 
     (tmp_path / "tensorrt").mkdir()
     (tmp_path / "tensorrt" / "__init__.pyi").write_text("def __getattr__(name): ...\n")

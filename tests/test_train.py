@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgecls.errors import CheckpointError, ConfigError
+from edgecls.errors import CheckpointError, ConfigError, TrainingDivergedError
 from edgecls.train import TrainConfig, train
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgecls.train.loop import class_weights
@@ -104,7 +104,8 @@ def test_class_weights_are_inverse_frequency():
 
 
 @pytest.mark.parametrize(("kw", "msg"), [({"optimizer": "sgdd"}, "did you mean 'sgd'"), ({"epochs": 0}, "epochs"),
-                                         ({"trainable_blocks": 2}, "init_from")])
+                                         ({"trainable_blocks": 2}, "init_from"), ({"lr": float("nan")}, "lr must be a finite"),
+                                         ({"momentum": float("inf")}, "momentum must be a finite"), ({"subset": 0}, "subset")])
 def test_config_validation(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         TrainConfig(model="lenet5", **kw)
@@ -164,3 +165,67 @@ def test_micro_batches_give_the_batch_gradient():
     assert float(loss) == pytest.approx(float(full.detach()), rel=1e-5)
     for a, p in zip(micro, model.parameters(), strict=True):
         assert torch.allclose(a, p.grad, atol=1e-6)
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda c: c.update(format="1"), "format must be an integer"),
+    (lambda c: c["model"].pop("args"), "model must be"),
+    (lambda c: c["model"]["args"].update(wings=2), "cannot be built by this edgecls"),
+    (lambda c: c["normalization"].pop("mean"), "normalization must hold mean and std"),
+    (lambda c: c.update(classes="airplane"), "classes must be"),
+])
+def test_malformed_checkpoints_raise_checkpoint_errors(trained_ckpt, tmp_path, edit, message):
+    from edgecls.train.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(trained_ckpt)
+    edit(ckpt)
+    save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in ckpt.items() if k != "format"})
+    if "format" in ckpt and not isinstance(ckpt["format"], int):
+        torch.save(ckpt, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=message):
+        model_from_checkpoint(load_checkpoint(tmp_path / "bad.pt"))
+
+
+@pytest.mark.parametrize("subset", [5, 9])
+def test_a_subset_too_small_for_a_validation_split_is_refused(cifar_root, tmp_path, subset):
+    with pytest.raises(ConfigError, match="at least 100 images"):
+        train(_cfg(cifar_root, tmp_path, subset=subset), quiet=True)
+
+
+def test_resume_without_a_last_checkpoint_is_an_error(cifar_root, tmp_path):
+    with pytest.raises(CheckpointError, match="nothing to continue"):
+        train(_cfg(cifar_root, tmp_path, resume=True), quiet=True)
+
+
+def test_resume_refuses_changed_options_unless_overridden(cifar_root, tmp_path):
+    _train_epochs(_cfg(cifar_root, tmp_path, epochs=3), 1)
+    with pytest.raises(ConfigError, match=r"epochs 3 → 5.*lr 0.05 → 0.1"):
+        train(_cfg(cifar_root, tmp_path, epochs=5, lr=0.1, resume=True), quiet=True)
+    summary = train(_cfg(cifar_root, tmp_path, epochs=3, resume=True, device="cpu"), quiet=True)  # device: free to change
+    assert summary["epochs_run"] == 3
+    summary = train(_cfg(cifar_root, tmp_path, epochs=4, resume=True, resume_override=True), quiet=True)
+    assert summary["epochs_run"] == 4
+
+
+def test_resuming_a_frozen_fine_tune_refreezes_before_loading_the_optimizer(cifar_root, trained_ckpt, tmp_path):
+    cfg = _cfg(cifar_root, tmp_path, epochs=2, init_from=str(trained_ckpt), trainable_blocks=1)
+    _train_epochs(cfg, 1)
+    summary = train(_cfg(cifar_root, tmp_path, epochs=2, init_from=str(trained_ckpt), trainable_blocks=1, resume=True), quiet=True)
+    assert summary["epochs_run"] == 2
+    old, new = load_checkpoint(trained_ckpt)["state_dict"], load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    assert torch.equal(old["features.0.weight"], new["features.0.weight"])  # still frozen after the resume
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(cifar_root, tmp_path, monkeypatch):
+    from edgecls.train import loop
+
+    original = loop._Run.train_epoch
+
+    def diverge_in_epoch_2(self, epoch, progress):
+        stats = original(self, epoch, progress)
+        return {**stats, "train_loss": float("nan")} if epoch == 2 else stats
+
+    monkeypatch.setattr(loop._Run, "train_epoch", diverge_in_epoch_2)
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2: the loss became nan.*last.pt \(epoch 1\)"):
+        train(_cfg(cifar_root, tmp_path, epochs=3), quiet=True)
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and load_checkpoint(tmp_path / "best.pt")["epoch"] == 1

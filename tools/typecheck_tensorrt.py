@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["edgecls/export/tensorrt.py", "edgecls/runtime/backends/tensorrt.py", "edgecls/runtime/backends/cuda_api.py"]
+MODULES = ["edgecls/runtime/engines.py", "edgecls/runtime/backends/tensorrt.py", "edgecls/runtime/backends/cuda_api.py"]
 STUB_PACKAGES = ("tensorrt", "tensorrt_bindings")
 
 

@@ -33,3 +33,9 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
     if name in ("mnist", "fashion-mnist"):
         return load_idx_dataset(root, split, name)
     return load_image_folder(Path(root), split, image_size=image_size)
+
+
+def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict) -> ImageSet:
+    """`split` as a model with `input_spec` takes it: image folders sized to its input by the runtime's policy, so
+    a model trained with --image-size is evaluated, gated, benched and replayed on what it was trained on."""
+    return load_dataset(dataset, split, data_dir, image_size=int(input_spec["size"]) if dataset == "folder" else None)

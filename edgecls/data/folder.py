@@ -1,7 +1,16 @@
-"""A user's own images: ROOT/train/<class>/*.jpg|png and ROOT/test/<class>/*, decoded with OpenCV."""
+"""A user's own images: ROOT/train/<class>/*.jpg|png and ROOT/test/<class>/*, decoded with OpenCV.
+
+Images are sized by the runtime's own policy (`fit_image`: centre square, area reduction), so training
+sees the geometry the deployed model will see. Decoded images go once into a uint8 array on disk
+(`$EDGECLS_CACHE/folders`, keyed by every file's path, size and mtime and the target size), opened as a
+memory map: a folder larger than memory streams from disk, and the second run skips decoding.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from pathlib import Path
 
 import cv2
@@ -9,34 +18,67 @@ import numpy as np
 
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import DatasetError
+from edgecls.fileio import atomic_path
+from edgecls.runtime.preprocess import POLICY, fit_image
+from edgecls.runtime.sources import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "folders"
+
+
+def _listing(split_dir: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
+    classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
+    if len(classes) < 2:
+        raise DatasetError(f"{split_dir} must hold at least two class folders, found {list(classes)}")
+    files = [(path, label) for label, name in enumerate(classes) for path in sorted((split_dir / name).iterdir())
+             if path.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {split_dir}")
+    return classes, files
+
+
+def _decode(path: Path, grey: bool) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
+    if image is None:
+        raise DatasetError(f"cannot decode image {path}; delete or replace it")
+    return image[..., None] if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _size_of(files: list[tuple[Path, int]], grey: bool, split_dir: Path) -> int:
+    """Without --image-size, every image must already be the same square size."""
+    first = _decode(files[0][0], grey)
+    for path, _ in files[1:]:
+        shape = cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[:2]
+        if shape != first.shape[:2]:
+            raise DatasetError(f"{split_dir}: images differ in size ({first.shape[:2]} vs {shape} at {path.name}); pass "
+                               "--image-size N to centre-crop and resize them all, as the runtime does to camera frames")
+    if first.shape[0] != first.shape[1]:
+        raise DatasetError(f"{split_dir}: images are {first.shape[1]}×{first.shape[0]}, not square; pass --image-size N "
+                           "to centre-crop them, as the runtime does to camera frames")
+    return first.shape[0]
 
 
 def load_image_folder(root: Path, split: str, image_size: int | None = None, grey: bool = False) -> ImageSet:
     split_dir = root / split
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir} not found: an image folder dataset needs ROOT/train/<class>/* and ROOT/test/<class>/*")
-    classes = tuple(sorted(p.name for p in split_dir.iterdir() if p.is_dir()))
-    if len(classes) < 2:
-        raise DatasetError(f"{split_dir} must hold at least two class folders, found {list(classes)}")
-    images, labels = [], []
-    flag = cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR
-    for label, name in enumerate(classes):
-        for path in sorted((split_dir / name).iterdir()):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            image = cv2.imread(str(path), flag)
-            if image is None:
-                raise DatasetError(f"cannot decode image {path}; delete or replace it")
-            if image_size:
-                image = cv2.resize(image, (image_size, image_size), interpolation=cv2.INTER_AREA)
-            image = image[..., None] if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-            images.append(image)
-            labels.append(label)
-    if not images:
-        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {split_dir}")
-    shapes = {im.shape for im in images}
-    if len(shapes) > 1:
-        raise DatasetError(f"{split_dir}: images differ in size ({sorted(shapes)[:3]}…); pass --image-size N to resize them")
-    return ImageSet(f"{root.name}-{split}", np.stack(images), np.asarray(labels, dtype=np.int64), classes)
+    if image_size is not None and image_size < 1:
+        raise DatasetError(f"--image-size must be ≥ 1, got {image_size}")
+    classes, files = _listing(split_dir)
+    channels = 1 if grey else 3
+    key = hashlib.sha256(json.dumps([str(split_dir.resolve()), image_size, channels, POLICY,
+                                     [(str(p.relative_to(split_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]])
+                         .encode()).hexdigest()[:24]
+    cached = cache_dir() / f"{key}.npy"
+    if not cached.is_file():
+        size = image_size or _size_of(files, grey, split_dir)
+        with atomic_path(cached) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, channels))
+            for i, (path, _) in enumerate(files):
+                out[i] = fit_image(_decode(path, grey), size).reshape(size, size, channels)
+            out.flush()
+            del out
+    images = np.load(cached, mmap_mode="r")
+    labels = np.asarray([label for _, label in files], dtype=np.int64)
+    return ImageSet(f"{root.name}-{split}", images, labels, classes, tuple(str(p) for p, _ in files))

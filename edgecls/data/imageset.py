@@ -9,12 +9,17 @@ import numpy as np
 
 @dataclass(frozen=True)
 class ImageSet:
-    """Images as uint8 N×H×W×C (C = 3 for RGB, 1 for grey), integer labels and class names."""
+    """Images as uint8 N×H×W×C (C = 3 for RGB, 1 for grey), integer labels and class names.
+
+    `images` may be a read-only memory map (image folders): indexing it reads only the rows asked for.
+    `paths` names each image's source file where there is one (image folders).
+    """
 
     name: str
     images: np.ndarray
     labels: np.ndarray
     classes: tuple[str, ...]
+    paths: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] not in (1, 3):
@@ -36,7 +41,8 @@ class ImageSet:
         return int(self.images.shape[1])
 
     def take(self, indices: np.ndarray, name: str | None = None) -> ImageSet:
-        return ImageSet(name or self.name, self.images[indices], self.labels[indices], self.classes)
+        paths = tuple(self.paths[i] for i in np.arange(len(self))[indices]) if self.paths else None
+        return ImageSet(name or self.name, self.images[indices], self.labels[indices], self.classes, paths)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))

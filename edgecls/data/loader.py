@@ -11,18 +11,26 @@ from edgecls.data.imageset import ImageSet
 from edgecls.data.transforms import Augment, Normalization
 
 
+def rank_seed(seed: int, rank: int) -> int:
+    """A seed of its own for each DDP rank; rank 0 keeps `seed`, so single-process runs are unchanged."""
+    return seed + rank * 1_000_000_007
+
+
 class BatchLoader:
     """Yields (normalized float images N×C×H×W, int64 labels) on `device`.
 
     Every epoch's order and augmentation come from `seed` and the epoch number alone, so a run resumed
     at an epoch boundary sees exactly the batches the uninterrupted run saw. With `world_size` > 1 each
-    rank takes its own interleaved share of the same permutation (padded to equal length, as
-    torch's DistributedSampler does).
+    rank takes its own interleaved share of the same permutation. Training pads the shares to equal length,
+    as torch's DistributedSampler does (DDP needs the same number of steps on every rank); evaluation
+    (`pad=False`) does not, so no image is counted twice. Augmentation draws differ per rank.
     """
 
     def __init__(self, data: ImageSet, batch_size: int, normalization: Normalization, augment: Augment | None = None,
-                 shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1):
-        self.images = torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
+                 shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1,
+                 pad: bool = True):
+        images = data.images if data.images.flags.writeable else np.array(data.images)  # memory maps are read-only
+        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
         self.labels = torch.from_numpy(data.labels).to(device)
         self.batch_size = batch_size
         self.normalization = normalization
@@ -31,13 +39,15 @@ class BatchLoader:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self.pad = pad
 
     def _indices(self, epoch: int) -> np.ndarray:
         n = len(self.labels)
         order = np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
         if self.world_size > 1:
-            per_rank = -(-n // self.world_size)
-            order = np.resize(order, per_rank * self.world_size)[self.rank :: self.world_size]
+            if self.pad:
+                order = np.resize(order, -(-n // self.world_size) * self.world_size)
+            order = order[self.rank :: self.world_size]
         return order
 
     def num_samples(self) -> int:
@@ -53,7 +63,7 @@ class BatchLoader:
         return (base ^ bool(epoch % 2)).to(self.images.device)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch * 7 + self.rank)
+        gen = torch.Generator().manual_seed(rank_seed(self.seed * 100_003 + epoch * 7, self.rank))
         order = torch.from_numpy(self._indices(epoch)).to(self.images.device)
         flips = self._alternating_flips(epoch)
         for start in range(0, len(order), self.batch_size):

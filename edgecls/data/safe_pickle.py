@@ -20,6 +20,8 @@ _ALLOWED_GLOBALS = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    # Python 3 re-pickling bytes with protocol ≤ 2 writes them as _codecs.encode(str, "latin1"): a pure data transform.
+    ("_codecs", "encode"),
 }
 
 

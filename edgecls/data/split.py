@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgecls.data.imageset import ImageSet
+from edgecls.errors import ConfigError
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,4 +62,10 @@ def train_val_split(data: ImageSet, split: dict) -> tuple[ImageSet, ImageSet]:
     """
     data = subset(data, split.get("subset"), split["seed"])
     train_idx, val_idx = stratified_split(data.labels, split["val_fraction"], split["seed"])
+    missing = len(np.unique(data.labels)) - len(np.unique(data.labels[train_idx]))
+    if len(val_idx) == 0 or missing:
+        need = int(np.ceil(len(data.classes) / split["val_fraction"]))
+        raise ConfigError(f"{len(data)} images with val_fraction {split['val_fraction']} leave "
+                          + (f"{missing} of {len(data.classes)} classes without training images" if missing else "no validation images")
+                          + f": use at least {need} images (--subset {need}) or a larger --val-fraction")
     return data.take(train_idx, f"{data.name}:train"), data.take(val_idx, f"{data.name}:val")

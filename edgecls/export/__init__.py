@@ -1,4 +1,2 @@
-"""Export: PyTorch → bundle (ONNX FP32/FP16/INT8, manifest) and ONNX → TensorRT engines.
-
-Kept import-free so `edgecls.export.tensorrt` can be used by the torch-less runtime.
-"""
+"""Export: PyTorch → bundle (ONNX FP32/FP16/INT8, sealed manifest). TensorRT engines are built by
+`edgecls.runtime.engines`, which the target's torch-less runtime uses too."""

@@ -1,8 +1,8 @@
 """`export_bundle`: model or checkpoint → bundle directory with every requested file and the manifest.
 
-Order matters for "nothing is lost": an old manifest is removed first, every file is written atomically,
-and the manifest is written last, only when all checks passed, so a half-finished or failed export
-never looks like a complete bundle.
+Nothing is lost: the new bundle is written into a staging directory beside the old one, checked
+(accuracy gate, every file against the sealed manifest) and only then swapped into place in one step
+(`staged_directory`). A failed, interrupted or killed export leaves the previous bundle as it was.
 
 Which data decides what: calibration uses the checkpoint's own training images; the INT8 accuracy gate
 runs on the validation split the checkpoint was selected on (rebuilt from its recorded seed and fraction);
@@ -12,6 +12,7 @@ the test set is evaluated once, afterwards, and only reported.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,21 +20,21 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from edgecls.bundle import FORMAT_VERSION, MANIFEST, file_entry
+from edgecls.bundle import FORMAT_VERSION, MANIFEST, Bundle, file_entry, seal
 from edgecls.calibration.quantize import quantize_for_cpu
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
 from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, modelopt_available, quantize_for_tensorrt
 from edgecls.console import console
-from edgecls.data import load_dataset
+from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
 from edgecls.data.split import balanced_subset, train_val_split
-from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError
-from edgecls.export.formats import format_by_key
+from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, ExportError
+from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from edgecls.fileio import atomic_write, atomic_write_json, sha256_file
+from edgecls.fileio import atomic_write, atomic_write_json, sha256_file, staged_directory
 from edgecls.runtime.host import host_info
-from edgecls.runtime.preprocess import Preprocessor
+from edgecls.runtime.preprocess import POLICY, Preprocessor
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import bundled_weights, model_card
 from edgecls.zoo.registry import model_info
@@ -129,24 +130,52 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
     if options.calib_method is None:
         card = model_card(source) if not Path(source).exists() else None
         options = replace(options, calib_method=(card or {}).get("calibration_method", {}).get("method", "minmax"))
-    out = Path(options.out or f"exports/{name}")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
+    final = Path(options.out or f"exports/{name}")
+    carried = _files_to_carry(final)
+    with staged_directory(final) as out:
+        manifest = _write_bundle(out, final, ckpt, source_desc, options, test_set, train_set)
+        for path in carried:
+            (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
+        if carried:
+            console.print(f"  kept from the previous bundle: {', '.join(p.name for p in carried)}")
+    console.print(f"bundle written: {final}/{MANIFEST} ({len(manifest['files'])} files, digest {manifest['digest'][:19]}…, "
+                  f"{time.perf_counter() - started:.1f} s)")
+    return manifest
+
+
+def _files_to_carry(final: Path) -> list[Path]:
+    """A user's own files in the bundle directory being replaced (e.g. bench reports); refuse to replace a non-bundle."""
+    if final.exists() and not final.is_dir():
+        raise ExportError(f"--out {final} is a file; export into a directory")
+    if not final.is_dir():
+        return []
+    bundle_files = {f.file for f in FORMATS} | {MANIFEST}
+    others = [p for p in sorted(final.iterdir()) if p.name not in bundle_files and not p.name.endswith((".engine", ".engine.json"))]
+    if others and not (final / MANIFEST).is_file():
+        raise ExportError(f"--out {final} holds files that are not an edgecls bundle ({', '.join(p.name for p in others[:5])}); "
+                          "export into a new or empty directory, or remove it first")
+    return others
+
+
+def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options: ExportOptions,
+                  test_set: ImageSet | None, train_set: ImageSet | None) -> dict:
+    """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass."""
+    name = ckpt["model"]["name"]
     model = model_from_checkpoint(ckpt)
     size, channels = ckpt["input"]["size"], ckpt["input"]["channels"]
     input_spec = {"name": INPUT_NAME, "shape": [-1, channels, size, size], "layout": "NCHW", "dtype": "float32",
                   "size": size, "channels": channels, "color": ckpt["input"].get("color", "rgb")}
-    preprocess = {"crop": "center", "resize": "area", "normalization": ckpt["normalization"]}
-    prep = Preprocessor(input_spec, preprocess)
+    prep = Preprocessor.for_checkpoint(ckpt)
+    preprocess = {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
 
     needs_data = options.fp16 or options.int8
     dataset = ckpt.get("dataset", "cifar10")
     if test_set is None and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
-        test_set = load_dataset(dataset, "test", options.data_dir)
+        test_set = load_for_model(dataset, "test", options.data_dir, input_spec)
     val_set = None
     if test_set is not None:
         if train_set is None:
-            train_set = load_dataset(dataset, "train", options.data_dir)
+            train_set = load_for_model(dataset, "train", options.data_dir, input_spec)
         split = split_record(ckpt)
         train_set, val_set = train_val_split(train_set, split)
     if test_set is not None and options.eval_images:
@@ -164,7 +193,7 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
     save_checkpoint(out / "model.pt", {**minimal, "dataset": dataset, "metrics": ckpt.get("metrics", {})})
     record("pytorch")
 
-    console.print(f"exporting {name} from {source_desc} → {out}/")
+    console.print(f"exporting {name} from {source_desc} → {final}/")
     fp32 = export_onnx(model, out / "model.onnx", channels, size)
     parity_batch = (prep.batch_from_images(test_set.images[:64]) if test_set is not None
                     else np.random.default_rng(0).standard_normal((16, channels, size, size)).astype(np.float32))
@@ -206,14 +235,15 @@ def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None
         "export_host": host_info(),
     }
     if accuracy and options.int8 and not options.allow_accuracy_drop:
-        _check_int8_drop(accuracy, options)
+        _check_int8_drop(accuracy, options, final)
+    manifest = seal(manifest)
     atomic_write_json(out / MANIFEST, manifest)
     if options.target in ("tensorrt", "all"):
-        engines = _maybe_build_engines(out, options)
+        engines = _maybe_build_engines(out, final, options)
         if engines:
-            manifest["engines"] = engines
+            manifest = seal({**manifest, "engines": engines})
             atomic_write_json(out / MANIFEST, manifest)
-    console.print(f"bundle written: {out}/{MANIFEST} ({len(files)} files, {time.perf_counter() - started:.1f} s)")
+    Bundle.open(out).verify_all()
     return manifest
 
 
@@ -269,7 +299,7 @@ def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dic
     return accuracy
 
 
-def _check_int8_drop(accuracy: dict, options: ExportOptions) -> None:
+def _check_int8_drop(accuracy: dict, options: ExportOptions, final: Path) -> None:
     """The gate reads the validation split only: the test set stays unseen by every choice export makes."""
     val = accuracy["validation"]
     base = val["files"]["model.onnx"]["top1"]
@@ -281,15 +311,15 @@ def _check_int8_drop(accuracy: dict, options: ExportOptions) -> None:
                 f"{val['samples']} images), more than --max-accuracy-drop {options.max_accuracy_drop}. Try more calibration "
                 f"images (--calib-images {options.calib_images * 2}), another method (--calib-method entropy or percentile), or "
                 "keeping sensitive layers in float (--exclude-node NAME), judging each on this validation figure; or accept "
-                "it with --allow-accuracy-drop. The bundle was left without a manifest.")
+                f"it with --allow-accuracy-drop. Nothing was written: {final} is as it was.")
 
 
-def _maybe_build_engines(out: Path, options: ExportOptions) -> list[dict]:
-    from edgecls.export.tensorrt import build_bundle_engines, tensorrt_installed
+def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list[dict]:
+    from edgecls.runtime.engines import build_bundle_engines, tensorrt_installed
 
     if not tensorrt_installed():
         console.print(f"[yellow]TensorRT is not installed here; engines skipped.[/] On the target run: "
-                      f"edgecls build-engine {out}")
+                      f"edgecls build-engine {final}")
         return []
     precisions = tuple(p for p, on in (("fp16", options.fp16), ("int8", options.int8)) if on) or ("fp16",)
     return build_bundle_engines(out, precisions)

@@ -1,5 +1,15 @@
-"""The deploy runtime: load a bundle, classify frames, drive a camera. Never imports torch."""
+"""The deploy runtime: load a bundle, classify frames, drive a camera. Never imports torch.
 
-from edgecls.runtime.classifier import Classifier, Prediction
+`Classifier` and `Prediction` are resolved on first use, so that `edgecls.bundle` can import the
+preprocessing policy from `edgecls.runtime.preprocess` without a cycle.
+"""
 
 __all__ = ["Classifier", "Prediction"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from edgecls.runtime import classifier
+
+        return getattr(classifier, name)
+    raise AttributeError(f"module 'edgecls.runtime' has no attribute {name!r}")

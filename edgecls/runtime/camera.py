@@ -53,11 +53,11 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _make_source(options: CameraOptions):
+def _make_source(options: CameraOptions, input_spec: dict):
     if options.replay_test_set:
-        from edgecls.data import load_dataset
+        from edgecls.data import load_for_model
 
-        test = load_dataset(options.replay_test_set, "test", options.data_dir)
+        test = load_for_model(options.replay_test_set, "test", options.data_dir, input_spec)
         return ReplaySource(test.images, test.labels, parse_size(options.frame_size), options.fps)
     return open_source(options.source)
 
@@ -77,7 +77,7 @@ def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict
 
 
 def run_camera(clf: Classifier, options: CameraOptions) -> dict:
-    source = _make_source(options)
+    source = _make_source(options, clf.bundle.input)
     grabber = LatestFrameGrabber(source).start()
     timer = StageTimer()
     writer = None

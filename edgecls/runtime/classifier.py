@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgecls.bundle import Bundle
-from edgecls.errors import InputError
+from edgecls.errors import BundleError, InputError
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
 from edgecls.runtime.preprocess import Preprocessor
 
@@ -50,9 +50,10 @@ class Classifier:
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "auto",
-             top_k: int = 5, threads: int | None = None) -> Classifier:
-        """`threads`: host threads for CPU inference (None: the backend's measured default for batch 1, 0: all cores)."""
-        bundle = Bundle.open(bundle_dir)
+             top_k: int = 5, threads: int | None = None, public_key=None) -> Classifier:
+        """`threads`: host threads for CPU inference (None: the backend's measured default for batch 1, 0: all cores).
+        `public_key` (Ed25519 key, PEM bytes or .pub path; default $EDGECLS_PUBLIC_KEY): load only bundles it signed."""
+        bundle = Bundle.open(bundle_dir, public_key=public_key)
         name, precision, device, reason = choose(bundle, backend, precision, device)
         return cls(bundle, create_backend(bundle, name, precision, device, threads), reason, top_k)
 
@@ -71,6 +72,9 @@ class Classifier:
             return self.backend.infer(batch)
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
+        if logits.ndim != 2 or logits.shape[1] != len(self.classes):
+            raise BundleError(f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
+                              f"{len(self.classes)} classes; the bundle is inconsistent, re-export it")
         probs = softmax(logits)
         # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
@@ -82,6 +86,10 @@ class Classifier:
         return self.predict_batch([frame], color)[0]
 
     def predict_batch(self, frames, color: str = "bgr") -> list[Prediction]:
+        """Classify several frames in one inference call; `frames` is a list of frames or an N×H×W×C array."""
+        if not isinstance(frames, list | tuple | np.ndarray):
+            raise InputError(f"predict_batch takes a list of frames (numpy arrays), got {type(frames).__name__}; "
+                             "for one frame call predict(frame)")
         if len(frames) == 0:
             raise InputError("predict_batch needs at least one frame")
         t0 = time.perf_counter()

@@ -1,7 +1,10 @@
-"""Frame → input tensor, exactly as the manifest says, fast enough to stay off the critical path.
+"""The one definition of how an image reaches the model, from a camera frame or from a dataset.
 
-Policy: centre-crop the frame to the model's aspect (square), reduce it with area averaging to the
-model's size, reorder colour, normalize, and lay out as 1×C×H×W float32.
+Policy: centre-crop to the model's aspect (square), reduce with area averaging to the model's size,
+reorder colour, normalize `(pixel - mean) / std`, and lay out as N×C×H×W float32. Image-folder datasets
+are sized by `fit_image` (the same crop and reduction) before training sees them; training's evaluation,
+export's accuracy gate, `edgecls eval`, replay and the runtime all normalize through `Preprocessor`.
+The policy is recorded in checkpoints and manifests as {"crop": "center", "resize": "area"}.
 
 The reduction is the hot part: `cv2.resize(..., INTER_AREA)` on a whole 640×480 frame reads every pixel
 (~0.2 ms on a small CPU). When the frame is much larger than the model input, only every k-th row,
@@ -19,12 +22,19 @@ from edgecls.errors import InputError
 
 MIN_ROWS_PER_OUTPUT = 5
 COLORS = ("bgr", "rgb")
+CROPS = ("center",)
+RESIZES = ("area",)
+POLICY = {"crop": "center", "resize": "area"}
+
+
+def center_box(height: int, width: int) -> tuple[int, int, int]:
+    """(top, left, side) of the centred square the model looks at."""
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
 
 
 def center_square(frame: np.ndarray) -> np.ndarray:
-    h, w = frame.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
+    top, left, side = center_box(*frame.shape[:2])
     return frame[top : top + side, left : left + side]
 
 
@@ -54,6 +64,11 @@ def area_resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+def fit_image(image: np.ndarray, size: int) -> np.ndarray:
+    """Any-sized image → size×size by the policy's crop and reduction (what the runtime does to a frame)."""
+    return area_resize(center_square(image), size)
+
+
 def check_frame(frame) -> np.ndarray:
     if not isinstance(frame, np.ndarray):
         raise InputError(f"a frame must be a numpy array (an OpenCV image), got {type(frame).__name__}")
@@ -78,7 +93,9 @@ class Preprocessor:
         self.size = int(input_spec["size"])
         self.channels = int(input_spec["channels"])
         self.model_color = input_spec.get("color", "rgb")
-        self.crop = preprocess.get("crop", "center")
+        crop, resize = preprocess.get("crop", "center"), preprocess.get("resize", "area")
+        if crop not in CROPS or resize not in RESIZES:
+            raise InputError(f"preprocessing {crop!r}/{resize!r} is not this edgecls's policy {POLICY}; re-export the model")
         norm = preprocess["normalization"]
         self.mean = np.asarray(norm["mean"], dtype=np.float32)
         self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).astype(np.float32)
@@ -89,10 +106,7 @@ class Preprocessor:
     def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
         if color not in COLORS:
             raise InputError(f"color must be one of {COLORS}, got {color!r}")
-        frame = check_frame(frame)
-        if self.crop == "center":
-            frame = center_square(frame)
-        small = area_resize(frame, self.size)
+        small = fit_image(check_frame(frame), self.size)
         if small.ndim == 2:
             small = small[..., None]
         if small.shape[2] == 4:
@@ -106,6 +120,16 @@ class Preprocessor:
             small = small[..., ::-1]
         return (small.astype(np.float32) - self.mean) * self.inv_std
 
+    @classmethod
+    def for_checkpoint(cls, ckpt: dict) -> Preprocessor:
+        """The preprocessing a checkpoint's model was trained with (what export writes into the manifest)."""
+        spec = ckpt["input"]
+        return cls({"size": spec["size"], "channels": spec["channels"], "color": spec.get("color", "rgb")},
+                   {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]})
+
     def batch_from_images(self, images: np.ndarray) -> np.ndarray:
         """Already-sized uint8 N×H×W×C images in the model's colour order (a test set) → N×C×H×W float32."""
+        if images.shape[1:3] != (self.size, self.size) or images.shape[3] != self.channels:
+            raise InputError(f"images of shape {images.shape[1:]} do not match the model's input "
+                             f"{self.size}×{self.size}×{self.channels}; load the dataset with image_size={self.size}")
         return ((images.astype(np.float32) - self.mean) * self.inv_std).transpose(0, 3, 1, 2).copy()

@@ -15,8 +15,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgecls.data.folder import IMAGE_SUFFIXES
 from edgecls.errors import SourceError
+from edgecls.runtime.preprocess import center_box
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass
@@ -110,10 +112,9 @@ class ReplaySource:
         image, label = self.images[self.position], int(self.labels[self.position])
         self.position += 1
         w, h = self.size
-        side = min(w, h)
+        top, left, side = center_box(h, w)
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         frame = np.zeros((h, w, 3), dtype=np.uint8)
-        top, left = (h - side) // 2, (w - side) // 2
         interpolation = cv2.INTER_LINEAR if self.resampled else cv2.INTER_NEAREST
         frame[top : top + side, left : left + side] = cv2.resize(bgr, (side, side), interpolation=interpolation)
         return frame, label
@@ -134,7 +135,9 @@ class LatestFrameGrabber:
     A frame that is replaced before the loop took it counts as dropped: the loop never works through a
     backlog of stale frames. Sources with a rate (video files, `fps` replays) are paced to it, as a camera
     would be; sources without one (image directories, unpaced replays) wait for the loop, so none drop.
-    Live sources that fail are reopened with exponential back-off.
+    Live sources that fail are reopened with exponential back-off; the stream ends after `max_reconnects`
+    failures in a row (a frame read resets the count, so a camera that glitches now and then lives on).
+    `stop()` interrupts a back-off at once and joins the thread before it releases the source.
     """
 
     def __init__(self, source, max_reconnects: int = 10, backoff_s: float = 0.5):
@@ -149,7 +152,9 @@ class LatestFrameGrabber:
         self.dropped = 0
         self.captured = 0
         self.reconnects = 0
+        self.failures = 0
         self._stop = threading.Event()
+        self._source_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="edgecls-capture", daemon=True)
 
     def start(self) -> LatestFrameGrabber:
@@ -166,6 +171,7 @@ class LatestFrameGrabber:
                     if self.source.live and self._reconnect():
                         continue
                     break
+                self.failures = 0
                 if interval:
                     next_due += interval
                     time.sleep(max(0.0, next_due - time.perf_counter()))
@@ -187,15 +193,20 @@ class LatestFrameGrabber:
                 self.cond.notify_all()
 
     def _reconnect(self) -> bool:
-        while self.reconnects < self.max_reconnects and not self._stop.is_set():
-            delay = min(10.0, self.backoff_s * 2 ** self.reconnects)
+        while self.failures < self.max_reconnects:
+            delay = min(10.0, self.backoff_s * 2 ** self.failures)
+            self.failures += 1
+            if self._stop.wait(delay):
+                return False
+            with self._source_lock:
+                if self._stop.is_set():
+                    return False
+                try:
+                    self.source.reopen()
+                except SourceError:
+                    continue
             self.reconnects += 1
-            time.sleep(delay)
-            try:
-                self.source.reopen()
-                return True
-            except SourceError:
-                continue
+            return True
         return False
 
     def next_frame(self) -> Frame | None:
@@ -209,9 +220,13 @@ class LatestFrameGrabber:
             self.cond.notify_all()
             return frame
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
         with self.cond:
             self.cond.notify_all()
-        self.thread.join(timeout=5)
-        self.source.close()
+        if self.thread.ident is not None:
+            self.thread.join(timeout)
+        with self._source_lock:  # a thread still stuck in a blocking read is released by closing its device
+            self.source.close()
+        if self.thread.is_alive():
+            self.thread.join(timeout)

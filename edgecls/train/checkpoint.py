@@ -41,17 +41,49 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"cannot load {path} with weights_only=True ({type(exc).__name__}: {exc}). It is truncated, not an "
             "edgecls checkpoint, or holds arbitrary Python objects, which edgecls refuses to unpickle."
         ) from exc
-    missing = {"format", "model", "state_dict", "classes", "normalization"} - set(ckpt if isinstance(ckpt, dict) else ())
-    if missing:
-        raise CheckpointError(f"{path} is not an edgecls checkpoint: missing {sorted(missing)}")
+    _check(path, ckpt)
     if ckpt["format"] > FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {ckpt['format']}; this edgecls reads ≤ {FORMAT_VERSION}: upgrade edgecls")
     return ckpt
 
 
+def _check(path: Path, ckpt: Any) -> None:
+    """The fields export, eval and resume read, present and typed: a malformed file fails here with its name."""
+    def fail(problem: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a usable edgecls checkpoint: {problem}. Use a best.pt/last.pt written by "
+                               "`edgecls train`, or re-save it from its run.")
+
+    if not isinstance(ckpt, dict):
+        raise fail(f"it holds a {type(ckpt).__name__}, not a dict")
+    missing = {"format", "model", "state_dict", "classes", "normalization"} - set(ckpt)
+    if missing:
+        raise fail(f"missing {sorted(missing)}")
+    model, norm, spec = ckpt["model"], ckpt["normalization"], ckpt.get("input", {"size": 1, "channels": 1})
+    checks = [
+        (isinstance(ckpt["format"], int) and not isinstance(ckpt["format"], bool),
+         f"format must be an integer, got {ckpt['format']!r:.40}"),
+        (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("args"), dict),
+         "model must be {'name': str, 'args': dict}"),
+        (isinstance(ckpt["state_dict"], dict), "state_dict must be a dict of tensors"),
+        (isinstance(ckpt["classes"], list | tuple) and len(ckpt["classes"]) > 0 and all(isinstance(c, str) for c in ckpt["classes"]),
+         "classes must be a non-empty list of names"),
+        (isinstance(norm, dict) and all(isinstance(norm.get(k), list | tuple) and len(norm[k]) > 0 for k in ("mean", "std")),
+         "normalization must hold mean and std lists"),
+        (isinstance(spec, dict) and all(isinstance(spec.get(k), int) and spec[k] > 0 for k in ("size", "channels")),
+         "input must hold a positive integer size and channels"),
+    ]
+    for ok, problem in checks:
+        if not ok:
+            raise fail(problem)
+
+
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     spec = ckpt["model"]
-    model = create_model(spec["name"], **spec["args"])
+    try:
+        model = create_model(spec["name"], **spec["args"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"the checkpoint's model {spec['name']}{spec['args']} cannot be built by this edgecls: {exc}. "
+                              "Was it written by another version? Re-train or re-save it with this one.") from exc
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

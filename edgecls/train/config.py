@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 SCHEDULES = ("cosine", "linear", "step", "plateau", "constant")
+# Where the run lives and how it is computed, not what it computes: free to change on --resume.
+FREE_ON_RESUME = frozenset({"out", "data_dir", "device", "resume", "resume_override", "early_stopping", "micro_batch_size"})
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class TrainConfig:
     init_from: str | None = None
     trainable_blocks: int | None = None
     resume: bool = False
+    resume_override: bool = False
     image_size: int | None = None
     model_kwargs: dict = field(default_factory=dict)
     recipe: str | None = None
@@ -63,6 +67,10 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be one of {', '.join(options)}, got {value!r}"
                                   + (f" (did you mean {close[0]!r}?)" if close else ""))
 
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be a finite number, got {value}")
         choice("optimizer", self.optimizer, OPTIMIZERS)
         choice("schedule", self.schedule, SCHEDULES)
         for name in ("epochs", "batch_size"):
@@ -76,10 +84,17 @@ class TrainConfig:
             raise ConfigError(f"micro_batch_size must be in 1..batch_size ({self.batch_size}), got {self.micro_batch_size}")
         if self.bias_lr_scale <= 0:
             raise ConfigError(f"bias_lr_scale must be > 0, got {self.bias_lr_scale}")
+        if self.subset is not None and self.subset < 1:
+            raise ConfigError(f"subset must be ≥ 1 images (leave it out to train on everything), got {self.subset}")
         if not 0 < self.val_fraction < 0.5:
             raise ConfigError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.trainable_blocks is not None and self.init_from is None:
             raise ConfigError("trainable_blocks freezes a pretrained backbone: pass init_from=CKPT with it")
+
+    def changes_on_resume(self, recorded: dict) -> dict[str, tuple]:
+        """Options that differ from the run being resumed and would change its model, data or schedule."""
+        return {k: (recorded[k], v) for k, v in self.to_dict().items()
+                if k in recorded and k not in FREE_ON_RESUME and recorded[k] != v}
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -6,6 +6,7 @@ by the best checkpoint, at the very end.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shlex
@@ -23,13 +24,14 @@ from torch import nn
 from edgecls.console import console
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
-from edgecls.data.loader import BatchLoader
+from edgecls.data.loader import BatchLoader, rank_seed
 from edgecls.data.split import train_val_split
 from edgecls.data.transforms import Augment, Normalization
-from edgecls.errors import CheckpointError, ConfigError
+from edgecls.errors import CheckpointError, ConfigError, TrainingDivergedError
 from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
 from edgecls.plots import training_curves
+from edgecls.runtime.preprocess import POLICY
 from edgecls.train.allocator import allocator_in_use
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig
@@ -82,8 +84,14 @@ class _Run:
                            "input_size": self.train_set.input_size, **cfg.model_kwargs}
         # channels_last: cuDNN's tensor-core kernels and oneDNN's CPU kernels both want NHWC (2.1x on a 2-core CPU)
         self.model = create_model(cfg.model, **self.model_args).to(self.device, memory_format=torch.channels_last)
-        if cfg.init_from and not cfg.resume:
+        resuming = cfg.resume
+        if resuming and not (self.out / "last.pt").is_file():
+            raise CheckpointError(f"--resume: {self.out / 'last.pt'} not found, so there is nothing to continue; drop --resume "
+                                  f"to start a new run, or pass the run's directory with --out")
+        if cfg.init_from and not resuming:
             self._init_from(cfg.init_from)
+        elif resuming and cfg.trainable_blocks is not None:  # the optimizer state saved holds only the trainable tensors
+            freeze_all_but_last(self.model, cfg.trainable_blocks)
 
         augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction, cfg.pad_mode,
                           cfg.alternating_flip) if cfg.augment else None
@@ -92,14 +100,13 @@ class _Run:
         self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
                                         seed=cfg.seed, device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
         self.val_loader = BatchLoader(self.val_set, 512, self.normalization, device=self.device,
-                                      rank=self.dist.rank, world_size=self.dist.world_size)
+                                      rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
         self.net = self.model
         if self.dist.enabled:
             self.net = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         weight = class_weights(self.train_set.labels, len(self.classes)).to(self.device) if cfg.class_weighted else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
-        resuming = cfg.resume and (self.out / "last.pt").exists()
         if cfg.whiten_init and not resuming:
             self._init_whitening()
         self.optimizer = build_optimizer(param_groups(self.model, cfg), cfg)
@@ -133,6 +140,14 @@ class _Run:
 
     def _resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
+        changed = self.cfg.changes_on_resume(ckpt.get("config", {}))
+        if changed:
+            listed = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in changed.items())
+            if not self.cfg.resume_override:
+                raise ConfigError(f"--resume with options that differ from the run in {path}: {listed}. These change the model, "
+                                  "the data or the schedule (e.g. more epochs stretch the learning-rate schedule mid-run). "
+                                  "Resume with the run's own options, or pass --resume-override to accept the change.")
+            self.log(f"[yellow]--resume-override:[/] continuing {path} with changed options: {listed}")
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["scheduler"])
@@ -155,6 +170,7 @@ class _Run:
             "classes": list(self.classes),
             "normalization": self.normalization.to_dict(),
             "input": {"size": self.train_set.input_size, "channels": self.train_set.in_channels, "color": "rgb"},
+            "preprocess": POLICY,
             "dataset": self.cfg.dataset,
             "split": self.split,
             "metrics": metrics,
@@ -170,7 +186,7 @@ class _Run:
         }
 
     def train_epoch(self, epoch: int, progress: Progress | None) -> dict:
-        torch.manual_seed(self.cfg.seed * 1_000 + epoch)  # dropout draws depend on the epoch only: exact resume
+        torch.manual_seed(rank_seed(self.cfg.seed * 1_000 + epoch, self.dist.rank))  # epoch and rank only: exact resume
         self.net.train()
         task = progress.add_task(f"epoch {epoch}/{self.cfg.epochs}", total=len(self.train_loader)) if progress else None
         loss_sum = correct = seen = 0.0
@@ -261,6 +277,12 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
         for epoch in range(run.start_epoch, cfg.epochs + 1):
             stats = run.train_epoch(epoch, progress if show_progress else None)
             stats.update(run.validate())
+            if not (math.isfinite(stats["train_loss"]) and math.isfinite(stats["val_loss"])):
+                kept = f"{out / 'last.pt'} (epoch {epoch - 1})" if epoch > 1 else "no checkpoint (first epoch)"
+                raise TrainingDivergedError(
+                    f"epoch {epoch}: the loss became {stats['train_loss']} (validation {stats['val_loss']}); the weights are no "
+                    f"longer numbers, so nothing of this epoch was saved. Kept: {kept}. Lower --lr (now {cfg.lr}) or add "
+                    "--warmup-epochs, then start again.")
             run.schedule.after_epoch(stats["val_loss"])
             stats.update(epoch=epoch, lr=run.optimizer.param_groups[0]["lr"])
             run.history.append(stats)

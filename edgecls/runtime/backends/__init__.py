@@ -7,9 +7,9 @@ import importlib.util
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, ConfigError
-from edgecls.export.tensorrt import tensorrt_installed
 from edgecls.runtime.backends.base import PRECISIONS, Backend, BackendInfo
 from edgecls.runtime.backends.cuda_api import cuda_device_count, installed_cuda_api
+from edgecls.runtime.engines import tensorrt_installed
 
 _BACKENDS = {
     "onnxruntime": ("edgecls.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),

@@ -19,7 +19,9 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EngineMismatchError
-from edgecls.export.tensorrt import (
+from edgecls.runtime.backends.base import Backend, BackendInfo
+from edgecls.runtime.backends.cuda_api import open_cuda
+from edgecls.runtime.engines import (
     build_engine,
     check_engine,
     engine_identity,
@@ -27,8 +29,6 @@ from edgecls.export.tensorrt import (
     require_tensorrt,
     sidecar_path,
 )
-from edgecls.runtime.backends.base import Backend, BackendInfo
-from edgecls.runtime.backends.cuda_api import open_cuda
 
 
 def engine_cache_dir() -> Path:

@@ -1,0 +1,131 @@
+"""The manifest is a closed, sealed format: malformed, edited or foreign-pointing manifests are refused with BundleError."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from edgecls.bundle import MANIFEST, PUBLIC_KEY_ENV, Bundle, seal
+from edgecls.errors import BundleError, IntegrityError, SignatureError
+from edgecls.runtime import Classifier
+
+
+@pytest.fixture()
+def copy(bundle_dir, tmp_path):
+    dst = tmp_path / "bundle"
+    shutil.copytree(bundle_dir, dst)
+    return dst
+
+
+def _edit(root, change, reseal=False):
+    manifest = json.loads((root / MANIFEST).read_text())
+    change(manifest)
+    (root / MANIFEST).write_text(json.dumps(seal(manifest) if reseal else manifest))
+
+
+def _point_outside(m, root, absolute):
+    target = root.parent / "other.onnx"
+    shutil.copy(root / "model.onnx", target)
+    entry = m["files"].pop("model.onnx")
+    m["files"][str(target) if absolute else "../other.onnx"] = entry
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_a_file_entry_outside_the_bundle_is_refused_even_with_its_right_hash(copy, absolute):
+    _edit(copy, lambda m: _point_outside(m, copy, absolute), reseal=True)
+    with pytest.raises(BundleError, match="not a plain file name inside the bundle"):
+        Bundle.open(copy)
+
+
+def test_an_absolute_path_with_a_wrong_hash_does_not_reveal_the_host_file(copy):
+    def change(m):
+        m["files"]["/etc/hostname"] = {**m["files"].pop("model.onnx"), "bytes": 1}
+
+    _edit(copy, change, reseal=True)
+    with pytest.raises(BundleError) as err:
+        Bundle.open(copy)
+    assert "bytes" not in str(err.value) and "plain file name" in str(err.value)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: m["files"]["model.onnx"].pop("sha256"), r"lacks \['sha256'\]"),
+    (lambda m: m["files"]["model.onnx"].update(origin="x"), r"unknown fields \['origin'\]"),
+    (lambda m: m.update(format_version="2"), "format_version must be int"),
+    (lambda m: m.update(files=list(m["files"])), "files must be dict"),
+    (lambda m: m["preprocess"]["normalization"].pop("mean"), r"lacks \['mean'\]"),
+    (lambda m: m["input"].update(size=True), "input.size must be int"),
+    (lambda m: m["preprocess"]["normalization"].update(std=[0.0, 1.0, 1.0]), "std must be > 0"),
+    (lambda m: m.update(classes=["cat", "cat"]), "distinct names"),
+    (lambda m: m["input"].update(channels=2), "channels 1 or 3"),
+    (lambda m: m.update(surprise=1), r"unknown fields \['surprise'\]"),
+])
+def test_malformed_manifests_raise_bundle_errors_that_name_the_field(copy, change, message):
+    _edit(copy, change)  # the schema is checked before the digest: these fail the same re-sealed or not
+    with pytest.raises(BundleError, match=message):
+        Bundle.open(copy)
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m["classes"].__setitem__(9, "airplane2"),
+    lambda m: m["preprocess"]["normalization"]["mean"].__setitem__(0, 0.0),
+    lambda m: m["classes"].pop(),
+    lambda m: m["files"]["model.onnx"].update(precision="int8"),
+])
+def test_edits_to_the_manifest_itself_are_caught_by_its_digest(copy, change):
+    _edit(copy, change)
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        Classifier.load(copy)
+
+
+def test_a_resealed_manifest_that_drops_a_class_fails_with_a_bundle_error_not_index_error(copy):
+    _edit(copy, lambda m: m["classes"].pop(), reseal=True)
+    clf = Classifier.load(copy, backend="onnxruntime", precision="fp32")
+    with pytest.raises(BundleError, match="10 scores per image but the manifest names 9 classes"):
+        clf.predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_old_unsealed_format_asks_for_a_reexport(copy):
+    def change(m):
+        m.pop("digest")
+        m["format_version"] = 1
+
+    _edit(copy, change)
+    with pytest.raises(BundleError, match="format 1 .*re-export"):
+        Bundle.open(copy)
+
+
+def test_signed_bundles_load_only_with_the_trusting_key(copy, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+    from edgecls.signing import generate_key, sign_bundle
+
+    key, pub = generate_key(tmp_path / "fleet.key")
+    _, other_pub = generate_key(tmp_path / "other.key")
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(SignatureError, match="not signed"):
+        Classifier.load(copy, public_key=pub)
+    signature = sign_bundle(copy, key)
+    assert Classifier.load(copy, public_key=pub).predict(np.zeros((32, 32, 3), np.uint8)).label
+    with pytest.raises(SignatureError, match="does not verify"):
+        Classifier.load(copy, public_key=other_pub)
+    monkeypatch.setenv(PUBLIC_KEY_ENV, str(other_pub))
+    with pytest.raises(SignatureError):
+        Classifier.load(copy)
+    monkeypatch.setenv(PUBLIC_KEY_ENV, str(pub))
+    result = CliRunner().invoke(app, ["info", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert f"signed by key {signature['key_id']} (verified)" in result.output and "sha256:" in result.output
+
+    def relabel(m):  # re-sealed after the edit, as an attacker would: the digest is fine, the signature is not
+        m["classes"][0], m["classes"][9] = m["classes"][9], m["classes"][0]
+        m["signature"] = signature
+
+    _edit(copy, relabel)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    (copy / MANIFEST).write_text(json.dumps({**seal(manifest), "signature": signature}))
+    with pytest.raises(SignatureError, match="does not verify"):
+        Classifier.load(copy)
+    with pytest.raises(Exception, match="never overwrites"):
+        generate_key(key)
