@@ -23,7 +23,8 @@ app = typer.Typer(
          "on a camera.\n\nA tour: `edgecls models` lists the zoo · `edgecls train mobilenet_mod` trains · `edgecls eval` "
          "reports accuracy · `edgecls export mobilenet_mod --int8` writes a deployable bundle · `edgecls build-engine` "
          "makes TensorRT engines on the target · `edgecls camera BUNDLE --source 0` classifies live video · "
-         "`edgecls bench BUNDLE` compares backends and precisions in one table.",
+         "`edgecls bench BUNDLE` compares backends and precisions in one table · `edgecls serve BUNDLE` serves a fleet "
+         "through Triton.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -416,6 +417,40 @@ def camera(
                             replay_test_set=replay_test_set, data_dir=data_dir, frame_size=frame_size, fps=fps,
                             summary_json=summary_json, warmup_frames=warmup_frames)
     run_camera(clf, options)
+
+
+@app.command()
+def serve(
+    bundle: Annotated[str, typer.Argument(help="bundle directory")],
+    host: Annotated[str, typer.Option(help="address to bind; anything but 127.0.0.1/localhost serves the network")] = "127.0.0.1",
+    http_port: Annotated[int, typer.Option(help="Triton HTTP/REST port")] = 8000,
+    grpc_port: Annotated[int, typer.Option(help="Triton gRPC port")] = 8001,
+    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics)")] = 8002,
+    max_batch: Annotated[int, typer.Option(help="largest batch Triton's dynamic batcher forms")] = 64,
+    queue_delay_us: Annotated[int, typer.Option(help="how long a request may wait for others to batch with, µs")] = 500,
+    instances: Annotated[int, typer.Option(help="model instances (one Classifier each) serving in parallel")] = 1,
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
+    threads: Annotated[int | None, typer.Option(help="host inference threads per instance (default: the backend's)")] = None,
+    public_key: Annotated[str | None, typer.Option(help="serve only a bundle signed by this Ed25519 public key")] = None,
+) -> None:
+    """Serve a bundle through NVIDIA Triton Inference Server (PyTriton): raw frames or tensors in, labels out."""
+    from edgecls.runtime.serve import ServeOptions
+    from edgecls.runtime.serve import serve as run_server
+
+    options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
+                           queue_delay_us=queue_delay_us, instances=instances, backend=backend, precision=precision,
+                           threads=threads)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        out.print(f"[bold yellow]serving on {host}: reachable from the network[/] (default is 127.0.0.1)")
+
+    def ready(name, clf) -> None:
+        out.print(f"serving {clf.describe()}\n  frames:  http://{host}:{http_port}/v2/models/{name}/infer  "
+                  f"(grpc {host}:{grpc_port})\n  tensors: model {name}_tensor\n  ready:   http://{host}:{http_port}/v2/health/ready"
+                  f"\n  metrics: http://{host}:{metrics_port}/metrics\nCtrl-C or SIGTERM stops it.")
+
+    run_server(bundle, options, public_key=public_key, ready=ready)
+    out.print("server stopped")
 
 
 @app.command()

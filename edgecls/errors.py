@@ -59,3 +59,15 @@ class InputError(EdgeclsError, ValueError):
 
 class SourceError(EdgeclsError):
     """A camera, video, stream or image directory cannot be opened."""
+
+
+class RemoteError(EdgeclsError):
+    """An `edgecls serve` server refused or failed a request."""
+
+
+class RemoteTimeoutError(RemoteError):
+    """An `edgecls serve` server did not answer within the request's deadline."""
+
+
+class RemoteUnavailableError(RemoteError):
+    """No `edgecls serve` server answers at that address."""

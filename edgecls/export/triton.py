@@ -3,8 +3,12 @@
     DIR/<model>_<variant>/config.pbtxt
     DIR/<model>_<variant>/labels.txt          (class names: Triton's classification extension)
     DIR/<model>_<variant>/1/model.onnx | model.plan
+    DIR/<model>_python/1/model.py + 1/bundle/  (raw frames in, through the edgecls runtime)
 
-ONNX files are served by the onnxruntime backend, TensorRT engines by the tensorrt backend. Names,
+ONNX files are served by the onnxruntime backend, TensorRT engines by the tensorrt backend; the Python-backend
+variant takes raw uint8 frames and preprocesses them with the bundle's own policy; its config names the directories
+of this environment's edgecls (`python_path`), which the server's isolated interpreter then imports. It is the
+variant PyTriton's `tritonserver` (which ships only the Python backend) can load. Names,
 dtypes and dims come from the bundle's manifest; the batch axis is Triton's (max_batch_size), with dynamic
 batching on. Configs are plain protobuf text; tests parse them with Triton's own ModelConfig schema.
 """
@@ -13,9 +17,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import sysconfig
 from pathlib import Path
 
-from edgecls.bundle import Bundle
+import edgecls
+from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_path, atomic_write_bytes
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
@@ -83,4 +89,60 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
         config = triton_config(model_name, backend, bundle, kind, max_batch_size)
         atomic_write_bytes(model_dir / "config.pbtxt", config.encode())
         written.append(model_dir)
+    written.append(_write_python_model(bundle, repo, max_batch_size))
     return written
+
+
+def python_path() -> str:
+    """Where this environment's edgecls and packages live: what the Python-backend model puts on its sys.path."""
+    paths = [str(Path(edgecls.__file__).parents[1]), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return os.pathsep.join(dict.fromkeys(paths))
+
+
+def python_config(name: str, bundle: Bundle, max_batch_size: int) -> str:
+    return f"""name: "{name}"
+backend: "python"
+max_batch_size: {max_batch_size}
+input [
+  {{
+    name: "frame"
+    data_type: TYPE_UINT8
+    dims: [ -1, -1, -1 ]
+  }}
+]
+output [
+  {{ name: "label", data_type: TYPE_STRING, dims: [ 1 ] }},
+  {{ name: "index", data_type: TYPE_INT64, dims: [ 1 ] }},
+  {{ name: "confidence", data_type: TYPE_FP32, dims: [ 1 ] }},
+  {{ name: "logits", data_type: TYPE_FP32, dims: [ {len(bundle.classes)} ], label_filename: "labels.txt" }}
+]
+dynamic_batching {{
+  max_queue_delay_microseconds: 500
+}}
+instance_group [
+  {{
+    count: 1
+    kind: KIND_CPU
+  }}
+]
+parameters {{
+  key: "python_path"
+  value: {{ string_value: "{python_path()}" }}
+}}
+"""
+
+
+def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path:
+    """<model>_python: the model.py above and a verified copy of the bundle's ONNX files and manifest."""
+    name = f"{bundle.manifest['model']}_python"
+    model_dir = repo / name
+    copy = model_dir / "1" / "bundle"
+    copy.mkdir(parents=True, exist_ok=True)
+    for entry in bundle.files():
+        with atomic_path(copy / entry.name) as tmp:
+            shutil.copyfile(bundle.verified_path(entry), tmp)
+    atomic_write_bytes(copy / MANIFEST, (bundle.root / MANIFEST).read_bytes())
+    atomic_write_bytes(model_dir / "1" / "model.py", (Path(__file__).parent / "triton_model.py").read_bytes())
+    atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())
+    atomic_write_bytes(model_dir / "config.pbtxt", python_config(name, bundle, max_batch_size).encode())
+    return model_dir

@@ -4,10 +4,14 @@
 preprocessing policy from `edgecls.runtime.preprocess` without a cycle.
 """
 
-__all__ = ["Classifier", "Prediction"]
+__all__ = ["Classifier", "Prediction", "RemoteClassifier"]
 
 
 def __getattr__(name: str):
+    if name == "RemoteClassifier":
+        from edgecls.runtime.remote import RemoteClassifier
+
+        return RemoteClassifier
     if name in __all__:
         from edgecls.runtime import classifier
 

@@ -30,6 +30,7 @@ class Prediction:
     confidence: float
     topk: tuple[tuple[str, float], ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    logits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -81,6 +82,16 @@ class Classifier:
         return [(self.classes[int(row[0])], int(row[0]), float(p[row[0]]), tuple((self.classes[int(i)], float(p[i])) for i in row))
                 for p, row in zip(probs, order, strict=True)]
 
+    def predict_tensor(self, batch: np.ndarray) -> list[Prediction]:
+        """Classify an already preprocessed N×C×H×W float32 batch (the bundle's normalization applied)."""
+        t0 = time.perf_counter()
+        logits = self.infer(batch)
+        t1 = time.perf_counter()
+        fields = self._postprocess(logits)
+        timing = {"preprocess": 0.0, "inference": (t1 - t0) * 1e3 / len(batch),
+                  "postprocess": (time.perf_counter() - t1) * 1e3 / len(batch)}
+        return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]
+
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
         """Classify one frame: BGR by default, `color="rgb"` for RGB arrays, grey accepted as it is."""
         return self.predict_batch([frame], color)[0]
@@ -101,4 +112,4 @@ class Classifier:
         n = len(frames)
         timing = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
                   "postprocess": (time.perf_counter() - t2) * 1e3 / n}
-        return [Prediction(*f, timings_ms=dict(timing)) for f in fields]
+        return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]

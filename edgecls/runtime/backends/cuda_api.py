@@ -173,7 +173,7 @@ class CudaPython:
     def pinned(self, shape: tuple, dtype) -> np.ndarray:
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
         address = self._call(self.rt.cudaMallocHost(nbytes))
-        return np.frombuffer((ctypes.c_byte * nbytes).from_address(address), dtype=dtype).reshape(shape)
+        return np.frombuffer(memoryview((ctypes.c_byte * nbytes).from_address(address)), dtype=dtype).reshape(shape)
 
     def alloc(self, nbytes: int) -> int:
         return self._call(self.rt.cudaMalloc(nbytes))

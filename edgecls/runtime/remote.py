@@ -1,0 +1,108 @@
+"""`RemoteClassifier`: `Classifier`'s predict interface, answered by an `edgecls serve` over the network.
+
+    clf = RemoteClassifier("http://gpu-box:8000", "mobilenet_mod", deadline_s=0.05)   # or Classifier.load(...)
+    pred = clf.predict(frame)
+
+Frames travel as raw uint8 and are preprocessed on the server by the bundle's own policy. Each request
+has a deadline; failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`,
+`RemoteError`), so robot code can fall back to a local Classifier. One Triton client per calling thread:
+tritonclient's clients are not thread-safe. `http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from edgecls.errors import InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
+from edgecls.runtime.classifier import Prediction
+from edgecls.runtime.preprocess import COLORS, check_frame
+
+OUTPUTS = ("label", "index", "confidence", "topk_label", "topk_prob", "logits")
+
+
+class RemoteClassifier:
+    def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "mobilenet_mod", deadline_s: float = 1.0):
+        if deadline_s <= 0:
+            raise InputError(f"deadline_s must be > 0, got {deadline_s}")
+        scheme, _, address = url.partition("://")
+        if scheme not in ("http", "grpc") or not address:
+            raise InputError(f"url must look like http://HOST:8000 or grpc://HOST:8001, got {url!r}")
+        self.url, self.model, self.deadline_s = url, model, deadline_s
+        self.scheme, self.address = scheme, address
+        self._local = threading.local()
+
+    def _client(self):
+        client = getattr(self._local, "client", None)
+        if client is None:
+            if self.scheme == "http":
+                import tritonclient.http as api
+
+                client = api.InferenceServerClient(self.address, connection_timeout=self.deadline_s,
+                                                   network_timeout=self.deadline_s)
+            else:
+                import tritonclient.grpc as api
+                client = api.InferenceServerClient(self.address)
+            self._local.client, self._local.api = client, api
+        return client, self._local.api
+
+    def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
+        return self.predict_batch([frame], color)[0]
+
+    def predict_batch(self, frames, color: str = "bgr") -> list[Prediction]:
+        """Frames of one size in one request (the server batches requests of many clients on its own)."""
+        if not isinstance(frames, list | tuple | np.ndarray) or len(frames) == 0:
+            raise InputError("predict_batch takes a non-empty list of frames (numpy arrays)")
+        if color not in COLORS:
+            raise InputError(f"color must be one of {COLORS}, got {color!r}")
+        checked = [check_frame(f) for f in frames]
+        checked = [f[..., None] if f.ndim == 2 else (f[..., :3] if f.shape[2] == 4 else f) for f in checked]
+        if color == "rgb":
+            checked = [f[..., ::-1] if f.shape[2] == 3 else f for f in checked]
+        if len({f.shape for f in checked}) > 1:
+            raise InputError("frames in one predict_batch call must share one size; send others in their own call")
+        batch = np.ascontiguousarray(np.stack(checked))
+        started = time.perf_counter()
+        result = self._infer(batch)
+        elapsed_ms = (time.perf_counter() - started) * 1e3 / len(batch)
+        return [Prediction(label=result["label"][i, 0].decode(), index=int(result["index"][i, 0]),
+                           confidence=float(result["confidence"][i, 0]),
+                           topk=tuple((n.decode(), float(p))
+                                      for n, p in zip(result["topk_label"][i], result["topk_prob"][i], strict=True)),
+                           timings_ms={"remote": elapsed_ms}, logits=result["logits"][i])
+                for i in range(len(batch))]
+
+    def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        client, api = self._client()
+        from tritonclient.utils import InferenceServerException
+
+        inp = api.InferInput("frame", list(batch.shape), "UINT8")
+        inp.set_data_from_numpy(batch)
+        outputs = [api.InferRequestedOutput(name) for name in OUTPUTS]
+        where = f"{self.url} model {self.model!r}"
+        try:
+            if self.scheme == "grpc":
+                response = client.infer(self.model, [inp], outputs=outputs, client_timeout=self.deadline_s)
+            else:
+                response = client.infer(self.model, [inp], outputs=outputs)
+        except InferenceServerException as exc:
+            text = str(exc)
+            if "Deadline" in text or "timed out" in text.lower():
+                raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+            if "unavailable" in text.lower() or "connect" in text.lower():
+                raise RemoteUnavailableError(f"{where} cannot be reached ({text}); is `edgecls serve` running?") from exc
+            raise RemoteError(f"{where} refused the request: {text}") from exc
+        except TimeoutError as exc:
+            self._local.client = None  # a timed-out HTTP connection is not reused
+            raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+        except (ConnectionError, OSError) as exc:
+            self._local.client = None
+            raise RemoteUnavailableError(f"{where} cannot be reached ({exc}); is `edgecls serve` running?") from exc
+        except Exception as exc:  # gevent's Timeout is no Exception subclass of the above
+            if type(exc).__name__ == "Timeout":
+                self._local.client = None
+                raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+            raise
+        return {name: response.as_numpy(name) for name in OUTPUTS}

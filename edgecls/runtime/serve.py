@@ -1,0 +1,160 @@
+"""`edgecls serve`: a bundle behind NVIDIA Triton Inference Server, through PyTriton (no torch needed).
+
+Two Triton models per bundle, both answering with the same outputs (label, index, confidence, top-k
+indices, labels and probabilities, logits):
+- `<model>`: raw uint8 frames (H×W×C, BGR as OpenCV gives them), preprocessed on the server by the bundle's
+  own policy, exactly as `Classifier.predict` does;
+- `<model>_tensor`: ready N×C×H×W float32 tensors (the bundle's normalization already applied).
+
+Triton's dynamic batcher merges concurrent requests (of equal shape) into one inference call. The backend is
+the runtime's own choice (ONNX Runtime on a CPU, TensorRT where present); `instances` > 1 loads one
+Classifier per Triton model instance.
+
+Two traps, handled here: the Python backend's stub needs this interpreter's shared libpython on the library
+path, and a stub built for another Python minor version fails to start; both are checked before starting.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import sys
+import sysconfig
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecls.errors import BackendUnavailableError, ConfigError
+from edgecls.runtime.classifier import Classifier, Prediction
+
+INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    max_batch: int = 64
+    queue_delay_us: int = 500
+    instances: int = 1
+    backend: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch", "instances", "top_k"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.queue_delay_us < 0:
+            raise ConfigError(f"queue_delay_us must be ≥ 0, got {self.queue_delay_us}")
+        ports = (self.http_port, self.grpc_port, self.metrics_port)
+        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
+            raise ConfigError(f"http, grpc and metrics ports must be three different ports in 1..65535, got {ports}")
+
+
+def pytriton_unavailable() -> str | None:
+    """Why PyTriton cannot serve here, or None."""
+    if importlib.util.find_spec("pytriton") is None:
+        return INSTALL_HINT
+    if not sys.platform.startswith("linux"):
+        return f"PyTriton runs on Linux only, this is {sys.platform}"
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
+        return (f"this Python ({sys.executable}) has no shared libpython, which Triton's Python backend stub needs; use a "
+                "Python built with --enable-shared (Debian's python3, pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared)")
+    from pytriton.utils.distribution import get_stub_path
+
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if not get_stub_path(version).is_file():
+        return f"this PyTriton has no Python-backend stub for Python {version}"
+    return None
+
+
+def prepare_environment() -> None:
+    """Put this interpreter's libpython on the library path the Triton server process inherits."""
+    libdir = sysconfig.get_config_var("LIBDIR")
+    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
+    if libdir and libdir not in paths:
+        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *paths])
+
+
+class _Handler:
+    """One Triton model instance: its own Classifier, so instances run in parallel."""
+
+    def __init__(self, clf: Classifier):
+        self.clf = clf
+        self.index_of = {name: i for i, name in enumerate(clf.classes)}
+
+    def outputs(self, preds: list[Prediction]) -> dict[str, np.ndarray]:
+        """Predictions → the arrays Triton returns, one row per request."""
+        return {
+            "label": np.array([[p.label.encode()] for p in preds], dtype=np.bytes_),
+            "index": np.array([[p.index] for p in preds], dtype=np.int64),
+            "confidence": np.array([[p.confidence] for p in preds], dtype=np.float32),
+            "topk_index": np.array([[self.index_of[name] for name, _ in p.topk] for p in preds], dtype=np.int64),
+            "topk_label": np.array([[name.encode() for name, _ in p.topk] for p in preds], dtype=np.bytes_),
+            "topk_prob": np.array([[prob for _, prob in p.topk] for p in preds], dtype=np.float32),
+            "logits": np.stack([p.logits for p in preds]).astype(np.float32),
+        }
+
+    def frames(self, frame: np.ndarray) -> dict[str, np.ndarray]:
+        return self.outputs(self.clf.predict_batch(list(frame)))
+
+    def tensors(self, input: np.ndarray) -> dict[str, np.ndarray]:  # noqa: A002 (the Triton input's name)
+        return self.outputs(self.clf.predict_tensor(np.ascontiguousarray(input, dtype=np.float32)))
+
+
+def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[str, Classifier]:
+    from pytriton.decorators import batch
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+
+    handlers = [_Handler(Classifier.load(bundle_dir, options.backend, options.precision, top_k=options.top_k,
+                                         threads=options.threads, public_key=public_key)) for _ in range(options.instances)]
+    clf = handlers[0].clf
+    name, spec, k = clf.bundle.manifest["model"], clf.bundle.input, clf.top_k
+    outputs = [Tensor(name="label", dtype=np.bytes_, shape=(1,)), Tensor(name="index", dtype=np.int64, shape=(1,)),
+               Tensor(name="confidence", dtype=np.float32, shape=(1,)), Tensor(name="topk_index", dtype=np.int64, shape=(k,)),
+               Tensor(name="topk_label", dtype=np.bytes_, shape=(k,)),
+               Tensor(name="topk_prob", dtype=np.float32, shape=(k,)),
+               Tensor(name="logits", dtype=np.float32, shape=(len(clf.classes),))]
+    config = ModelConfig(max_batch_size=options.max_batch,
+                         batcher=DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us))
+    triton.bind(model_name=name, infer_func=[batch(h.frames) for h in handlers],
+                inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))], outputs=outputs, config=config)
+    triton.bind(model_name=f"{name}_tensor", infer_func=[batch(h.tensors) for h in handlers],
+                inputs=[Tensor(name="input", dtype=np.float32, shape=(spec["channels"], spec["size"], spec["size"]))],
+                outputs=outputs, config=config)
+    return name, clf
+
+
+def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
+    """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer."""
+    reason = pytriton_unavailable()
+    if reason:
+        raise BackendUnavailableError(reason)
+    prepare_environment()
+    from pytriton.triton import Triton, TritonConfig
+
+    config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
+                          grpc_port=options.grpc_port, metrics_address=options.host, metrics_port=options.metrics_port,
+                          allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=False, exit_timeout_secs=5,
+                          log_verbose=0)
+    def stop_on_sigterm(signum, frame) -> None:
+        raise KeyboardInterrupt  # the same clean shutdown as Ctrl-C
+
+    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    try:
+        with Triton(config=config) as triton:
+            name, clf = _bind(triton, bundle_dir, options, public_key)
+            triton.run()
+            if ready:
+                ready(name, clf)
+            try:
+                triton.serve()
+            except KeyboardInterrupt:
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)

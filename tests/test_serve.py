@@ -1,0 +1,115 @@
+"""A real Triton server (PyTriton) on free localhost ports, real requests, answers compared with the in-process Classifier."""
+
+import signal
+import socket
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgecls.errors import RemoteError, RemoteTimeoutError, RemoteUnavailableError
+from edgecls.runtime import Classifier, RemoteClassifier
+from edgecls.runtime.serve import pytriton_unavailable
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+pytestmark = pytest.mark.skipif(pytriton_unavailable() is not None, reason=f"PyTriton cannot run here: {pytriton_unavailable()}")
+
+
+@pytest.fixture(scope="module")
+def server(bundle_dir):
+    from load_test import free_ports, start_server
+
+    ports = free_ports(3)
+    proc = start_server(str(bundle_dir), "lenet5", ports, ["--max-batch", "16"])
+    yield proc, ports
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def frames(cifar_root):
+    from edgecls.data import load_dataset
+
+    test = load_dataset("cifar10", "test", cifar_root)
+    return [cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), (96, 96), interpolation=cv2.INTER_NEAREST) for img in test.images]
+
+
+def test_remote_predictions_equal_the_in_process_classifier(server, bundle_dir, frames):
+    _, (http, grpc, _) = server
+    local = Classifier.load(bundle_dir)
+    for url in (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
+        remote = RemoteClassifier(url, "lenet5", deadline_s=10.0)
+        got = [remote.predict(f) for f in frames]
+        want = [local.predict(f) for f in frames]
+        assert [g.index for g in got] == [w.index for w in want] and len(got) == 200
+        assert [g.label for g in got[:5]] == [w.label for w in want[:5]]
+        assert [n for n, _ in got[0].topk] == [n for n, _ in want[0].topk]
+        np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
+    batch = remote.predict_batch(frames[:8], color="bgr")
+    assert [p.index for p in batch] == [w.index for w in want[:8]]
+
+
+def test_concurrent_clients_are_batched_and_all_answered(server, bundle_dir, frames):
+    _, (http, _, metrics) = server
+    remote = RemoteClassifier(f"http://127.0.0.1:{http}", "lenet5", deadline_s=10.0)
+    results, errors = {}, []
+
+    def client(c):
+        try:
+            for i in range(c, len(frames), 8):
+                results[i] = remote.predict(frames[i]).index
+        except Exception as exc:  # noqa: BLE001 (collected and asserted below)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == len(frames)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5).read().decode()
+    assert 'nv_inference_request_success{model="lenet5"' in text
+
+
+def test_the_tensor_model_takes_preprocessed_batches(server, bundle_dir, frames):
+    import tritonclient.http as api
+
+    _, (http, _, _) = server
+    local = Classifier.load(bundle_dir)
+    batch = np.concatenate([local.preprocessor(f) for f in frames[:16]])
+    client = api.InferenceServerClient(f"127.0.0.1:{http}")
+    inp = api.InferInput("input", list(batch.shape), "FP32")
+    inp.set_data_from_numpy(batch)
+    result = client.infer("lenet5_tensor", [inp])
+    assert result.as_numpy("index")[:, 0].tolist() == [p.index for p in local.predict_tensor(batch)]
+
+
+def test_remote_errors_are_typed(server):
+    _, (http, _, _) = server
+    with pytest.raises(RemoteError, match="unknown model"):
+        RemoteClassifier(f"http://127.0.0.1:{http}", "nope").predict(np.zeros((32, 32, 3), np.uint8))
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(RemoteUnavailableError, match="edgecls serve"):
+        RemoteClassifier(f"http://127.0.0.1:{port}", "lenet5", deadline_s=2).predict(np.zeros((32, 32, 3), np.uint8))
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        with pytest.raises(RemoteTimeoutError, match="no answer within 300 ms"):
+            RemoteClassifier(url, "lenet5", deadline_s=0.3).predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_sigterm_stops_the_server_cleanly(server):
+    proc, (http, _, _) = server
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    assert "server stopped" in proc.stdout.read()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=2)
