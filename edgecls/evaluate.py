@@ -38,8 +38,8 @@ def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalizatio
     prep = Preprocessor({"size": data.input_size, "channels": data.in_channels, "color": "rgb"},
                         {**POLICY, "normalization": normalization.to_dict()})
     forward = (lambda x: tta_logits(model, x)) if tta else model
-    return np.concatenate([forward(torch.from_numpy(prep.batch_from_images(data.images[i : i + batch_size])).to(device))
-                           .float().cpu().numpy() for i in range(0, len(data), batch_size)])
+    return np.concatenate([forward(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+                           for batch in prep.batches(data.images, batch_size)])
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
@@ -65,8 +65,7 @@ def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalizatio
 
 def evaluate_classifier(classifier, data: ImageSet, batch_size: int = 500, out_json: str | os.PathLike | None = None) -> dict:
     """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch."""
-    images = classifier.preprocessor.batch_from_images(data.images)
-    scores = np.concatenate([classifier.infer(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+    scores = np.concatenate([classifier.infer(batch) for batch in classifier.preprocessor.batches(data.images, batch_size)])
     report = classification_report(data.labels, scores, data.classes)
     if out_json:
         write_report(report, scores, data, out_json)

@@ -141,9 +141,10 @@ def test_image_folder_uses_the_runtime_geometry_and_a_disk_cache(tmp_path, monke
     frame = cv2.imread(data.paths[0])  # the runtime crops the same square and reduces it the same way
     prep = Preprocessor({"size": 20, "channels": 3, "color": "rgb"}, {"normalization": {"mean": [0.0] * 3, "std": [1.0] * 3}})
     assert np.array_equal(prep.to_hwc(frame).astype(np.uint8), data.images[0])
-    assert len(list((tmp_path / "cache" / "folders").glob("*.npy"))) == 1
+    cached = sorted((tmp_path / "cache" / "folders").glob("*.npy"))  # the decoded folder, and the subset taken above
+    assert len(cached) == 2
     again = load_dataset("folder", "test", tmp_path / "ds", image_size=20)
-    assert np.array_equal(again.images, data.images) and len(list((tmp_path / "cache" / "folders").glob("*.npy"))) == 1
+    assert np.array_equal(again.images, data.images) and sorted((tmp_path / "cache" / "folders").glob("*.npy")) == cached
 
 
 def test_normalization_in_training_is_the_runtime_normalization_bit_for_bit(cifar_root):
@@ -157,3 +158,25 @@ def test_normalization_in_training_is_the_runtime_normalization_bit_for_bit(cifa
     prep = Preprocessor({"size": 32, "channels": 3}, {**POLICY, "normalization": norm.to_dict()})
     trained = norm.apply(torch.from_numpy(data.images).permute(0, 3, 1, 2)).numpy()
     assert np.array_equal(trained, prep.batch_from_images(data.images))
+
+
+def test_a_memory_mapped_folder_splits_and_batches_from_disk(tmp_path, monkeypatch):
+    import torch
+
+    from edgecls.data.loader import BatchLoader
+    from edgecls.data.split import train_val_split
+    from edgecls.data.transforms import Augment, Normalization
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    write_image_folder(tmp_path / "ds", per_class=20)
+    data = load_dataset("folder", "train", tmp_path / "ds")
+    train, val = train_val_split(data, {"seed": 0, "val_fraction": 0.1})
+    assert isinstance(train.images, np.memmap) and isinstance(val.images, np.memmap) and len(train) + len(val) == 60
+    in_memory = train.take(np.arange(len(train)))
+    in_memory = type(in_memory)(in_memory.name, np.array(in_memory.images), in_memory.labels, in_memory.classes)
+    norm = Normalization.fit(in_memory.images)
+    mapped = BatchLoader(train, 16, norm, Augment(4, True), shuffle=True, seed=3)
+    loaded = BatchLoader(in_memory, 16, norm, Augment(4, True), shuffle=True, seed=3)
+    assert mapped.images is None
+    for (a, ya), (b, yb) in zip(mapped.epoch(1), loaded.epoch(1), strict=True):
+        assert torch.equal(a, b) and torch.equal(ya, yb)

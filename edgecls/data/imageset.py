@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from edgecls.fileio import atomic_path
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,26 @@ class ImageSet:
         return int(self.images.shape[1])
 
     def take(self, indices: np.ndarray, name: str | None = None) -> ImageSet:
-        paths = tuple(self.paths[i] for i in np.arange(len(self))[indices]) if self.paths else None
-        return ImageSet(name or self.name, self.images[indices], self.labels[indices], self.classes, paths)
+        """The images at `indices`; a memory-mapped set gives a memory-mapped subset (written once beside it)."""
+        indices = np.arange(len(self))[indices]
+        paths = tuple(self.paths[i] for i in indices) if self.paths else None
+        images = _memmap_subset(self.images, indices) if isinstance(self.images, np.memmap) else self.images[indices]
+        return ImageSet(name or self.name, images, self.labels[indices], self.classes, paths)
 
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
+
+
+def _memmap_subset(images: np.memmap, indices: np.ndarray, chunk: int = 1024) -> np.ndarray:
+    """Rows of a .npy memory map copied, chunk by chunk, into another .npy beside it (reused when it exists)."""
+    source = Path(images.filename)
+    key = hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest()[:16]
+    path = source.with_name(f"{source.stem}.{key}.npy")
+    if not path.is_file():
+        with atomic_path(path) as tmp:
+            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=images.dtype, shape=(len(indices), *images.shape[1:]))
+            for start in range(0, len(indices), chunk):
+                out[start : start + chunk] = images[indices[start : start + chunk]]
+            out.flush()
+            del out
+    return np.load(path, mmap_mode="r")

@@ -29,8 +29,10 @@ class BatchLoader:
     def __init__(self, data: ImageSet, batch_size: int, normalization: Normalization, augment: Augment | None = None,
                  shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1,
                  pad: bool = True):
-        images = data.images if data.images.flags.writeable else np.array(data.images)  # memory maps are read-only
-        self.images = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous().to(device)
+        # An image folder's memory map stays on disk: each batch reads only its own rows.
+        self.mapped = data.images if isinstance(data.images, np.memmap) else None
+        self.images = None if self.mapped is not None else torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.device = torch.device(device)
         self.labels = torch.from_numpy(data.labels).to(device)
         self.batch_size = batch_size
         self.normalization = normalization
@@ -56,19 +58,25 @@ class BatchLoader:
     def __len__(self) -> int:
         return -(-self.num_samples() // self.batch_size)
 
+    def _gather(self, idx: torch.Tensor) -> torch.Tensor:
+        if self.mapped is None:
+            return self.images[idx]
+        rows = np.asarray(self.mapped[np.sort(idx.cpu().numpy())])[np.argsort(np.argsort(idx.cpu().numpy()))]
+        return torch.from_numpy(rows).permute(0, 3, 1, 2).contiguous().to(self.device)
+
     def _alternating_flips(self, epoch: int) -> torch.Tensor | None:
         if not (self.augment and self.augment.flip and self.augment.alternating_flip):
             return None
         base = torch.from_numpy(np.random.default_rng([self.seed, 7919]).random(len(self.labels)) < 0.5)
-        return (base ^ bool(epoch % 2)).to(self.images.device)
+        return (base ^ bool(epoch % 2)).to(self.device)
 
     def epoch(self, epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(rank_seed(self.seed * 100_003 + epoch * 7, self.rank))
-        order = torch.from_numpy(self._indices(epoch)).to(self.images.device)
+        order = torch.from_numpy(self._indices(epoch)).to(self.device)
         flips = self._alternating_flips(epoch)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
-            x = self.images[idx]
+            x = self._gather(idx)
             if self.augment:
                 x = self.augment.crop_flip(x, gen, None if flips is None else flips[idx])
             x = self.normalization.apply(x)

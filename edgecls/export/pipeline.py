@@ -95,14 +95,15 @@ EVALUATED_WITH = {
 }
 
 
-def _onnx_scores(path: Path, batch: np.ndarray, target: str = "cpu", chunk: int = 500) -> np.ndarray:
+def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str = "cpu") -> np.ndarray:
+    """Scores of uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded whole)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if target == "tensorrt":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + chunk]})[0] for i in range(0, len(batch), chunk)])
+    return np.concatenate([session.run(None, {INPUT_NAME: batch})[0] for batch in prep.batches(images)])
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
@@ -288,12 +289,11 @@ def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) ->
 
 def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dict:
     """Top-1 of every ONNX file on `data`, through the runtime's preprocessing and ONNX Runtime on the CPU."""
-    batch = prep.batch_from_images(data.images)
     accuracy = {"dataset": data.name, "samples": len(data), "files": {}}
     for fname, entry in files.items():
         if entry["format"] == "onnx":
             target = "tensorrt" if entry["precision"] == "int8" and entry["target"] == "tensorrt" else "cpu"
-            top1 = float(np.mean(_onnx_scores(out / fname, batch, target).argmax(1) == data.labels))
+            top1 = float(np.mean(_onnx_scores(out / fname, data.images, prep, target).argmax(1) == data.labels))
             accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1,
                                         "evaluated_with": EVALUATED_WITH[target]}
     return accuracy

@@ -15,6 +15,8 @@ columns are all read, so the result stays within a grey level or two of the full
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import cv2
 import numpy as np
 
@@ -126,6 +128,11 @@ class Preprocessor:
         spec = ckpt["input"]
         return cls({"size": spec["size"], "channels": spec["channels"], "color": spec.get("color", "rgb")},
                    {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]})
+
+    def batches(self, images: np.ndarray, size: int = 500) -> Iterator[np.ndarray]:
+        """`batch_from_images` over consecutive chunks of `size` images."""
+        for start in range(0, len(images), size):
+            yield self.batch_from_images(images[start : start + size])
 
     def batch_from_images(self, images: np.ndarray) -> np.ndarray:
         """Already-sized uint8 N×H×W×C images in the model's colour order (a test set) → N×C×H×W float32."""

@@ -124,7 +124,7 @@ class _Run:
         if not hasattr(self.model, "init_whitening"):
             raise ConfigError(f"whiten_init needs a model with a whitening stem (e.g. whitened_vgg); {self.cfg.model} has none: "
                               "pass --no-whiten-init")
-        images = torch.from_numpy(self.train_set.images[:max_images]).permute(0, 3, 1, 2).to(self.device)
+        images = torch.from_numpy(np.array(self.train_set.images[:max_images])).permute(0, 3, 1, 2).to(self.device)
         self.model.init_whitening(self.normalization.apply(images))
         self.log(f"whitening stem fitted to the 2×2 patches of {len(images):,} training images")
 
