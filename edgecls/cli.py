@@ -394,7 +394,10 @@ def camera(
     source: Annotated[str, typer.Option(help="device index, video file, rtsp/http URL, GStreamer pipeline or image dir")] = "0",
     backend: str = "auto",
     precision: str = "auto",
-    headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH)")] = False,
+    headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH); without a display or a GUI build of "
+                                                "OpenCV the loop is headless anyway")] = False,
+    serve: Annotated[str | None, typer.Option(help="live web view at HOST:PORT (video, per-stage ms, frame age, FPS); "
+                                                   "127.0.0.1:8080 for this machine, 0.0.0.0:8080 for the network")] = None,
     record: Annotated[str | None, typer.Option(help="write the annotated video here (.mp4)")] = None,
     jsonl: Annotated[str | None, typer.Option(help="one JSON record per frame")] = None,
     max_frames: Annotated[int | None, typer.Option(help="stop after N classified frames")] = None,
@@ -415,7 +418,7 @@ def camera(
     out.print(clf.describe())
     options = CameraOptions(source=source, headless=headless, record=record, jsonl=jsonl, max_frames=max_frames,
                             replay_test_set=replay_test_set, data_dir=data_dir, frame_size=frame_size, fps=fps,
-                            summary_json=summary_json, warmup_frames=warmup_frames)
+                            summary_json=summary_json, warmup_frames=warmup_frames, serve=serve)
     run_camera(clf, options)
 
 

@@ -243,3 +243,128 @@ def test_the_reconnect_budget_counts_failures_in_a_row_not_over_the_run():
         pass
     grabber.stop()
     assert grabber.captured == 30 and grabber.reconnects >= 14 and grabber.failures == 2
+
+
+def _frames_in(path) -> int:
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    return n
+
+
+def test_without_a_gui_the_loop_explains_and_runs_headless_and_records(clf, video, tmp_path, capsys, monkeypatch):
+    from edgecls.runtime import camera
+
+    monkeypatch.setattr(camera, "gui_unavailable", lambda: "this OpenCV has no GUI (opencv-python-headless)")
+    monkeypatch.setattr(cv2, "imshow", lambda *a: pytest.fail("imshow called without a GUI"))
+    summary = run_camera(clf, CameraOptions(source=str(video), headless=False, record=str(tmp_path / "out.mp4")))
+    assert summary["captured"] == 40 and "no window: this OpenCV has no GUI" in capsys.readouterr().err
+    assert _frames_in(tmp_path / "out.mp4") == summary["frames"] and not list(tmp_path.glob(".*"))
+
+
+def test_a_crash_mid_loop_still_leaves_a_playable_recording(clf, video, tmp_path):
+    class Failing(SlowBackend):
+        calls = 0
+
+        def predict(self, frame, color="bgr"):
+            Failing.calls += 1
+            if Failing.calls > 12:
+                raise RuntimeError("motor driver exploded")
+            return self.clf.predict(frame, color)
+
+    with pytest.raises(RuntimeError, match="exploded"):
+        run_camera(Failing(clf), CameraOptions(source=str(video), headless=True, record=str(tmp_path / "crash.mp4")))
+    assert _frames_in(tmp_path / "crash.mp4") == 12 and not list(tmp_path.glob(".*"))
+
+
+def test_the_overlay_reads_on_a_white_frame(clf):
+    from edgecls.runtime.overlay import draw_overlay
+
+    frame = np.full((480, 640, 3), 255, np.uint8)
+    out = draw_overlay(frame.copy(), ["airplane 91%   ship 5%   truck 2%", "inference 0.45 ms"])
+    box = out[:50, :300].astype(int)
+    background, text = np.percentile(box, 10), np.percentile(box, 99.5)
+    assert background < 80 and text > 200  # light text on a dark box: contrast whatever the scene
+
+
+def test_the_live_web_view_serves_video_and_numbers_while_replaying(clf, cifar_root):
+    import threading
+    import urllib.request
+
+    from edgecls.runtime.camera import parse_address
+    from edgecls.runtime.webview import WebView
+
+    with pytest.raises(Exception, match="HOST:PORT"):
+        parse_address("8080")
+    done = {}
+    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=40.0, max_frames=120,
+                            serve="127.0.0.1:0")
+    opened = []
+    original = WebView.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    WebView.__init__ = remember
+    try:
+        thread = threading.Thread(target=lambda: done.update(run_camera(clf, options)))
+        thread.start()
+        while not opened:
+            time.sleep(0.02)
+        base = opened[0].address
+        time.sleep(1.0)
+        page = urllib.request.urlopen(base, timeout=5).read().decode()
+        stats = json.loads(urllib.request.urlopen(base + "stats.json", timeout=5).read())
+        with urllib.request.urlopen(base + "stream.mjpg", timeout=5) as stream:
+            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            head = stream.read(200)
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            body = head.split(b"\r\n\r\n", 1)[1] + stream.read(length)
+        thread.join(timeout=30)
+    finally:
+        WebView.__init__ = original
+    image = cv2.imdecode(np.frombuffer(body[:length], np.uint8), cv2.IMREAD_COLOR)
+    assert image.shape == (480, 640, 3)
+    assert "stream.mjpg" in page and "stats.json" in page
+    assert stats["frames"] > 0 and stats["fps"] > 0 and "inference_ms" in stats and stats["accuracy"].endswith(f"of {stats['frames']}")
+    assert len(stats["history"]["frame_age_ms"]) == stats["frames"] and " / " in stats["processing_p50_p99"]
+    assert done["frames"] == 120
+
+
+@pytest.mark.skipif(not (__import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")),
+                    reason="headless Chromium not installed (Debian: apt-get install chromium)")
+def test_a_browser_renders_the_live_view(clf, cifar_root, tmp_path):
+    import shutil
+    import subprocess
+    import threading
+
+    from edgecls.runtime.webview import WebView
+
+    opened = []
+    original = WebView.__init__
+
+    def remember(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        opened.append(self)
+
+    WebView.__init__ = remember
+    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=20.0, max_frames=160,
+                            serve="127.0.0.1:0")
+    try:
+        thread = threading.Thread(target=run_camera, args=(clf, options))
+        thread.start()
+        while not opened:
+            time.sleep(0.02)
+        time.sleep(2.0)
+        shot = tmp_path / "view.png"
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1180,560", "--timeout=4000",
+                        f"--screenshot={shot}", opened[0].address], capture_output=True, timeout=60)
+        thread.join(timeout=30)
+    finally:
+        WebView.__init__ = original
+    image = cv2.imread(str(shot))
+    assert image is not None and image.shape[:2] == (560, 1180)
+    video = image[60:520, 20:650]  # where the MJPEG image sits: a replayed frame, not an empty box
+    assert video.std() > 20

@@ -189,3 +189,20 @@ def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
 def test_predict_batch_names_what_it_takes(clf, frames):
     with pytest.raises(InputError, match="list of frames"):
         clf.predict_batch(frames)
+
+
+def test_n_of_m_voting_ignores_a_single_flicker():
+    from edgecls.runtime.smoothing import NofM
+
+    votes = NofM(3, 5)
+    decisions = [votes.update(v) for v in [True, False, True, False, False, True, True, True, False, True]]
+    assert decisions == [False, False, False, False, False, False, True, True, True, True]
+    with pytest.raises(ConfigError):
+        NofM(4, 3)
+
+
+def test_robot_loop_without_a_camera_says_so_without_a_traceback(bundle_dir):
+    result = subprocess.run([sys.executable, "tools/robot_loop.py", str(bundle_dir), "--source", "/nonexistent.mp4"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: video source '/nonexistent.mp4'")

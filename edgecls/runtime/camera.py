@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import numpy as np
 from rich.table import Table
 
 from edgecls.console import console
 from edgecls.fileio import atomic_write_json
 from edgecls.runtime.classifier import Classifier
+from edgecls.runtime.display import Recorder, gui_unavailable
+from edgecls.runtime.overlay import draw_overlay, overlay_lines
 from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, open_source
 from edgecls.runtime.stats import StageTimer
+from edgecls.runtime.webview import WebView
 
 STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
 
@@ -41,6 +43,7 @@ class CameraOptions:
     summary_json: str | None = None
     window: str = "edgecls"
     warmup_frames: int = 10
+    serve: str | None = None  # HOST:PORT of the live web view
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -62,12 +65,29 @@ def _make_source(options: CameraOptions, input_spec: dict):
     return open_source(options.source)
 
 
-def _overlay(image: np.ndarray, text_lines: list[str]) -> np.ndarray:
-    for i, line in enumerate(text_lines):
-        y = 22 + 20 * i
-        cv2.putText(image, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(image, line, (8, y), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 1, cv2.LINE_AA)
-    return image
+def parse_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        from edgecls.errors import ConfigError
+
+        raise ConfigError(f"--serve must look like 127.0.0.1:8080 (HOST:PORT), got {text!r}")
+    return host, int(port)
+
+
+def _open_view(options: CameraOptions, title: str) -> WebView | None:
+    if not options.serve:
+        return None
+    host, port = parse_address(options.serve)
+    view = WebView(host, port, title)
+    where = "[bold yellow]reachable from the network[/]" if host not in ("127.0.0.1", "localhost", "::1") else "this machine only"
+    console.print(f"live view: {view.address} ({where}; video at {view.address}stream.mjpg, numbers at {view.address}stats.json)")
+    return view
+
+
+def _live_stats(pred, timings: dict, fps: float, frames: int, dropped: int, accuracy) -> dict:
+    return {"label": f"{pred.label} {pred.confidence:.0%}", "fps": round(fps, 2), "frames": frames, "dropped": dropped,
+            **{k: round(v, 3) for k, v in timings.items()},
+            "accuracy": f"{accuracy[0]:.2%} of {accuracy[1]}" if accuracy else None}
 
 
 def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict[str, float]:
@@ -78,9 +98,16 @@ def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict
 
 def run_camera(clf: Classifier, options: CameraOptions) -> dict:
     source = _make_source(options, clf.bundle.input)
+    show = not options.headless
+    if show and (reason := gui_unavailable()):
+        hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"
+        console.print(f"[yellow]no window:[/] {reason}, so the loop runs headless{hint}")
+        show = False
+    title = f"{clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}"
+    view = _open_view(options, title)
     grabber = LatestFrameGrabber(source).start()
     timer = StageTimer()
-    writer = None
+    recorder = Recorder(options.record, getattr(source, "fps", 0.0)) if options.record else None
     log = open(options.jsonl, "w") if options.jsonl else None  # noqa: SIM115 (closed in finally)
     frames = correct = labelled = 0
     started = time.perf_counter()
@@ -109,20 +136,14 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
                 if frame.label is not None:
                     record["true_index"] = frame.label
                 log.write(json.dumps(record) + "\n")
-            if options.record or not options.headless:
-                lines = [f"{pred.label} {pred.confidence:.0%}", f"{fps:.1f} FPS  dropped {grabber.dropped}",
-                         f"preprocess {timings['preprocess_ms']:.2f} ms  inference {timings['inference_ms']:.2f} ms  "
-                         f"postprocess {timings['postprocess_ms']:.2f} ms",
-                         f"frame age {timings['frame_age_ms']:.1f} ms"]
-                if labelled:
-                    lines.append(f"replay accuracy {correct / labelled:.2%} ({labelled})")
-                shown = _overlay(frame.image.copy(), lines)
-                if options.record:
-                    if writer is None:
-                        h, w = shown.shape[:2]
-                        writer = cv2.VideoWriter(options.record, cv2.VideoWriter_fourcc(*"mp4v"), grabber.source.fps or 30.0, (w, h))
-                    writer.write(shown)
-                if not options.headless:
+            if recorder or show or view:
+                accuracy = (correct / labelled, labelled) if labelled else None
+                shown = draw_overlay(frame.image.copy(), overlay_lines(pred, timings, fps, grabber.dropped, accuracy))
+                if recorder:
+                    recorder.write(shown)
+                if view:
+                    view.publish(shown, _live_stats(pred, timings, fps, frames, grabber.dropped, accuracy))
+                if show:
                     cv2.imshow(options.window, shown)
                     if cv2.waitKey(1) & 0xFF in (27, ord("q")):
                         break
@@ -130,11 +151,13 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
         interrupted = True
     finally:
         grabber.stop()
-        if writer is not None:
-            writer.release()
+        if recorder and (written := recorder.close()):
+            console.print(f"recording: {written} ({recorder.frames} frames)")
         if log:
             log.close()
-        if not options.headless:
+        if view:
+            view.close()
+        if show:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - started
     summary = {
