@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import ConfigError
 from edgecls.metrics import classification_report
@@ -39,7 +40,8 @@ def knn(train: ImageSet, test: ImageSet, k: int = 1, metric: str = "l2", normali
     x_train, x_test = _features(train, test, normalization)
     clf = KNeighborsClassifier(n_neighbors=k, metric=METRICS[metric], algorithm="brute", n_jobs=-1)
     clf.fit(x_train, train.labels)
-    scores = clf.predict_proba(x_test)
+    chunks = np.array_split(np.arange(len(x_test)), max(1, len(x_test) // 200))
+    scores = np.concatenate([clf.predict_proba(x_test[c]) for c in progress(chunks, f"{k}-NN on {len(x_train):,} images")])
     full = np.zeros((len(test), len(train.classes)), dtype=np.float32)
     full[:, clf.classes_] = scores
     return classification_report(test.labels, full, test.classes)

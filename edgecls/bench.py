@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from edgecls.bundle import Bundle
@@ -177,7 +178,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
                     backend = cls(bundle, precision=precision, threads=options.threads, **variant)
                 except (EdgeclsError, ImportError) as exc:
                     rows.append({"backend": name, "precision": precision, **variant, "skipped": str(exc)})
-                    console.print(f"[yellow]skip[/] {label}: {exc}")
+                    console.print(f"[yellow]skip[/] {label}: {escape(str(exc))}")
                     continue
                 console.print(f"timing {label} (hot, then one call every {options.pace_ms:g} ms) …")
                 info = backend.describe()
@@ -251,7 +252,7 @@ def _print(result: dict, measured: list[dict]) -> None:
         table.add_row(*_row_cells(r))
     console.print(table)
     for note in result["notes"]:
-        console.print(f"[yellow]note:[/] {note}")
+        console.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def _write(result: dict, measured: list[dict], path: Path) -> None:
@@ -264,6 +265,7 @@ def _write(result: dict, measured: list[dict], path: Path) -> None:
     points = [{"paced end-to-end p50 (ms)": r["paced"]["end_to_end_ms"]["p50"], "top-1 (%)": 100 * r["top1"],
                "name": f"{r['backend']} {r['precision']} {r['flavour']}".strip()} for r in measured]
     scatter(points, "paced end-to-end p50 (ms)", "top-1 (%)", "name", path.with_suffix(".png"),
-            f"{result['model']}: latency vs accuracy ({result['host']['cpu']})")
+            f"{result['model']}: accuracy vs batch-1 latency from a {result['frame_size']} frame, paced every "
+            f"{result['pace_ms']:g} ms\n{result['host']['cpu']}, {result['host']['logical_cores']} cores", min_y_span=2.0)
     for suffix in (".json", ".md", ".png"):
         console.print(f"wrote {path.with_suffix(suffix)}")

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from edgecls.errors import ConfigError, EdgeclsError
@@ -48,8 +49,12 @@ def _parse_model_args(pairs: list[str]) -> dict:
 
 
 @app.command()
-def models() -> None:
+def models(
+    json_path: Annotated[str | None, typer.Option("--json", help="also write the table as JSON here ('-': stdout only)")] = None,
+) -> None:
     """List the model zoo: parameters, MACs at 32×32 RGB, bundled CIFAR-10 accuracy."""
+    from rich.progress import track
+
     from edgecls.zoo import count_macs, count_parameters, create_model, list_models, model_info
     from edgecls.zoo.pretrained import model_card
 
@@ -58,7 +63,9 @@ def models() -> None:
     for col in ("model", "params", "MMACs", "bundled CIFAR-10 top-1", "FP32 / INT8 ms", "published", "description"):
         table.add_column(col)
     cpus = set()
-    for name in list_models():
+    entries = []
+    for name in track(list_models(), description="counting parameters and MACs", console=Console(stderr=True),
+                      transient=True, disable=json_path == "-"):
         model = create_model(name)
         card = model_card(name)
         acc = f"{card['test_top1']:.2%}" if card else "—"
@@ -69,10 +76,16 @@ def models() -> None:
             ms = " / ".join(f"{rows[p]['paced_end_to_end_ms_p50']:.2f}" if p in rows else "—" for p in ("fp32", "int8"))
             cpus.add(f"{latency['cpu']}, {latency['logical_cores']} cores, onnxruntime {latency['onnxruntime']}")
         info = model_info(name)
-        table.add_row(name, f"{count_parameters(model):,}", f"{count_macs(model) / 1e6:.1f}", acc, ms, info.paper, info.summary)
-    out.print(table)
-    if cpus:
-        out.print(f"latency measured on: {'; '.join(sorted(cpus))}")
+        params, macs = count_parameters(model), count_macs(model)
+        table.add_row(name, f"{params:,}", f"{macs / 1e6:.1f}", acc, ms, info.paper, info.summary)
+        entries.append({"name": name, "parameters": params, "macs_32x32": macs, "bundled_test_top1": card["test_top1"] if card else None,
+                        "latency": latency, "paper": info.paper, "summary": info.summary})
+    if json_path != "-":
+        out.print(table)
+        if cpus:
+            out.print(f"latency measured on: {'; '.join(sorted(cpus))}")
+    if json_path:
+        _emit_json({"schema": "edgecls.models/1", "models": entries}, json_path)
 
 
 @app.command()
@@ -84,27 +97,27 @@ def train(
     dataset: Annotated[str, typer.Option(help="cifar10, cifar100, cifar100-coarse, mnist, fashion-mnist, folder")] = "cifar10",
     data_dir: DataDir = None,
     out_dir: Annotated[str | None, typer.Option("--out", help="run directory (default runs/MODEL)")] = None,
-    epochs: int = 30,
-    batch_size: int = 128,
+    epochs: Annotated[int, typer.Option(help="passes over the training split")] = 30,
+    batch_size: Annotated[int, typer.Option(help="images per optimizer step (per process under torchrun)")] = 128,
     optimizer: Annotated[str, typer.Option(help="sgd, adam, adamw, adadelta")] = "sgd",
-    lr: float = 0.05,
-    momentum: float = 0.9,
-    nesterov: bool = True,
-    weight_decay: float = 5e-4,
+    lr: Annotated[float, typer.Option(help="peak learning rate (after warm-up)")] = 0.05,
+    momentum: Annotated[float, typer.Option(help="SGD momentum (Adam: beta1)")] = 0.9,
+    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum, for SGD")] = True,
+    weight_decay: Annotated[float, typer.Option(help="L2 weight decay")] = 5e-4,
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up), step, plateau, constant")] = "cosine",
-    warmup_epochs: float = 1.0,
-    step_size: int = 30,
-    gamma: float = 0.1,
-    label_smoothing: float = 0.0,
+    warmup_epochs: Annotated[float, typer.Option(help="linear warm-up of the learning rate, in epochs")] = 1.0,
+    step_size: Annotated[int, typer.Option(help="--schedule step: epochs between decays")] = 30,
+    gamma: Annotated[float, typer.Option(help="--schedule step/plateau: decay factor")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(help="label smoothing in [0, 1)")] = 0.0,
     class_weighted: Annotated[bool, typer.Option(help="inverse-frequency class weights in the loss")] = False,
     early_stopping: Annotated[int, typer.Option(help="stop after N epochs without validation gain (0: off)")] = 0,
     subset: Annotated[int | None, typer.Option(help="train on N class-balanced images (quick runs)")] = None,
-    val_fraction: float = 0.1,
-    seed: int = 0,
+    val_fraction: Annotated[float, typer.Option(help="share of the training set held out for validation (model selection)")] = 0.1,
+    seed: Annotated[int, typer.Option(help="seed of the split, the order and the augmentation")] = 0,
     amp: Annotated[bool, typer.Option(help="mixed precision on CUDA")] = True,
-    device: str = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     normalization: Annotated[str, typer.Option(help="zscore (dataset statistics) or minmax")] = "zscore",
-    augment: bool = True,
+    augment: Annotated[bool, typer.Option(help="random crop and flip (flip off for grey digits/garments)")] = True,
     rotate: Annotated[float, typer.Option(help="random rotation, ± degrees")] = 0.0,
     shift: Annotated[float, typer.Option(help="random shift, ± fraction of the size")] = 0.0,
     init_from: Annotated[str | None, typer.Option(help="checkpoint to start from; the head is replaced if classes differ")] = None,
@@ -159,7 +172,7 @@ def evaluate(
     dataset: str | None = typer.Option(None, help="default: the dataset the model was trained on"),
     data_dir: DataDir = None,
     json_path: Annotated[str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")] = None,
-    device: str = "auto",
+    device: Annotated[str, typer.Option(help="checkpoints: auto, cpu, cuda; bundles: auto, cpu, cuda:N")] = "auto",
     backend: Annotated[str, typer.Option(help="bundles only: auto, onnxruntime, tensorrt, torch")] = "auto",
     precision: Annotated[str, typer.Option(help="bundles only: auto, fp32, fp16, int8")] = "auto",
     tta: Annotated[bool, typer.Option(help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; "
@@ -172,30 +185,46 @@ def evaluate(
     if (Path(source) / "edgecls.json").is_file():
         if tta:
             raise ConfigError("--tta applies to checkpoints only: a bundle's graphs run one view, as deployed")
-        from edgecls.evaluate import evaluate_classifier
+        from edgecls.evaluate import evaluate_classifier, report_header
         from edgecls.runtime import Classifier
 
         classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads)
         data = load_for_model(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir,
                               classifier.bundle.input)
-        report = evaluate_classifier(classifier, data, out_json=json_path)
-        _print_report(report, f"{classifier.describe()} on {data.name}")
+        info = classifier.info
+        header = report_header(classifier.bundle.manifest["model"], f"bundle {source} ({classifier.bundle.digest[:19]}…)",
+                               f"{info.name}/{info.device}", info.precision, data, file=info.file, bundle=str(source))
+        report = evaluate_classifier(classifier, data, out_json=json_path, header=header)
+        _print_report(report, f"{classifier.describe()} on {data.name}", json_path)
         return
 
     from edgecls.data.transforms import Normalization
-    from edgecls.evaluate import evaluate_model
+    from edgecls.evaluate import evaluate_model, report_header
     from edgecls.export.pipeline import resolve_source
     from edgecls.train.checkpoint import model_from_checkpoint
     from edgecls.train.loop import pick_device
 
     ckpt, desc = resolve_source(source)
     data = load_for_model(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir, ckpt["input"])
+    torch_device = str(pick_device(device))
+    header = report_header(ckpt["model"]["name"], desc, f"torch/{torch_device}", "fp32", data, tta=tta)
     report = evaluate_model(model_from_checkpoint(ckpt), data, Normalization.from_dict(ckpt["normalization"]),
-                            device=str(pick_device(device)), out_json=json_path, tta=tta)
-    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}" + (", 6-view TTA" if tta else ""))
+                            device=torch_device, out_json=json_path, tta=tta, header=header)
+    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}" + (", 6-view TTA" if tta else ""), json_path)
 
 
-def _print_report(report: dict, title: str) -> None:
+def _emit_json(obj, path: str) -> None:
+    """`--json PATH` writes PATH atomically and says so; `--json -` prints to stdout (for jq and scripts)."""
+    if path == "-":
+        sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+        return
+    from edgecls.fileio import atomic_write_json
+
+    atomic_write_json(path, obj)
+    Console(stderr=True).print(f"wrote {path}")
+
+
+def _print_report(report: dict, title: str, json_path: str | None = None) -> None:
     table = Table(title=title)
     for col in ("class", "precision", "recall", "F1", "BCR", "support"):
         table.add_column(col)
@@ -208,6 +237,9 @@ def _print_report(report: dict, title: str) -> None:
     out.print(table)
     out.print(f"top-1 {report['top1']:.2%}   top-5 {report['top5']:.2%}   best: {', '.join(report['best'][:3])}   "
               f"worst: {', '.join(report['worst'][:3])}")
+    if json_path:
+        stem = Path(json_path).with_suffix("")
+        out.print(f"wrote {json_path}, {stem}.confusion.png, {stem}.examples.png")
 
 
 @app.command()
@@ -216,10 +248,10 @@ def baseline(
     k: Annotated[int, typer.Option(help="neighbours, for knn")] = 1,
     metric: Annotated[str, typer.Option(help="l1, l2 or cosine")] = "l2",
     normalization: Annotated[str, typer.Option(help="zscore or minmax")] = "zscore",
-    dataset: str = "cifar10",
+    dataset: Annotated[str, typer.Option(help="cifar10, cifar100, cifar100-coarse, mnist, fashion-mnist, folder")] = "cifar10",
     data_dir: DataDir = None,
     subset: Annotated[int | None, typer.Option(help="use N class-balanced training images")] = None,
-    json_path: Annotated[str | None, typer.Option("--json")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")] = None,
 ) -> None:
     """Classical baselines on raw pixels (scikit-learn): kNN or nearest centroid."""
     from edgecls import baselines
@@ -265,7 +297,7 @@ def export(
                                                           "choice for bundled weights, else minmax)")] = None,
     target: Annotated[str, typer.Option(help="cpu (U8S8), tensorrt (S8S8 + cache + engines) or all")] = "all",
     max_accuracy_drop: Annotated[float, typer.Option(help="INT8 may lose at most this many points vs FP32")] = 1.0,
-    allow_accuracy_drop: bool = False,
+    allow_accuracy_drop: Annotated[bool, typer.Option(help="write the bundle even if INT8 fails the validation gate")] = False,
     eval_images: Annotated[int | None, typer.Option(help="evaluate on the first N test images only")] = None,
     exclude_node: Annotated[list[str], typer.Option(help="ONNX node kept in float in the INT8 graphs (repeatable)")] = [],  # noqa: B006
     triton: Annotated[str | None, typer.Option(help="also write a Triton Inference Server model repository here")] = None,
@@ -290,7 +322,7 @@ def export(
 def build_engine(
     bundle: Annotated[str, typer.Argument(help="bundle directory written by `edgecls export`")],
     precision: Annotated[list[str], typer.Option(help="fp16 and/or int8 (repeatable)")] = ["fp16", "int8"],  # noqa: B006
-    max_batch: int = 64,
+    max_batch: Annotated[int, typer.Option(help="largest batch the engine's optimization profile accepts")] = 64,
 ) -> None:
     """Build TensorRT engines for this GPU from a bundle's ONNX files (run it on the target device)."""
     from edgecls.runtime.engines import build_bundle_engines
@@ -342,6 +374,7 @@ def info(
     bundle: Annotated[str, typer.Argument(help="bundle directory")],
     public_key: Annotated[str | None, typer.Option(help="also require a valid signature by this Ed25519 public key "
                                                         "(.pub file; default $EDGECLS_PUBLIC_KEY)")] = None,
+    json_path: Annotated[str | None, typer.Option("--json", help="also write the summary as JSON here ('-': stdout only)")] = None,
 ) -> None:
     """Verify a bundle (manifest schema and digest, every file's size and sha256, signature) and summarize it."""
     from edgecls.bundle import Bundle
@@ -349,10 +382,19 @@ def info(
     b = Bundle.open(bundle, public_key=public_key)
     verified = b.verify_all()
     m = b.manifest
-    out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
-              f"source {m['source']}")
     signature = m.get("signature")
     checked = public_key or os.environ.get("EDGECLS_PUBLIC_KEY")
+    if json_path:
+        acc = m.get("accuracy") or {}
+        _emit_json({"schema": "edgecls.info/1", "bundle": bundle, "model": m["model"], "digest": b.digest,
+                    "signature": {"key_id": signature["key_id"], "verified": bool(checked)} if signature else None,
+                    "classes": m["classes"], "input": m["input"], "preprocess": m["preprocess"], "verified_files": verified,
+                    "files": m["files"], "accuracy": {split: {f: r["top1"] for f, r in acc.get(split, {}).get("files", {}).items()}
+                                                      for split in ("validation", "test")}}, json_path)
+        if json_path == "-":
+            return
+    out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
+              f"source {m['source']}")
     out.print(f"manifest digest {b.digest}; " + (
         f"signed by key {signature['key_id']}" + (" (verified)" if checked else " (not checked: pass --public-key)")
         if signature else "unsigned"))
@@ -392,8 +434,8 @@ def sign(
 def camera(
     bundle: Annotated[str, typer.Argument(help="bundle directory")],
     source: Annotated[str, typer.Option(help="device index, video file, rtsp/http URL, GStreamer pipeline or image dir")] = "0",
-    backend: str = "auto",
-    precision: str = "auto",
+    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, torch")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
     headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH); without a display or a GUI build of "
                                                 "OpenCV the loop is headless anyway")] = False,
     serve: Annotated[str | None, typer.Option(help="live web view at HOST:PORT (video, per-stage ms, frame age, FPS); "
@@ -483,6 +525,11 @@ def bench(
     run_bench(target, options)
 
 
+# Which extra brings a missing module: the base install is the deploy runtime only.
+EXTRAS = {"train": {"torch", "torchvision", "onnx", "onnxconverter_common", "sklearn"}, "modelopt": {"modelopt"},
+          "serve": {"pytriton", "tritonclient"}}
+
+
 def main() -> None:
     """The console entry point: only here may `train` replace the process (tcmalloc), never under a test runner."""
     global _ENTRY_POINT
@@ -490,7 +537,14 @@ def main() -> None:
     try:
         app()
     except EdgeclsError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}")
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}")  # hints such as 'edgecls[serve]' are text
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        extra = next((extra for extra, modules in EXTRAS.items() if (exc.name or "").split(".")[0] in modules), None)
+        if extra is None:
+            raise
+        Console(stderr=True).print(f"[bold red]error:[/] this command needs {exc.name}, which comes with the "
+                                   f"{escape(f'[{extra}]')} extra: pip install {escape(repr(f'edgecls[{extra}]'))}")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
 from edgecls.data.transforms import Normalization
 from edgecls.fileio import atomic_write_json
@@ -38,8 +39,8 @@ def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalizatio
     prep = Preprocessor({"size": data.input_size, "channels": data.in_channels, "color": "rgb"},
                         {**POLICY, "normalization": normalization.to_dict()})
     forward = (lambda x: tta_logits(model, x)) if tta else model
-    return np.concatenate([forward(torch.from_numpy(batch).to(device)).float().cpu().numpy()
-                           for batch in prep.batches(data.images, batch_size)])
+    batches = progress(prep.batches(data.images, batch_size), f"evaluating on {data.name}", -(-len(data) // batch_size))
+    return np.concatenate([forward(torch.from_numpy(batch).to(device)).float().cpu().numpy() for batch in batches])
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
@@ -53,20 +54,38 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
     return out_json
 
 
+SCHEMA = "edgecls.eval/1"
+
+
+def report_header(model: str, source: str, backend: str, precision: str, data: ImageSet, **extra) -> dict:
+    """What a report was measured on, so reports from many runs and machines can be joined."""
+    from datetime import datetime, timezone
+
+    from edgecls.runtime.host import host_info
+
+    return {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": model,
+            "source": source, "backend": backend, "precision": precision, "dataset": data.name, "samples": len(data),
+            "preprocessing": "the runtime's Preprocessor (centre square, area reduction, normalization)", **extra,
+            "host": host_info()}
+
+
 def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
-                   out_json: str | os.PathLike | None = None, tta: bool = False) -> dict:
+                   out_json: str | os.PathLike | None = None, tta: bool = False, header: dict | None = None) -> dict:
     scores = predict_scores(model, data, normalization, device=device, tta=tta)
-    report = classification_report(data.labels, scores, data.classes)
+    report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
     report["tta"] = tta
     if out_json:
         write_report(report, scores, data, out_json)
     return report
 
 
-def evaluate_classifier(classifier, data: ImageSet, batch_size: int = 500, out_json: str | os.PathLike | None = None) -> dict:
+def evaluate_classifier(classifier, data: ImageSet, batch_size: int = 500, out_json: str | os.PathLike | None = None,
+                        header: dict | None = None) -> dict:
     """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch."""
-    scores = np.concatenate([classifier.infer(batch) for batch in classifier.preprocessor.batches(data.images, batch_size)])
-    report = classification_report(data.labels, scores, data.classes)
+    batches = progress(classifier.preprocessor.batches(data.images, batch_size), f"evaluating on {data.name}",
+                       -(-len(data) // batch_size))
+    scores = np.concatenate([classifier.infer(batch) for batch in batches])
+    report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
     if out_json:
         write_report(report, scores, data, out_json)
     return report

@@ -30,19 +30,27 @@ def save_png(fig, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def training_curves(history: list[dict], path: str | os.PathLike) -> Path:
+def training_curves(history: list[dict], path: str | os.PathLike, title: str = "") -> Path:
+    """Loss and top-1 (in percent, as the CLI prints it) per epoch; the best validation epoch is marked."""
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_acc.plot(epochs, [h["train_acc"] for h in history], label="train")
-    ax_acc.plot(epochs, [h["val_acc"] for h in history], label="validation")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy", title="Accuracy")
+    ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], label="train")
+    val = [100 * h["val_acc"] for h in history]
+    ax_acc.plot(epochs, val, label="validation")
+    best = int(np.argmax(val))
+    ax_acc.annotate(f"best {val[best]:.2f}%", (epochs[best], val[best]), xytext=(0, -14), textcoords="offset points",
+                    ha="center", fontsize=8)
+    ax_acc.set(xlabel="epoch", ylabel="top-1 (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title)
     return save_png(fig, path)
 
 
@@ -102,12 +110,18 @@ def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike
     return save_png(fig, path)
 
 
-def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True) -> Path:
+def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True,
+            min_y_span: float | None = None) -> Path:
+    """Labelled points; `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from filling the whole axis."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for p in points:
         ax.scatter(p[x], p[y])
         ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if min_y_span and points:
+        ys = [p[y] for p in points]
+        middle, half = (max(ys) + min(ys)) / 2, max(min_y_span, max(ys) - min(ys)) / 2 * 1.2
+        ax.set_ylim(middle - half, middle + half)
     if logx:
         from matplotlib.ticker import LogLocator
 

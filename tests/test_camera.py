@@ -1,5 +1,6 @@
 import json
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -57,8 +58,13 @@ def test_image_directory_classifies_every_image(clf, tmp_path, cifar_root):
     for i in range(12):
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), cv2.cvtColor(test.images[i], cv2.COLOR_RGB2BGR))
     (tmp_path / "notes.txt").write_text("not an image")
-    summary = run_camera(clf, CameraOptions(source=str(tmp_path), headless=True, max_frames=100))
+    log = tmp_path / "log" / "frames.jsonl"
+    log.parent.mkdir()
+    summary = run_camera(clf, CameraOptions(source=str(tmp_path), headless=True, max_frames=100, jsonl=str(log)))
     assert summary["frames"] == 12 and summary["dropped"] == 0
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [Path(r["source"]).name for r in records] == [f"{i:03d}.png" for i in range(12)]  # joinable to the images
+    assert all(len(r["topk"]) == 5 and r["time"] > 1.7e9 for r in records)
 
 
 @pytest.mark.parametrize("frame_size", ["640x480", "320x320", "96x128"])

@@ -1,3 +1,4 @@
+import json
 import re
 import subprocess
 import sys
@@ -73,3 +74,48 @@ def test_build_engine_without_tensorrt_says_what_to_run(bundle_dir):
         pytest.skip("TensorRT is installed: tests/test_tensorrt.py builds engines for real")
     result = subprocess.run([sys.executable, "-m", "edgecls", "build-engine", str(bundle_dir)], capture_output=True, text=True)
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "build-engine" in result.stderr
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import typer
+
+    from edgecls.cli import app
+
+    command = typer.main.get_command(app)
+    missing = {name: [p.name for p in sub.params if getattr(p, "param_type_name", "") == "option" and not p.help]
+               for name, sub in command.commands.items()}
+    assert not {k: v for k, v in missing.items() if v}
+
+
+def test_models_and_info_speak_json(bundle_dir):
+    result = CliRunner().invoke(app, ["info", str(bundle_dir), "--json", "-"])
+    info = json.loads(result.stdout)
+    assert info["schema"] == "edgecls.info/1" and info["digest"].startswith("sha256:") and info["model"] == "lenet5"
+    models = json.loads(CliRunner().invoke(app, ["models", "--json", "-"]).stdout)
+    resnet20 = next(m for m in models["models"] if m["name"] == "resnet20")
+    assert models["schema"] == "edgecls.models/1" and 0.26e6 < resnet20["parameters"] < 0.28e6
+
+
+def test_eval_json_says_what_was_measured(bundle_dir, cifar_root, tmp_path):
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(bundle_dir), "--data-dir", str(cifar_root), "--precision", "int8", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["schema"] == "edgecls.eval/1" and report["model"] == "lenet5" and report["precision"] == "int8"
+    assert report["backend"] == "onnxruntime/cpu" and report["dataset"] == "cifar10-test" and report["host"]["cpu"]
+    assert "created" in report and f"wrote {out}" in " ".join(result.output.split())
+
+
+def test_install_hints_keep_their_brackets():
+    code = ("import sys; sys.argv = ['edgecls', 'serve', '/nonexistent']; "
+            "import edgecls.runtime.serve as s; s.pytriton_unavailable = lambda: s.INSTALL_HINT; "
+            "from edgecls.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "pip install 'edgecls[serve]'" in " ".join(result.stderr.split())
+
+
+def test_a_runtime_only_install_is_told_which_extra_a_command_needs(tmp_path):
+    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['edgecls', 'train', 'lenet5', '--out', sys.argv[1]]; "
+            "from edgecls.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "pip install 'edgecls[train]'" in " ".join(result.stderr.split())

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
 from rich.table import Table
 
 from edgecls.bundle import FORMAT_VERSION, MANIFEST, Bundle, file_entry, seal
@@ -65,6 +66,10 @@ def resolve_source(source: str) -> tuple[dict, str]:
         path = path / "best.pt"
     if path.suffix == ".pt" or path.is_file():
         return load_checkpoint(path), f"checkpoint {path} (sha256 {sha256_file(path)[:16]})"
+    if path.is_dir() or "/" in source or "\\" in source:
+        raise CheckpointError(f"{source} is not a checkpoint, a training run (DIR/best.pt) or a bundle (DIR/edgecls.json)"
+                              + (": the directory does not exist" if not path.exists() else "")
+                              + ". Train with `edgecls train MODEL --out DIR` or export with `edgecls export MODEL --out DIR` first")
     model_info(source)  # raises with did-you-mean for unknown names
     weights = bundled_weights(source)
     if weights is None:
@@ -266,7 +271,7 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
     if options.target in ("tensorrt", "all"):
         dst = out / format_by_key("onnx-int8-trt").file
         if options.target == "all" and not modelopt_available():
-            console.print(f"  [yellow]{dst.name} skipped:[/] {INSTALL_HINT}")
+            console.print(f"  [yellow]{dst.name} skipped:[/] {escape(INSTALL_HINT)}")
             calibration["tensorrt"] = {"skipped": INSTALL_HINT}
         else:
             calibration["tensorrt"] = quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, options.calib_method, options.exclude_nodes)

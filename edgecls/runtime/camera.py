@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import cv2
+from rich.markup import escape
 from rich.table import Table
 
 from edgecls.console import console
 from edgecls.fileio import atomic_write_json
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.display import Recorder, gui_unavailable
+from edgecls.runtime.host import host_info
 from edgecls.runtime.overlay import draw_overlay, overlay_lines
 from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, open_source
 from edgecls.runtime.stats import StageTimer
@@ -101,7 +104,7 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
     show = not options.headless
     if show and (reason := gui_unavailable()):
         hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"
-        console.print(f"[yellow]no window:[/] {reason}, so the loop runs headless{hint}")
+        console.print(f"[yellow]no window:[/] {escape(reason)}, so the loop runs headless{hint}")
         show = False
     title = f"{clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}"
     view = _open_view(options, title)
@@ -135,6 +138,8 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
                           **{k: round(v, 4) for k, v in timings.items()}, "warmup": warmup, "dropped_so_far": grabber.dropped}
                 if frame.label is not None:
                     record["true_index"] = frame.label
+                if frame.source:
+                    record["source"] = frame.source
                 log.write(json.dumps(record) + "\n")
             if recorder or show or view:
                 accuracy = (correct / labelled, labelled) if labelled else None
@@ -161,7 +166,9 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
             cv2.destroyAllWindows()
     elapsed = time.perf_counter() - started
     summary = {
-        "backend": clf.info.to_dict(),
+        "schema": "edgecls.camera/1", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": clf.bundle.manifest["model"], "bundle": str(clf.bundle.root), "source": options.replay_test_set or options.source,
+        "host": host_info(), "backend": clf.info.to_dict(),
         "frames": frames, "captured": grabber.captured, "dropped": grabber.dropped, "reconnects": grabber.reconnects,
         "wall_s": elapsed, "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted,
         "warmup_frames_excluded": min(frames, options.warmup_frames),
@@ -175,6 +182,7 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
         from edgecls.plots import latency_histogram
 
         atomic_write_json(options.summary_json, summary)
+        console.print(f"wrote {options.summary_json} and {Path(options.summary_json).with_suffix('.png')}")
         latency_histogram({s: timer.samples[s] for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
                           Path(options.summary_json).with_suffix(".png"),
                           title=f"camera loop, {clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}")

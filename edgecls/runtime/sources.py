@@ -27,6 +27,7 @@ class Frame:
     index: int
     captured_at: float
     label: int | None = None
+    source: str | None = None  # the file an image directory's frame came from
 
 
 class VideoSource:
@@ -75,6 +76,7 @@ class ImageDirSource:
             raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
         self.position = 0
         self.fps = 0.0
+        self.current: str | None = None
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
         while self.position < len(self.paths):
@@ -82,6 +84,7 @@ class ImageDirSource:
             self.position += 1
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is not None:
+                self.current = str(path)
                 return image, None
         return None, None
 
@@ -182,7 +185,7 @@ class LatestFrameGrabber:
                         break
                     if self.latest is not None:
                         self.dropped += 1
-                    self.latest = Frame(image, self.captured, time.perf_counter(), label)
+                    self.latest = Frame(image, self.captured, time.perf_counter(), label, getattr(self.source, "current", None))
                     self.captured += 1
                     self.cond.notify_all()
         except Exception as exc:  # surfaced to the loop by `next_frame`

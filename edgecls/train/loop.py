@@ -310,7 +310,7 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
                "world_size": run.dist.world_size, "allocator": allocator_in_use(), "train_wall_s": sum(h["epoch_s"] for h in run.history),
                "config": cfg.to_dict()}
     if run.dist.is_main:
-        training_curves(run.history, out / "curves.png")
+        training_curves(run.history, out / "curves.png", f"{cfg.model} on {run.train_set.name}, {describe_hardware(run.device)}")
         best = load_checkpoint(out / "best.pt")
         run.model.load_state_dict(best["state_dict"])
         report = evaluate_model(run.model, test_set, run.normalization, device=str(run.device), out_json=out / "test_report.json")
