@@ -293,43 +293,48 @@ def test_the_overlay_reads_on_a_white_frame(clf):
     assert background < 80 and text > 200  # light text on a dark box: contrast whatever the scene
 
 
-def test_the_live_web_view_serves_video_and_numbers_while_replaying(clf, cifar_root):
+@pytest.fixture()
+def live_view(clf, cifar_root, monkeypatch):
+    """Start a replay with `--serve 127.0.0.1:0` in a thread; yield (its web view, the thread, the summary once done)."""
     import threading
-    import urllib.request
 
-    from edgecls.runtime.camera import parse_address
     from edgecls.runtime.webview import WebView
 
-    with pytest.raises(Exception, match="HOST:PORT"):
-        parse_address("8080")
-    done = {}
-    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=40.0, max_frames=120,
-                            serve="127.0.0.1:0")
-    opened = []
+    opened, done = [], {}
     original = WebView.__init__
 
     def remember(self, *args, **kwargs):
         original(self, *args, **kwargs)
         opened.append(self)
 
-    WebView.__init__ = remember
-    try:
-        thread = threading.Thread(target=lambda: done.update(run_camera(clf, options)))
-        thread.start()
-        while not opened:
-            time.sleep(0.02)
-        base = opened[0].address
-        time.sleep(1.0)
-        page = urllib.request.urlopen(base, timeout=5).read().decode()
-        stats = json.loads(urllib.request.urlopen(base + "stats.json", timeout=5).read())
-        with urllib.request.urlopen(base + "stream.mjpg", timeout=5) as stream:
-            assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
-            head = stream.read(200)
-            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
-            body = head.split(b"\r\n\r\n", 1)[1] + stream.read(length)
-        thread.join(timeout=30)
-    finally:
-        WebView.__init__ = original
+    monkeypatch.setattr(WebView, "__init__", remember)
+    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=40.0, max_frames=120,
+                            serve="127.0.0.1:0")
+    thread = threading.Thread(target=lambda: done.update(run_camera(clf, options)))
+    thread.start()
+    while not opened and thread.is_alive():
+        time.sleep(0.02)
+    yield opened[0], thread, done
+    thread.join(timeout=30)
+
+
+def test_the_live_web_view_serves_video_and_numbers_while_replaying(live_view):
+    import urllib.request
+
+    from edgecls.runtime.camera import parse_address
+
+    with pytest.raises(Exception, match="HOST:PORT"):
+        parse_address("8080")
+    view, thread, done = live_view
+    time.sleep(1.0)
+    page = urllib.request.urlopen(view.address, timeout=5).read().decode()
+    stats = json.loads(urllib.request.urlopen(view.address + "stats.json", timeout=5).read())
+    with urllib.request.urlopen(view.address + "stream.mjpg", timeout=5) as stream:
+        assert stream.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+        head = stream.read(200)
+        length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+        body = head.split(b"\r\n\r\n", 1)[1] + stream.read(length)
+    thread.join(timeout=30)
     image = cv2.imdecode(np.frombuffer(body[:length], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (480, 640, 3)
     assert "stream.mjpg" in page and "stats.json" in page
@@ -340,36 +345,16 @@ def test_the_live_web_view_serves_video_and_numbers_while_replaying(clf, cifar_r
 
 @pytest.mark.skipif(not (__import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")),
                     reason="headless Chromium not installed (Debian: apt-get install chromium)")
-def test_a_browser_renders_the_live_view(clf, cifar_root, tmp_path):
+def test_a_browser_renders_the_live_view(live_view, tmp_path):
     import shutil
     import subprocess
-    import threading
 
-    from edgecls.runtime.webview import WebView
-
-    opened = []
-    original = WebView.__init__
-
-    def remember(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        opened.append(self)
-
-    WebView.__init__ = remember
-    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=20.0, max_frames=160,
-                            serve="127.0.0.1:0")
-    try:
-        thread = threading.Thread(target=run_camera, args=(clf, options))
-        thread.start()
-        while not opened:
-            time.sleep(0.02)
-        time.sleep(2.0)
-        shot = tmp_path / "view.png"
-        browser = shutil.which("chromium") or shutil.which("chromium-browser")
-        subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1180,560", "--timeout=4000",
-                        f"--screenshot={shot}", opened[0].address], capture_output=True, timeout=60)
-        thread.join(timeout=30)
-    finally:
-        WebView.__init__ = original
+    view, thread, _ = live_view
+    time.sleep(1.0)
+    shot = tmp_path / "view.png"
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1180,560", "--timeout=4000",
+                    f"--screenshot={shot}", view.address], capture_output=True, timeout=60)
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (560, 1180)
     video = image[60:520, 20:650]  # where the MJPEG image sits: a replayed frame, not an empty box

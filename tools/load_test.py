@@ -22,10 +22,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from edgecls.runtime import Classifier, RemoteClassifier
+from edgecls.runtime.sources import ReplaySource
 
 
 def free_ports(n: int) -> list[int]:
@@ -126,24 +126,17 @@ def soak(predict, frames: list[np.ndarray], rate: float, seconds: float) -> dict
             "p50_ms": float(np.percentile(latencies, 50)), "p99_ms": float(np.percentile(latencies, 99))}
 
 
-def test_frames(bundle: Classifier, data_dir: str | None, n: int, frame_size: tuple[int, int]) -> list[np.ndarray]:
-    """Test images as camera frames (the bundle's own labelled sample when no dataset is given)."""
-    sample = np.load(bundle.bundle.root / "sample.npz")
-    images = sample["images"]
+def test_frames(clf: Classifier, data_dir: str | None, n: int, frame_size: tuple[int, int]) -> list[np.ndarray]:
+    """Test images as camera frames, placed as replay places them (the bundle's labelled sample without a dataset)."""
+    sample = np.load(clf.bundle.root / "sample.npz")
+    images, labels = sample["images"], sample["labels"]
     if data_dir:
         from edgecls.data import load_for_model
 
-        images = load_for_model(bundle.bundle.manifest.get("dataset", "cifar10"), "test", data_dir, bundle.bundle.input).images
-    w, h = frame_size
-    side = min(w, h)
-    frames = []
-    for img in images[:n]:
-        frame = np.zeros((h, w, 3), np.uint8)
-        top, left = (h - side) // 2, (w - side) // 2
-        bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR) if img.shape[2] == 3 else cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        frame[top : top + side, left : left + side] = cv2.resize(bgr, (side, side), interpolation=cv2.INTER_NEAREST)
-        frames.append(frame)
-    return frames
+        test = load_for_model(clf.bundle.manifest.get("dataset", "cifar10"), "test", data_dir, clf.bundle.input)
+        images, labels = test.images, test.labels
+    replay = ReplaySource(images[:n], labels[:n], frame_size)
+    return [replay.read()[0] for _ in range(min(n, len(images)))]
 
 
 def main() -> None:
