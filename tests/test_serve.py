@@ -113,3 +113,23 @@ def test_sigterm_stops_the_server_cleanly(server):
     assert "server stopped" in proc.stdout.read()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=2)
+
+
+def test_sigint_stops_a_server_that_inherited_sigint_ignored(bundle_dir):
+    """A shell's background job starts with SIGINT ignored; `edgecls serve` must still stop cleanly on it."""
+    import subprocess
+
+    from load_test import free_ports, start_server
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited by the child, as `cmd &` in a script does
+    try:
+        proc = start_server(str(bundle_dir), "lenet5", free_ports(3), [])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    assert "server stopped" in proc.stdout.read()

@@ -142,10 +142,11 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
                           grpc_port=options.grpc_port, metrics_address=options.host, metrics_port=options.metrics_port,
                           allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=False, exit_timeout_secs=5,
                           log_verbose=0)
-    def stop_on_sigterm(signum, frame) -> None:
-        raise KeyboardInterrupt  # the same clean shutdown as Ctrl-C
+    def stop(signum, frame) -> None:
+        raise KeyboardInterrupt  # one clean shutdown path for Ctrl-C and SIGTERM
 
-    previous = signal.signal(signal.SIGTERM, stop_on_sigterm)
+    # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with Triton(config=config) as triton:
             name, clf = _bind(triton, bundle_dir, options, public_key)
@@ -157,4 +158,5 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
             except KeyboardInterrupt:
                 pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
