@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
+
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -143,6 +145,21 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def cache_dir(name: str) -> Path:
+    """`$EDGECLS_CACHE/name` (default ~/.cache/edgecls/name): engines, timing caches, decoded image folders."""
+    return Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / name
+
+
+@contextmanager
+def atomic_npy(path: str | os.PathLike, shape: tuple[int, ...], dtype=np.uint8) -> Iterator[np.ndarray]:
+    """Yield a writable memory map of a new .npy file; it takes the name `path` only once filled and flushed."""
+    with atomic_path(path) as tmp:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+        yield out
+        out.flush()
+        del out
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

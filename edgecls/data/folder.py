@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import cv2
@@ -18,13 +17,9 @@ import numpy as np
 
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import DatasetError
-from edgecls.fileio import atomic_path
+from edgecls.fileio import atomic_npy, cache_dir
 from edgecls.runtime.preprocess import POLICY, fit_image
 from edgecls.runtime.sources import IMAGE_SUFFIXES
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "folders"
 
 
 def _listing(split_dir: Path) -> tuple[tuple[str, ...], list[tuple[Path, int]]]:
@@ -70,15 +65,12 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
     key = hashlib.sha256(json.dumps([str(split_dir.resolve()), image_size, channels, POLICY,
                                      [(str(p.relative_to(split_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]])
                          .encode()).hexdigest()[:24]
-    cached = cache_dir() / f"{key}.npy"
+    cached = cache_dir("folders") / f"{key}.npy"
     if not cached.is_file():
         size = image_size or _size_of(files, grey, split_dir)
-        with atomic_path(cached) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), size, size, channels))
+        with atomic_npy(cached, (len(files), size, size, channels)) as out:
             for i, (path, _) in enumerate(files):
                 out[i] = fit_image(_decode(path, grey), size).reshape(size, size, channels)
-            out.flush()
-            del out
     images = np.load(cached, mmap_mode="r")
     labels = np.asarray([label for _, label in files], dtype=np.int64)
     return ImageSet(f"{root.name}-{split}", images, labels, classes, tuple(str(p) for p, _ in files))

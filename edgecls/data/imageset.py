@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.fileio import atomic_path
+from edgecls.fileio import atomic_npy
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,7 @@ def _memmap_subset(images: np.memmap, indices: np.ndarray, chunk: int = 1024) ->
     key = hashlib.sha256(indices.astype(np.int64).tobytes()).hexdigest()[:16]
     path = source.with_name(f"{source.stem}.{key}.npy")
     if not path.is_file():
-        with atomic_path(path) as tmp:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=images.dtype, shape=(len(indices), *images.shape[1:]))
+        with atomic_npy(path, (len(indices), *images.shape[1:]), images.dtype) as out:
             for start in range(0, len(indices), chunk):
                 out[start : start + chunk] = images[indices[start : start + chunk]]
-            out.flush()
-            del out
     return np.load(path, mmap_mode="r")

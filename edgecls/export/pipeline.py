@@ -35,7 +35,7 @@ from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
 from edgecls.fileio import atomic_write, atomic_write_json, sha256_file, staged_directory
 from edgecls.runtime.host import host_info
-from edgecls.runtime.preprocess import POLICY, Preprocessor
+from edgecls.runtime.preprocess import Preprocessor, checkpoint_policy
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import bundled_weights, model_card
 from edgecls.zoo.registry import model_info
@@ -172,7 +172,7 @@ def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options:
     input_spec = {"name": INPUT_NAME, "shape": [-1, channels, size, size], "layout": "NCHW", "dtype": "float32",
                   "size": size, "channels": channels, "color": ckpt["input"].get("color", "rgb")}
     prep = Preprocessor.for_checkpoint(ckpt)
-    preprocess = {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
+    preprocess = checkpoint_policy(ckpt)
 
     needs_data = options.fp16 or options.int8
     dataset = ckpt.get("dataset", "cifar10")

@@ -82,14 +82,15 @@ class Classifier:
         return [(self.classes[int(row[0])], int(row[0]), float(p[row[0]]), tuple((self.classes[int(i)], float(p[i])) for i in row))
                 for p, row in zip(probs, order, strict=True)]
 
-    def predict_tensor(self, batch: np.ndarray) -> list[Prediction]:
+    def predict_tensor(self, batch: np.ndarray, preprocess_ms: float = 0.0) -> list[Prediction]:
         """Classify an already preprocessed N×C×H×W float32 batch (the bundle's normalization applied)."""
         t0 = time.perf_counter()
         logits = self.infer(batch)
         t1 = time.perf_counter()
         fields = self._postprocess(logits)
-        timing = {"preprocess": 0.0, "inference": (t1 - t0) * 1e3 / len(batch),
-                  "postprocess": (time.perf_counter() - t1) * 1e3 / len(batch)}
+        n = len(batch)
+        timing = {"preprocess": preprocess_ms / n, "inference": (t1 - t0) * 1e3 / n,
+                  "postprocess": (time.perf_counter() - t1) * 1e3 / n}
         return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]
 
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
@@ -105,11 +106,4 @@ class Classifier:
             raise InputError("predict_batch needs at least one frame")
         t0 = time.perf_counter()
         batch = np.concatenate([self.preprocessor(f, color) for f in frames])
-        t1 = time.perf_counter()
-        logits = self.infer(batch)
-        t2 = time.perf_counter()
-        fields = self._postprocess(logits)
-        n = len(frames)
-        timing = {"preprocess": (t1 - t0) * 1e3 / n, "inference": (t2 - t1) * 1e3 / n,
-                  "postprocess": (time.perf_counter() - t2) * 1e3 / n}
-        return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]
+        return self.predict_tensor(batch, preprocess_ms=(time.perf_counter() - t0) * 1e3)

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 
 from edgecls.errors import BackendUnavailableError, EngineMismatchError, ExportError
-from edgecls.fileio import atomic_write_bytes, atomic_write_json, sha256_file
+from edgecls.fileio import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 
 INSTALL_HINT = ("TensorRT is not installed here. On a Jetson it comes with JetPack (python3-libnvinfer); on a desktop "
                 "GPU: pip install 'edgecls[tensorrt-cu12]' or 'edgecls[tensorrt-cu13]' (match the driver's CUDA). "
@@ -90,10 +90,9 @@ def build_plan(trt, precision: str) -> dict:
 
 
 def timing_cache_path(identity: dict) -> Path:
-    """One timing cache per TensorRT version and GPU model, under $EDGECLS_CACHE (default ~/.cache/edgecls)."""
-    root = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls"))
+    """One timing cache per TensorRT version and GPU model, under $EDGECLS_CACHE/timing (default ~/.cache/edgecls)."""
     gpu = "".join(c if c.isalnum() else "-" for c in identity["gpu"])
-    return root / "timing" / f"trt-{identity['tensorrt']}-{gpu}-sm{identity['compute_capability']}.cache"
+    return cache_dir("timing") / f"trt-{identity['tensorrt']}-{gpu}-sm{identity['compute_capability']}.cache"
 
 
 def _attach_timing_cache(config, path: Path):

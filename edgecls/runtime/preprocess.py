@@ -66,6 +66,11 @@ def area_resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
+def checkpoint_policy(ckpt: dict) -> dict:
+    """A checkpoint's crop/resize policy and normalization: the manifest's `preprocess` section."""
+    return {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
+
+
 def fit_image(image: np.ndarray, size: int) -> np.ndarray:
     """Any-sized image → size×size by the policy's crop and reduction (what the runtime does to a frame)."""
     return area_resize(center_square(image), size)
@@ -124,10 +129,9 @@ class Preprocessor:
 
     @classmethod
     def for_checkpoint(cls, ckpt: dict) -> Preprocessor:
-        """The preprocessing a checkpoint's model was trained with (what export writes into the manifest)."""
+        """The preprocessing a checkpoint's model was trained with."""
         spec = ckpt["input"]
-        return cls({"size": spec["size"], "channels": spec["channels"], "color": spec.get("color", "rgb")},
-                   {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]})
+        return cls({"size": spec["size"], "channels": spec["channels"], "color": spec.get("color", "rgb")}, checkpoint_policy(ckpt))
 
     def batches(self, images: np.ndarray, size: int = 500) -> Iterator[np.ndarray]:
         """`batch_from_images` over consecutive chunks of `size` images."""

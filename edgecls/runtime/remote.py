@@ -82,6 +82,7 @@ class RemoteClassifier:
         inp.set_data_from_numpy(batch)
         outputs = [api.InferRequestedOutput(name) for name in OUTPUTS]
         where = f"{self.url} model {self.model!r}"
+        timed_out = RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms")
         try:
             if self.scheme == "grpc":
                 response = client.infer(self.model, [inp], outputs=outputs, client_timeout=self.deadline_s)
@@ -90,19 +91,19 @@ class RemoteClassifier:
         except InferenceServerException as exc:
             text = str(exc)
             if "Deadline" in text or "timed out" in text.lower():
-                raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+                raise timed_out from exc
             if "unavailable" in text.lower() or "connect" in text.lower():
                 raise RemoteUnavailableError(f"{where} cannot be reached ({text}); is `edgecls serve` running?") from exc
             raise RemoteError(f"{where} refused the request: {text}") from exc
         except TimeoutError as exc:
             self._local.client = None  # a timed-out HTTP connection is not reused
-            raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+            raise timed_out from exc
         except (ConnectionError, OSError) as exc:
             self._local.client = None
             raise RemoteUnavailableError(f"{where} cannot be reached ({exc}); is `edgecls serve` running?") from exc
         except Exception as exc:  # gevent's Timeout is no Exception subclass of the above
             if type(exc).__name__ == "Timeout":
                 self._local.client = None
-                raise RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms") from exc
+                raise timed_out from exc
             raise
         return {name: response.as_numpy(name) for name in OUTPUTS}

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, BundleError
+from edgecls.fileio import cache_dir
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
@@ -63,7 +63,7 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads or (os.cpu_count() if device == "cpu" else None)
         providers: list = [PROVIDERS[device]]
         if device == "tensorrt":
-            cache = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "ort-trt"
+            cache = cache_dir("ort-trt")
             providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": precision != "fp32", "trt_int8_enable": precision == "int8",
                                                         "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}),
                          "CUDAExecutionProvider"]

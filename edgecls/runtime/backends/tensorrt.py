@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 import warnings
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EngineMismatchError
+from edgecls.fileio import cache_dir
 from edgecls.runtime.backends.base import Backend, BackendInfo
 from edgecls.runtime.backends.cuda_api import open_cuda
 from edgecls.runtime.engines import (
@@ -32,7 +32,7 @@ from edgecls.runtime.engines import (
 
 
 def engine_cache_dir() -> Path:
-    return Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / "engines"
+    return cache_dir("engines")
 
 
 class TensorRTBackend(Backend):
