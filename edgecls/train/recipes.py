@@ -7,8 +7,8 @@ lr 11.5 / (1024 · (1 + 1/(1 − 0.85))), which is lr 1.5 on the mean; its decou
 `TrainConfig` field, so each part can be switched off on the command line and is recorded in the run.
 Two changes for a 2-core CPU, both measured there: 12 epochs instead of airbench's 9.9 (they fit in 55 minutes
 with tcmalloc), and each 1024-image step is computed as four 256-image micro-batches (gradients summed,
-BatchNorm statistics per micro-batch), because a 2-core CPU trains whitened_vgg 1.6× faster at 256 than at
-1024, where the activations no longer fit its caches.
+BatchNorm statistics per micro-batch), because under glibc's allocator a 2-core CPU trains whitened_vgg
+1.6× faster at 256 than at 1024 (under tcmalloc the two measure the same).
 """
 
 from __future__ import annotations
