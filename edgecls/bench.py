@@ -127,7 +127,7 @@ def _accuracy(backend, images: np.ndarray, labels: np.ndarray, chunk: int) -> fl
 def _load_test(bundle: Bundle, options: BenchOptions):
     from edgecls.data import load_for_model
 
-    test = load_for_model(bundle.manifest.get("dataset", "cifar10"), "test", options.data_dir, bundle.input)
+    test = load_for_model(bundle.manifest.get("dataset", "cifar10"), "test", options.data_dir, bundle.input, bundle.preprocess)
     if options.eval_images:
         test = test.take(np.arange(min(options.eval_images, len(test))))
     return test
@@ -156,7 +156,8 @@ def run_bench(target: str, options: BenchOptions) -> dict:
     bundle = Bundle.open(bundle_dir)
     test = _load_test(bundle, options)
     images = Preprocessor(bundle.input, bundle.preprocess).batch_from_images(test.images)
-    frame = ReplaySource(test.images[:1], test.labels[:1], options.frame_size).read()[0]
+    crop_fraction = bundle.preprocess.get("crop_fraction", 1.0)
+    frame = ReplaySource(test.images[:1], test.labels[:1], options.frame_size, crop_fraction=crop_fraction).read()[0]
     names = list(options.backends or available_backends())
     if "torch" in names:  # the baseline goes first, so every later row has its ratio
         names.remove("torch")

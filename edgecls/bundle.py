@@ -37,6 +37,7 @@ _SCHEMA: dict[str, Any] = {
     "input": {"name": str, "shape": list, "layout": str, "dtype": str, "size": int, "channels": int, "color": str},
     "preprocess": {"crop": str, "resize": str, "normalization": {"kind": str, "mean": list, "std": list}},
 }
+_OPTIONAL_FIELDS = {"preprocess": ("crop_fraction",)}  # absent: 1.0, the whole centre square
 _FILE_SCHEMA = {"format": str, "precision": str, "target": str, "flavour": str, "sha256": str, "bytes": int}
 
 
@@ -81,7 +82,7 @@ class _Checker:
         for key, expected in schema.items():
             name = f"{where}.{key}" if where else key
             if isinstance(expected, dict):
-                self.fields(name, obj[key], expected)
+                self.fields(name, obj[key], expected, _OPTIONAL_FIELDS.get(name, ()))
             elif not isinstance(obj[key], expected) or (expected is int and isinstance(obj[key], bool)):
                 raise self.fail(f"{name} must be {expected.__name__}, got {type(obj[key]).__name__} {obj[key]!r:.40}")
 
@@ -98,10 +99,13 @@ class _Checker:
             raise self.fail("classes must be a non-empty list of distinct names")
         if spec["channels"] not in (1, 3) or spec["size"] < 1 or spec["color"] not in COLORS:
             raise self.fail(f"input must have channels 1 or 3, size ≥ 1 and color in {COLORS}, got {spec}")
-        if spec["shape"] != [-1, spec["channels"], spec["size"], spec["size"]]:
-            raise self.fail(f"input.shape {spec['shape']} disagrees with its size and channels")
+        if spec["shape"][1:] != [spec["channels"], spec["size"], spec["size"]] or spec["shape"][0] not in (-1, 1):
+            raise self.fail(f"input.shape {spec['shape']} disagrees with its size and channels (batch -1, or 1 for a fixed-batch graph)")
         if prep["crop"] not in CROPS or prep["resize"] not in RESIZES:
             raise self.fail(f"preprocess must use crop in {CROPS} and resize in {RESIZES}, got {prep['crop']!r}/{prep['resize']!r}")
+        fraction = prep.get("crop_fraction", 1.0)
+        if not isinstance(fraction, int | float) or isinstance(fraction, bool) or not 0 < fraction <= 1:
+            raise self.fail(f"preprocess.crop_fraction must be a number in (0, 1], got {fraction!r}")
         norm = prep["normalization"]
         for key in ("mean", "std"):
             values = norm[key]

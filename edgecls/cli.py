@@ -48,6 +48,15 @@ def _parse_model_args(pairs: list[str]) -> dict:
     return parsed
 
 
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise ConfigError(f"{flag} takes comma-separated numbers such as 0.485,0.456,0.406, got {text!r}") from exc
+
+
 @app.command()
 def models(
     json_path: Annotated[str | None, typer.Option("--json", help="also write the table as JSON here ('-': stdout only)")] = None,
@@ -190,7 +199,7 @@ def evaluate(
 
         classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads)
         data = load_for_model(dataset or classifier.bundle.manifest.get("dataset", "cifar10"), "test", data_dir,
-                              classifier.bundle.input)
+                              classifier.bundle.input, classifier.bundle.preprocess)
         info = classifier.info
         header = report_header(classifier.bundle.manifest["model"], f"bundle {source} ({classifier.bundle.digest[:19]}…)",
                                f"{info.name}/{info.device}", info.precision, data, file=info.file, bundle=str(source))
@@ -200,17 +209,17 @@ def evaluate(
 
     from edgecls.data.transforms import Normalization
     from edgecls.evaluate import evaluate_model, report_header
-    from edgecls.export.pipeline import resolve_source
-    from edgecls.train.checkpoint import model_from_checkpoint
+    from edgecls.export.sources import checkpoint_source
     from edgecls.train.loop import pick_device
 
-    ckpt, desc = resolve_source(source)
-    data = load_for_model(dataset or ckpt.get("dataset", "cifar10"), "test", data_dir, ckpt["input"])
+    src = checkpoint_source(source)
+    ckpt = src.checkpoint
+    data = load_for_model(dataset or src.dataset, "test", data_dir, ckpt["input"], src.preprocess)
     torch_device = str(pick_device(device))
-    header = report_header(ckpt["model"]["name"], desc, f"torch/{torch_device}", "fp32", data, tta=tta)
-    report = evaluate_model(model_from_checkpoint(ckpt), data, Normalization.from_dict(ckpt["normalization"]),
+    header = report_header(src.name, src.description, f"torch/{torch_device}", "fp32", data, tta=tta)
+    report = evaluate_model(src.module, data, Normalization.from_dict(ckpt["normalization"]),
                             device=torch_device, out_json=json_path, tta=tta, header=header)
-    _print_report(report, f"{ckpt['model']['name']} ({desc}) on {data.name}" + (", 6-view TTA" if tta else ""), json_path)
+    _print_report(report, f"{src.name} ({src.description}) on {data.name}" + (", 6-view TTA" if tta else ""), json_path)
 
 
 def _emit_json(obj, path: str) -> None:
@@ -287,7 +296,9 @@ def formats() -> None:
 
 @app.command()
 def export(
-    source: Annotated[str, typer.Argument(help="zoo model with bundled weights (e.g. mobilenet_mod) or a checkpoint .pt")],
+    source: Annotated[str, typer.Argument(help="zoo model with bundled weights (e.g. mobilenet_mod), a checkpoint .pt or run "
+                                               "directory, your own module (file.py:NAME, package.module:NAME, "
+                                               "torchvision:NAME, with --weights) or an .onnx file")],
     fp16: Annotated[bool, typer.Option("--fp16", help="add model.fp16.onnx")] = False,
     int8: Annotated[bool, typer.Option("--int8", help="add CIFAR-calibrated INT8 Q/DQ graphs")] = False,
     out_dir: Annotated[str | None, typer.Option("--out", help="bundle directory (default exports/MODEL)")] = None,
@@ -301,14 +312,35 @@ def export(
     eval_images: Annotated[int | None, typer.Option(help="evaluate on the first N test images only")] = None,
     exclude_node: Annotated[list[str], typer.Option(help="ONNX node kept in float in the INT8 graphs (repeatable)")] = [],  # noqa: B006
     triton: Annotated[str | None, typer.Option(help="also write a Triton Inference Server model repository here")] = None,
+    dataset: Annotated[str | None, typer.Option(help="calibration, gate and test data (default: the model's own; your own "
+                                                     "models: cifar10, cifar100, mnist, fashion-mnist, folder)")] = None,
+    weights: Annotated[str | None, typer.Option(help="your own module: its state dict (.pt/.pth; bare, or under "
+                                                     "state_dict/model_state_dict/model; `module.` prefixes handled)")] = None,
+    model_arg: Annotated[list[str], typer.Option(help="your own module: builder argument KEY=VALUE (repeatable)")] = [],  # noqa: B006
+    mean: Annotated[str | None, typer.Option(help="your own model: per-channel mean, torchvision's 0–1 convention "
+                                                  "(ImageNet: 0.485,0.456,0.406)")] = None,
+    std: Annotated[str | None, typer.Option(help="your own model: per-channel std, 0–1 convention (ImageNet: "
+                                                 "0.229,0.224,0.225)")] = None,
+    color: Annotated[str, typer.Option(help="your own model: channel order it was trained on, rgb or bgr")] = "rgb",
+    size: Annotated[int | None, typer.Option(help="your own model: input side in pixels (read from a fixed ONNX input)")] = None,
+    resize_shorter: Annotated[int | None, typer.Option(help="your own model: trained with 'resize the shorter side to N, "
+                                                            "centre-crop --size' (ImageNet: 256); default: the whole centre "
+                                                            "square")] = None,
+    labels: Annotated[str | None, typer.Option(help="your own model: class names, one per line in output order "
+                                                    "(default: the dataset's)")] = None,
+    name: Annotated[str | None, typer.Option(help="your own model: its name in the bundle (default: NAME or the file's stem)")] = None,
 ) -> None:
     """Write a deployable bundle: ONNX FP32 (+FP16, +INT8 U8S8/S8S8), manifest, TensorRT engines where possible."""
     from edgecls.export.pipeline import ExportOptions, export_bundle
+    from edgecls.export.sources import ForeignOptions
 
+    foreign = ForeignOptions(weights=weights, model_args=_parse_model_args(model_arg), mean=_floats(mean, "--mean"),
+                             std=_floats(std, "--std"), color=color, size=size, resize_shorter=resize_shorter, labels=labels,
+                             dataset=dataset, name=name)
     options = ExportOptions(fp16=fp16, int8=int8, out=out_dir, data_dir=data_dir, calib_images=calib_images,
                             calib_method=calib_method, target=target, max_accuracy_drop=max_accuracy_drop,
                             allow_accuracy_drop=allow_accuracy_drop, eval_images=eval_images,
-                            exclude_nodes=tuple(exclude_node))
+                            exclude_nodes=tuple(exclude_node), foreign=foreign)
     manifest = export_bundle(source, options)
     if triton:
         from edgecls.export.triton import write_triton_repository

@@ -133,9 +133,10 @@ def test_frames(clf: Classifier, data_dir: str | None, n: int, frame_size: tuple
     if data_dir:
         from edgecls.data import load_for_model
 
-        test = load_for_model(clf.bundle.manifest.get("dataset", "cifar10"), "test", data_dir, clf.bundle.input)
+        test = load_for_model(clf.bundle.manifest.get("dataset", "cifar10"), "test", data_dir, clf.bundle.input,
+                              clf.bundle.preprocess)
         images, labels = test.images, test.labels
-    replay = ReplaySource(images[:n], labels[:n], frame_size)
+    replay = ReplaySource(images[:n], labels[:n], frame_size, crop_fraction=clf.bundle.preprocess.get("crop_fraction", 1.0))
     return [replay.read()[0] for _ in range(min(n, len(images)))]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from edgecls.data.cifar import load_cifar10, load_cifar100
@@ -17,7 +18,8 @@ DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "mnist", "fashion-mnist", 
 SPLITS = ("train", "test")
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None) -> ImageSet:
+def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
+                 crop_fraction: float = 1.0) -> ImageSet:
     """Load `split` of `name`. For `folder`, `data_dir` is the dataset root itself (ROOT/train, ROOT/test)."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
@@ -32,10 +34,21 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         return load_cifar100(root, split, "coarse" if name.endswith("coarse") else "fine")
     if name in ("mnist", "fashion-mnist"):
         return load_idx_dataset(root, split, name)
-    return load_image_folder(Path(root), split, image_size=image_size)
+    return load_image_folder(Path(root), split, image_size=image_size, crop_fraction=crop_fraction)
 
 
-def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict) -> ImageSet:
-    """`split` as a model with `input_spec` takes it: image folders sized to its input by the runtime's policy, so
-    a model trained with --image-size is evaluated, gated, benched and replayed on what it was trained on."""
-    return load_dataset(dataset, split, data_dir, image_size=int(input_spec["size"]) if dataset == "folder" else None)
+def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict,
+                   preprocess: dict | None = None) -> ImageSet:
+    """`split` as a model with `input_spec` and `preprocess` takes it: every image through the runtime's own crop,
+    reduction and channel conversion (`Preprocessor.fit_dataset`), so a model is trained, evaluated, gated, benched and
+    replayed on what it sees from a camera. Image folders are fitted from their original files."""
+    from edgecls.runtime.preprocess import POLICY, Preprocessor
+
+    size, crop_fraction = int(input_spec["size"]), float((preprocess or {}).get("crop_fraction", 1.0))
+    if dataset == "folder":
+        data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction)
+    else:
+        data = load_dataset(dataset, split, data_dir)
+    prep = Preprocessor(input_spec, {**POLICY, **(preprocess or {}), "normalization": {"mean": [0.0], "std": [1.0]}})
+    images = prep.fit_dataset(data.images)
+    return data if images is data.images else replace(data, images=images)

@@ -54,7 +54,8 @@ def _size_of(files: list[tuple[Path, int]], grey: bool, split_dir: Path) -> int:
     return first.shape[0]
 
 
-def load_image_folder(root: Path, split: str, image_size: int | None = None, grey: bool = False) -> ImageSet:
+def load_image_folder(root: Path, split: str, image_size: int | None = None, grey: bool = False,
+                      crop_fraction: float = 1.0) -> ImageSet:
     split_dir = root / split
     if not split_dir.is_dir():
         raise DatasetError(f"{split_dir} not found: an image folder dataset needs ROOT/train/<class>/* and ROOT/test/<class>/*")
@@ -62,7 +63,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
         raise DatasetError(f"--image-size must be ≥ 1, got {image_size}")
     classes, files = _listing(split_dir)
     channels = 1 if grey else 3
-    key = hashlib.sha256(json.dumps([str(split_dir.resolve()), image_size, channels, POLICY,
+    key = hashlib.sha256(json.dumps([str(split_dir.resolve()), image_size, channels, POLICY, crop_fraction,
                                      [(str(p.relative_to(split_dir)), p.stat().st_size, p.stat().st_mtime_ns) for p, _ in files]])
                          .encode()).hexdigest()[:24]
     cached = cache_dir("folders") / f"{key}.npy"
@@ -70,7 +71,7 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
         size = image_size or _size_of(files, grey, split_dir)
         with atomic_npy(cached, (len(files), size, size, channels)) as out:
             for i, (path, _) in enumerate(files):
-                out[i] = fit_image(_decode(path, grey), size).reshape(size, size, channels)
+                out[i] = fit_image(_decode(path, grey), size, crop_fraction).reshape(size, size, channels)
     images = np.load(cached, mmap_mode="r")
     labels = np.asarray([label for _, label in files], dtype=np.int64)
     return ImageSet(f"{root.name}-{split}", images, labels, classes, tuple(str(p) for p, _ in files))

@@ -4,9 +4,13 @@ Nothing is lost: the new bundle is written into a staging directory beside the o
 (accuracy gate, every file against the sealed manifest) and only then swapped into place in one step
 (`staged_directory`). A failed, interrupted or killed export leaves the previous bundle as it was.
 
-Which data decides what: calibration uses the checkpoint's own training images; the INT8 accuracy gate
-runs on the validation split the checkpoint was selected on (rebuilt from its recorded seed and fraction);
-the test set is evaluated once, afterwards, and only reported.
+Every source (a zoo model, a checkpoint, a user's module or ONNX file) arrives as one `ModelSource`; nothing after
+`resolve_source` asks which kind it was, except to say what it could compare the ONNX graph with.
+
+Which data decides what: calibration uses the dataset's training images; the INT8 accuracy gate runs on the
+validation split the checkpoint was selected on (rebuilt from its recorded seed and fraction; for a model trained
+elsewhere, a split export draws from the training part and records); the test set is evaluated once, afterwards,
+and only reported.
 """
 
 from __future__ import annotations
@@ -29,16 +33,16 @@ from edgecls.console import console
 from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
 from edgecls.data.split import balanced_subset, train_val_split
-from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, ExportError
+from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, DatasetError, ExportError
 from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from edgecls.fileio import atomic_write, atomic_write_json, sha256_file, staged_directory
+from edgecls.export.sources import NO_SPLIT, ForeignOptions, ModelSource, check_output_width, resolve_source
+from edgecls.fileio import atomic_write, atomic_write_json, staged_directory
 from edgecls.runtime.host import host_info
-from edgecls.runtime.preprocess import Preprocessor, checkpoint_policy
-from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
-from edgecls.zoo.pretrained import bundled_weights, model_card
-from edgecls.zoo.registry import model_info
+from edgecls.runtime.preprocess import Preprocessor
+from edgecls.train.checkpoint import save_checkpoint
+from edgecls.zoo.pretrained import model_card
 
 TARGETS = ("cpu", "tensorrt", "all")
 
@@ -57,40 +61,7 @@ class ExportOptions:
     eval_images: int | None = None
     exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
-
-
-def resolve_source(source: str) -> tuple[dict, str]:
-    """A checkpoint path, a training run directory (its best.pt), or a zoo name with bundled weights → (checkpoint, description)."""
-    path = Path(source)
-    if path.is_dir() and (path / "best.pt").is_file():
-        path = path / "best.pt"
-    if path.suffix == ".pt" or path.is_file():
-        return load_checkpoint(path), f"checkpoint {path} (sha256 {sha256_file(path)[:16]})"
-    if path.is_dir() or "/" in source or "\\" in source:
-        raise CheckpointError(f"{source} is not a checkpoint, a training run (DIR/best.pt) or a bundle (DIR/edgecls.json)"
-                              + (": the directory does not exist" if not path.exists() else "")
-                              + ". Train with `edgecls train MODEL --out DIR` or export with `edgecls export MODEL --out DIR` first")
-    model_info(source)  # raises with did-you-mean for unknown names
-    weights = bundled_weights(source)
-    if weights is None:
-        raise CheckpointError(f"{source} has no bundled weights; train it first (`edgecls train {source}`) and export "
-                              f"the checkpoint: `edgecls export runs/{source}/best.pt`")
-    ckpt = load_checkpoint(weights)
-    card = model_card(source) or {}
-    if "split" not in ckpt and "split" in card:
-        ckpt["split"] = card["split"]
-    return ckpt, f"bundled weights {weights.name} (sha256 {sha256_file(weights)[:16]})"
-
-
-def split_record(ckpt: dict) -> dict:
-    """The run's {seed, val_fraction, subset}: recorded by `edgecls train` (or in a bundled model's card)."""
-    if "split" in ckpt:
-        return ckpt["split"]
-    if "config" in ckpt:
-        cfg = ckpt["config"]
-        return {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"], "subset": cfg.get("subset")}
-    raise CheckpointError("the checkpoint records no training/validation split (seed, fraction), so export cannot gate INT8 on "
-                          "the images the model was selected on; re-save it from its run with `edgecls train ... --resume`")
+    foreign: ForeignOptions | None = None  # weights, preprocessing, classes and data of a model trained elsewhere
 
 
 EVALUATED_WITH = {
@@ -101,14 +72,17 @@ EVALUATED_WITH = {
 
 
 def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str = "cpu") -> np.ndarray:
-    """Scores of uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded whole)."""
+    """Scores of uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded whole);
+    a graph with a fixed batch of 1 is run image by image."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     if target == "tensorrt":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run(None, {INPUT_NAME: batch})[0] for batch in prep.batches(images)])
+    step = 1 if session.get_inputs()[0].shape[0] == 1 else None
+    return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + (step or len(batch))]})[0]
+                           for batch in prep.batches(images) for i in range(0, len(batch), step or len(batch))])
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
@@ -125,21 +99,21 @@ def _print_accuracy(accuracy: dict, sizes: dict) -> None:
     console.print(table)
 
 
-def export_bundle(source: str, options: ExportOptions, test_set: ImageSet | None = None,
+def export_bundle(source: str | ModelSource, options: ExportOptions, test_set: ImageSet | None = None,
                   train_set: ImageSet | None = None) -> dict:
-    """Write the bundle and return its manifest. `test_set`/`train_set` skip loading from disk (tests)."""
+    """Write the bundle and return its manifest. `source` is anything `resolve_source` reads, or a `ModelSource`
+    (the Python API); `test_set`/`train_set` skip loading from disk (tests)."""
     if options.target not in TARGETS:
         raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {options.target!r}")
     started = time.perf_counter()
-    ckpt, source_desc = resolve_source(source)
-    name = ckpt["model"]["name"]
+    src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
     if options.calib_method is None:
-        card = model_card(source) if not Path(source).exists() else None
+        card = model_card(source) if isinstance(source, str) and src.checkpoint and not Path(source).exists() else None
         options = replace(options, calib_method=(card or {}).get("calibration_method", {}).get("method", "minmax"))
-    final = Path(options.out or f"exports/{name}")
+    final = Path(options.out or f"exports/{src.name}")
     carried = _files_to_carry(final)
     with staged_directory(final) as out:
-        manifest = _write_bundle(out, final, ckpt, source_desc, options, test_set, train_set)
+        manifest = _write_bundle(out, final, src, options, test_set, train_set)
         for path in carried:
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
         if carried:
@@ -163,31 +137,10 @@ def _files_to_carry(final: Path) -> list[Path]:
     return others
 
 
-def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options: ExportOptions,
+def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptions,
                   test_set: ImageSet | None, train_set: ImageSet | None) -> dict:
     """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass."""
-    name = ckpt["model"]["name"]
-    model = model_from_checkpoint(ckpt)
-    size, channels = ckpt["input"]["size"], ckpt["input"]["channels"]
-    input_spec = {"name": INPUT_NAME, "shape": [-1, channels, size, size], "layout": "NCHW", "dtype": "float32",
-                  "size": size, "channels": channels, "color": ckpt["input"].get("color", "rgb")}
-    prep = Preprocessor.for_checkpoint(ckpt)
-    preprocess = checkpoint_policy(ckpt)
-
-    needs_data = options.fp16 or options.int8
-    dataset = ckpt.get("dataset", "cifar10")
-    if test_set is None and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
-        test_set = load_for_model(dataset, "test", options.data_dir, input_spec)
-    val_set = None
-    if test_set is not None:
-        if train_set is None:
-            train_set = load_for_model(dataset, "train", options.data_dir, input_spec)
-        split = split_record(ckpt)
-        train_set, val_set = train_val_split(train_set, split)
-    if test_set is not None and options.eval_images:
-        test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
-        val_set = val_set.take(np.arange(min(options.eval_images, len(val_set))))
-
+    size, channels = src.input["size"], src.input["channels"]
     files: dict[str, dict] = {}
 
     def record(key: str) -> Path:
@@ -195,18 +148,32 @@ def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options:
         files[fmt.file] = file_entry(out / fmt.file, fmt.format, fmt.precision, fmt.target, fmt.flavour)
         return out / fmt.file
 
-    minimal = {k: ckpt[k] for k in ("model", "state_dict", "classes", "normalization", "input") if k in ckpt}
-    save_checkpoint(out / "model.pt", {**minimal, "dataset": dataset, "metrics": ckpt.get("metrics", {})})
-    record("pytorch")
+    console.print(f"exporting {src.name} from {src.description} → {final}/")
+    onnx_import = None
+    if src.module is not None:
+        fp32 = export_onnx(src.module, out / "model.onnx", channels, size)
+    else:
+        from edgecls.export.onnx_import import import_onnx
 
-    console.print(f"exporting {name} from {source_desc} → {final}/")
-    fp32 = export_onnx(model, out / "model.onnx", channels, size)
-    parity_batch = (prep.batch_from_images(test_set.images[:64]) if test_set is not None
-                    else np.random.default_rng(0).standard_normal((16, channels, size, size)).astype(np.float32))
-    parity = {"max_abs_diff": check_parity(model, fp32, parity_batch), "atol": 1e-3, "rtol": 1e-3,
-              "inputs": f"{len(parity_batch)} {'test images' if test_set is not None else 'random inputs'}"}
+        onnx_import = import_onnx(src.onnx_path, out / "model.onnx", size)
+        fp32 = out / "model.onnx"
+        console.print(f"  model.onnx from {src.onnx_path.name}: {'; '.join(onnx_import['steps'])}")
+    batch_axis = 1 if onnx_import and onnx_import["batch"] == 1 else -1
+    input_spec = {"name": INPUT_NAME, "shape": [batch_axis, channels, size, size], "layout": "NCHW", "dtype": "float32",
+                  "size": size, "channels": channels, "color": src.input["color"]}
+    prep = Preprocessor(input_spec, src.preprocess)
+
+    test_set, train_set, val_set = _datasets(src, options, input_spec, test_set, train_set)
+    classes = _classes(src, test_set)
+    check_output_width(_output_width(fp32, channels, size), classes, f"{src.name} (model.onnx)")
+
+    if src.checkpoint is not None:
+        ckpt = src.checkpoint
+        minimal = {k: ckpt[k] for k in ("model", "state_dict", "classes", "normalization", "input") if k in ckpt}
+        save_checkpoint(out / "model.pt", {**minimal, "dataset": src.dataset, "metrics": ckpt.get("metrics", {})})
+        record("pytorch")
     record("onnx")
-    console.print(f"  model.onnx: checker ok, max |Δ| vs PyTorch {parity['max_abs_diff']:.2e} on {parity['inputs']}")
+    parity = _parity(src, fp32, prep, test_set, onnx_import)
 
     if options.fp16:
         convert_fp16(fp32, out / "model.fp16.onnx")
@@ -214,25 +181,25 @@ def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options:
 
     calibration = _quantize(fp32, out, train_set, prep, options, record) if options.int8 else None
     if calibration:
-        calibration["dataset"] = f"{dataset} train split, validation images excluded"
+        calibration["dataset"] = f"{src.dataset} train split, validation images excluded"
 
     accuracy = None
     if test_set is not None:
         sample = _write_sample(out, test_set, record)
-        accuracy = {"validation": {**_evaluate(out, files, val_set, prep), "split": split, "use": "INT8 gate"},
+        accuracy = {"validation": {**_evaluate(out, files, val_set, prep), "split": src.split, "use": "INT8 gate"},
                     "test": {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"},
                     "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"}}
         _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
 
     manifest = {
         "format_version": FORMAT_VERSION,
-        "model": name,
-        "dataset": dataset,
-        "source": source_desc,
-        "classes": list(ckpt["classes"]),
+        "model": src.name,
+        **({"dataset": src.dataset} if src.dataset else {}),
+        "source": src.description,
+        "classes": list(classes),
         "input": input_spec,
         "output": {"name": OUTPUT_NAME, "kind": "logits"},
-        "preprocess": preprocess,
+        "preprocess": src.preprocess,
         "files": files,
         "parity": parity,
         "accuracy": accuracy,
@@ -253,6 +220,78 @@ def _write_bundle(out: Path, final: Path, ckpt: dict, source_desc: str, options:
     return manifest
 
 
+def _datasets(src: ModelSource, options: ExportOptions, input_spec: dict, test_set: ImageSet | None,
+              train_set: ImageSet | None) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
+    """(test, train without validation, validation), each fitted to the model's input; all None without data."""
+    needs_data = options.fp16 or options.int8
+    if test_set is None and src.dataset and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
+        test_set = load_for_model(src.dataset, "test", options.data_dir, input_spec, src.preprocess)
+    if test_set is None:
+        if options.int8:
+            raise ConfigError("--int8 calibrates on training images and gates on validation images: name the dataset "
+                              "(--dataset NAME --data-dir DIR)")
+        return None, None, None
+    if src.split is None:
+        raise CheckpointError(NO_SPLIT)
+    if train_set is None:
+        train_set = load_for_model(src.dataset, "train", options.data_dir, input_spec, src.preprocess)
+    train_set, val_set = train_val_split(train_set, src.split)
+    if options.eval_images:
+        test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
+        val_set = val_set.take(np.arange(min(options.eval_images, len(val_set))))
+    return test_set, train_set, val_set
+
+
+def _classes(src: ModelSource, data: ImageSet | None) -> tuple[str, ...]:
+    """The model's class names, matched by name and order against the dataset it is measured on."""
+    if src.classes is None:
+        if data is None:
+            raise ConfigError(f"the classes of {src.name} come from its dataset: pass --data-dir (or $EDGECLS_DATA), or "
+                              "--labels FILE")
+        return tuple(data.classes)
+    if data is not None and tuple(data.classes) != tuple(src.classes):
+        mismatch = "in another order" if sorted(data.classes) == sorted(src.classes) else (
+            f"model only: {sorted(set(src.classes) - set(data.classes))[:5]}, dataset only: "
+            f"{sorted(set(data.classes) - set(src.classes))[:5]}")
+        raise DatasetError(f"{src.name}'s classes and {data.name}'s differ ({mismatch}); accuracy would be measured against "
+                           "the wrong names. Pass the labels in the model's output order that match the dataset")
+    return tuple(src.classes)
+
+
+def _output_width(path: Path, channels: int, size: int) -> int:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {INPUT_NAME: np.zeros((1, channels, size, size), np.float32)})[0]
+    if logits.ndim != 2:
+        raise ExportError(f"model.onnx gives scores of shape {logits.shape} per batch; edgecls reads N×classes logits")
+    return int(logits.shape[1])
+
+
+def _parity(src: ModelSource, fp32: Path, prep: Preprocessor, test_set: ImageSet | None, onnx_import: dict | None) -> dict:
+    """model.onnx against what it came from, on real images where there are some."""
+    rng = np.random.default_rng(0)
+    channels, size = prep.channels, prep.size
+    batch = (prep.batch_from_images(test_set.images[:64]) if test_set is not None
+             else rng.standard_normal((16, channels, size, size)).astype(np.float32))
+    inputs = f"{len(batch)} {'test images' if test_set is not None else 'random inputs'}"
+    if src.module is not None:
+        parity = {"reference": "PyTorch", "max_abs_diff": check_parity(src.module, fp32, batch), "atol": 1e-3, "rtol": 1e-3,
+                  "inputs": inputs}
+        console.print(f"  model.onnx: checker ok, max |Δ| vs PyTorch {parity['max_abs_diff']:.2e} on {inputs}")
+        return parity
+    from edgecls.export.onnx_import import compare_with_source
+
+    worst = compare_with_source(src.onnx_path, fp32, batch)
+    if worst > 1e-3:
+        raise ExportError(f"model.onnx disagrees with {src.onnx_path.name} by up to {worst:.3g} (logits) on {inputs}; the "
+                          "import changed what the graph computes: report it with the file")
+    console.print(f"  model.onnx: checker ok, max |Δ| vs {src.onnx_path.name} {worst:.2e} on {inputs}; no PyTorch model "
+                  "to compare with")
+    return {"reference": "the source ONNX file (no PyTorch model: an ONNX source)", "max_abs_diff": worst, "atol": 1e-3,
+            "inputs": inputs, "import": onnx_import}
+
+
 def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record) -> dict:
     """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration record.
 
@@ -261,11 +300,12 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
     """
     calib = calibration_images(train_set, options.calib_images, options.seed)
     batch = prep.batch_from_images(calib.images)
+    reader_batch = 1 if _fixed_batch(fp32) else 64
     calibration = {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
                    "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
     if options.target in ("cpu", "all"):
         dst = out / format_by_key("onnx-int8").file
-        quantize_for_cpu(fp32, dst, ArrayCalibrationReader(batch, INPUT_NAME), options.calib_method, options.exclude_nodes)
+        quantize_for_cpu(fp32, dst, ArrayCalibrationReader(batch, INPUT_NAME, reader_batch), options.calib_method, options.exclude_nodes)
         record("onnx-int8")
         console.print(f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images")
     if options.target in ("tensorrt", "all"):
@@ -280,6 +320,13 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
             console.print(f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
                           f"{options.calib_method} calibration on {len(calib)} images")
     return calibration
+
+
+def _fixed_batch(path: Path) -> bool:
+    import onnx
+
+    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
+    return dim.HasField("dim_value") and dim.dim_value == 1
 
 
 def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) -> ImageSet:

@@ -59,12 +59,13 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _make_source(options: CameraOptions, input_spec: dict):
+def _make_source(options: CameraOptions, input_spec: dict, preprocess: dict):
     if options.replay_test_set:
         from edgecls.data import load_for_model
 
-        test = load_for_model(options.replay_test_set, "test", options.data_dir, input_spec)
-        return ReplaySource(test.images, test.labels, parse_size(options.frame_size), options.fps)
+        test = load_for_model(options.replay_test_set, "test", options.data_dir, input_spec, preprocess)
+        return ReplaySource(test.images, test.labels, parse_size(options.frame_size), options.fps,
+                            preprocess.get("crop_fraction", 1.0))
     return open_source(options.source)
 
 
@@ -100,7 +101,7 @@ def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict
 
 
 def run_camera(clf: Classifier, options: CameraOptions) -> dict:
-    source = _make_source(options, clf.bundle.input)
+    source = _make_source(options, clf.bundle.input, clf.bundle.preprocess)
     show = not options.headless
     if show and (reason := gui_unavailable()):
         hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"

@@ -1,10 +1,13 @@
 """The one definition of how an image reaches the model, from a camera frame or from a dataset.
 
-Policy: centre-crop to the model's aspect (square), reduce with area averaging to the model's size,
-reorder colour, normalize `(pixel - mean) / std`, and lay out as N×C×H×W float32. Image-folder datasets
-are sized by `fit_image` (the same crop and reduction) before training sees them; training's evaluation,
-export's accuracy gate, `edgecls eval`, replay and the runtime all normalize through `Preprocessor`.
-The policy is recorded in checkpoints and manifests as {"crop": "center", "resize": "area"}.
+Policy: centre-crop to the model's aspect (square) — or to a centred fraction of it, `crop_fraction`, which
+is how ImageNet-style models are fed ("resize the shorter side to 256, centre-crop 224" is the centred
+224/256 = 0.875 of the short side) — reduce with area averaging to the model's size, convert grey ↔ colour
+and reorder colour, normalize `(pixel - mean) / std` with mean and std in pixel units (0–255), and lay out
+as N×C×H×W float32. Datasets are sized by `fit_image` (the same crop, reduction and channel conversion)
+before training or evaluation sees them; training's evaluation, export's accuracy gate, `edgecls eval`,
+replay and the runtime all normalize through `Preprocessor`. The policy is recorded in checkpoints and
+manifests as {"crop": "center", "resize": "area"} plus `crop_fraction` when it is not 1.
 
 The reduction is the hot part: `cv2.resize(..., INTER_AREA)` on a whole 640×480 frame reads every pixel
 (~0.2 ms on a small CPU). When the frame is much larger than the model input, only every k-th row,
@@ -27,16 +30,18 @@ COLORS = ("bgr", "rgb")
 CROPS = ("center",)
 RESIZES = ("area",)
 POLICY = {"crop": "center", "resize": "area"}
+# torchvision's convention (pixels scaled to 0–1) for ImageNet; a bundle records them × 255
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def center_box(height: int, width: int) -> tuple[int, int, int]:
-    """(top, left, side) of the centred square the model looks at."""
-    side = min(height, width)
+def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int, int, int]:
+    """(top, left, side) of the centred square the model looks at: `crop_fraction` of the short side."""
+    side = max(1, round(min(height, width) * crop_fraction))
     return (height - side) // 2, (width - side) // 2, side
 
 
-def center_square(frame: np.ndarray) -> np.ndarray:
-    top, left, side = center_box(*frame.shape[:2])
+def center_square(frame: np.ndarray, crop_fraction: float = 1.0) -> np.ndarray:
+    top, left, side = center_box(*frame.shape[:2], crop_fraction)
     return frame[top : top + side, left : left + side]
 
 
@@ -71,9 +76,24 @@ def checkpoint_policy(ckpt: dict) -> dict:
     return {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
 
 
-def fit_image(image: np.ndarray, size: int) -> np.ndarray:
+def fit_image(image: np.ndarray, size: int, crop_fraction: float = 1.0) -> np.ndarray:
     """Any-sized image → size×size by the policy's crop and reduction (what the runtime does to a frame)."""
-    return area_resize(center_square(image), size)
+    return area_resize(center_square(image, crop_fraction), size)
+
+
+def convert_channels(image: np.ndarray, channels: int, color: str = "rgb") -> np.ndarray:
+    """H×W×C uint8 (C 1, 3 or 4, in `color` order) → H×W×`channels`: grey repeated to three channels, colour to
+    grey by OpenCV's luma weights. A grey image repeated and converted back is the same image, exactly."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.shape[2] == 4:
+        image = image[..., :3]
+    if channels == 1 and image.shape[2] == 3:
+        code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
+        return cv2.cvtColor(np.ascontiguousarray(image), code)[..., None]
+    if channels == 3 and image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    return image
 
 
 def check_frame(frame) -> np.ndarray:
@@ -103,6 +123,7 @@ class Preprocessor:
         crop, resize = preprocess.get("crop", "center"), preprocess.get("resize", "area")
         if crop not in CROPS or resize not in RESIZES:
             raise InputError(f"preprocessing {crop!r}/{resize!r} is not this edgecls's policy {POLICY}; re-export the model")
+        self.crop_fraction = float(preprocess.get("crop_fraction", 1.0))
         norm = preprocess["normalization"]
         self.mean = np.asarray(norm["mean"], dtype=np.float32)
         self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).astype(np.float32)
@@ -110,22 +131,28 @@ class Preprocessor:
     def __call__(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
         return self.to_hwc(frame, color).transpose(2, 0, 1)[None]
 
-    def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+    def fit(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+        """One frame → size×size×channels uint8 in the model's colour order: the geometry and colour the model sees."""
         if color not in COLORS:
             raise InputError(f"color must be one of {COLORS}, got {color!r}")
-        small = fit_image(check_frame(frame), self.size)
-        if small.ndim == 2:
-            small = small[..., None]
-        if small.shape[2] == 4:
-            small = small[..., :3]
-        if self.channels == 1 and small.shape[2] == 3:
-            code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
-            small = cv2.cvtColor(np.ascontiguousarray(small), code)[..., None]
-        elif self.channels == 3 and small.shape[2] == 1:
-            small = np.repeat(small, 3, axis=2)
-        elif self.channels == 3 and color != self.model_color:
+        small = convert_channels(fit_image(check_frame(frame), self.size, self.crop_fraction), self.channels, color)
+        if self.channels == 3 and color != self.model_color:
             small = small[..., ::-1]
-        return (small.astype(np.float32) - self.mean) * self.inv_std
+        return small
+
+    def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
+        return (self.fit(frame, color).astype(np.float32) - self.mean) * self.inv_std
+
+    def fit_dataset(self, images: np.ndarray) -> np.ndarray:
+        """A dataset's uint8 N×H×W×C RGB (or grey) images → the model's size, crop and channel count, still RGB.
+
+        The identity (the same array, e.g. a memory map) when they already match, as CIFAR does for the zoo."""
+        if images.shape[1:] == (self.size, self.size, self.channels) and self.crop_fraction == 1.0:
+            return images
+        out = np.empty((len(images), self.size, self.size, self.channels), dtype=np.uint8)
+        for i, image in enumerate(images):
+            out[i] = convert_channels(fit_image(image, self.size, self.crop_fraction), self.channels).reshape(out.shape[1:])
+        return out
 
     @classmethod
     def for_checkpoint(cls, ckpt: dict) -> Preprocessor:
@@ -139,8 +166,10 @@ class Preprocessor:
             yield self.batch_from_images(images[start : start + size])
 
     def batch_from_images(self, images: np.ndarray) -> np.ndarray:
-        """Already-sized uint8 N×H×W×C images in the model's colour order (a test set) → N×C×H×W float32."""
+        """Already-fitted uint8 N×H×W×C RGB (or grey) images (a dataset through `fit_dataset`) → N×C×H×W float32."""
         if images.shape[1:3] != (self.size, self.size) or images.shape[3] != self.channels:
             raise InputError(f"images of shape {images.shape[1:]} do not match the model's input "
-                             f"{self.size}×{self.size}×{self.channels}; load the dataset with image_size={self.size}")
+                             f"{self.size}×{self.size}×{self.channels}; load the dataset with load_for_model")
+        if self.channels == 3 and self.model_color == "bgr":
+            images = images[..., ::-1]
         return ((images.astype(np.float32) - self.mean) * self.inv_std).transpose(0, 3, 1, 2).copy()

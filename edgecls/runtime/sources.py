@@ -95,19 +95,20 @@ class ImageDirSource:
 class ReplaySource:
     """A labelled test set as BGR frames of `size` (w, h), each image placed where the runtime's centre crop looks.
 
-    When the frame's short side is a whole multiple of the image size, the image is enlarged by that factor
-    with nearest-neighbour copies, which the runtime's area reduction inverts exactly: the model sees the test
-    image itself, and replay accuracy equals `edgecls eval`'s. Other sizes are resampled (bilinear) and
-    `resampled` says so.
+    Images are a dataset fitted to the model (`load_for_model`), RGB or grey. When the crop's side in the frame
+    (`crop_fraction` of its short side) is a whole multiple of the image size, the image is enlarged by that factor
+    with nearest-neighbour copies, which the runtime's area reduction inverts exactly: the model sees the test image
+    itself, and replay accuracy equals `edgecls eval`'s. Other sizes are resampled (bilinear) and `resampled` says so.
     """
 
     live = False
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0):
+    def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0,
+                 crop_fraction: float = 1.0):
         self.images, self.labels, self.size, self.fps = images, labels, size, fps
         self.position = 0
-        side, image_side = min(size), images.shape[1]
-        self.resampled = side % image_side != 0 or images.shape[1] != images.shape[2]
+        self.box = center_box(size[1], size[0], crop_fraction)
+        self.resampled = self.box[2] % images.shape[1] != 0 or images.shape[1] != images.shape[2]
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
         if self.position >= len(self.labels):
@@ -115,7 +116,7 @@ class ReplaySource:
         image, label = self.images[self.position], int(self.labels[self.position])
         self.position += 1
         w, h = self.size
-        top, left, side = center_box(h, w)
+        top, left, side = self.box
         bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.shape[2] == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
         frame = np.zeros((h, w, 3), dtype=np.uint8)
         interpolation = cv2.INTER_LINEAR if self.resampled else cv2.INTER_NEAREST

@@ -40,6 +40,8 @@ class Backend(ABC):
         self.precision = precision
         self.device = device
         self.input_shape = (int(bundle.input["channels"]), int(bundle.input["size"]), int(bundle.input["size"]))
+        # A graph exported with a fixed batch of 1 (and no dynamic axis to give it) runs image by image.
+        self.fixed_batch = bundle.input["shape"][0] == 1
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 normalized input → N×num_classes float32 logits."""
@@ -51,6 +53,8 @@ class Backend(ABC):
             raise InputError("empty batch: pass at least one image")
         if not np.isfinite(batch).all():
             raise InputError("batch contains NaN or infinite values; check the preprocessing or the camera")
+        if self.fixed_batch and len(batch) > 1:
+            return np.concatenate([self._infer(np.ascontiguousarray(batch[i : i + 1])) for i in range(len(batch))])
         return self._infer(np.ascontiguousarray(batch))
 
     @abstractmethod
