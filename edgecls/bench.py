@@ -124,10 +124,19 @@ def _accuracy(backend, images: np.ndarray, labels: np.ndarray, chunk: int) -> fl
     return float(np.mean(preds == labels))
 
 
-def _load_test(bundle: Bundle, options: BenchOptions):
-    from edgecls.data import load_for_model
+SAMPLE_NOTE = "no dataset recorded: the labels are what export measured them as"
 
-    test = load_for_model(bundle.manifest.get("dataset", "cifar10"), "test", options.data_dir, bundle.input, bundle.preprocess)
+
+def _load_test(bundle: Bundle, options: BenchOptions):
+    """The bundle's test set; for a model exported from unlabelled images only, the labelled sample it carries."""
+    from edgecls.data import load_for_model
+    from edgecls.data.imageset import ImageSet
+    from edgecls.doctor import load_sample
+
+    if "dataset" not in bundle.manifest:
+        images, labels = load_sample(bundle)
+        return ImageSet(f"{bundle.root.name} sample ({SAMPLE_NOTE})", images, labels, tuple(bundle.classes))
+    test = load_for_model(bundle.manifest["dataset"], "test", options.data_dir, bundle.input, bundle.preprocess)
     if options.eval_images:
         test = test.take(np.arange(min(options.eval_images, len(test))))
     return test
@@ -189,7 +198,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
                     "mb": round(sizes[info.file] / 1e6, 3) if info.file in sizes else None, "host": host,
                     **_measure(backend, bundle, frame, images, test.labels, options),
                 })
-    notes = _add_ratios(rows)
+    notes = _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None)
     result = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle": str(bundle_dir),
               "model": bundle.manifest["model"], "host": host, "dataset": test.name, "samples": len(test),
               "frame_size": f"{options.frame_size[0]}x{options.frame_size[1]}", "pace_ms": options.pace_ms,
@@ -205,10 +214,13 @@ def run_bench(target: str, options: BenchOptions) -> dict:
     return result
 
 
-def _add_ratios(rows: list[dict]) -> list[str]:
+def _add_ratios(rows: list[dict], has_baseline: bool = True) -> list[str]:
     """`speedup_vs_torch_fp32[mode.part]` = baseline p50 / row p50, only where the baseline measurement is stable."""
     notes = []
     base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and "skipped" not in r), None)
+    if not has_baseline:
+        return ["no PyTorch baseline: this bundle's source is a model edgecls did not train (an ONNX file or your own "
+                "module), so the bundle holds no model.pt and no ratios are given"]
     if base is None:
         return ["no PyTorch FP32 row: no ratios"]
     for key in base["unstable"]:

@@ -68,7 +68,8 @@ def _candidates(bundle: Bundle, env: dict) -> list[tuple[str, str, str, str | No
     if why == "TensorRT is not installed":
         why += " (Jetson: JetPack; desktop: pip install 'edgecls[tensorrt-cu12]')"
     rows += [("tensorrt", "cuda:0", p, why) for p in precisions]
-    torch_why = None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)"
+    torch_why = (None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)") \
+        if bundle.find("pytorch", "fp32") else "no model.pt: the source is a model edgecls did not train"
     rows.append(("torch", "cpu", "fp32", torch_why))
     return rows
 

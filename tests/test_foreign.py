@@ -194,3 +194,78 @@ def test_the_command_line_exports_a_module_file(foreign, cifar_root, tmp_path):
     manifest = json.loads((out / "edgecls.json").read_text())
     assert manifest["model"] == "tiny" and manifest["source"].startswith("PyTorch module")
     assert abs(manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"] - foreign["top1"]) <= 0.0005
+
+
+def test_the_python_api_takes_a_module_object_and_an_onnx_path(foreign, cifar_root, tmp_path):
+    import sys
+    from pathlib import Path
+
+    from edgecls.export.pipeline import export_model
+    from edgecls.export.sources import build_module, load_weights
+
+    net = build_module(foreign["module"], {})
+    load_weights(net, str(foreign["weights"]))
+    classes = [f"k{i}" for i in range(10)]
+    for model, out in ((net, tmp_path / "api_module"), (foreign["onnx"], tmp_path / "api_onnx")):
+        manifest = export_model(model, mean=IMAGENET_MEAN, std=IMAGENET_STD, size=32, classes=classes, out=str(out))
+        assert manifest["classes"] == classes and manifest["accuracy"] is None and "dataset" not in manifest
+        clf = Classifier.load(out)
+        images, _ = plain_cifar(cifar_root, "test")
+        np.testing.assert_allclose(clf.predict(_frames(images[:1])[0]).logits, foreign["logits"][0], atol=1e-3)
+    assert Path(sys.modules[type(net).__module__].__file__).name == "tiny_net.py"
+
+
+def test_unlabelled_images_calibrate_and_gate_on_agreement_with_fp32(foreign, cifar_root, tmp_path):
+    """Only a folder of the scene's images, no labels: calibration on most, the gate on how often each INT8 graph
+    answers as FP32 does on the rest, and the manifest says that is what it measured."""
+    images, _ = plain_cifar(cifar_root, "test")
+    scene = tmp_path / "scene"
+    scene.mkdir()
+    for i, frame in enumerate(_frames(images[:60], scale=4)):
+        cv2.imwrite(str(scene / f"{i:03d}.png"), frame)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("\n".join(f"c{i}" for i in range(10)))
+    out = tmp_path / "unlabelled"
+    manifest = export_bundle(str(foreign["onnx"]), ExportOptions(int8=True, out=str(out), calib_dir=str(scene), target="cpu",
+                                                                 foreign=foreign_options(dataset=None, labels=str(labels))))
+    val = manifest["accuracy"]["validation"]
+    assert val["samples"] == 12 and "agreement with model.onnx" in val["measure"] and "test" not in manifest["accuracy"]
+    assert val["files"]["model.onnx"]["top1"] == 1.0 and val["files"]["model.int8.onnx"]["top1"] >= 0.99
+    assert 10 <= manifest["calibration"]["images"] <= 48 and "unlabelled" in manifest["calibration"]["dataset"]  # by FP32 class
+
+
+def test_every_downstream_command_runs_on_a_foreign_bundle(foreign_onnx_bundle, cifar_root, tmp_path):
+    """info, sign (+ info --public-key), eval, doctor, bench and export --triton on the bundle of a user's ONNX file."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    bundle = tmp_path / "b"
+    shutil.copytree(foreign_onnx_bundle, bundle)
+    runner = CliRunner()
+
+    def ok(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    assert "files verified" in ok("info", str(bundle))
+    ok("keygen", str(tmp_path / "k.key"))
+    ok("sign", str(bundle), "--key", str(tmp_path / "k.key"))
+    assert "(verified)" in ok("info", str(bundle), "--public-key", str(tmp_path / "k.key.pub"))
+    manifest = Bundle.open(bundle).manifest
+    report = tmp_path / "eval.json"
+    ok("eval", str(bundle), "--data-dir", str(cifar_root), "--precision", "fp32", "--json", str(report))
+    assert json.loads(report.read_text())["top1"] == manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"]
+    ok("doctor", str(bundle), "--iterations", "1")  # exits 1 unless every precision agrees with FP32 on the sample
+    bench = tmp_path / "bench.json"
+    ok("bench", str(bundle), "--iterations", "5", "--warmup", "1", "--pace-ms", "2", "--data-dir", str(cifar_root),
+       "--json", str(bench))
+    notes = json.loads(bench.read_text())["notes"]
+    assert any("no PyTorch baseline" in n for n in notes)
+    ok("export", str(foreign_onnx_bundle.parent / "missing.onnx"), "--help")  # the help names the new sources
+    from edgecls.export.triton import write_triton_repository
+
+    assert write_triton_repository(str(bundle), str(tmp_path / "triton"))

@@ -133,3 +133,20 @@ def test_sigint_stops_a_server_that_inherited_sigint_ignored(bundle_dir):
         proc.kill()
         raise
     assert "server stopped" in proc.stdout.read()
+
+
+def test_a_model_trained_elsewhere_is_served_like_a_zoo_model(foreign_onnx_bundle, frames):
+    """The bundle of a user's ONNX file (ImageNet mean/std, its own names) answers remote calls as it does in process."""
+    from load_test import free_ports, start_server
+
+    http, grpc, metrics = free_ports(3)
+    proc = start_server(str(foreign_onnx_bundle), "tiny", [http, grpc, metrics], ["--max-batch", "8"])
+    try:
+        local = Classifier.load(foreign_onnx_bundle)
+        remote = RemoteClassifier(f"grpc://127.0.0.1:{grpc}", "tiny", deadline_s=10.0)
+        got, want = [remote.predict(f) for f in frames[:40]], [local.predict(f) for f in frames[:40]]
+        assert [g.index for g in got] == [w.index for w in want]
+        np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)

@@ -54,6 +54,22 @@ def _size_of(files: list[tuple[Path, int]], grey: bool, split_dir: Path) -> int:
     return first.shape[0]
 
 
+def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
+    """Every image under `folder` (sorted, recursively), fitted as the runtime fits a frame: uint8 N×size×size×channels."""
+    from edgecls.runtime.preprocess import convert_channels
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise DatasetError(f"--calib-dir {root} is not a directory of images")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not paths:
+        raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
+    images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
+    for i, path in enumerate(paths):
+        images[i] = convert_channels(fit_image(_decode(path, grey=False), size, crop_fraction), channels).reshape(images.shape[1:])
+    return images
+
+
 def load_image_folder(root: Path, split: str, image_size: int | None = None, grey: bool = False,
                       crop_fraction: float = 1.0) -> ImageSet:
     split_dir = root / split

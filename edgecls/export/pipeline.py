@@ -62,6 +62,7 @@ class ExportOptions:
     exclude_nodes: tuple[str, ...] = ()
     seed: int = 0
     foreign: ForeignOptions | None = None  # weights, preprocessing, classes and data of a model trained elsewhere
+    calib_dir: str | None = None  # unlabelled images: calibration, and a gate on agreement with FP32 (no dataset needed)
 
 
 EVALUATED_WITH = {
@@ -86,16 +87,20 @@ def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
-    val, test = accuracy["validation"], accuracy["test"]
-    table = Table(title=f"Accuracy: validation {val['dataset']} ({val['samples']} images, the INT8 gate) and "
-                        f"test {test['dataset']} ({test['samples']} images, reported only)")
-    for col in ("file", "precision", "val top-1", "val Δ vs FP32", "test top-1", "test Δ vs FP32", "size"):
+    val, test = accuracy["validation"], accuracy.get("test")
+    measure = "agreement with FP32" if "measure" in val else "top-1"
+    title = f"Accuracy: validation {val['dataset']} ({val['samples']} images, the INT8 gate{', ' + measure if test is None else ''})"
+    table = Table(title=title + (f" and test {test['dataset']} ({test['samples']} images, reported only)" if test else ""))
+    columns = ("file", "precision", f"val {measure}", "val Δ vs FP32") + (("test top-1", "test Δ vs FP32") if test else ()) + ("size",)
+    for col in columns:
         table.add_column(col)
-    val_base, test_base = val["files"]["model.onnx"]["top1"], test["files"]["model.onnx"]["top1"]
+    val_base = val["files"]["model.onnx"]["top1"]
     for name, row in val["files"].items():
-        test_top1 = test["files"][name]["top1"]
-        table.add_row(name, row["precision"], f"{row['top1']:.2%}", f"{(row['top1'] - val_base) * 100:+.2f} pt",
-                      f"{test_top1:.2%}", f"{(test_top1 - test_base) * 100:+.2f} pt", f"{sizes[name] / 1e6:.2f} MB")
+        cells = [name, row["precision"], f"{row['top1']:.2%}", f"{(row['top1'] - val_base) * 100:+.2f} pt"]
+        if test:
+            test_top1, test_base = test["files"][name]["top1"], test["files"]["model.onnx"]["top1"]
+            cells += [f"{test_top1:.2%}", f"{(test_top1 - test_base) * 100:+.2f} pt"]
+        table.add_row(*cells, f"{sizes[name] / 1e6:.2f} MB")
     console.print(table)
 
 
@@ -121,6 +126,24 @@ def export_bundle(source: str | ModelSource, options: ExportOptions, test_set: I
     console.print(f"bundle written: {final}/{MANIFEST} ({len(manifest['files'])} files, digest {manifest['digest'][:19]}…, "
                   f"{time.perf_counter() - started:.1f} s)")
     return manifest
+
+
+def export_model(model, *, mean: tuple[float, ...], std: tuple[float, ...], classes: tuple[str, ...] | None = None,
+                 dataset: str | None = None, size: int | None = None, color: str = "rgb", resize_shorter: int | None = None,
+                 name: str | None = None, **options) -> dict:
+    """The Python API for a model trained elsewhere: an `nn.Module` (weights loaded) or an ONNX file's path, with the
+    preprocessing it was trained with (mean/std in torchvision's 0–1 convention) → a bundle; `options` are
+    `ExportOptions` fields (out, fp16, int8, data_dir, …). Returns the manifest.
+
+        export_model(net, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), size=224, resize_shorter=256,
+                     dataset="folder", data_dir="my_images", int8=True, out="exports/mine")
+    """
+    from edgecls.export.sources import foreign_source
+
+    foreign = ForeignOptions(mean=tuple(mean), std=tuple(std), classes=tuple(classes) if classes else None, dataset=dataset,
+                             size=size, color=color, resize_shorter=resize_shorter, name=name)
+    export_options = ExportOptions(**options, foreign=foreign)
+    return export_bundle(foreign_source(model, foreign, export_options.seed), export_options)
 
 
 def _files_to_carry(final: Path) -> list[Path]:
@@ -166,6 +189,9 @@ def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptio
     test_set, train_set, val_set = _datasets(src, options, input_spec, test_set, train_set)
     classes = _classes(src, test_set)
     check_output_width(_output_width(fp32, channels, size), classes, f"{src.name} (model.onnx)")
+    if options.calib_dir:
+        train_set, unlabelled_val = _unlabelled(options.calib_dir, fp32, prep, classes, options.seed)
+        val_set = unlabelled_val if val_set is None else val_set
 
     if src.checkpoint is not None:
         ckpt = src.checkpoint
@@ -181,14 +207,21 @@ def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptio
 
     calibration = _quantize(fp32, out, train_set, prep, options, record) if options.int8 else None
     if calibration:
-        calibration["dataset"] = f"{src.dataset} train split, validation images excluded"
+        calibration["dataset"] = (f"{options.calib_dir}: unlabelled images, the held-out ones excluded" if options.calib_dir
+                                  else f"{src.dataset} train split, validation images excluded")
 
     accuracy = None
-    if test_set is not None:
-        sample = _write_sample(out, test_set, record)
-        accuracy = {"validation": {**_evaluate(out, files, val_set, prep), "split": src.split, "use": "INT8 gate"},
-                    "test": {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"},
+    if val_set is not None:
+        sample = _write_sample(out, test_set or val_set, record)
+        validation = {**_evaluate(out, files, val_set, prep), "use": "INT8 gate"}
+        if test_set is not None:
+            validation["split"] = src.split
+        else:
+            validation["measure"] = AGREEMENT
+        accuracy = {"validation": validation,
                     "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"}}
+        if test_set is not None:
+            accuracy["test"] = {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"}
         _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
 
     manifest = {
@@ -227,9 +260,9 @@ def _datasets(src: ModelSource, options: ExportOptions, input_spec: dict, test_s
     if test_set is None and src.dataset and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
         test_set = load_for_model(src.dataset, "test", options.data_dir, input_spec, src.preprocess)
     if test_set is None:
-        if options.int8:
+        if options.int8 and not options.calib_dir:
             raise ConfigError("--int8 calibrates on training images and gates on validation images: name the dataset "
-                              "(--dataset NAME --data-dir DIR)")
+                              "(--dataset NAME --data-dir DIR), or give unlabelled images of the scene (--calib-dir DIR)")
         return None, None, None
     if src.split is None:
         raise CheckpointError(NO_SPLIT)
@@ -240,6 +273,25 @@ def _datasets(src: ModelSource, options: ExportOptions, input_spec: dict, test_s
         test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
         val_set = val_set.take(np.arange(min(options.eval_images, len(val_set))))
     return test_set, train_set, val_set
+
+
+AGREEMENT = ("top-1 agreement with model.onnx (FP32) on held-out images of --calib-dir: they have no labels, so this is "
+             "how often each graph answers as FP32 does, not accuracy")
+
+
+def _unlabelled(folder: str, fp32: Path, prep: Preprocessor, classes: tuple[str, ...], seed: int) -> tuple[ImageSet, ImageSet]:
+    """--calib-dir's images as (calibration, held out), labelled with model.onnx's own answers: the INT8 gate on the
+    held-out part then measures agreement with FP32."""
+    from edgecls.data.folder import load_unlabelled_images
+
+    images = load_unlabelled_images(folder, prep.size, prep.channels, prep.crop_fraction)
+    if len(images) < 10:
+        raise ConfigError(f"--calib-dir {folder} holds {len(images)} images; give at least 10 (a few hundred calibrate well)")
+    predicted = _onnx_scores(fp32, images, prep).argmax(1)
+    data = ImageSet(f"{Path(folder).name} (labels: model.onnx's answers)", images, predicted, classes)
+    order = np.random.default_rng(seed).permutation(len(images))
+    held = max(5, len(images) // 5)
+    return data.take(np.sort(order[held:]), f"{data.name}:calibration"), data.take(np.sort(order[:held]), f"{data.name}:held out")
 
 
 def _classes(src: ModelSource, data: ImageSet | None) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ class ForeignOptions:
     size: int | None = None
     resize_shorter: int | None = None  # "resize the shorter side to N, centre-crop size"
     labels: str | None = None  # a file with one class name per line
+    classes: tuple[str, ...] | None = None  # or the names themselves (the Python API)
     dataset: str | None = None
     name: str | None = None
 
@@ -310,6 +311,25 @@ def onnx_source(path: Path, foreign: ForeignOptions, seed: int) -> ModelSource:
                            onnx_path=path)
 
 
+# --- the Python API: a module object or an ONNX path -----------------------------------------------------------------
+
+def foreign_source(model, foreign: ForeignOptions, seed: int = 0) -> ModelSource:
+    """An `nn.Module` in memory (its weights already loaded) or an ONNX file's path → `ModelSource`."""
+    if isinstance(model, str | Path):
+        if not str(model).lower().endswith(".onnx"):
+            raise ConfigError(f"{model} is not an .onnx file; pass an nn.Module or the path of an ONNX file")
+        return onnx_source(Path(model), foreign, seed)
+    from torch import nn
+
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"export_model takes an nn.Module or an ONNX file's path, got {type(model).__name__}")
+    if foreign.size is None:
+        raise ConfigError("pass the input size the model was trained at: size=N")
+    description = f"PyTorch module {type(model).__module__}.{type(model).__qualname__} (Python API)"
+    return _foreign_source(foreign.name or type(model).__name__, description, _first_conv_channels(model), foreign.size,
+                           foreign, seed, module=model.eval())
+
+
 # --- what both foreign kinds share: preprocessing, classes, split -------------------------------------------------
 
 def _foreign_source(name: str, description: str, channels: int, size: int, foreign: ForeignOptions, seed: int,
@@ -323,7 +343,7 @@ def _foreign_source(name: str, description: str, channels: int, size: int, forei
         if foreign.resize_shorter < size:
             raise ConfigError(f"--resize-shorter {foreign.resize_shorter} is smaller than the crop --size {size}")
         preprocess["crop_fraction"] = size / foreign.resize_shorter
-    classes = read_labels(foreign.labels) if foreign.labels else None
+    classes = tuple(foreign.classes) if foreign.classes else read_labels(foreign.labels) if foreign.labels else None
     if classes is None and foreign.dataset is None:
         raise ConfigError("name the classes: --labels FILE (one name per line, in output order) or --dataset NAME")
     split = {"seed": seed, "val_fraction": DEFAULT_VAL_FRACTION, "subset": None,

@@ -26,7 +26,8 @@ class TorchBackend(Backend):
             raise BackendUnavailableError("torch has no CUDA device here; use device='cpu'")
         entry = bundle.find("pytorch", "fp32")
         if entry is None:
-            raise BundleError(f"bundle {bundle.root} has no model.pt; re-export it to bench against PyTorch")
+            raise BundleError(f"bundle {bundle.root} has no model.pt: its source ({bundle.manifest.get('source', '?')}) is not "
+                              "an edgecls checkpoint, so there is no PyTorch baseline to run")
         self.entry = entry
         self.torch = torch
         if threads:  # process-wide in PyTorch: the last backend created sets it
