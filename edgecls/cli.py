@@ -392,6 +392,12 @@ def doctor(
               f"{env['cuda_devices']} device(s){' (' + env['cuda_problem'] + ')' if env['cuda_problem'] else ''}; "
               f"ONNX Runtime {env['versions']['onnxruntime']} providers {', '.join(env['onnxruntime_providers'])}; "
               f"cameras: {', '.join(env['cameras']) or 'none'}")
+    io = env["video_io"]
+    out.print(f"OpenCV {io['opencv']} ({', '.join(env['opencv_packages']) or io['module']}), GStreamer "
+              f"{'yes' if io['gstreamer'] else 'no'}; sources it opens: "
+              + "; ".join(f"{kind} {escape(answer)}" for kind, answer in env["video_sources"].items()))
+    for warning in env["warnings"]:
+        out.print(f"[bold yellow]WARN[/] {escape(warning)}")
     table = Table(title=f"{report['sample']['images']} labelled images carried by the bundle, against ONNX Runtime FP32 here")
     for col in ("backend", "precision", "status", "top-1", "agreement", "max |Δ logit|", "batch-1 p50 ms", "note"):
         table.add_column(col)
@@ -572,7 +578,9 @@ def bench(
 
 # Which extra brings a missing module: the base install is the deploy runtime only.
 EXTRAS = {"train": {"torch", "torchvision", "onnx", "onnxconverter_common", "sklearn"}, "modelopt": {"modelopt"},
-          "serve": {"pytriton", "tritonclient"}}
+          "serve": {"pytriton", "tritonclient"}, "cpu": {"onnxruntime", "cv2"}}
+FLAVOUR_HINT = (" — or [gpu] on a desktop NVIDIA GPU; on a Jetson keep JetPack's OpenCV and NVIDIA's onnxruntime-gpu "
+                "(venv --system-site-packages, the [jetson] extra)")
 
 
 def main() -> None:
@@ -589,7 +597,8 @@ def main() -> None:
         if extra is None:
             raise
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] this command needs {exc.name}, which comes with the "
-                                   f"{escape(f'[{extra}]')} extra: pip install {escape(repr(f'edgecls[{extra}]'))}")
+                                   f"{escape(f'[{extra}]')} extra: pip install {escape(repr(f'edgecls[{extra}]'))}"
+                                   + (escape(FLAVOUR_HINT) if extra == "cpu" else ""))
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

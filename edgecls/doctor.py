@@ -10,6 +10,7 @@ same inputs, independently of edgecls' backend code. Needs only the runtime inst
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import importlib.util
 import os
 import time
@@ -38,15 +39,50 @@ def load_sample(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
         return data["images"], data["labels"]
 
 
+ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
+OPENCV_DISTRIBUTIONS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+
+
 def environment() -> dict:
     import onnxruntime
+
+    from edgecls.runtime.video_uri import openable_sources, opencv_video_io
 
     env = {**host_info(), "onnxruntime_providers": onnxruntime.get_available_providers(),
            "cameras": sorted(glob.glob("/dev/video*")), "cuda_api": installed_cuda_api()}
     devices, problem = cuda_device_count()
     env["cuda_devices"], env["cuda_problem"] = devices, problem
     env["tensorrt"] = _tensorrt_version()
+    env["onnxruntime_packages"] = _installed_distributions(ONNXRUNTIME_DISTRIBUTIONS)
+    env["opencv_packages"] = _installed_distributions(OPENCV_DISTRIBUTIONS)
+    env["video_io"], env["video_sources"] = opencv_video_io(), openable_sources()
+    env["jetson"] = os.path.isfile("/etc/nv_tegra_release")
+    env["warnings"] = install_warnings(env)
     return env
+
+
+def _installed_distributions(names: tuple[str, ...]) -> list[str]:
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def install_warnings(env: dict) -> list[str]:
+    """Installs that work until they don't: two ONNX Runtime builds over one module, a pip OpenCV hiding JetPack's."""
+    warnings = []
+    if len(env["onnxruntime_packages"]) > 1:
+        warnings.append(f"{' and '.join(env['onnxruntime_packages'])} are both installed; they share the `onnxruntime` "
+                        "module and whichever was installed last wins (the GPU providers vanish if it was the CPU one). "
+                        "pip uninstall all of them, then install the one this machine needs")
+    if env["jetson"] and not env["video_io"]["gstreamer"]:
+        warnings.append(f"this Jetson's OpenCV ({', '.join(env['opencv_packages']) or env['video_io']['module']}) has no "
+                        "GStreamer, so csi:// cameras cannot open: pip uninstall the OpenCV wheel and use JetPack's "
+                        "(venv --system-site-packages)")
+    return warnings
 
 
 def _tensorrt_version() -> str | None:

@@ -1,8 +1,9 @@
 """Frame sources for the camera loop, and the capture thread that keeps only the newest frame.
 
-`open_source` understands a V4L2 device index ("0"), a video file, an rtsp:// or http(s):// URL, a
-GStreamer pipeline (anything containing "!", e.g. Jetson CSI via nvarguscamerasrc) and a directory of
-images. `ReplaySource` streams a labelled test set as camera-sized frames, for accuracy next to latency.
+`open_source` understands the sources of `video_uri`: a Jetson CSI camera (csi://0), a V4L2 camera
+(v4l2:///dev/video0, /dev/video0 or its index "0"), an rtsp:// or http(s):// URL, a GStreamer pipeline
+(anything containing "!"), a video file and a directory of images. `ReplaySource` streams a labelled test set
+as camera-sized frames, for accuracy next to latency.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from edgecls.errors import SourceError
 from edgecls.runtime.preprocess import center_box
+from edgecls.runtime.video_uri import VideoURI, gstreamer_missing, parse_source
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -31,28 +33,26 @@ class Frame:
 
 
 class VideoSource:
-    """cv2.VideoCapture around a device, file, URL or GStreamer pipeline."""
+    """cv2.VideoCapture around a camera, file, URL or GStreamer pipeline (`video_uri.parse_source`)."""
 
-    def __init__(self, spec: str):
-        self.spec = spec
-        self.live = spec.isdigit() or "://" in spec or "!" in spec
-        self.is_file = not self.live
-        if self.is_file and not Path(spec).is_file():
-            raise SourceError(f"video source {spec!r} is neither a device index, a URL, a GStreamer pipeline nor a file")
+    def __init__(self, spec: str | VideoURI):
+        self.uri = spec if isinstance(spec, VideoURI) else parse_source(spec)
+        self.spec = self.uri.source
+        self.live = self.uri.live
+        missing = gstreamer_missing(self.uri)
+        if missing:
+            raise SourceError(f"cannot open {self.spec!r}: {missing}")
         self.cap = self._open()
         fps = self.cap.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if self.is_file and fps and fps > 0 else 0.0
+        self.fps = fps if not self.live and fps and fps > 0 else 0.0
 
     def _open(self) -> cv2.VideoCapture:
-        if self.spec.isdigit():
-            cap = cv2.VideoCapture(int(self.spec))
-        elif "!" in self.spec:
-            cap = cv2.VideoCapture(self.spec, cv2.CAP_GSTREAMER)
-        else:
-            cap = cv2.VideoCapture(self.spec)
+        cap = cv2.VideoCapture(self.uri.target, getattr(cv2, self.uri.api_name))
         if not cap.isOpened():
-            hint = " (is OpenCV built with GStreamer? cv2.getBuildInformation() tells)" if "!" in self.spec else ""
-            raise SourceError(f"cannot open video source {self.spec!r}{hint}")
+            how = f"{self.uri.kind} via OpenCV {self.uri.api_name.removeprefix('CAP_')}"
+            detail = f": {self.uri.target}" if self.uri.kind == "csi" else ""
+            raise SourceError(f"cannot open video source {self.spec!r} ({how}{detail}); check that the device or stream "
+                              "exists and is not held by another process (`edgecls doctor` lists what this OpenCV opens)")
         return cap
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
@@ -128,9 +128,10 @@ class ReplaySource:
 
 
 def open_source(spec: str):
-    if Path(spec).is_dir():
-        return ImageDirSource(spec)
-    return VideoSource(spec)
+    uri = parse_source(spec)
+    if uri.kind == "directory":
+        return ImageDirSource(str(uri.target))
+    return VideoSource(uri)
 
 
 class LatestFrameGrabber:

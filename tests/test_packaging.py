@@ -1,0 +1,41 @@
+"""Packaging that never lays a CPU build over a GPU one: the OpenCV and ONNX Runtime flavours are extras."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    tomllib = pytest.importorskip("tomli")
+
+from edgecls import doctor
+
+PROJECT = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+FLAVOURED = ("onnxruntime", "opencv")
+
+
+def _names(requirements: list[str]) -> list[str]:
+    return [r.split(">")[0].split("<")[0].split("=")[0].split("[")[0].strip() for r in requirements]
+
+
+def test_no_dependency_outside_the_flavour_extras_names_an_onnxruntime_or_opencv_build():
+    """`pip install edgecls[train,serve,jetson,...]` over onnxruntime-gpu or JetPack's OpenCV leaves them in place."""
+    extras = PROJECT["optional-dependencies"]
+    for group, requirements in [("dependencies", PROJECT["dependencies"]), *extras.items()]:
+        if group in ("cpu", "gpu"):
+            continue
+        assert not [n for n in _names(requirements) if n.startswith(FLAVOURED)], group
+    assert set(_names(extras["cpu"])) == {"onnxruntime", "opencv-python-headless"}
+    assert set(_names(extras["gpu"])) == {"onnxruntime-gpu", "opencv-python-headless"}
+
+
+def test_doctor_warns_when_two_onnxruntime_builds_share_the_module_and_a_jetson_lacks_gstreamer():
+    env = {"onnxruntime_packages": ["onnxruntime 1.20.0", "onnxruntime-gpu 1.20.0"], "jetson": True,
+           "video_io": {"gstreamer": False, "module": "/venv/cv2"}, "opencv_packages": ["opencv-python-headless 4.11"]}
+    warnings = doctor.install_warnings(env)
+    assert len(warnings) == 2
+    assert "onnxruntime 1.20.0 and onnxruntime-gpu 1.20.0 are both installed" in warnings[0]
+    assert "csi:// cameras cannot open" in warnings[1] and "opencv-python-headless" in warnings[1]
+    assert doctor.install_warnings({**env, "onnxruntime_packages": ["onnxruntime-gpu 1.20.0"], "jetson": False}) == []
