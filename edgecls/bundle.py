@@ -198,6 +198,20 @@ class Bundle:
     def verify_all(self) -> list[str]:
         return [self.verified_path(f).name for f in self.files()]
 
+    def uncovered(self) -> list[str]:
+        """Names in the bundle directory that the manifest (and so its signature) does not cover; the runtime never
+        loads them: files it does not list, and engines whose sha256 it does not record."""
+        listed = set(self.manifest["files"]) | {MANIFEST}
+        engines = {e.get("file"): e.get("engine_sha256") for e in self.manifest.get("engines", []) if isinstance(e, dict)}
+        names = []
+        for path in sorted(self.root.iterdir()):
+            if path.name in listed:
+                continue
+            if path.name in engines and path.is_file() and sha256_file(path) == engines[path.name]:
+                continue
+            names.append(path.name)
+        return names
+
 
 def file_entry(path: Path, format: str, precision: str, target: str = "any", flavour: str = "") -> dict:
     """The manifest entry for a file just written."""

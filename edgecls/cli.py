@@ -369,7 +369,7 @@ def build_engine(
 
     for engine in build_bundle_engines(bundle, tuple(precision), max_batch=max_batch):
         out.print(f"built {engine['precision']} engine ({engine['mode']}) for {engine['gpu']} sm_{engine['compute_capability']}, "
-                  f"TensorRT {engine['tensorrt']}")
+                  f"TensorRT {engine['tensorrt']}: {engine['file']} in the engine cache, where the runtime looks")
 
 
 @app.command()
@@ -435,8 +435,9 @@ def info(
         _emit_json({"schema": "edgecls.info/1", "bundle": bundle, "model": m["model"], "digest": b.digest,
                     "signature": {"key_id": signature["key_id"], "verified": bool(checked)} if signature else None,
                     "classes": m["classes"], "input": m["input"], "preprocess": m["preprocess"], "verified_files": verified,
-                    "files": m["files"], "accuracy": {split: {f: r["top1"] for f, r in acc.get(split, {}).get("files", {}).items()}
-                                                      for split in ("validation", "test")}}, json_path)
+                    "files": m["files"], "uncovered": b.uncovered(),
+                    "accuracy": {split: {f: r["top1"] for f, r in acc.get(split, {}).get("files", {}).items()}
+                                 for split in ("validation", "test")}}, json_path)
         if json_path == "-":
             return
     out.print(f"{m['model']}: {len(m['classes'])} classes, input {m['input']['shape']} {m['input']['color']}, "
@@ -449,6 +450,10 @@ def info(
     out.print(f"preprocess: {crop}, {prep['resize']} resize to {m['input']['size']}×{m['input']['size']}, "
               f"{m['input']['color']}, mean {[round(v, 3) for v in norm['mean']]} std {[round(v, 3) for v in norm['std']]} "
               f"(pixel units 0–255, {norm['kind']})" + (", batch fixed at 1" if m["input"]["shape"][0] == 1 else ""))
+    uncovered = b.uncovered()
+    if uncovered:
+        out.print(f"[bold yellow]not covered by the manifest{' or its signature' if signature else ''}, never loaded:[/] "
+                  f"{', '.join(uncovered)}")
     table = Table(title=f"{bundle}: {len(verified)} files verified (size + sha256)")
     for col in ("file", "precision", "flavour", "target", "MB", "val top-1 (gate)", "test top-1"):
         table.add_column(col)

@@ -33,7 +33,7 @@ def test_doctor_runs_every_onnxruntime_precision_and_says_what_it_could_not_run(
 
 
 def test_a_backend_that_disagrees_fails_the_verdict(bundle_dir, monkeypatch):
-    monkeypatch.setitem(doctor.MIN_AGREEMENT, "int8", 1.01)
+    monkeypatch.setattr(doctor, "AGREEMENT_MARGIN", -0.05)  # demand more agreement than the graph itself had at export
     report = doctor.run_doctor(bundle_dir, iterations=1)
     int8 = next(r for r in report["rows"] if r["backend"] == "onnxruntime" and r["precision"] == "int8")
     assert int8["status"] == "FAIL" and "below" in int8["why"]
@@ -68,3 +68,20 @@ def test_polygraphy_comparison_passes_within_tolerance_and_fails_outside_it(bund
     assert doctor.polygraphy_compare(fp16, bundle_dir / "model.onnx", x, atol=0.05)["passed"]
     fp16 = OnnxrtRunner(SessionFromOnnx(str(bundle_dir / "model.fp16.onnx"), providers=["cpu"]))
     assert not doctor.polygraphy_compare(fp16, bundle_dir / "model.onnx", x, atol=1e-7)["passed"]
+
+
+def test_bounds_come_from_what_export_measured_on_the_same_sample(bundle_dir):
+    """The INT8 graph itself is some distance from FP32 on the sample; an engine of it is held to that distance (against
+    the graph it was built from) and to that agreement, not to fixed constants that fail correct engines."""
+    bundle = Bundle.open(bundle_dir)
+    sample = bundle.manifest["accuracy"]["sample"]["files"]
+    assert sample["model.onnx"]["agreement_with_fp32"] == 1.0 and sample["model.onnx"]["max_abs_diff_vs_fp32"] == 0.0
+    for graph in ("model.int8.onnx", "model.int8.trt.onnx"):
+        recorded = sample[graph]
+        limit = doctor.bounds(bundle, graph, "int8")
+        assert limit["agreement"] == pytest.approx(recorded["agreement_with_fp32"] - doctor.AGREEMENT_MARGIN)
+        assert limit["atol"] == max(doctor.MIN_ATOL["int8"], recorded["max_abs_diff_vs_fp32"]) and recorded["max_abs_diff_vs_fp32"] > 0
+    assert doctor.bounds(bundle, "model.onnx", "fp32")["atol"] == 1e-3
+    report = doctor.run_doctor(bundle_dir, iterations=1)
+    int8 = next(r for r in report["rows"] if r["precision"] == "int8" and r["backend"] == "onnxruntime")
+    assert int8["bounds"]["from"].startswith("export's measurement of model.int8.onnx") and int8["status"] == "ok"

@@ -148,21 +148,27 @@ def test_preprocessor_follows_the_manifest(bundle_dir):
 
 def test_engine_built_elsewhere_is_refused(tmp_path):
     engine = tmp_path / "model.int8.engine"
-    engine.write_bytes(b"engine bytes")
-    recorded = {"gpu": "Orin", "compute_capability": "8.7", "tensorrt": "10.3.0", "onnx_sha256": "ab", "precision": "int8",
-                "engine_sha256": __import__("hashlib").sha256(b"engine bytes").hexdigest()}
+    data = b"engine bytes"
+    engine.write_bytes(data)
+    recorded = {"gpu": "Orin (NVIDIA Jetson AGX Orin Developer Kit)", "compute_capability": "8.7", "sm_count": 16,
+                "memory_mib": 62841, "tensorrt": "10.3.0", "onnx_sha256": "ab", "precision": "int8",
+                "engine_sha256": __import__("hashlib").sha256(data).hexdigest()}
     sidecar_path(engine).write_text(json.dumps(recorded))
-    check_engine(engine, dict(recorded))
-    with pytest.raises(EngineMismatchError, match="gpu='Orin'.*'NVIDIA H100"):
-        check_engine(engine, {**recorded, "gpu": "NVIDIA H100"})
+    assert check_engine(engine, dict(recorded), data) == recorded
+    with pytest.raises(EngineMismatchError, match="gpu='Orin.*'NVIDIA H100"):
+        check_engine(engine, {**recorded, "gpu": "NVIDIA H100"}, data)
+    with pytest.raises(EngineMismatchError, match="sm_count=16 but this machine has 8"):  # an Orin NX also says "Orin", sm_87
+        check_engine(engine, {**recorded, "sm_count": 8}, data)
     with pytest.raises(EngineMismatchError, match="tensorrt"):
-        check_engine(engine, {**recorded, "tensorrt": "8.6.1"})
-    engine.write_bytes(b"engine bytes, edited")
+        check_engine(engine, {**recorded, "tensorrt": "8.6.1"}, data)
     with pytest.raises(EngineMismatchError, match="hash"):
-        check_engine(engine, recorded)
+        check_engine(engine, recorded, b"engine bytes, edited")
+    sidecar_path(engine).write_text('{"gpu": "Orin", ')
+    with pytest.raises(EngineMismatchError, match="not valid JSON"):
+        check_engine(engine, recorded, data)
     sidecar_path(engine).unlink()
     with pytest.raises(EngineMismatchError, match="sidecar"):
-        check_engine(engine, recorded)
+        check_engine(engine, recorded, data)
 
 
 @settings(max_examples=40, deadline=None)

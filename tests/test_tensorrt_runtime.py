@@ -57,7 +57,7 @@ class FakeCuda:
         return np.empty(shape, dtype)
 
     def alloc(self, nbytes):
-        key = len(self.memory) + 1
+        key = max(self.memory, default=0) + 1
         self.memory[key] = None
         return key
 
@@ -79,6 +79,22 @@ class FakeCuda:
     def elapsed_ms(self, start, end):
         return 0.1
 
+    def free(self, dev):
+        del self.memory[dev]
+
+    def free_pinned(self, host):
+        self.freed_pinned.append(host.shape)
+
+    def destroy_stream(self, stream):
+        self.destroyed.append("stream")
+
+    def destroy_event(self, event):
+        self.destroyed.append("event")
+
+    def __init__(self):
+        FakeCuda.memory = {}
+        self.freed_pinned, self.destroyed = [], []
+
 
 def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
     backend = TensorRTBackend.__new__(TensorRTBackend)
@@ -87,7 +103,8 @@ def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
     backend.stream = backend.start = backend.end = None
     backend.input_name, backend.output_name = "input", "logits"
     backend.input_dtype = backend.output_dtype = np.float32
-    backend.buffers, backend.lock, backend.max_batch = {}, threading.Lock(), max_batch
+    backend.buffers, backend.capacity, backend.closed = None, 0, False
+    backend.lock, backend.max_batch = threading.Lock(), max_batch
     return backend
 
 
@@ -137,3 +154,69 @@ def test_tensorrt_stubs_alone_do_not_count_as_tensorrt(tmp_path, monkeypatch):
     (tmp_path / "tensorrt" / "__init__.py").write_text("__version__ = '10.3.0'\n")
     importlib.invalidate_caches()
     assert tensorrt_installed()
+
+
+def test_one_buffer_set_grows_with_the_largest_batch_and_close_frees_everything():
+    """Batch sizes 1, 7, 3, 64, 2: device memory holds one input and one output buffer at every moment, sized for the
+    largest batch so far; answers stay right for the smaller batches that reuse it; close() returns it all."""
+    backend = _backend(max_batch=64)
+    rng = np.random.default_rng(1)
+    for n in (1, 7, 3, 64, 2):
+        batch = rng.standard_normal((n, 3, 2, 2)).astype(np.float32)
+        assert np.allclose(backend._infer(batch)[:, 0], 2 * batch.reshape(n, -1).sum(1), atol=1e-5)
+        assert len(FakeCuda.memory) == 2
+    assert backend.capacity == 64 and backend.cuda.freed_pinned == [(1, 3, 2, 2), (1, 10), (7, 3, 2, 2), (7, 10)]
+    backend.close()
+    assert FakeCuda.memory == {} and sorted(backend.cuda.destroyed) == ["event", "event", "stream"]
+    backend.close()  # twice is harmless
+    with pytest.raises(RuntimeError, match="was closed"):
+        backend._infer(np.zeros((1, 3, 2, 2), np.float32))
+
+
+def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(bundle_dir, tmp_path, monkeypatch):
+    """Someone who can write to the bundle directory drops model.fp16.engine and a sidecar that matches this GPU: `info
+    --public-key` names it as uncovered, and the backend builds (and runs) its own engine in the cache instead."""
+    import hashlib
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from edgecls.bundle import Bundle
+    from edgecls.cli import app
+    from edgecls.runtime.backends import tensorrt as trt_backend
+    from edgecls.runtime.engines import sidecar_path
+    from edgecls.signing import generate_key, sign_bundle
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    bundle = tmp_path / "signed"
+    shutil.copytree(bundle_dir, bundle)
+    private, public = generate_key(tmp_path / "fleet.key")
+    sign_bundle(bundle, private)
+    expected = {"gpu": "Orin (NVIDIA Jetson Orin Nano)", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620,
+                "tensorrt": "10.3.0", "onnx_sha256": "cd", "precision": "fp16"}
+    planted = bundle / "model.fp16.engine"
+    planted.write_bytes(b"attacker's engine")
+    sidecar_path(planted).write_text(json.dumps({**expected, "max_batch": 64,
+                                                 "engine_sha256": hashlib.sha256(b"attacker's engine").hexdigest()}))
+
+    result = CliRunner().invoke(app, ["info", str(bundle), "--public-key", str(public)])
+    assert result.exit_code == 0, result.output
+    assert "never loaded: model.fp16.engine, model.fp16.engine.json" in " ".join(result.output.split())
+
+    def fake_build(onnx_path, engine_path, precision, **kwargs):
+        engine_path.parent.mkdir(parents=True, exist_ok=True)
+        engine_path.write_bytes(b"our engine")
+        sidecar_path(engine_path).write_text(json.dumps({**expected, "max_batch": 64,
+                                                         "engine_sha256": hashlib.sha256(b"our engine").hexdigest()}))
+
+    monkeypatch.setattr(trt_backend, "build_engine", fake_build)
+    backend = trt_backend.TensorRTBackend.__new__(trt_backend.TensorRTBackend)
+    backend.bundle, backend.precision, backend.device_index = Bundle.open(bundle, public_key=public), "fp16", 0
+    with pytest.warns(UserWarning, match="does not list it, so its signature does not cover it"):
+        path, data, sidecar = backend._find_or_build(bundle / "model.onnx", expected)
+    assert data == b"our engine" and path.parent == tmp_path / "cache" / "engines" and sidecar["max_batch"] == 64
+    planted.unlink()
+    path.write_bytes(b"our engine, corrupted")  # a damaged cache entry is rebuilt, not trusted and not fatal
+    with pytest.warns(UserWarning, match="rebuilding the cached engine"):
+        assert backend._find_or_build(bundle / "model.onnx", expected)[1] == b"our engine"

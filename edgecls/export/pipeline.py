@@ -392,13 +392,19 @@ def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) ->
 
 
 def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dict:
-    """Top-1 of every ONNX file on `data`, through the runtime's preprocessing and ONNX Runtime on the CPU."""
+    """Top-1 of every ONNX file on `data`, through the runtime's preprocessing and ONNX Runtime on the CPU, and how far
+    each is from model.onnx: top-1 agreement and the largest |Δ logit| (what `edgecls doctor` sets its bounds from)."""
     accuracy = {"dataset": data.name, "samples": len(data), "files": {}}
+    fp32 = None
     for fname, entry in files.items():
         if entry["format"] == "onnx":
             target = "tensorrt" if entry["precision"] == "int8" and entry["target"] == "tensorrt" else "cpu"
-            top1 = float(np.mean(_onnx_scores(out / fname, data.images, prep, target).argmax(1) == data.labels))
-            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"], "top1": top1,
+            scores = _onnx_scores(out / fname, data.images, prep, target)
+            fp32 = scores if fp32 is None else fp32
+            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"],
+                                        "top1": float(np.mean(scores.argmax(1) == data.labels)),
+                                        "agreement_with_fp32": float(np.mean(scores.argmax(1) == fp32.argmax(1))),
+                                        "max_abs_diff_vs_fp32": float(np.abs(scores - fp32).max()),
                                         "evaluated_with": EVALUATED_WITH[target]}
     return accuracy
 
@@ -419,11 +425,23 @@ def _check_int8_drop(accuracy: dict, options: ExportOptions, final: Path) -> Non
 
 
 def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list[dict]:
-    from edgecls.runtime.engines import build_bundle_engines, tensorrt_installed
+    """Engines for this machine's GPU, recorded in the manifest about to be sealed (so a signature covers them). A build
+    that fails, or INT8 without the ModelOpt graph, costs the engine, never the bundle: the target builds its own."""
+    from edgecls.errors import EdgeclsError
+    from edgecls.runtime.backends import tensorrt_unavailable
+    from edgecls.runtime.engines import build_bundle_engines
 
-    if not tensorrt_installed():
-        console.print(f"[yellow]TensorRT is not installed here; engines skipped.[/] On the target run: "
-                      f"edgecls build-engine {final}")
+    why = tensorrt_unavailable()
+    if why:
+        console.print(f"[yellow]{why}: engines skipped.[/] On the target run: edgecls build-engine {final}")
         return []
-    precisions = tuple(p for p, on in (("fp16", options.fp16), ("int8", options.int8)) if on) or ("fp16",)
-    return build_bundle_engines(out, precisions)
+    precisions = [p for p, on in (("fp16", options.fp16), ("int8", options.int8)) if on] or ["fp16"]
+    if "int8" in precisions and not (out / format_by_key("onnx-int8-trt").file).is_file():
+        precisions.remove("int8")
+        console.print(f"[yellow]no INT8 engine:[/] the bundle has no TensorRT INT8 graph ({escape(INSTALL_HINT)})")
+    try:
+        return build_bundle_engines(out, tuple(precisions), out_dir=out) if precisions else []
+    except (EdgeclsError, RuntimeError, OSError) as exc:
+        console.print(f"[yellow]engines not built ({escape(str(exc)[:300])}); the bundle is complete without them.[/] "
+                      f"On the target run: edgecls build-engine {final}")
+        return []

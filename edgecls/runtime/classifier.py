@@ -58,6 +58,17 @@ class Classifier:
         name, precision, device, reason = choose(bundle, backend, precision, device)
         return cls(bundle, create_backend(bundle, name, precision, device, threads), reason, top_k)
 
+    def close(self) -> None:
+        """Free the backend's device memory now, rather than when the process ends."""
+        with self._lock:
+            self.backend.close()
+
+    def __enter__(self) -> Classifier:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     @property
     def info(self) -> BackendInfo:
         return self.backend.describe()

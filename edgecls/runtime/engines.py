@@ -10,12 +10,22 @@ Which API is used is decided by feature checks, never by version strings (`build
 - A timing cache per TensorRT version and GPU makes rebuilds after the first take seconds, not minutes.
 
 An engine only runs on the GPU model and TensorRT version that built it, so each engine gets a sidecar
-JSON recording both plus the ONNX file's sha256; `check_engine` refuses a mismatch with a clear error.
+JSON recording both plus the ONNX file's sha256; `check_engine` refuses a mismatch with a clear error. The GPU
+is named by model, compute capability, SM count and memory: every Jetson Orin module reports the same name
+("Orin") and sm_87, and an engine tuned on a 16-SM AGX Orin is not one for a 4-SM Orin Nano.
+FP32 engines are built with TF32 off (TensorRT enables it by default on Ampere and later, about 6.5e-3 from FP32
+on logits), so an FP32 engine answers as model.onnx does; the sidecar records it.
+
+Engines live in the local cache ($EDGECLS_CACHE/engines), keyed by GPU, TensorRT, precision and the sha256 of
+the (signed) ONNX file they were built from. A bundle directory is not trusted for engines: the runtime loads
+one from there only if the sealed manifest lists its sha256, so a planted engine with a forged sidecar is never
+run and `edgecls sign` covers everything that runs.
 This module needs tensorrt and pycuda or cuda-python, never torch.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -24,6 +34,8 @@ from pathlib import Path
 
 from edgecls.errors import BackendUnavailableError, EngineMismatchError, ExportError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
+
+IDENTITY_KEYS = ("gpu", "compute_capability", "sm_count", "memory_mib", "tensorrt", "onnx_sha256", "precision")
 
 INSTALL_HINT = ("TensorRT is not installed here. On a Jetson it comes with JetPack (python3-libnvinfer); on a desktop "
                 "GPU: pip install 'edgecls[tensorrt-cu12]' or 'edgecls[tensorrt-cu13]' (match the driver's CUDA). "
@@ -44,11 +56,18 @@ def require_tensorrt() -> None:
         raise BackendUnavailableError(INSTALL_HINT.format(bundle="BUNDLE_DIR"))
 
 
+JETSON_MODEL = Path("/proc/device-tree/model")
+
+
 def gpu_identity(device_index: int = 0) -> dict:
-    """Name and compute capability of the GPU, through pycuda or cuda-python."""
+    """Name, compute capability, SM count and memory of the GPU (through pycuda or cuda-python); on a Jetson the
+    name also carries the module's model from the device tree, since every Orin's GPU calls itself "Orin"."""
     from edgecls.runtime.backends.cuda_api import open_cuda
 
-    return open_cuda(device_index).identity()
+    identity = open_cuda(device_index).identity()
+    if JETSON_MODEL.is_file():
+        identity["gpu"] += f" ({JETSON_MODEL.read_bytes().rstrip(bytes(1)).decode(errors='replace').strip()})"
+    return identity
 
 
 def engine_identity(trt, onnx_path: Path, precision: str, device_index: int = 0) -> dict:
@@ -60,19 +79,37 @@ def sidecar_path(engine_path: Path) -> Path:
     return engine_path.with_name(engine_path.name + ".json")
 
 
-def check_engine(engine_path: Path, expected: dict) -> None:
-    """Raise EngineMismatchError unless the engine's sidecar matches this GPU, TensorRT and ONNX file."""
+def cached_engine_path(identity: dict) -> Path:
+    """The local cache's engine for this GPU, TensorRT, precision and ONNX file."""
+    key = hashlib.sha256("|".join(str(identity.get(k)) for k in IDENTITY_KEYS).encode()).hexdigest()[:24]
+    return cache_dir("engines") / f"{key}.engine"
+
+
+def read_sidecar(engine_path: Path) -> dict:
     sidecar = sidecar_path(engine_path)
     if not sidecar.is_file():
         raise EngineMismatchError(f"{engine_path} has no sidecar {sidecar.name}; rebuild it with `edgecls build-engine`")
-    recorded = json.loads(sidecar.read_text())
-    for key in ("gpu", "compute_capability", "tensorrt", "onnx_sha256", "precision"):
+    try:
+        recorded = json.loads(sidecar.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise EngineMismatchError(f"{sidecar} is not valid JSON ({exc}); rebuild the engine with `edgecls build-engine`") from exc
+    if not isinstance(recorded, dict):
+        raise EngineMismatchError(f"{sidecar} is not a JSON object; rebuild the engine with `edgecls build-engine`")
+    return recorded
+
+
+def check_engine(engine_path: Path, expected: dict, data: bytes) -> dict:
+    """The sidecar, if it matches this GPU, TensorRT and ONNX file and `data` (the engine's bytes, read once: what is
+    checked is what is deserialized); else EngineMismatchError."""
+    recorded = read_sidecar(engine_path)
+    for key in IDENTITY_KEYS:
         if recorded.get(key) != expected.get(key):
             raise EngineMismatchError(
                 f"{engine_path} was built for {key}={recorded.get(key)!r} but this machine has {expected.get(key)!r}. "
                 "TensorRT engines run only where they were built: rebuild with `edgecls build-engine BUNDLE` here.")
-    if recorded.get("engine_sha256") != sha256_file(engine_path):
+    if recorded.get("engine_sha256") != hashlib.sha256(data).hexdigest():
         raise EngineMismatchError(f"{engine_path} does not match the hash in its sidecar (truncated or edited); rebuild it")
+    return recorded
 
 
 def build_plan(trt, precision: str) -> dict:
@@ -96,9 +133,16 @@ def timing_cache_path(identity: dict) -> Path:
 
 
 def _attach_timing_cache(config, path: Path):
-    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
-    if not config.set_timing_cache(cache, False):
-        warnings.warn(f"TensorRT rejected the timing cache {path}; building without it (it will be rewritten)", stacklevel=3)
+    """The timing cache from `path`; a corrupt or foreign one (TensorRT raises, or refuses it) is replaced by an empty
+    one and rewritten after the build."""
+    try:
+        cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+        accepted = cache is not None and config.set_timing_cache(cache, False)
+    except Exception as exc:  # TensorRT raises its own error types for bytes it cannot read
+        warnings.warn(f"TensorRT could not read the timing cache {path} ({exc})", stacklevel=3)
+        accepted = False
+    if not accepted:
+        warnings.warn(f"building without the timing cache {path}; it will be rewritten", stacklevel=3)
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
@@ -132,6 +176,10 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
     for name in plan["builder_flags"]:
         config.set_flag(getattr(trt.BuilderFlag, name))
+    tf32 = None
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+        tf32 = False
     timing_path = timing_cache_path(identity)
     timing_cache = _attach_timing_cache(config, timing_path)
 
@@ -140,7 +188,8 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         tensor = network.get_input(i)
         chw = tuple(tensor.shape)[1:]  # type: ignore[var-annotated,arg-type]  # Dims iterates; the stubs omit __iter__
         profile.set_shape(tensor.name, (1, *chw), (opt_batch, *chw), (max_batch, *chw))  # type: ignore[arg-type]  # tuple → Dims
-    config.add_optimization_profile(profile)
+    if config.add_optimization_profile(profile) < 0:
+        raise ExportError(f"TensorRT refused the optimization profile batch 1..{max_batch} (opt {opt_batch}) for {onnx_path}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -148,7 +197,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     atomic_write_bytes(engine_path, bytes(serialized))
     atomic_write_bytes(timing_path, bytes(timing_cache.serialize()))
     identity.update(mode=plan["mode"], max_batch=max_batch, onnx=onnx_path.name, engine_sha256=sha256_file(engine_path),
-                    timing_cache=str(timing_path))
+                    timing_cache=str(timing_path), tf32=tf32)
     atomic_write_json(sidecar_path(engine_path), identity)
     return identity
 
@@ -163,19 +212,23 @@ def engine_sources(bundle, precision: str, has_precision_flags: bool):
 
 
 def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, ...] = ("fp16", "int8"),
-                         out_dir: str | os.PathLike | None = None, **kwargs) -> list[dict]:
-    """`edgecls build-engine BUNDLE`: one engine per precision, next to the bundle (or in `out_dir`)."""
+                         out_dir: str | os.PathLike | None = None, public_key=None, **kwargs) -> list[dict]:
+    """`edgecls build-engine BUNDLE`: one engine per precision, into the local engine cache where the runtime looks
+    (or as model.<precision>.engine in `out_dir`: export records those in the manifest it is about to seal)."""
     from edgecls.bundle import Bundle
 
     require_tensorrt()
     import tensorrt as trt
 
-    bundle = Bundle.open(bundle_dir)
-    out = Path(out_dir or bundle.root)
+    bundle = Bundle.open(bundle_dir, public_key=public_key)
     built = []
     for precision in precisions:
         entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"))
         if entry is None:
-            raise ExportError(f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}")
-        built.append(build_engine(bundle.verified_path(entry), out / f"model.{precision}.engine", precision, **kwargs))
+            raise ExportError(f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
+                              + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else ""))
+        onnx_path = bundle.verified_path(entry)
+        identity = engine_identity(trt, onnx_path, precision, kwargs.get("device_index", 0))
+        target = Path(out_dir) / f"model.{precision}.engine" if out_dir else cached_engine_path(identity)
+        built.append({**build_engine(onnx_path, target, precision, **kwargs), "file": target.name})
     return built

@@ -65,3 +65,6 @@ class Backend(ABC):
 
     def synchronize(self) -> None:  # noqa: B027 (optional hook, a no-op for host-synchronous backends)
         """Wait for queued device work; host-synchronous backends have none."""
+
+    def close(self) -> None:  # noqa: B027 (optional hook: backends holding device memory free it here)
+        """Release what the backend holds outside Python's garbage collector (device memory, streams)."""

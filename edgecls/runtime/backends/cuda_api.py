@@ -3,8 +3,8 @@
 pycuda is the project's choice and what JetPack images and older TensorRT samples use; NVIDIA's samples moved
 to cuda-python (`cuda.bindings.runtime`) with TensorRT 10.13, and it installs as wheels where pycuda must be
 compiled against a CUDA toolkit. Both adapters give the same small surface: device identity, a stream, pinned
-host memory, device memory, asynchronous copies and events for device-side timing. Device buffers live as
-long as the process, as the backend keeps one set per batch size.
+host memory, device memory, asynchronous copies and events for device-side timing, and the calls that free
+each of them: the backend keeps one buffer set, grown when a larger batch arrives, and frees everything on close().
 """
 
 from __future__ import annotations
@@ -89,7 +89,9 @@ class PyCuda:
 
     def identity(self) -> dict:
         major, minor = self.device.compute_capability()
-        return {"gpu": self.device.name(), "compute_capability": f"{major}.{minor}"}
+        sm_count = self.device.get_attribute(self.cuda.device_attribute.MULTIPROCESSOR_COUNT)
+        return {"gpu": self.device.name(), "compute_capability": f"{major}.{minor}", "sm_count": int(sm_count),
+                "memory_mib": int(self.device.total_memory()) >> 20}
 
     def stream(self):
         return self.cuda.Stream()
@@ -120,6 +122,18 @@ class PyCuda:
 
     def synchronize(self, stream) -> None:
         stream.synchronize()
+
+    def free(self, device_buffer) -> None:
+        device_buffer.free()
+
+    def free_pinned(self, host: np.ndarray) -> None:
+        host.base.free()  # pagelocked_empty's array is a view of a PagelockedHostAllocation
+
+    def destroy_stream(self, stream) -> None:
+        pass  # pycuda's Stream and Event release themselves when collected
+
+    def destroy_event(self, event) -> None:
+        pass
 
 
 class CudaPython:
@@ -162,7 +176,8 @@ class CudaPython:
     def identity(self) -> dict:
         props = self._call(self.rt.cudaGetDeviceProperties(self.index))
         name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
-        return {"gpu": name, "compute_capability": f"{props.major}.{props.minor}"}
+        return {"gpu": name, "compute_capability": f"{props.major}.{props.minor}", "sm_count": int(props.multiProcessorCount),
+                "memory_mib": int(props.totalGlobalMem) >> 20}
 
     def stream(self):
         return self._call(self.rt.cudaStreamCreate())
@@ -197,3 +212,15 @@ class CudaPython:
 
     def synchronize(self, stream) -> None:
         self._call(self.rt.cudaStreamSynchronize(stream))
+
+    def free(self, device_buffer: int) -> None:
+        self._call(self.rt.cudaFree(device_buffer))
+
+    def free_pinned(self, host: np.ndarray) -> None:
+        self._call(self.rt.cudaFreeHost(host.ctypes.data))
+
+    def destroy_stream(self, stream) -> None:
+        self._call(self.rt.cudaStreamDestroy(stream))
+
+    def destroy_event(self, event) -> None:
+        self._call(self.rt.cudaEventDestroy(event))

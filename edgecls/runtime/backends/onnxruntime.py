@@ -63,10 +63,7 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads or (os.cpu_count() if device == "cpu" else None)
         providers: list = [PROVIDERS[device]]
         if device == "tensorrt":
-            cache = cache_dir("ort-trt")
-            providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": precision != "fp32", "trt_int8_enable": precision == "int8",
-                                                        "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache)}),
-                         "CUDAExecutionProvider"]
+            providers = [("TensorrtExecutionProvider", self.tensorrt_options(entry.sha256)), "CUDAExecutionProvider"]
         if device != "cpu":
             providers.append("CPUExecutionProvider")
         try:
@@ -76,6 +73,28 @@ class OnnxRuntimeBackend(Backend):
                               "the file is corrupt or was not written by edgecls: re-run `edgecls export`") from exc
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
+        if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start
+            raise BackendUnavailableError(
+                f"onnxruntime could not start {PROVIDERS[device]} for {path.name} and fell back to {self.providers[0]} "
+                "(its log above says why: typically a TensorRT or CUDA library it cannot load); fix that, or ask for "
+                f"device='{'cuda' if device == 'tensorrt' else 'cpu'}'")
+
+    def tensorrt_options(self, onnx_sha256: str, max_batch: int = 64) -> dict:
+        """The TensorRT provider's options. Its engine cache is keyed by model file name and graph structure, not the
+        weights, so each ONNX file (by sha256) gets a directory of its own: a re-exported model never runs the previous
+        model's engine. The directory exists before the session starts (a missing one makes the provider fail and
+        ONNX Runtime fall back). An explicit profile for batches 1..max_batch: a new batch size never rebuilds mid-run."""
+        cache = cache_dir("ort-trt") / onnx_sha256[:24]
+        cache.mkdir(parents=True, exist_ok=True)
+        options = {"trt_fp16_enable": self.precision != "fp32", "trt_int8_enable": self.precision == "int8",
+                   "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
+                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        if not self.fixed_batch:
+            chw = "x".join(map(str, self.input_shape))
+            name = self.bundle.input["name"]
+            options.update(trt_profile_min_shapes=f"{name}:1x{chw}", trt_profile_opt_shapes=f"{name}:1x{chw}",
+                           trt_profile_max_shapes=f"{name}:{max_batch}x{chw}")
+        return options
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)

@@ -1,15 +1,15 @@
 """Native TensorRT backend: tensorrt + pycuda or cuda-python (`cuda_api`), pinned host buffers, one stream,
 execute_async_v3.
 
-On first use it looks for `model.<precision>.engine` in the bundle whose sidecar matches this GPU,
-TensorRT version and ONNX file; failing that it builds one from the bundle's ONNX and caches it under
-$EDGECLS_CACHE (default ~/.cache/edgecls/engines), keyed by all four.
+On first use it takes the engine for this GPU, TensorRT version, precision and ONNX file from the local cache
+($EDGECLS_CACHE, default ~/.cache/edgecls/engines), building it there from the bundle's verified ONNX file if it
+is missing or damaged. An engine in the bundle directory is used only when the sealed (and signed) manifest lists
+its sha256; any other is ignored with a warning, so a planted engine never runs.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 import warnings
 from pathlib import Path
@@ -18,21 +18,16 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EngineMismatchError
-from edgecls.fileio import cache_dir
 from edgecls.runtime.backends.base import Backend, BackendInfo
 from edgecls.runtime.backends.cuda_api import open_cuda
 from edgecls.runtime.engines import (
     build_engine,
+    cached_engine_path,
     check_engine,
     engine_identity,
     engine_sources,
     require_tensorrt,
-    sidecar_path,
 )
-
-
-def engine_cache_dir() -> Path:
-    return cache_dir("engines")
 
 
 class TensorRTBackend(Backend):
@@ -50,15 +45,15 @@ class TensorRTBackend(Backend):
         if entry is None:
             raise BundleError(f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}")
         onnx_path = bundle.verified_path(entry)
+        self.source_graph = entry.name  # what doctor compares the engine with
         self.cuda = open_cuda(self.device_index)
         with self.cuda.active():
             expected = engine_identity(trt, onnx_path, precision, self.device_index)
-            self.engine_path = self._find_or_build(onnx_path, expected)
-            self.max_batch = int(json.loads(sidecar_path(self.engine_path).read_text())["max_batch"])
-            logger = trt.Logger(trt.Logger.WARNING)
-            self.engine = trt.Runtime(logger).deserialize_cuda_engine(self.engine_path.read_bytes())
+            self.engine_path, data, sidecar = self._find_or_build(onnx_path, expected)
+            self.max_batch = int(sidecar["max_batch"])
+            self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
             if self.engine is None:
-                raise EngineMismatchError(f"TensorRT could not deserialize {self.engine_path}; rebuild it")
+                raise EngineMismatchError(f"TensorRT could not deserialize {self.engine_path}; delete it to rebuild")
             self.context = self.engine.create_execution_context()
             self.stream = self.cuda.stream()
             names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
@@ -66,42 +61,81 @@ class TensorRTBackend(Backend):
             self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
             self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(self.input_name))
             self.output_dtype = trt.nptype(self.engine.get_tensor_dtype(self.output_name))
-            self.buffers: dict[int, tuple] = {}
+            self.capacity, self.buffers, self.closed = 0, None, False
             self.start, self.end = self.cuda.event(), self.cuda.event()
             self.last_device_ms = 0.0
         self.lock = threading.Lock()
 
-    def _find_or_build(self, onnx_path: Path, expected: dict) -> Path:
+    def _find_or_build(self, onnx_path: Path, expected: dict) -> tuple[Path, bytes, dict]:
+        """(path, bytes, sidecar) of an engine for this machine: the bundle's own if its manifest vouches for it, else
+        the local cache's, built (or rebuilt, when damaged or stale) from the verified ONNX file."""
         in_bundle = self.bundle.root / f"model.{self.precision}.engine"
         if in_bundle.is_file():
+            data = in_bundle.read_bytes()
+            listed = {e.get("engine_sha256") for e in self.bundle.manifest.get("engines", [])}
             try:
-                check_engine(in_bundle, expected)
-                return in_bundle
+                if hashlib.sha256(data).hexdigest() not in listed:
+                    raise EngineMismatchError("the bundle's manifest does not list it, so its signature does not cover it")
+                return in_bundle, data, check_engine(in_bundle, expected, data)
             except EngineMismatchError as exc:  # never run it; say so, then use (or build) one for this machine
-                warnings.warn(f"not using {in_bundle.name}: {exc} Using an engine built here instead.", stacklevel=3)
-        key = hashlib.sha256("|".join(str(expected[k]) for k in sorted(expected)).encode()).hexdigest()[:20]
-        cached = engine_cache_dir() / f"{key}.engine"
-        if not cached.is_file():
-            build_engine(onnx_path, cached, self.precision, device_index=self.device_index)
-        check_engine(cached, expected)
-        return cached
+                warnings.warn(f"not using {in_bundle}: {exc}. Using the engine cache instead.", stacklevel=3)
+        cached = cached_engine_path(expected)
+        if cached.is_file():
+            data = cached.read_bytes()
+            try:
+                return cached, data, check_engine(cached, expected, data)
+            except EngineMismatchError as exc:
+                warnings.warn(f"rebuilding the cached engine {cached}: {exc}", stacklevel=3)
+        build_engine(onnx_path, cached, self.precision, device_index=self.device_index)
+        data = cached.read_bytes()
+        return cached, data, check_engine(cached, expected, data)
 
     def _buffers(self, batch: int):
-        if batch not in self.buffers:
+        """One pinned + device buffer set for the largest batch seen so far; a smaller batch uses its first rows.
+        A larger one frees the set and allocates anew, so memory stays that of the largest batch (≤ max_batch)."""
+        if batch > self.capacity:
             shape = (batch, *self.input_shape)
             if not self.context.set_input_shape(self.input_name, shape):
                 raise EngineMismatchError(f"TensorRT refused input shape {shape} (profile: batch 1..{self.max_batch})")
             out_shape = tuple(self.context.get_tensor_shape(self.output_name))  # type: ignore[var-annotated,arg-type]  # Dims iterates
+            self._free_buffers()
             host_in = self.cuda.pinned(shape, self.input_dtype)
             host_out = self.cuda.pinned(out_shape, self.output_dtype)
-            self.buffers[batch] = (host_in, host_out, self.cuda.alloc(host_in.nbytes), self.cuda.alloc(host_out.nbytes))
-        return self.buffers[batch]
+            self.buffers = (host_in, host_out, self.cuda.alloc(host_in.nbytes), self.cuda.alloc(host_out.nbytes))
+            self.capacity = batch
+        host_in, host_out, dev_in, dev_out = self.buffers
+        return host_in[:batch], host_out[:batch], dev_in, dev_out
+
+    def _free_buffers(self) -> None:
+        if self.buffers is not None:
+            host_in, host_out, dev_in, dev_out = self.buffers
+            self.buffers, self.capacity = None, 0
+            for device in (dev_in, dev_out):
+                self.cuda.free(device)
+            for host in (host_in, host_out):
+                self.cuda.free_pinned(host)
+
+    def close(self) -> None:
+        """Free every buffer, the stream and the events, and drop the engine; the backend is unusable after."""
+        with self.lock, self.cuda.active():
+            if self.closed:
+                return
+            self.closed = True
+            self.cuda.synchronize(self.stream)
+            self._free_buffers()
+            for event in (self.start, self.end):
+                self.cuda.destroy_event(event)
+            self.cuda.destroy_stream(self.stream)
+            self.stream = self.start = self.end = None
+            self.context = self.engine = None
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) > self.max_batch:  # the engine's optimization profile stops at max_batch
             return np.concatenate([self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
         cuda = self.cuda
         with self.lock, cuda.active():
+            if self.closed:
+                raise RuntimeError("this TensorRT backend was closed; load the Classifier again")
             host_in, host_out, dev_in, dev_out = self._buffers(batch.shape[0])
             if not self.context.set_input_shape(self.input_name, batch.shape):
                 raise EngineMismatchError(f"TensorRT refused input shape {batch.shape} (profile: batch 1..{self.max_batch})")
