@@ -335,6 +335,8 @@ def export(
     labels: Annotated[str | None, typer.Option(help="your own model: class names, one per line in output order "
                                                     "(default: the dataset's)")] = None,
     name: Annotated[str | None, typer.Option(help="your own model: its name in the bundle (default: NAME or the file's stem)")] = None,
+    tensorrt8: Annotated[bool, typer.Option("--tensorrt8", help="also write the INT8 graph TensorRT 8.6 (JetPack 5) can "
+                                                                "build: ModelOpt with FP32 layers, opset 17")] = False,
     calib_dir: Annotated[str | None, typer.Option(help="unlabelled images of the scene: INT8 calibration, and (without "
                                                        "--dataset) a gate on top-1 agreement with FP32 on held-out ones")] = None,
 ) -> None:
@@ -348,7 +350,8 @@ def export(
     options = ExportOptions(fp16=fp16, int8=int8, out=out_dir, data_dir=data_dir, calib_images=calib_images,
                             calib_method=calib_method, target=target, max_accuracy_drop=max_accuracy_drop,
                             allow_accuracy_drop=allow_accuracy_drop, eval_images=eval_images,
-                            exclude_nodes=tuple(exclude_node), foreign=foreign, calib_dir=calib_dir)
+                            exclude_nodes=tuple(exclude_node), foreign=foreign, calib_dir=calib_dir,
+                            tensorrt8=tensorrt8)
     manifest = export_bundle(source, options)
     if triton:
         from edgecls.export.triton import write_triton_repository

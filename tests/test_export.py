@@ -282,3 +282,29 @@ def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tm
     clf = Classifier.load(tmp_path / "b", backend="onnxruntime", precision="fp32")
     summary = run_camera(clf, CameraOptions(replay_test_set="folder", data_dir=str(root), headless=True, frame_size="96x72"))
     assert summary["frames"] == 60 and summary["accuracy"] == pytest.approx(manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"])
+
+
+def test_tensorrt8_gets_an_int8_graph_it_can_parse_or_a_refusal_that_says_how(trained_ckpt, cifar_root, bundle_dir, tmp_path):
+    """TensorRT 8.6's ONNX importer parses opsets ≤ 17 and float32 Q/DQ scales; ModelOpt's default graph is opset 19 with
+    FP16 scales. --tensorrt8 adds one it can build (gated like the others); without it, 8.x is told what to do."""
+    import onnx
+
+    from edgecls.bundle import Bundle
+    from edgecls.errors import ExportError as Refused
+    from edgecls.runtime.engines import engine_sources
+
+    out = tmp_path / "trt8"
+    manifest = export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100,
+                                                              max_accuracy_drop=5.0, tensorrt8=True))
+    graph = onnx.load(str(out / "model.int8.trt8.onnx"))
+    assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    scales = {i.name: i.data_type for i in graph.graph.initializer}
+    qdq = [n for n in graph.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert qdq and {scales[n.input[1]] for n in qdq if n.input[1] in scales} == {onnx.TensorProto.FLOAT}
+    assert not [n for n in graph.graph.node if n.op_type == "Cast"]
+    assert manifest["calibration"]["tensorrt8"]["high_precision"] == "fp32"
+    assert "model.int8.trt8.onnx" in manifest["accuracy"]["validation"]["files"]
+    assert engine_sources(Bundle.open(out), "int8", True, strongly_typed=False).name == "model.int8.trt8.onnx"
+    assert engine_sources(Bundle.open(out), "int8", False, strongly_typed=True).name == "model.int8.trt.onnx"
+    with pytest.raises(Refused, match="re-export with --tensorrt8"):
+        engine_sources(Bundle.open(bundle_dir), "int8", True, strongly_typed=False)

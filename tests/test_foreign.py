@@ -78,6 +78,13 @@ def test_a_fixed_batch_graph_runs_image_by_image_everywhere(foreign, cifar_root,
     images, _ = plain_cifar(cifar_root, "test")
     batch = clf.predict_batch(_frames(images[:5]))
     np.testing.assert_allclose(np.stack([p.logits for p in batch]), foreign["logits"][:5], atol=1e-3)
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
+    from edgecls.export.triton import write_triton_repository
+
+    fp32 = next(p for p in write_triton_repository(out, tmp_path / "repo") if p.name.endswith("_fp32"))
+    config = text_format.Parse((fp32 / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert config.max_batch_size == 0 and list(config.input[0].dims) == [1, 3, 32, 32] and not config.HasField("dynamic_batching")
 
 
 def test_an_imagenet_crop_is_recorded_and_applied(foreign, cifar_root, tmp_path):

@@ -30,18 +30,33 @@ def test_triton_repository_parses_with_tritons_own_schema(bundle_dir, tmp_path):
     assert cpu.instance_group[0].kind == model_config_pb2.ModelInstanceGroup.KIND_CPU
 
 
-def test_engines_become_tensorrt_plans(bundle_dir, tmp_path):
+def test_engines_the_manifest_lists_become_tensorrt_plans_within_their_profile(bundle_dir, tmp_path):
+    """A listed engine is served with max_batch_size capped at its profile and a note of the TensorRT that built it; an
+    engine the manifest does not list (planted, or from an old build-engine) is not served at all."""
+    import hashlib
+    import json
     import shutil
+
+    from edgecls.bundle import MANIFEST, seal
 
     text_format = pytest.importorskip("google.protobuf.text_format")
     model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
     bundle = tmp_path / "bundle"
     shutil.copytree(bundle_dir, bundle)
     (bundle / "model.int8.engine").write_bytes(b"plan bytes")
+    (bundle / "model.fp16.engine").write_bytes(b"planted")
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    engine = {"file": "model.int8.engine", "precision": "int8", "tensorrt": "10.3.0", "gpu": "Orin", "compute_capability": "8.7",
+              "max_batch": 16, "engine_sha256": hashlib.sha256(b"plan bytes").hexdigest()}
+    (bundle / MANIFEST).write_text(json.dumps(seal({**manifest, "engines": [engine]})))
     written = write_triton_repository(bundle, tmp_path / "repo")
+    assert "lenet5_trt_fp16" not in {p.name for p in written}
     plan_dir = next(p for p in written if p.name == "lenet5_trt_int8")
-    config = text_format.Parse((plan_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    text = (plan_dir / "config.pbtxt").read_text()
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
     assert config.backend == "tensorrt" and (plan_dir / "1" / "model.plan").read_bytes() == b"plan bytes"
+    assert config.max_batch_size == 16 and list(config.dynamic_batching.preferred_batch_size) == [8]
+    assert text.startswith("# plan built by TensorRT 10.3.0 for Orin sm_8.7")
 
 
 def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_classifier(bundle_dir, cifar_root, tmp_path):

@@ -38,9 +38,17 @@ def modelopt_available() -> bool:
     return importlib.util.find_spec("modelopt") is not None
 
 
+TENSORRT8_OPSET = 17  # the newest opset TensorRT 8.6's ONNX parser reads
+
+
 def quantize_for_tensorrt(src: Path, dst: Path, calibration: np.ndarray, input_name: str, method: str = "minmax",
-                          exclude_nodes: tuple[str, ...] = ()) -> dict:
-    """Write the Q/DQ graph to `dst` (atomically) and return where the quantizers went."""
+                          exclude_nodes: tuple[str, ...] = (), high_precision: str = HIGH_PRECISION,
+                          opset: int | None = None) -> dict:
+    """Write the Q/DQ graph to `dst` (atomically) and return where the quantizers went.
+
+    `high_precision="fp32", opset=17` is the graph TensorRT 8.6 (JetPack 5) can build: its importer reads Q/DQ scales
+    as float32 only and parses opsets up to 17. ModelOpt writes opset 19 whatever it is asked for, so the graph is
+    converted down with `onnx.version_converter` (which refuses, and so fails this graph, where an operator cannot be)."""
     if method not in METHODS:
         raise ConfigError(f"ModelOpt calibrates INT8 with {' or '.join(METHODS)}, not {method!r}: "
                           "pass --calib-method minmax (or entropy), or --target cpu for ONNX Runtime's quantizer alone")
@@ -51,16 +59,31 @@ def quantize_for_tensorrt(src: Path, dst: Path, calibration: np.ndarray, input_n
         np.savez(data, **{input_name: calibration})
         command = [sys.executable, "-m", "modelopt.onnx.quantization", "--onnx_path", str(src), "--quantize_mode", "int8",
                    "--calibration_data_path", str(data), "--calibration_method", METHODS[method], "--calibration_eps", "cpu",
-                   "--high_precision_dtype", HIGH_PRECISION, "--output_path", str(staged), "--log_level", "ERROR"]
+                   "--high_precision_dtype", high_precision, "--output_path", str(staged), "--log_level", "ERROR"]
         if exclude_nodes:
             command += ["--nodes_to_exclude", *exclude_nodes]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not staged.is_file():
             raise ExportError(f"NVIDIA ModelOpt could not quantize {src.name} (exit {result.returncode}):\n"
                               f"{(result.stdout + result.stderr)[-3000:]}")
+        if opset is not None:
+            _convert_opset(staged, opset)
         os.replace(staged, dst)
     return {"tool": f"nvidia-modelopt {importlib.metadata.version('nvidia-modelopt')}", "calibration_method": METHODS[method],
-            "high_precision": HIGH_PRECISION, **qdq_placement(dst)}
+            "high_precision": high_precision, **({"opset": opset} if opset else {}), **qdq_placement(dst)}
+
+
+def _convert_opset(path: Path, opset: int) -> None:
+    import onnx
+    from onnx import version_converter
+
+    try:
+        converted = version_converter.convert_version(onnx.load(str(path)), opset)
+        onnx.checker.check_model(converted)
+    except Exception as exc:  # the converter raises plain RuntimeError/ValueError for operators it cannot move
+        raise ExportError(f"the ModelOpt graph cannot be converted to opset {opset} for TensorRT 8.6 ({type(exc).__name__}: "
+                          f"{str(exc)[:300]}); build INT8 engines with TensorRT 10 or later instead") from exc
+    onnx.save(converted, str(path))
 
 
 def qdq_placement(path: Path) -> dict:

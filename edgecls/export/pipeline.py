@@ -28,7 +28,7 @@ from rich.table import Table
 from edgecls.bundle import FORMAT_VERSION, MANIFEST, Bundle, file_entry, seal
 from edgecls.calibration.quantize import quantize_for_cpu
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
-from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, modelopt_available, quantize_for_tensorrt
+from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, TENSORRT8_OPSET, modelopt_available, quantize_for_tensorrt
 from edgecls.console import console
 from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
@@ -63,6 +63,7 @@ class ExportOptions:
     seed: int = 0
     foreign: ForeignOptions | None = None  # weights, preprocessing, classes and data of a model trained elsewhere
     calib_dir: str | None = None  # unlabelled images: calibration, and a gate on agreement with FP32 (no dataset needed)
+    tensorrt8: bool = False  # also the INT8 graph TensorRT 8.6 can build (FP32 high precision, opset 17)
 
 
 EVALUATED_WITH = {
@@ -371,6 +372,13 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
             placed = ", ".join(f"{n} {op}" for op, n in calibration["tensorrt"]["quantized_inputs_of"].items())
             console.print(f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
                           f"{options.calib_method} calibration on {len(calib)} images")
+            if options.tensorrt8:
+                dst = out / format_by_key("onnx-int8-trt8").file
+                calibration["tensorrt8"] = quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, options.calib_method,
+                                                                 options.exclude_nodes, high_precision="fp32",
+                                                                 opset=TENSORRT8_OPSET)
+                record("onnx-int8-trt8")
+                console.print(f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET})")
     return calibration
 
 

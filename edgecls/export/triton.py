@@ -9,8 +9,11 @@ ONNX files are served by the onnxruntime backend, TensorRT engines by the tensor
 variant takes raw uint8 frames and preprocesses them with the bundle's own policy; its config names the directories
 of this environment's edgecls (`python_path`), which the server's isolated interpreter then imports. It is the
 variant PyTriton's `tritonserver` (which ships only the Python backend) can load. Names,
-dtypes and dims come from the bundle's manifest; the batch axis is Triton's (max_batch_size), with dynamic
-batching on. Configs are plain protobuf text; tests parse them with Triton's own ModelConfig schema.
+dtypes and dims come from the bundle's manifest; the batch axis is Triton's (max_batch_size, never above an engine's
+optimization profile), with dynamic batching on; a graph fixed at a batch of 1 gets max_batch_size 0 and its full
+shape. Engines are taken only where the sealed manifest lists them (a planted file is not served), and each config
+says which TensorRT and GPU built its plan: Triton's tensorrt backend loads only plans of the TensorRT it links.
+Configs are plain protobuf text; tests parse them with Triton's own ModelConfig schema.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import edgecls
 from edgecls.bundle import MANIFEST, Bundle
-from edgecls.fileio import atomic_path, atomic_write_bytes
+from edgecls.fileio import atomic_path, atomic_write_bytes, sha256_file
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -33,11 +36,20 @@ _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the re
 )
 
 
-def triton_config(name: str, backend: str, bundle: Bundle, instance_kind: str, max_batch_size: int = 64) -> str:
+def triton_config(name: str, backend: str, bundle: Bundle, instance_kind: str, max_batch_size: int = 64,
+                  note: str = "") -> str:
     inp = bundle.input
-    dims = ", ".join(str(d) for d in inp["shape"][1:])
+    if inp["shape"][0] == 1:  # no batch axis to give Triton: it sends the graph's own shape, one image per call
+        max_batch_size = 0
+    dims = ", ".join(str(d) for d in (inp["shape"] if max_batch_size == 0 else inp["shape"][1:]))
     out = bundle.manifest.get("output", {"name": "logits"})
-    return f"""name: "{name}"
+    out_dims = f"1, {len(bundle.classes)}" if max_batch_size == 0 else f"{len(bundle.classes)}"
+    batching = "" if max_batch_size == 0 else f"""dynamic_batching {{
+  preferred_batch_size: [ {", ".join(str(b) for b in (8, 32) if b <= max_batch_size) or max_batch_size} ]
+  max_queue_delay_microseconds: 500
+}}
+"""
+    return (f"# {note}\n" if note else "") + f"""name: "{name}"
 backend: "{backend}"
 max_batch_size: {max_batch_size}
 input [
@@ -51,15 +63,11 @@ output [
   {{
     name: "{out['name']}"
     data_type: TYPE_FP32
-    dims: [ {len(bundle.classes)} ]
+    dims: [ {out_dims} ]
     label_filename: "labels.txt"
   }}
 ]
-dynamic_batching {{
-  preferred_batch_size: [ 8, 32 ]
-  max_queue_delay_microseconds: 500
-}}
-instance_group [
+{batching}instance_group [
   {{
     count: 1
     kind: {instance_kind}
@@ -74,19 +82,25 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
     repo = Path(repo_dir)
     written = []
     names = {f.name for f in bundle.files()}
+    engines = {e["file"]: e for e in bundle.manifest.get("engines", []) if isinstance(e, dict) and "file" in e}
     for source, variant, backend, target, kind in _VARIANTS:
         src = bundle.root / source
+        engine, batch, note = engines.get(source), max_batch_size, ""
         if source in names:
             bundle.verified_path(next(f for f in bundle.files() if f.name == source))
-        elif not src.is_file():  # engines are not manifest files: they are built on the target
-            continue
+        elif engine is None or not src.is_file() or sha256_file(src) != engine.get("engine_sha256"):
+            continue  # engines are served only where the manifest vouches for them
+        else:
+            batch = min(max_batch_size, int(engine["max_batch"]))
+            note = (f"plan built by TensorRT {engine['tensorrt']} for {engine['gpu']} sm_{engine['compute_capability']}: "
+                    "Triton's tensorrt backend must link that same TensorRT version, on that GPU model")
         model_name = f"{bundle.manifest['model']}_{variant}"
         model_dir = repo / model_name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         with atomic_path(model_dir / "1" / target) as tmp:
             shutil.copyfile(src, tmp)
         atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())
-        config = triton_config(model_name, backend, bundle, kind, max_batch_size)
+        config = triton_config(model_name, backend, bundle, kind, batch, note)
         atomic_write_bytes(model_dir / "config.pbtxt", config.encode())
         written.append(model_dir)
     written.append(_write_python_model(bundle, repo, max_batch_size))

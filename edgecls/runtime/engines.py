@@ -202,8 +202,17 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
     return identity
 
 
-def engine_sources(bundle, precision: str, has_precision_flags: bool):
-    """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities."""
+def engine_sources(bundle, precision: str, has_precision_flags: bool, strongly_typed: bool = True):
+    """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities. A TensorRT without
+    strongly typed networks (8.6) cannot parse the default ModelOpt graph (opset 19, FP16 scales): it takes the
+    `--tensorrt8` graph, and without one the INT8 engine is refused with the fix."""
+    if precision == "int8" and not strongly_typed:
+        entry = bundle.find("onnx", "int8", "tensorrt", "modelopt-fp32-opset17")
+        if entry is None and bundle.find("onnx", "int8", "tensorrt", "modelopt") is not None:
+            raise ExportError("this TensorRT (8.x) cannot parse model.int8.trt.onnx (ModelOpt's opset 19 with FP16 scales): "
+                              "re-export with --tensorrt8 for the graph it can build, use an FP16 engine, or upgrade to "
+                              "TensorRT 10 (JetPack 6)")
+        return entry
     if precision == "int8":
         return bundle.find("onnx", "int8", "tensorrt", "modelopt")
     if precision == "fp16" and not has_precision_flags:
@@ -223,7 +232,8 @@ def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, .
     bundle = Bundle.open(bundle_dir, public_key=public_key)
     built = []
     for precision in precisions:
-        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"))
+        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"),
+                               hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
         if entry is None:
             raise ExportError(f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
                               + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else ""))

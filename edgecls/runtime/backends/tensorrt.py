@@ -41,7 +41,8 @@ class TensorRTBackend(Backend):
 
         self.trt = trt
         self.device_index = int(device.split(":")[1]) if ":" in device else 0
-        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"))
+        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"),
+                               hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
         if entry is None:
             raise BundleError(f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}")
         onnx_path = bundle.verified_path(entry)
