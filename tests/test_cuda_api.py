@@ -35,6 +35,35 @@ def test_every_cuda_python_call_exists_in_the_installed_runtime_module():
     assert sorted(n for n in names if not hasattr(runtime, n)) == []
 
 
+@pytest.mark.parametrize("version", ["12.9.10"])  # the [jetson] extra pins cuda-python 12 (JetPack 6: CUDA 12.6)
+def test_every_cuda_python_call_exists_in_the_12x_bindings_jetpack_uses(version, tmp_path):
+    """The adapter's names against cuda-bindings 12 as well as the installed 13: the wheel is downloaded and imported in
+    a child process ahead of the installed one (the shared `cuda.pathfinder` comes from the environment)."""
+    import json
+    import subprocess
+    import sys
+    import zipfile
+
+    if importlib.util.find_spec("cuda.pathfinder") is None:
+        pytest.skip("cuda-python (with cuda.pathfinder) is not installed")
+    cache = Path.home() / ".cache" / "edgecls" / "cuda-bindings"
+    cache.mkdir(parents=True, exist_ok=True)
+    pattern = f"cuda_bindings-{version}-cp{sys.version_info.major}{sys.version_info.minor}-*.whl"
+    if not list(cache.glob(pattern)):
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(cache),
+                        f"cuda-bindings=={version}"], capture_output=True, timeout=300)
+    wheels = sorted(cache.glob(pattern))
+    if not wheels:
+        pytest.skip(f"cuda-bindings {version} could not be downloaded for this Python")
+    zipfile.ZipFile(wheels[0]).extractall(tmp_path)
+    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); from cuda.bindings import runtime; "
+             "print(json.dumps({'file': runtime.__file__, 'missing': [n for n in json.loads(sys.argv[2]) if not hasattr(runtime, n)]}))")
+    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path), json.dumps(sorted(_runtime_names()))],
+                            capture_output=True, text=True, timeout=120)
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["file"].startswith(str(tmp_path)) and found["missing"] == []
+
+
 @pytest.mark.skipif(importlib.util.find_spec("cuda") is None or importlib.util.find_spec("pycuda") is not None,
                     reason="needs cuda-python without pycuda")
 def test_without_a_driver_the_device_count_is_zero_with_the_reason(monkeypatch):
@@ -89,3 +118,116 @@ def test_cuda_python_pinned_buffers_are_numpy_views_and_errors_are_named(monkeyp
     monkeypatch.setattr(cuda_api.CudaPython, "_runtime", staticmethod(lambda: FakeRuntime(fail=True)))
     with pytest.raises(RuntimeError, match="cudaErrorMemoryAllocation: out of memory"):
         cuda_api.CudaPython(0).pinned((4,), np.float32)
+
+
+class FakePycudaDriver:
+    """`pycuda.driver` as its documentation (doc/driver.rst) describes the calls the adapter makes, over host memory:
+    pagelocked arrays whose `base` is a PagelockedHostAllocation with free(), DeviceAllocation.free(), async copies,
+    Event.record / time_till, Device.get_attribute(device_attribute.MULTIPROCESSOR_COUNT) and total_memory()."""
+
+    class device_attribute:  # noqa: N801 (pycuda's name)
+        MULTIPROCESSOR_COUNT = "MULTIPROCESSOR_COUNT"
+
+    def __init__(self):
+        self.live_device, self.live_host, self.copies = set(), set(), []
+
+    def init(self):
+        pass
+
+    def Device(self, index):  # noqa: N802 (pycuda's name)
+        driver = self
+
+        class Device:
+            @staticmethod
+            def count():
+                return 1
+
+            def name(self):
+                return "Orin"
+
+            def compute_capability(self):
+                return (8, 7)
+
+            def get_attribute(self, attribute):
+                assert attribute == driver.device_attribute.MULTIPROCESSOR_COUNT
+                return 8
+
+            def total_memory(self):
+                return 7620 << 20
+
+            def retain_primary_context(self):
+                return type("Context", (), {"push": lambda s: None, "pop": lambda s: None})()
+
+        return Device()
+
+    def pagelocked_empty(self, shape, dtype):
+        driver = self
+
+        class PagelockedHostAllocation:
+            def __init__(self):
+                self.array = np.zeros(shape, dtype)
+                self.__array_interface__ = self.array.__array_interface__
+                driver.live_host.add(id(self))
+
+            def free(self):
+                driver.live_host.remove(id(self))
+
+        return np.asarray(PagelockedHostAllocation())
+
+    def mem_alloc(self, nbytes):
+        driver = self
+
+        class DeviceAllocation:
+            def __init__(self):
+                self.data = bytearray(nbytes)
+                driver.live_device.add(id(self))
+
+            def free(self):
+                driver.live_device.remove(id(self))
+
+        return DeviceAllocation()
+
+    def memcpy_htod_async(self, dest, src, stream=None):
+        dest.data[: src.nbytes] = src.tobytes()
+        self.copies.append(("htod", src.nbytes, stream))
+
+    def memcpy_dtoh_async(self, dest, src, stream=None):
+        dest[...] = np.frombuffer(bytes(src.data[: dest.nbytes]), dest.dtype).reshape(dest.shape)
+        self.copies.append(("dtoh", dest.nbytes, stream))
+
+    def Stream(self):  # noqa: N802
+        return type("Stream", (), {"handle": 1234, "synchronize": lambda s: None})()
+
+    def Event(self):  # noqa: N802
+        return type("Event", (), {"record": lambda s, stream=None: None, "time_till": lambda s, end: 0.25})()
+
+
+def test_the_pycuda_adapter_makes_pycudas_documented_calls_and_frees_what_it_allocates(monkeypatch):
+    import sys
+    import types
+
+    driver = FakePycudaDriver()
+    package = types.ModuleType("pycuda")
+    package.driver = driver
+    monkeypatch.setitem(sys.modules, "pycuda", package)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
+    cuda = cuda_api.PyCuda(0)
+    assert cuda.identity() == {"gpu": "Orin", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620}
+    stream, start, end = cuda.stream(), cuda.event(), cuda.event()
+    host_in, host_out = cuda.pinned((2, 3), np.float32), cuda.pinned((2, 3), np.float32)
+    dev = cuda.alloc(host_in.nbytes)
+    host_in[...] = np.arange(6, dtype=np.float32).reshape(2, 3)
+    with cuda.active():
+        cuda.to_device(dev, host_in, stream)
+        cuda.record(start, stream)
+        cuda.to_host(host_out, dev, stream)
+        cuda.record(end, stream)
+        cuda.synchronize(stream)
+    assert np.array_equal(host_out, host_in) and cuda.stream_handle(stream) == 1234 and cuda.elapsed_ms(start, end) == 0.25
+    assert [c[0] for c in driver.copies] == ["htod", "dtoh"] and all(c[2] is stream for c in driver.copies)
+    cuda.free(dev)
+    for host in (host_in, host_out):
+        cuda.free_pinned(host)
+    cuda.destroy_event(start)
+    cuda.destroy_stream(stream)
+    assert driver.live_device == set() and driver.live_host == set()
