@@ -380,12 +380,30 @@ def doctor(
     bundle: Annotated[str, typer.Argument(help="bundle directory (copied to the target as it is)")],
     iterations: Annotated[int, typer.Option(help="batch-1 calls timed per row")] = 100,
     json_path: Annotated[str | None, typer.Option("--json", help="write the full report here")] = None,
+    first_run: Annotated[bool, typer.Option("--first-run", help="every check a first Jetson or GPU desktop should run "
+                                                                "(engines, batch sizes, threads, memory, providers, "
+                                                                "adapters, cameras): PASS/FAIL/WARN/SKIP and a JSON report "
+                                                                "(default edgecls-first-run.json) to send back")] = False,
 ) -> None:
     """On the target: what is installed, and whether every backend here gives the bundle's answers on its own sample."""
     from rich.markup import escape
 
     from edgecls.doctor import run_doctor
     from edgecls.fileio import atomic_write_json
+
+    if first_run:
+        from edgecls.first_run import run_first_run
+
+        colours = {"PASS": "green", "FAIL": "bold red", "WARN": "yellow", "SKIP": "dim"}
+        report = run_first_run(bundle, progress=lambda c: out.print(f"[{colours[c.status]}]{c.status}[/] {escape(c.name)}: "
+                                                                     f"{escape(c.detail)}"))
+        path = json_path or "edgecls-first-run.json"
+        atomic_write_json(path, report)
+        out.print(f"[bold]{' · '.join(f'{n} {s}' for s, n in report['counts'].items())}[/]; report written to {path}: "
+                  "send it back with the bundle's edgecls.json")
+        if not report["ok"]:
+            raise typer.Exit(1)
+        return
 
     report = run_doctor(bundle, iterations)
     env = report["environment"]

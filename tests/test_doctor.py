@@ -85,3 +85,35 @@ def test_bounds_come_from_what_export_measured_on_the_same_sample(bundle_dir):
     report = doctor.run_doctor(bundle_dir, iterations=1)
     int8 = next(r for r in report["rows"] if r["precision"] == "int8" and r["backend"] == "onnxruntime")
     assert int8["bounds"]["from"].startswith("export's measurement of model.int8.onnx") and int8["status"] == "ok"
+
+
+def test_first_run_passes_what_runs_here_and_skips_the_rest_with_reasons(bundle_dir, tmp_path, monkeypatch):
+    from edgecls import first_run
+
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["doctor", str(bundle_dir), "--first-run"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "edgecls-first-run.json").read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["schema"] == "edgecls.first-run/1" and report["ok"] and report["counts"]["FAIL"] == 0
+    for precision in ("fp32", "fp16", "int8"):
+        assert checks[f"batches onnxruntime {precision}"]["status"] == "PASS"
+        assert set(checks[f"batches onnxruntime {precision}"]["data"]["max_abs_diff"]) == set(map(str, first_run.BATCH_SIZES))
+        assert checks[f"threads onnxruntime {precision}"]["status"] == "PASS"
+        assert checks[f"sample onnxruntime/cpu {precision}"]["status"] == "PASS"
+    if checks["engines"]["status"] == "SKIP":
+        assert checks["engines"]["detail"] and checks["gpu"]["status"] in ("SKIP", "PASS")
+    assert all(c["detail"] for c in report["checks"] if c["status"] == "SKIP")
+    assert f"{report['counts']['PASS']} PASS" in result.output
+
+
+def test_first_run_fails_when_a_batch_changes_an_answer(bundle_dir, monkeypatch):
+    from edgecls import first_run
+    from edgecls.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    original = OnnxRuntimeBackend._infer
+    monkeypatch.setattr(OnnxRuntimeBackend, "_infer", lambda self, b: original(self, b) + (len(b) > 64) * 0.5)
+    report = first_run.run_first_run(bundle_dir)
+    failed = [c for c in report["checks"] if c["status"] == "FAIL"]
+    assert not report["ok"] and failed and all(c["name"].startswith("batches") for c in failed)
+    assert "65, 130 differ" in failed[0]["detail"]

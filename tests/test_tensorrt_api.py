@@ -45,14 +45,16 @@ PATHS = {
         "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "ITimingCache.serialize",
         "IOptimizationProfile.set_shape", "Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.create_execution_context",
         "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
-        "ICudaEngine.get_tensor_dtype", "TensorIOMode", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
+        "ICudaEngine.get_tensor_dtype",
+        "ICudaEngine.get_tensor_profile_shape", "TensorIOMode", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
         "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
         "IExecutionContext.execute_async_v3"]),
     "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
     "explicit-batch": (WITH_PRECISION_FLAGS, ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),  # set wherever it exists
     "strongly-typed": (("10.3.0", "10.13.3", "11.4.0"), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
 }
-CODE = [ROOT / "edgecls" / "runtime" / "engines.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py"]
+CODE = [ROOT / "edgecls" / "runtime" / "engines.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py",
+        ROOT / "edgecls" / "first_run.py"]
 
 PROBE = """
 import json, sys

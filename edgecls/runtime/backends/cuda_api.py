@@ -126,6 +126,10 @@ class PyCuda:
     def free(self, device_buffer) -> None:
         device_buffer.free()
 
+    def memory_info(self) -> tuple[int, int]:
+        """(free, total) device memory in bytes."""
+        return self.cuda.mem_get_info()
+
     def free_pinned(self, host: np.ndarray) -> None:
         host.base.free()  # pagelocked_empty's array is a view of a PagelockedHostAllocation
 
@@ -215,6 +219,11 @@ class CudaPython:
 
     def free(self, device_buffer: int) -> None:
         self._call(self.rt.cudaFree(device_buffer))
+
+    def memory_info(self) -> tuple[int, int]:
+        error, free, total = self.rt.cudaMemGetInfo()
+        self._call((error,))
+        return free, total
 
     def free_pinned(self, host: np.ndarray) -> None:
         self._call(self.rt.cudaFreeHost(host.ctypes.data))
