@@ -99,7 +99,7 @@ class FakeCuda:
 def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
     backend = TensorRTBackend.__new__(TensorRTBackend)
     backend.input_shape = (3, 2, 2)
-    backend.cuda, backend.context = FakeCuda(), FakeContext(max_batch, refuse_address)
+    backend.cuda, backend.context, backend.engine = FakeCuda(), FakeContext(max_batch, refuse_address), None
     backend.stream = backend.start = backend.end = None
     backend.input_name, backend.output_name = "input", "logits"
     backend.input_dtype = backend.output_dtype = np.float32

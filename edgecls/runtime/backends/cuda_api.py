@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
@@ -131,7 +132,8 @@ class PyCuda:
         return self.cuda.mem_get_info()
 
     def free_pinned(self, host: np.ndarray) -> None:
-        host.base.free()  # pagelocked_empty's array is a view of a PagelockedHostAllocation
+        allocation: Any = host.base  # pagelocked_empty's array is a view of a PagelockedHostAllocation
+        allocation.free()
 
     def destroy_stream(self, stream) -> None:
         pass  # pycuda's Stream and Event release themselves when collected

@@ -62,7 +62,8 @@ class TensorRTBackend(Backend):
             self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
             self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(self.input_name))
             self.output_dtype = trt.nptype(self.engine.get_tensor_dtype(self.output_name))
-            self.capacity, self.buffers, self.closed = 0, None, False
+            self.capacity, self.closed = 0, False
+            self.buffers: tuple | None = None
             self.start, self.end = self.cuda.event(), self.cuda.event()
             self.last_device_ms = 0.0
         self.lock = threading.Lock()
@@ -104,7 +105,7 @@ class TensorRTBackend(Backend):
             host_out = self.cuda.pinned(out_shape, self.output_dtype)
             self.buffers = (host_in, host_out, self.cuda.alloc(host_in.nbytes), self.cuda.alloc(host_out.nbytes))
             self.capacity = batch
-        host_in, host_out, dev_in, dev_out = self.buffers
+        host_in, host_out, dev_in, dev_out = self.buffers or ()
         return host_in[:batch], host_out[:batch], dev_in, dev_out
 
     def _free_buffers(self) -> None:
@@ -128,7 +129,7 @@ class TensorRTBackend(Backend):
                 self.cuda.destroy_event(event)
             self.cuda.destroy_stream(self.stream)
             self.stream = self.start = self.end = None
-            self.context = self.engine = None
+            del self.context, self.engine  # TensorRT frees them with the last reference
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) > self.max_batch:  # the engine's optimization profile stops at max_batch
