@@ -218,7 +218,7 @@ def evaluate(
     from edgecls.export.sources import checkpoint_source
     from edgecls.train.loop import pick_device
 
-    src = checkpoint_source(source)
+    src = checkpoint_source(source, dataset=dataset)
     ckpt = src.checkpoint
     data = load_for_model(dataset or src.dataset, "test", data_dir, ckpt["input"], src.preprocess)
     torch_device = str(pick_device(device))

@@ -11,6 +11,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 # Real data (CIFAR-10 under $EDGECLS_DATA) is for the few tests that ask for `real_data`; every other test
 # runs on synthetic data and must not pick the real set up by accident.
 REAL_DATA = os.environ.pop("EDGECLS_DATA", None)
+REAL_FASHION_MNIST = os.environ.pop("EDGECLS_FASHION_MNIST", None)  # the folder holding fashion-mnist/*-ubyte.gz
 
 from synthetic import write_cifar10  # noqa: E402
 
@@ -20,6 +21,14 @@ def real_data() -> Path:
     if not REAL_DATA or not (Path(REAL_DATA) / "cifar-10-batches-py").is_dir():
         pytest.skip("real CIFAR-10 not found: set EDGECLS_DATA to the folder holding cifar-10-batches-py")
     return Path(REAL_DATA)
+
+
+@pytest.fixture(scope="session")
+def real_fashion_mnist() -> Path:
+    if not REAL_FASHION_MNIST or not (Path(REAL_FASHION_MNIST) / "fashion-mnist").is_dir():
+        pytest.skip("real Fashion-MNIST not found: apt-get install dataset-fashion-mnist, then "
+                    "EDGECLS_FASHION_MNIST=/usr/share/datasets")
+    return Path(REAL_FASHION_MNIST)
 
 
 @pytest.fixture(scope="session")

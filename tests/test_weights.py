@@ -7,6 +7,10 @@ from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR, all_cards
 
 CARDS = all_cards()
+DATA_FILES = {"cifar10": {"data_batch_1", "test_batch"},
+              "fashion-mnist": {"train-images-idx3-ubyte.gz", "t10k-images-idx3-ubyte.gz"}}
+VAL_SAMPLES = {"cifar10": 5_000, "fashion-mnist": 6_000}
+REAL = {"cifar10": "real_data", "fashion-mnist": "real_fashion_mnist"}
 REQUIRED = {"model", "dataset", "command", "hardware", "epochs_run", "wall_time_s", "val_top1", "test_top1", "data_sha256",
             "weights_sha256", "weights_bytes", "split"}
 
@@ -22,7 +26,7 @@ def test_shipped_weights_match_their_card(key):
     assert REQUIRED <= set(card)
     assert path.stat().st_size == card["weights_bytes"] < 10 * 2**20
     assert sha256_file(path) == card["weights_sha256"]
-    assert set(card["data_sha256"]) >= {"data_batch_1", "test_batch"}
+    assert set(card["data_sha256"]) >= DATA_FILES[card["dataset"]]
     ckpt = load_checkpoint(path)  # weights_only=True
     assert ckpt["model"]["name"] == card["model"] and len(ckpt["classes"]) == 10
     assert "optimizer" not in ckpt
@@ -40,21 +44,24 @@ def test_card_records_the_exported_graphs_and_int8_stays_within_half_a_point(key
     assert top1["model.onnx"] == pytest.approx(CARDS[key]["test_top1"], abs=0.002)
     for int8 in ("model.int8.onnx", "model.int8.trt.onnx"):
         assert top1["model.onnx"] - top1[int8] <= 0.005
-    assert set(export["val_top1"]) == set(top1) and export["val_samples"] == 5_000
+    assert set(export["val_top1"]) == set(top1) and export["val_samples"] == VAL_SAMPLES[CARDS[key]["dataset"]]
 
 
 SLICE = 2000
 
 
 @pytest.mark.parametrize("key", sorted(CARDS))
-def test_shipped_weights_score_their_card_on_real_test_images(key, real_data, tmp_path):
+def test_shipped_weights_score_their_card_on_real_test_images(key, request, tmp_path):
     """Re-measured, not read back: the FP32 ONNX export of the shipped file on the first 2,000 real test images
     scores what it scored when the card was written (to two images), and lies within four binomial standard
     errors of the card's full-test-set figure."""
     from edgecls.export.pipeline import ExportOptions, export_bundle
+    from edgecls.export.sources import ForeignOptions
 
     card = CARDS[key]
-    manifest = export_bundle(card["model"], ExportOptions(out=str(tmp_path / "b"), data_dir=str(real_data), eval_images=SLICE))
+    real_data = request.getfixturevalue(REAL[card["dataset"]])
+    manifest = export_bundle(card["model"], ExportOptions(out=str(tmp_path / "b"), data_dir=str(real_data), eval_images=SLICE,
+                                                          foreign=ForeignOptions(dataset=card["dataset"])))
     measured = manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"]
     expected = card["test_top1"]
     assert manifest["accuracy"]["test"]["samples"] == SLICE == card["export"]["test_slice"]["images"]

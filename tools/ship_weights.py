@@ -20,12 +20,13 @@ from pathlib import Path
 
 from edgecls.bench import BenchOptions, run_bench
 from edgecls.data.locate import data_root
-from edgecls.export.pipeline import ExportOptions, export_bundle, split_record
+from edgecls.export.pipeline import ExportOptions, export_bundle
+from edgecls.export.sources import ForeignOptions, split_record
 from edgecls.fileio import atomic_write_json, sha256_file
 from edgecls.train.checkpoint import load_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR
 
-DATA_FILES = {"cifar10": "cifar-10-batches-py"}
+DATA_FILES = {"cifar10": "cifar-10-batches-py", "fashion-mnist": "fashion-mnist"}
 
 
 def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: str) -> dict:
@@ -94,14 +95,17 @@ SLICE = 2000  # tests/test_weights.py re-measures the FP32 export on the first S
 
 def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
     """Export the shipped weights with the default options; the bundle's accuracy, calibration record and CPU latency."""
+    name, dataset = weights.name.split(".")[:2]
+    data = ForeignOptions(dataset=dataset)
     with tempfile.TemporaryDirectory() as tmp:
-        export_bundle(weights.name.split(".")[0], ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir))
+        export_bundle(name, ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir, foreign=data))
         manifest = json.loads((Path(tmp) / "edgecls.json").read_text())
         latency = measured_latency(tmp, data_dir)
     with tempfile.TemporaryDirectory() as tmp:
-        sliced = export_bundle(weights.name.split(".")[0], ExportOptions(out=tmp, data_dir=data_dir, eval_images=SLICE))
+        sliced = export_bundle(name, ExportOptions(out=tmp, data_dir=data_dir, eval_images=SLICE, foreign=data))
     val, test = manifest["accuracy"]["validation"], manifest["accuracy"]["test"]
-    return {"command": f"edgecls export {weights.name.split('.')[0]} --fp16 --int8",
+    dataset_flag = "" if dataset == "cifar10" else f" --dataset {dataset}"
+    return {"command": f"edgecls export {name}{dataset_flag} --fp16 --int8",
             "val_samples": val["samples"], "val_top1": {name: row["top1"] for name, row in val["files"].items()},
             "test_samples": test["samples"], "top1": {name: row["top1"] for name, row in test["files"].items()},
             "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")}, "latency": latency,

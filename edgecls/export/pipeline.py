@@ -114,7 +114,8 @@ def export_bundle(source: str | ModelSource, options: ExportOptions, test_set: I
     started = time.perf_counter()
     src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
     if options.calib_method is None:
-        card = model_card(source) if isinstance(source, str) and src.checkpoint and not Path(source).exists() else None
+        card = (model_card(source, src.dataset or "cifar10") if isinstance(source, str) and src.checkpoint
+                and not Path(source).exists() else None)
         options = replace(options, calib_method=(card or {}).get("calibration_method", {}).get("method", "minmax"))
     final = Path(options.out or f"exports/{src.name}")
     carried = _files_to_carry(final)

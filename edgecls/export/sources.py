@@ -112,12 +112,12 @@ def checkpoint_source(source: str, dataset: str | None = None) -> ModelSource:
                               + ". Train with `edgecls train MODEL --out DIR` or export with `edgecls export MODEL --out DIR` first")
     else:
         model_info(source)  # raises with did-you-mean for unknown names
-        weights = bundled_weights(source)
+        weights = bundled_weights(source, dataset or "cifar10")
         if weights is None:
-            raise CheckpointError(f"{source} has no bundled weights; train it first (`edgecls train {source}`) and export "
-                                  f"the checkpoint: `edgecls export runs/{source}/best.pt`")
+            raise CheckpointError(f"{source} has no bundled weights{' for ' + dataset if dataset else ''}; train it first "
+                                  f"(`edgecls train {source}`) and export the checkpoint: `edgecls export runs/{source}/best.pt`")
         ckpt = load_checkpoint(weights)
-        card = model_card(source) or {}
+        card = model_card(source, dataset or "cifar10") or {}
         if "split" not in ckpt and "split" in card:
             ckpt["split"] = card["split"]
         description = f"bundled weights {weights.name} (sha256 {sha256_file(weights)[:16]})"
