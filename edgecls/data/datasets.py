@@ -40,15 +40,14 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
 def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict,
                    preprocess: dict | None = None) -> ImageSet:
     """`split` as a model with `input_spec` and `preprocess` takes it: every image through the runtime's own crop,
-    reduction and channel conversion (`Preprocessor.fit_dataset`), so a model is trained, evaluated, gated, benched and
+    reduction and channel conversion (`preprocess.fit_dataset`), so a model is trained, evaluated, gated, benched and
     replayed on what it sees from a camera. Image folders are fitted from their original files."""
-    from edgecls.runtime.preprocess import POLICY, Preprocessor
+    from edgecls.runtime.preprocess import fit_dataset
 
     size, crop_fraction = int(input_spec["size"]), float((preprocess or {}).get("crop_fraction", 1.0))
     if dataset == "folder":
         data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction)
     else:
         data = load_dataset(dataset, split, data_dir)
-    prep = Preprocessor(input_spec, {**POLICY, **(preprocess or {}), "normalization": {"mean": [0.0], "std": [1.0]}})
-    images = prep.fit_dataset(data.images)
+    images = fit_dataset(data.images, size, int(input_spec["channels"]), crop_fraction)
     return data if images is data.images else replace(data, images=images)

@@ -82,9 +82,12 @@ def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str
     if target == "tensorrt":
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    step = 1 if session.get_inputs()[0].shape[0] == 1 else None
-    return np.concatenate([session.run(None, {INPUT_NAME: batch[i : i + (step or len(batch))]})[0]
-                           for batch in prep.batches(images) for i in range(0, len(batch), step or len(batch))])
+    fixed_batch = session.get_inputs()[0].shape[0] == 1
+    scores = []
+    for batch in prep.batches(images):
+        pieces = np.split(batch, len(batch)) if fixed_batch else [batch]
+        scores += [session.run(None, {INPUT_NAME: piece})[0] for piece in pieces]
+    return np.concatenate(scores)
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:

@@ -46,7 +46,7 @@ class ForeignOptions:
     resize_shorter: int | None = None  # "resize the shorter side to N, centre-crop size"
     labels: str | None = None  # a file with one class name per line
     classes: tuple[str, ...] | None = None  # or the names themselves (the Python API)
-    dataset: str | None = None
+    dataset: str | None = None  # for every source: a zoo model's bundled weights for it, and the data export measures on
     name: str | None = None
 
     def given(self) -> list[str]:

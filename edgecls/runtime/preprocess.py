@@ -113,6 +113,17 @@ def check_frame(frame) -> np.ndarray:
     return frame
 
 
+def fit_dataset(images: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
+    """A dataset's uint8 N×H×W×C RGB (or grey) images → the model's size, crop and channel count, still RGB: each
+    image as the runtime fits a frame. The identity (the same array, e.g. a memory map) when they already match."""
+    if images.shape[1:] == (size, size, channels) and crop_fraction == 1.0:
+        return images
+    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
+    for i, image in enumerate(images):
+        out[i] = convert_channels(fit_image(image, size, crop_fraction), channels).reshape(out.shape[1:])
+    return out
+
+
 class Preprocessor:
     """Built once from the manifest; `__call__` turns one frame into a 1×C×H×W float32 tensor."""
 
@@ -143,16 +154,6 @@ class Preprocessor:
     def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
         return (self.fit(frame, color).astype(np.float32) - self.mean) * self.inv_std
 
-    def fit_dataset(self, images: np.ndarray) -> np.ndarray:
-        """A dataset's uint8 N×H×W×C RGB (or grey) images → the model's size, crop and channel count, still RGB.
-
-        The identity (the same array, e.g. a memory map) when they already match, as CIFAR does for the zoo."""
-        if images.shape[1:] == (self.size, self.size, self.channels) and self.crop_fraction == 1.0:
-            return images
-        out = np.empty((len(images), self.size, self.size, self.channels), dtype=np.uint8)
-        for i, image in enumerate(images):
-            out[i] = convert_channels(fit_image(image, self.size, self.crop_fraction), self.channels).reshape(out.shape[1:])
-        return out
 
     @classmethod
     def for_checkpoint(cls, ckpt: dict) -> Preprocessor:
