@@ -94,7 +94,11 @@ def import_onnx(src: Path, dst: Path, size: int) -> dict:
     steps = []
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
-        model = version_converter.convert_version(model, MIN_OPSET)
+        try:
+            model = version_converter.convert_version(model, MIN_OPSET)
+        except Exception as exc:  # the converter raises plain RuntimeError/ValueError for operators it cannot move
+            raise ExportError(f"{src.name} is opset {opset}; converting it to {MIN_OPSET} (per-channel INT8 needs it) failed: "
+                              f"{str(exc)[:300]}. Re-export it from its framework at opset {MIN_OPSET}–17") from exc
         steps.append(f"opset {opset} → {MIN_OPSET} (onnx.version_converter)")
     _rename(model.graph, found.name, INPUT_NAME, is_input=True)
     _rename(model.graph, model.graph.output[0].name, OUTPUT_NAME, is_input=False)
