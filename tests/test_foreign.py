@@ -276,3 +276,22 @@ def test_every_downstream_command_runs_on_a_foreign_bundle(foreign_onnx_bundle, 
     from edgecls.export.triton import write_triton_repository
 
     assert write_triton_repository(str(bundle), str(tmp_path / "triton"))
+
+
+def test_an_opset_11_file_is_converted_and_answers_as_before(foreign, tmp_path):
+    import onnx
+    import onnxruntime as ort
+    import torch
+    from tiny_net import TinyNet
+
+    from edgecls.export.onnx_import import compare_with_source, import_onnx
+
+    net = TinyNet().eval()
+    src = tmp_path / "old.onnx"
+    torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(src), dynamo=False, opset_version=11, input_names=["input.1"])
+    report = import_onnx(src, tmp_path / "model.onnx", 32)
+    assert report["source_opset"] == 11 and report["opset"] == 13 and report["batch"] == "dynamic"
+    assert [o.version for o in onnx.load(str(tmp_path / "model.onnx")).opset_import if o.domain in ("", "ai.onnx")] == [13]
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    assert compare_with_source(src, tmp_path / "model.onnx", x) < 1e-4
+    assert ort.InferenceSession(str(tmp_path / "model.onnx")).get_inputs()[0].name == "input"
