@@ -510,7 +510,8 @@ def sign(
 @app.command()
 def camera(
     bundle: Annotated[str, typer.Argument(help="bundle directory")],
-    source: Annotated[str, typer.Option(help="device index, video file, rtsp/http URL, GStreamer pipeline or image dir")] = "0",
+    source: Annotated[str, typer.Option(help="camera (0, /dev/video0, v4l2:///dev/video0, csi://0 on a Jetson), rtsp/http "
+                                             "URL, video file, image directory or GStreamer pipeline")] = "0",
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, torch")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
     headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH); without a display or a GUI build of "
