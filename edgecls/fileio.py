@@ -52,15 +52,17 @@ def remove_stale(directory: Path, name: str, kind: str) -> list[Path]:
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success it is renamed onto `path`."""
+def atomic_path(path: str | os.PathLike, private: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on success it is renamed onto `path`. `private`: mode 0600 from the first
+    byte (mkstemp's), for secrets such as signing keys; otherwise the usual mode under the umask."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path.parent, path.name, "write")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.write-{os.getpid()}-", suffix=".partial", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the final file the usual permissions
+    if not private:
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; give the final file the usual permissions
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
@@ -76,15 +78,15 @@ def _umask() -> int:
     return umask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any], private: bool = False) -> Path:
     """Call `write(file)` on a temporary file and move it onto `path` only if it succeeds."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, private) as tmp, open(tmp, "wb") as f:
         write(f)
     return Path(path)
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda f: f.write(data))
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, private: bool = False) -> Path:
+    return atomic_write(path, lambda f: f.write(data), private)
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:

@@ -46,8 +46,7 @@ def generate_key(path: str | os.PathLike) -> tuple[Path, Path]:
             raise ConfigError(f"{p} exists; keygen never overwrites a key (a lost private key cannot be recovered)")
     private_key = ed25519.Ed25519PrivateKey.generate()
     pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    atomic_write_bytes(path, pem)
-    os.chmod(path, 0o600)
+    atomic_write_bytes(path, pem, private=True)  # 0600 from the first byte: no other user can read it mid-write
     atomic_write_bytes(public, private_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     return path, public

@@ -129,3 +129,22 @@ def test_signed_bundles_load_only_with_the_trusting_key(copy, tmp_path, monkeypa
         Classifier.load(copy)
     with pytest.raises(Exception, match="never overwrites"):
         generate_key(key)
+
+
+def test_a_private_key_is_unreadable_by_others_from_its_first_byte(tmp_path, monkeypatch):
+    """Another user polling the directory must never find the key readable, not even while it is being written."""
+    import os
+
+    from edgecls import fileio
+    from edgecls.signing import generate_key
+
+    modes = []
+    real_write = fileio.atomic_write
+
+    def watching(path, write, private=False):
+        return real_write(path, lambda f: (modes.append(os.stat(f.name).st_mode & 0o777), write(f)), private)
+
+    monkeypatch.setattr(fileio, "atomic_write", watching)
+    key, pub = generate_key(tmp_path / "fleet.key")
+    assert modes[0] == 0o600 and key.stat().st_mode & 0o777 == 0o600
+    assert pub.stat().st_mode & 0o044  # the public key stays readable
