@@ -200,7 +200,8 @@ class Bundle:
 
     def uncovered(self) -> list[str]:
         """Names in the bundle directory that the manifest (and so its signature) does not cover; the runtime never
-        loads them: files it does not list, and engines whose sha256 it does not record."""
+        loads them: files it does not list, engines whose sha256 it does not record, and engine sidecars (a listed
+        engine is checked against its manifest entry, not its sidecar)."""
         listed = set(self.manifest["files"]) | {MANIFEST}
         engines = {e.get("file"): e.get("engine_sha256") for e in self.manifest.get("engines", []) if isinstance(e, dict)}
         names = []

@@ -220,3 +220,31 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
     path.write_bytes(b"our engine, corrupted")  # a damaged cache entry is rebuilt, not trusted and not fatal
     with pytest.warns(UserWarning, match="rebuilding the cached engine"):
         assert backend._find_or_build(bundle / "model.onnx", expected)[1] == b"our engine"
+
+
+def test_an_engine_the_manifest_lists_is_checked_against_its_entry_not_its_sidecar(bundle_dir, tmp_path, monkeypatch):
+    import hashlib
+    import json
+    import shutil
+
+    from edgecls.bundle import MANIFEST, Bundle, seal
+    from edgecls.runtime.backends import tensorrt as trt_backend
+    from edgecls.runtime.engines import sidecar_path
+
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    bundle = tmp_path / "b"
+    shutil.copytree(bundle_dir, bundle)
+    expected = {"gpu": "NVIDIA RTX A2000", "compute_capability": "8.6", "sm_count": 26, "memory_mib": 5920,
+                "tensorrt": "10.13.3", "onnx_sha256": "ef", "precision": "fp16"}
+    (bundle / "model.fp16.engine").write_bytes(b"exported engine")
+    entry = {**expected, "file": "model.fp16.engine", "max_batch": 32, "engine_sha256": hashlib.sha256(b"exported engine").hexdigest()}
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    (bundle / MANIFEST).write_text(json.dumps(seal({**manifest, "engines": [entry]})))
+    sidecar_path(bundle / "model.fp16.engine").write_text('{"max_batch": 4096, "gpu": "forged"}')
+    monkeypatch.setattr(trt_backend, "build_engine", lambda *a, **k: pytest.fail("a listed engine must not be rebuilt"))
+    backend = trt_backend.TensorRTBackend.__new__(trt_backend.TensorRTBackend)
+    backend.bundle, backend.precision, backend.device_index = Bundle.open(bundle), "fp16", 0
+    path, data, record = backend._find_or_build(bundle / "model.onnx", expected)
+    assert path == bundle / "model.fp16.engine" and data == b"exported engine" and record["max_batch"] == 32
+    assert "model.fp16.engine" not in Bundle.open(bundle).uncovered()
+    assert "model.fp16.engine.json" in Bundle.open(bundle).uncovered()

@@ -98,10 +98,11 @@ def read_sidecar(engine_path: Path) -> dict:
     return recorded
 
 
-def check_engine(engine_path: Path, expected: dict, data: bytes) -> dict:
-    """The sidecar, if it matches this GPU, TensorRT and ONNX file and `data` (the engine's bytes, read once: what is
-    checked is what is deserialized); else EngineMismatchError."""
-    recorded = read_sidecar(engine_path)
+def check_engine(engine_path: Path, expected: dict, data: bytes, recorded: dict | None = None) -> dict:
+    """The engine's record (its sidecar, or `recorded`: the manifest's entry for an engine in a bundle), if it matches
+    this GPU, TensorRT and ONNX file and `data` (the engine's bytes, read once: what is checked is what is
+    deserialized); else EngineMismatchError."""
+    recorded = read_sidecar(engine_path) if recorded is None else recorded
     for key in IDENTITY_KEYS:
         if recorded.get(key) != expected.get(key):
             raise EngineMismatchError(

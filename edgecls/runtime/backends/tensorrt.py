@@ -74,11 +74,12 @@ class TensorRTBackend(Backend):
         in_bundle = self.bundle.root / f"model.{self.precision}.engine"
         if in_bundle.is_file():
             data = in_bundle.read_bytes()
-            listed = {e.get("engine_sha256") for e in self.bundle.manifest.get("engines", [])}
+            digest = hashlib.sha256(data).hexdigest()
+            listed = next((e for e in self.bundle.manifest.get("engines", []) if e.get("engine_sha256") == digest), None)
             try:
-                if hashlib.sha256(data).hexdigest() not in listed:
+                if listed is None:
                     raise EngineMismatchError("the bundle's manifest does not list it, so its signature does not cover it")
-                return in_bundle, data, check_engine(in_bundle, expected, data)
+                return in_bundle, data, check_engine(in_bundle, expected, data, recorded=listed)
             except EngineMismatchError as exc:  # never run it; say so, then use (or build) one for this machine
                 warnings.warn(f"not using {in_bundle}: {exc}. Using the engine cache instead.", stacklevel=3)
         cached = cached_engine_path(expected)
