@@ -523,7 +523,8 @@ def camera(
     max_frames: Annotated[int | None, typer.Option(help="stop after N classified frames")] = None,
     replay_test_set: Annotated[str | None, typer.Option(help="stream a labelled test set (e.g. cifar10) as frames")] = None,
     data_dir: DataDir = None,
-    frame_size: Annotated[str, typer.Option(help="replayed frame size WxH")] = "640x480",
+    frame_size: Annotated[str, typer.Option(help="replayed frame size WxH, or auto: about 640x480, chosen so the model sees "
+                                                 "each test image exactly (replay then scores what eval scores)")] = "auto",
     fps: Annotated[float, typer.Option(help="replay rate in frames/s (0: as fast as possible)")] = 0.0,
     summary_json: Annotated[str | None, typer.Option("--summary-json", help="write the latency summary here (+ histogram PNG)")] = None,
     threads: Annotated[int | None, typer.Option(help="host inference threads (default: the backend's batch-1 default; "

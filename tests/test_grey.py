@@ -50,3 +50,17 @@ def test_a_colour_frame_and_its_grey_version_get_the_same_answer(grey_bundle):
     assert np.array_equal(clf.predict(frame).logits, clf.predict(grey).logits)
     assert np.array_equal(clf.predict(frame[..., ::-1].copy(), color="rgb").logits, clf.predict(grey).logits)
     assert not np.array_equal(clf.predict(frame[..., ::-1].copy()).logits, clf.predict(grey).logits)  # the order matters
+
+
+def test_replay_picks_a_frame_size_the_grey_images_fit_exactly(grey_bundle, capsys):
+    """28-pixel images do not divide 480: the default replays at 635×476 (crop 476 = 17 × 28), exact; an explicit
+    640×480 is resampled, and the summary says which size would have been exact."""
+    bundle, root = grey_bundle
+    clf = Classifier.load(bundle, precision="int8")
+    auto = run_camera(clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True))
+    assert auto["replay"]["frame_size"] == "635x476" and auto["replay"]["resampled"] is False
+    assert auto["accuracy"] == clf.bundle.manifest["accuracy"]["test"]["files"]["model.int8.onnx"]["top1"]
+    asked = run_camera(clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True,
+                                          frame_size="640x480"))
+    assert asked["replay"]["resampled"] is True and asked["replay"]["exact_frame_size"] == "635x476"
+    assert "--frame-size 635x476 or auto would" in " ".join(capsys.readouterr().err.split())

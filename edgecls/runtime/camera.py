@@ -25,7 +25,7 @@ from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.display import Recorder, gui_unavailable
 from edgecls.runtime.host import host_info
 from edgecls.runtime.overlay import draw_overlay, overlay_lines
-from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, open_source
+from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
 from edgecls.runtime.stats import StageTimer
 from edgecls.runtime.webview import WebView
 
@@ -41,7 +41,7 @@ class CameraOptions:
     max_frames: int | None = None
     replay_test_set: str | None = None
     data_dir: str | None = None
-    frame_size: str = "640x480"
+    frame_size: str = "auto"  # replay: WxH, or "auto": about 640×480, exact for the test images (`exact_frame_size`)
     fps: float = 0.0
     summary_json: str | None = None
     window: str = "edgecls"
@@ -64,8 +64,10 @@ def _make_source(options: CameraOptions, input_spec: dict, preprocess: dict):
         from edgecls.data import load_for_model
 
         test = load_for_model(options.replay_test_set, "test", options.data_dir, input_spec, preprocess)
-        return ReplaySource(test.images, test.labels, parse_size(options.frame_size), options.fps,
-                            preprocess.get("crop_fraction", 1.0))
+        crop_fraction = preprocess.get("crop_fraction", 1.0)
+        size = (exact_frame_size((640, 480), test.images.shape[1], crop_fraction) if options.frame_size == "auto"
+                else parse_size(options.frame_size))
+        return ReplaySource(test.images, test.labels, size, options.fps, crop_fraction)
     return open_source(options.source)
 
 
@@ -177,7 +179,10 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
         "accuracy": (correct / labelled) if labelled else None, "labelled_frames": labelled,
     }
     if isinstance(source, ReplaySource):
-        summary["replay"] = {"dataset": options.replay_test_set, "frame_size": options.frame_size, "resampled": source.resampled}
+        summary["replay"] = {"dataset": options.replay_test_set, "frame_size": "x".join(map(str, source.size)),
+                             "resampled": source.resampled,
+                             "exact_frame_size": "x".join(map(str, exact_frame_size(source.size, source.images.shape[1],
+                                                                                     source.crop_fraction)))}
     _print_summary(summary)
     if options.summary_json:
         from edgecls.plots import latency_histogram
@@ -210,5 +215,5 @@ def _print_summary(summary: dict) -> None:
         replay = summary.get("replay")
         if replay and replay["resampled"]:
             line += (f" (RESAMPLED: frame size {replay['frame_size']} is no whole multiple of the image size, so the model "
-                     "does not see the test images exactly; use e.g. 640x480)")
+                     f"does not see the test images exactly; --frame-size {replay['exact_frame_size']} or auto would)")
     console.print(line, soft_wrap=True)

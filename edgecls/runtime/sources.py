@@ -92,6 +92,18 @@ class ImageDirSource:
         pass
 
 
+def exact_frame_size(near: tuple[int, int], image_size: int, crop_fraction: float = 1.0) -> tuple[int, int]:
+    """The frame size closest to `near` (w, h), same aspect, whose centre crop is a whole multiple of `image_size`:
+    replayed there, the model sees each test image exactly (640×480 is exact for 32-pixel images, not for 28)."""
+    w, h = near
+    for delta in range(max(h, image_size) * 2):
+        for height in (h - delta, h + delta):
+            width = round(height * w / h)
+            if height >= image_size and center_box(height, width, crop_fraction)[2] % image_size == 0:
+                return width, height
+    return w, h
+
+
 class ReplaySource:
     """A labelled test set as BGR frames of `size` (w, h), each image placed where the runtime's centre crop looks.
 
@@ -106,7 +118,7 @@ class ReplaySource:
     def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0,
                  crop_fraction: float = 1.0):
         self.images, self.labels, self.size, self.fps = images, labels, size, fps
-        self.position = 0
+        self.position, self.crop_fraction = 0, crop_fraction
         self.box = center_box(size[1], size[0], crop_fraction)
         self.resampled = self.box[2] % images.shape[1] != 0 or images.shape[1] != images.shape[2]
 
