@@ -19,7 +19,7 @@ class TorchBackend(Backend):
 
             from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
         except ImportError as exc:
-            raise BackendUnavailableError("the torch backend needs PyTorch: pip install edgecls (with torch)") from exc
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install 'edgecls[train]'") from exc
         if precision not in ("fp32", "fp16"):
             raise BackendUnavailableError(f"the torch backend runs fp32 or fp16, not {precision}")
         if device == "cuda" and not torch.cuda.is_available():
