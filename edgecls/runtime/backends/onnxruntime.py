@@ -36,7 +36,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendUnavailableError("onnxruntime is not installed: pip install 'edgecls[cpu]' (or [gpu]; on a Jetson, NVIDIA's onnxruntime-gpu wheel)") from exc
+            raise BackendUnavailableError("onnxruntime is not installed: pip install 'edgecls[cpu]' (or [gpu]; on a Jetson, "
+                                          "NVIDIA's onnxruntime-gpu wheel)") from exc
         if device not in PROVIDERS:
             raise BackendUnavailableError(f"onnxruntime device must be one of {', '.join(PROVIDERS)}, got {device!r}")
         if device not in available_devices():
