@@ -64,3 +64,37 @@ def test_alternating_flip_mirrors_each_image_on_every_other_epoch():
     assert torch.equal(e1, e3) and torch.equal(e2, e1.flip(3))
     flipped = [not torch.equal(e1[i], torch.from_numpy(data.images[i]).permute(2, 0, 1).float()) for i in range(8)]
     assert 0 < sum(flipped) < 8  # a random half starts mirrored
+
+
+def test_random_erasing_blanks_one_rectangle_of_2_to_40_percent_in_the_chosen_share():
+    import pytest
+
+    from edgecls.errors import ConfigError
+
+    x = torch.ones(400, 1, 28, 28)
+    out = Augment(erase=1.0).random_erase(x, torch.Generator().manual_seed(0))
+    for image in out[:, 0]:
+        rows, cols = torch.nonzero(image == 0, as_tuple=True)
+        height, width = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
+        assert len(rows) == height * width  # one solid rectangle
+        assert 0.02 * 784 * 0.5 <= len(rows) <= 0.40 * 784 * 1.3  # within rounding of 2–40% of the area
+    half = Augment(erase=0.5).random_erase(x, torch.Generator().manual_seed(1))
+    erased = (half == 0).flatten(1).any(1).float().mean()
+    assert 0.4 < erased < 0.6
+    assert torch.equal(Augment().random_erase(x, torch.Generator()), x)
+    with pytest.raises(ConfigError, match="probability"):
+        Augment(erase=1.5)
+
+
+def test_garments_are_mirrored_in_training_digits_are_not(tmp_path):
+    from synthetic import write_idx
+
+    from edgecls.data import load_dataset
+    from edgecls.train import TrainConfig
+    from edgecls.train.loop import _Run as Run
+
+    for kind, flips in (("fashion-mnist", True), ("mnist", False)):
+        root = write_idx(tmp_path / kind, kind, n_train=60, n_test=20)
+        cfg = TrainConfig(model="lenet5", dataset=kind, data_dir=str(root), out=str(tmp_path / f"run-{kind}"), epochs=1, erase=0.25)
+        run = Run(cfg, load_dataset(kind, "train", root), None, quiet=True)
+        assert run.train_loader.augment.flip is flips and run.train_loader.augment.erase == 0.25

@@ -81,5 +81,5 @@ class BatchLoader:
                 x = self.augment.crop_flip(x, gen, None if flips is None else flips[idx])
             x = self.normalization.apply(x)
             if self.augment:
-                x = self.augment.affine(x, gen)
+                x = self.augment.random_erase(self.augment.affine(x, gen), gen)
             yield x, self.labels[idx]

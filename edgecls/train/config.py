@@ -45,6 +45,7 @@ class TrainConfig:
     crop_padding: int = 4
     rotate_degrees: float = 0.0
     shift_fraction: float = 0.0
+    erase: float = 0.0
     init_from: str | None = None
     trainable_blocks: int | None = None
     resume: bool = False

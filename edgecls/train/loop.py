@@ -13,7 +13,6 @@ import shlex
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -93,10 +92,9 @@ class _Run:
         elif resuming and cfg.trainable_blocks is not None:  # the optimizer state saved holds only the trainable tensors
             freeze_all_but_last(self.model, cfg.trainable_blocks)
 
-        augment = Augment(cfg.crop_padding, True, cfg.rotate_degrees, cfg.shift_fraction, cfg.pad_mode,
-                          cfg.alternating_flip) if cfg.augment else None
-        if augment and self.train_set.in_channels == 1:
-            augment = replace(augment, flip=False)  # digits and garments are not mirror-symmetric classes
+        augment = Augment(crop_padding=cfg.crop_padding, flip=cfg.dataset != "mnist", rotate_degrees=cfg.rotate_degrees,
+                          shift_fraction=cfg.shift_fraction, pad_mode=cfg.pad_mode, alternating_flip=cfg.alternating_flip,
+                          erase=cfg.erase) if cfg.augment else None  # digits are not mirror-symmetric; garments are
         self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
                                         seed=cfg.seed, device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
         self.val_loader = BatchLoader(self.val_set, 512, self.normalization, device=self.device,
