@@ -198,20 +198,18 @@ class Bundle:
     def verify_all(self) -> list[str]:
         return [self.verified_path(f).name for f in self.files()]
 
+    def engine_record(self, name: str, digest: str) -> dict | None:
+        """The sealed manifest's entry for engine file `name` with sha256 `digest`; None when it lists no such engine."""
+        return next((e for e in self.manifest.get("engines", [])
+                     if isinstance(e, dict) and e.get("file") == name and e.get("engine_sha256") == digest), None)
+
     def uncovered(self) -> list[str]:
         """Names in the bundle directory that the manifest (and so its signature) does not cover; the runtime never
         loads them: files it does not list, engines whose sha256 it does not record, and engine sidecars (a listed
         engine is checked against its manifest entry, not its sidecar)."""
         listed = set(self.manifest["files"]) | {MANIFEST}
-        engines = {e.get("file"): e.get("engine_sha256") for e in self.manifest.get("engines", []) if isinstance(e, dict)}
-        names = []
-        for path in sorted(self.root.iterdir()):
-            if path.name in listed:
-                continue
-            if path.name in engines and path.is_file() and sha256_file(path) == engines[path.name]:
-                continue
-            names.append(path.name)
-        return names
+        return [path.name for path in sorted(self.root.iterdir()) if path.name not in listed
+                and not (path.suffix == ".engine" and path.is_file() and self.engine_record(path.name, sha256_file(path)))]
 
 
 def file_entry(path: Path, format: str, precision: str, target: str = "any", flavour: str = "") -> dict:

@@ -204,9 +204,7 @@ def evaluate(
             raise ConfigError(f"{source} records no dataset (it was exported from unlabelled images): pass --dataset NAME "
                               "--data-dir DIR, or check it on its own sample with `edgecls doctor`")
         data = load_for_model(dataset, "test", data_dir, classifier.bundle.input, classifier.bundle.preprocess)
-        if tuple(data.classes) != tuple(classifier.classes):
-            raise ConfigError(f"{data.name}'s classes ({', '.join(data.classes[:4])}, …) are not the bundle's "
-                              f"({', '.join(classifier.classes[:4])}, …) in the same order: its accuracy there means nothing")
+        data.require_classes(classifier.classes, f"bundle {source}")
         info = classifier.info
         header = report_header(classifier.bundle.manifest["model"], f"bundle {source} ({classifier.bundle.digest[:19]}…)",
                                f"{info.name}/{info.device}", info.precision, data, file=info.file, bundle=str(source))

@@ -28,6 +28,7 @@ from edgecls.runtime.host import host_info
 SAMPLE = "sample.npz"
 # Bounds for bundles whose export recorded no per-graph agreement (older bundles); newer ones set their own (`bounds`).
 MIN_AGREEMENT = {"fp32": 0.99, "fp16": 0.98, "int8": 0.95}
+FIXED_ATOL = {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}
 AGREEMENT_MARGIN = 0.02  # below what the graph itself agreed with FP32 at export: 6 of 300 sample images
 MIN_ATOL = {"fp32": 1e-3, "fp16": 5e-2, "int8": 5e-2}  # |Δ logit| of an engine against the graph it was built from
 
@@ -183,7 +184,7 @@ def bounds(bundle: Bundle, graph: str, precision: str) -> dict:
     design; holding its engine to a fixed 0.5 against FP32 failed correct engines."""
     recorded = ((bundle.manifest.get("accuracy") or {}).get("sample") or {}).get("files", {}).get(graph, {})
     if "agreement_with_fp32" not in recorded:
-        return {"agreement": MIN_AGREEMENT[precision], "atol": {"fp32": 1e-3, "fp16": 5e-2, "int8": 0.5}[precision],
+        return {"agreement": MIN_AGREEMENT[precision], "atol": FIXED_ATOL[precision],
                 "from": "fixed bounds (the bundle records no per-graph agreement: re-export it for measured ones)"}
     scale = recorded["max_abs_diff_vs_fp32"] * (2 if precision == "fp16" else 1)
     return {"agreement": max(0.0, recorded["agreement_with_fp32"] - AGREEMENT_MARGIN),

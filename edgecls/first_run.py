@@ -34,14 +34,6 @@ class Check:
     data: dict = field(default_factory=dict)
 
 
-def _skip_reason(backend: str) -> str | None:
-    from edgecls.runtime.backends import tensorrt_unavailable
-
-    if backend == "tensorrt":
-        return tensorrt_unavailable()
-    return None
-
-
 def check_environment(env: dict) -> Check:
     versions = {k: env["versions"].get(k) for k in ("python", "numpy", "onnxruntime", "opencv", "tensorrt") if k in env["versions"]}
     data = {"versions": versions, "onnxruntime_packages": env["onnxruntime_packages"], "opencv_packages": env["opencv_packages"],
@@ -95,22 +87,19 @@ def check_doctor(bundle_dir: Path) -> list[Check]:
     return checks
 
 
-def _classifiers(bundle_dir: Path) -> list[tuple[str, str, str]]:
-    """(backend, device, precision) combinations this machine can run for the bundle."""
-    bundle = Bundle.open(bundle_dir)
-    precisions = [p for p in ("fp32", "fp16", "int8") if bundle.find("onnx", p) is not None]
-    combos = [("onnxruntime", "cpu", p) for p in precisions]
-    if _skip_reason("tensorrt") is None:
-        combos += [("tensorrt", "cuda:0", p) for p in precisions]
-    return combos
+def runnable(bundle: Bundle, env: dict) -> list[tuple[str, str, str]]:
+    """(backend, device, precision) of every bundle graph this machine can run: doctor's candidates that can run here."""
+    from edgecls.doctor import _candidates
+
+    return [(b, d, p) for b, d, p, why in _candidates(bundle, env) if why is None and b != "torch"]
 
 
-def check_batches(bundle_dir: Path, x: np.ndarray) -> list[Check]:
+def check_batches(bundle_dir: Path, x: np.ndarray, combos: list[tuple[str, str, str]]) -> list[Check]:
     """Every batch size around the engine profile gives each image the answer it gets alone."""
     from edgecls.runtime import Classifier
 
     checks = []
-    for backend, device, precision in _classifiers(bundle_dir):
+    for backend, device, precision in combos:
         name = f"batches {backend} {precision}"
         try:
             with Classifier.load(bundle_dir, backend=backend, precision=precision, device=device) as clf:
@@ -127,12 +116,12 @@ def check_batches(bundle_dir: Path, x: np.ndarray) -> list[Check]:
     return checks
 
 
-def check_threads(bundle_dir: Path, x: np.ndarray) -> list[Check]:
+def check_threads(bundle_dir: Path, x: np.ndarray, combos: list[tuple[str, str, str]]) -> list[Check]:
     """Two threads sharing one Classifier get what one thread gets, image for image."""
     from edgecls.runtime import Classifier
 
     checks = []
-    for backend, device, precision in _classifiers(bundle_dir):
+    for backend, device, precision in combos:
         with Classifier.load(bundle_dir, backend=backend, precision=precision, device=device) as clf:
             sequential = [clf.infer(x[i : i + 1]) for i in range(len(x))]
             results = _in_two_threads(lambda: [clf.infer(x[i : i + 1]) for i in range(len(x))])  # noqa: B023 (joined here)
@@ -159,7 +148,9 @@ def _in_two_threads(work: Callable[[], list]) -> list[list]:
 def check_engines(bundle_dir: Path) -> list[Check]:
     """Each precision built twice in a fresh cache (the second reuses the timing cache), its I/O dtypes and profile,
     device memory returned after close, and the sidecar refusing another GPU, TensorRT or engine hash."""
-    why = _skip_reason("tensorrt")
+    from edgecls.runtime.backends import tensorrt_unavailable
+
+    why = tensorrt_unavailable()
     if why:
         return [Check("engines", "SKIP", why)]
     import tensorrt as trt
@@ -301,8 +292,9 @@ def run_first_run(bundle_dir: str | Path, progress: Callable[[Check], None] | No
     add(check_gpu(env))
     add(check_cameras(env))
     add(check_doctor(bundle_dir))
-    add(check_batches(bundle_dir, x))
-    add(check_threads(bundle_dir, x[:32]))
+    combos = runnable(bundle, env)
+    add(check_batches(bundle_dir, x, combos))
+    add(check_threads(bundle_dir, x[:32], combos))
     add(check_engines(bundle_dir))
     add(check_ort_tensorrt(bundle_dir, x))
     add(check_cuda_adapters())

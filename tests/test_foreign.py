@@ -295,3 +295,21 @@ def test_an_opset_11_file_is_converted_and_answers_as_before(foreign, tmp_path):
     x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
     assert compare_with_source(src, tmp_path / "model.onnx", x) < 1e-4
     assert ort.InferenceSession(str(tmp_path / "model.onnx")).get_inputs()[0].name == "input"
+
+
+def test_labels_that_are_not_the_datasets_classes_are_refused(foreign, cifar_root, tmp_path):
+    from synthetic import CLASSES as CLASSES_CIFAR10
+
+    from edgecls.errors import DatasetError
+
+    shuffled = tmp_path / "shuffled.txt"
+    shuffled.write_text("\n".join(reversed(CLASSES_CIFAR10)))
+    with pytest.raises(DatasetError, match="differ \\(in another order\\)"):
+        export_bundle(str(foreign["onnx"]), ExportOptions(out=str(tmp_path / "b"), data_dir=str(cifar_root),
+                                                          foreign=foreign_options(labels=str(shuffled))))
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(["zebra", *CLASSES_CIFAR10[1:]]))
+    with pytest.raises(DatasetError, match="model only: \\['zebra'\\], dataset only: \\['airplane'\\]"):
+        export_bundle(str(foreign["onnx"]), ExportOptions(out=str(tmp_path / "b"), data_dir=str(cifar_root),
+                                                          foreign=foreign_options(labels=str(other))))
+    assert not (tmp_path / "b").exists()

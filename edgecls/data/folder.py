@@ -56,7 +56,7 @@ def _size_of(files: list[tuple[Path, int]], grey: bool, split_dir: Path) -> int:
 
 def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
     """Every image under `folder` (sorted, recursively), fitted as the runtime fits a frame: uint8 N×size×size×channels."""
-    from edgecls.runtime.preprocess import convert_channels
+    from edgecls.runtime.preprocess import fit_to_input
 
     root = Path(folder)
     if not root.is_dir():
@@ -66,7 +66,7 @@ def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fr
         raise DatasetError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {root}")
     images = np.empty((len(paths), size, size, channels), dtype=np.uint8)
     for i, path in enumerate(paths):
-        images[i] = convert_channels(fit_image(_decode(path, grey=False), size, crop_fraction), channels).reshape(images.shape[1:])
+        images[i] = fit_to_input(_decode(path, grey=False), size, channels, crop_fraction)
     return images
 
 

@@ -54,6 +54,18 @@ class ImageSet:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=len(self.classes))
 
+    def require_classes(self, classes, model: str) -> None:
+        """Refuse to measure `model` here unless its class names are this set's, in the same order."""
+        if tuple(self.classes) == tuple(classes):
+            return
+        from edgecls.errors import DatasetError
+
+        mismatch = "in another order" if sorted(self.classes) == sorted(classes) else (
+            f"model only: {sorted(set(classes) - set(self.classes))[:5]}, dataset only: "
+            f"{sorted(set(self.classes) - set(classes))[:5]}")
+        raise DatasetError(f"{model}'s classes and {self.name}'s differ ({mismatch}); accuracy would be measured against "
+                           "the wrong names. Use the dataset the model was trained on, or labels in its output order")
+
 
 def _memmap_subset(images: np.memmap, indices: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """Rows of a .npy memory map copied, chunk by chunk, into another .npy beside it (reused when it exists)."""

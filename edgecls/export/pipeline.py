@@ -33,7 +33,7 @@ from edgecls.console import console
 from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
 from edgecls.data.split import balanced_subset, train_val_split
-from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, DatasetError, ExportError
+from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, ExportError
 from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
@@ -210,7 +210,7 @@ def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptio
         convert_fp16(fp32, out / "model.fp16.onnx")
         record("onnx-fp16")
 
-    calibration = _quantize(fp32, out, train_set, prep, options, record) if options.int8 else None
+    calibration = _quantize(fp32, out, train_set, prep, options, record, batch_axis == 1) if options.int8 else None
     if calibration:
         calibration["dataset"] = (f"{options.calib_dir}: unlabelled images, the held-out ones excluded" if options.calib_dir
                                   else f"{src.dataset} train split, validation images excluded")
@@ -306,12 +306,8 @@ def _classes(src: ModelSource, data: ImageSet | None) -> tuple[str, ...]:
             raise ConfigError(f"the classes of {src.name} come from its dataset: pass --data-dir (or $EDGECLS_DATA), or "
                               "--labels FILE")
         return tuple(data.classes)
-    if data is not None and tuple(data.classes) != tuple(src.classes):
-        mismatch = "in another order" if sorted(data.classes) == sorted(src.classes) else (
-            f"model only: {sorted(set(src.classes) - set(data.classes))[:5]}, dataset only: "
-            f"{sorted(set(data.classes) - set(src.classes))[:5]}")
-        raise DatasetError(f"{src.name}'s classes and {data.name}'s differ ({mismatch}); accuracy would be measured against "
-                           "the wrong names. Pass the labels in the model's output order that match the dataset")
+    if data is not None:
+        data.require_classes(src.classes, src.name)
     return tuple(src.classes)
 
 
@@ -349,7 +345,8 @@ def _parity(src: ModelSource, fp32: Path, prep: Preprocessor, test_set: ImageSet
             "inputs": inputs, "import": onnx_import}
 
 
-def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record) -> dict:
+def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record,
+              fixed_batch: bool) -> dict:
     """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration record.
 
     CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it).
@@ -357,7 +354,7 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
     """
     calib = calibration_images(train_set, options.calib_images, options.seed)
     batch = prep.batch_from_images(calib.images)
-    reader_batch = 1 if _fixed_batch(fp32) else 64
+    reader_batch = 1 if fixed_batch else 64
     calibration = {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
                    "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
     if options.target in ("cpu", "all"):
@@ -384,13 +381,6 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
                 record("onnx-int8-trt8")
                 console.print(f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET})")
     return calibration
-
-
-def _fixed_batch(path: Path) -> bool:
-    import onnx
-
-    dim = onnx.load(str(path), load_external_data=False).graph.input[0].type.tensor_type.shape.dim[0]
-    return dim.HasField("dim_value") and dim.dim_value == 1
 
 
 def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) -> ImageSet:

@@ -82,13 +82,13 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
     repo = Path(repo_dir)
     written = []
     names = {f.name for f in bundle.files()}
-    engines = {e["file"]: e for e in bundle.manifest.get("engines", []) if isinstance(e, dict) and "file" in e}
     for source, variant, backend, target, kind in _VARIANTS:
         src = bundle.root / source
-        engine, batch, note = engines.get(source), max_batch_size, ""
+        batch, note = max_batch_size, ""
+        engine = bundle.engine_record(source, sha256_file(src)) if source not in names and src.is_file() else None
         if source in names:
             bundle.verified_path(next(f for f in bundle.files() if f.name == source))
-        elif engine is None or not src.is_file() or sha256_file(src) != engine.get("engine_sha256"):
+        elif engine is None:
             continue  # engines are served only where the manifest vouches for them
         else:
             batch = min(max_batch_size, int(engine["max_batch"]))

@@ -113,6 +113,11 @@ def check_frame(frame) -> np.ndarray:
     return frame
 
 
+def fit_to_input(image: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0, color: str = "rgb") -> np.ndarray:
+    """Any image → size×size×channels uint8 by the policy's crop, reduction and channel conversion (colour order kept)."""
+    return convert_channels(fit_image(image, size, crop_fraction), channels, color).reshape(size, size, channels)
+
+
 def fit_dataset(images: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
     """A dataset's uint8 N×H×W×C RGB (or grey) images → the model's size, crop and channel count, still RGB: each
     image as the runtime fits a frame. The identity (the same array, e.g. a memory map) when they already match."""
@@ -120,7 +125,7 @@ def fit_dataset(images: np.ndarray, size: int, channels: int, crop_fraction: flo
         return images
     out = np.empty((len(images), size, size, channels), dtype=np.uint8)
     for i, image in enumerate(images):
-        out[i] = convert_channels(fit_image(image, size, crop_fraction), channels).reshape(out.shape[1:])
+        out[i] = fit_to_input(image, size, channels, crop_fraction)
     return out
 
 
@@ -146,7 +151,7 @@ class Preprocessor:
         """One frame → size×size×channels uint8 in the model's colour order: the geometry and colour the model sees."""
         if color not in COLORS:
             raise InputError(f"color must be one of {COLORS}, got {color!r}")
-        small = convert_channels(fit_image(check_frame(frame), self.size, self.crop_fraction), self.channels, color)
+        small = fit_to_input(check_frame(frame), self.size, self.channels, self.crop_fraction, color)
         if self.channels == 3 and color != self.model_color:
             small = small[..., ::-1]
         return small

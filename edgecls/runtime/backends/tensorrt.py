@@ -74,8 +74,7 @@ class TensorRTBackend(Backend):
         in_bundle = self.bundle.root / f"model.{self.precision}.engine"
         if in_bundle.is_file():
             data = in_bundle.read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            listed = next((e for e in self.bundle.manifest.get("engines", []) if e.get("engine_sha256") == digest), None)
+            listed = self.bundle.engine_record(in_bundle.name, hashlib.sha256(data).hexdigest())
             try:
                 if listed is None:
                     raise EngineMismatchError("the bundle's manifest does not list it, so its signature does not cover it")
