@@ -135,6 +135,41 @@ def test_sigint_stops_a_server_that_inherited_sigint_ignored(bundle_dir):
     assert "server stopped" in proc.stdout.read()
 
 
+def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
+    """Models answer ready before `triton.serve()` begins; a SIGINT in that gap must stop the server, not escape."""
+    import os
+
+    import pytriton.triton
+
+    from edgecls.runtime import serve as serve_module
+
+    events = []
+
+    class ReadyButNotServing:
+        def __init__(self, config):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            events.append("stopped")
+
+        def run(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def serve(self):
+            events.append("served")
+
+    monkeypatch.setattr(pytriton.triton, "Triton", ReadyButNotServing)
+    monkeypatch.setattr(serve_module, "_bind", lambda *args: ("lenet5", None))
+    try:
+        serve_module.serve("unused", serve_module.ServeOptions())
+    except KeyboardInterrupt:
+        pytest.fail("the signal escaped serve() instead of stopping the server")
+    assert events == ["stopped"]
+
+
 def test_a_model_trained_elsewhere_is_served_like_a_zoo_model(foreign_onnx_bundle, frames):
     """The bundle of a user's ONNX file (ImageNet mean/std, its own names) answers remote calls as it does in process."""
     from load_test import free_ports, start_server

@@ -142,21 +142,25 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
                           grpc_port=options.grpc_port, metrics_address=options.host, metrics_port=options.metrics_port,
                           allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=False, exit_timeout_secs=5,
                           log_verbose=0)
+    stopping = []
+
     def stop(signum, frame) -> None:
-        raise KeyboardInterrupt  # one clean shutdown path for Ctrl-C and SIGTERM
+        if not stopping:  # one clean shutdown path for Ctrl-C and SIGTERM; a second signal must not break the first
+            stopping.append(signum)
+            raise KeyboardInterrupt
 
     # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with Triton(config=config) as triton:
+        with Triton(config=config) as triton:  # a signal anywhere inside (even before serve()) stops it the same way
             name, clf = _bind(triton, bundle_dir, options, public_key)
             triton.run()
             if ready:
                 ready(name, clf)
-            try:
-                triton.serve()
-            except KeyboardInterrupt:
-                pass
+            triton.serve()
+    except KeyboardInterrupt:
+        if not stopping:
+            raise
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
