@@ -26,7 +26,7 @@ from rich.table import Table
 
 from edgecls.bundle import Bundle
 from edgecls.console import console
-from edgecls.errors import ConfigError, EdgeclsError
+from edgecls.errors import ConfigError, EdgeclsError, IntegrityError, SignatureError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json
 from edgecls.runtime.backends import available_backends, backend_class
 from edgecls.runtime.classifier import Classifier
@@ -54,6 +54,7 @@ class BenchOptions:
     data_dir: str | None = None
     eval_images: int | None = None
     json_path: str | None = None
+    public_key: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("throughput_batch", "iterations"):
@@ -162,7 +163,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
 
         bundle_dir = Path(f"exports/{target}")
         export_bundle(target, ExportOptions(fp16=True, int8=True, out=str(bundle_dir), data_dir=options.data_dir))
-    bundle = Bundle.open(bundle_dir)
+    bundle = Bundle.open(bundle_dir, public_key=options.public_key)
     test = _load_test(bundle, options)
     images = Preprocessor(bundle.input, bundle.preprocess).batch_from_images(test.images)
     crop_fraction = bundle.preprocess.get("crop_fraction", 1.0)
@@ -186,6 +187,8 @@ def run_bench(target: str, options: BenchOptions) -> dict:
                 label = f"{name}/{variant['device']} {precision}" + (f" {variant['flavour']}" if variant.get("flavour") else "")
                 try:
                     backend = cls(bundle, precision=precision, threads=options.threads, **variant)
+                except (IntegrityError, SignatureError):
+                    raise  # a tampered bundle is no backend to skip: nothing of it may be measured or reported
                 except (EdgeclsError, ImportError) as exc:
                     rows.append({"backend": name, "precision": precision, **variant, "skipped": str(exc)})
                     console.print(f"[yellow]skip[/] {label}: {escape(str(exc))}")

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,9 @@ class Bundle:
             manifest = json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise BundleError(f"{path} is not valid JSON ({exc}); re-run `edgecls export`") from exc
+        except OSError as exc:
+            raise BundleError(f"{path} cannot be read ({exc.strerror}); run as a user who can read the bundle, or copy "
+                              "it somewhere readable") from exc
         _Checker(path).check(manifest)
         key = os.environ.get(PUBLIC_KEY_ENV) if public_key is None else public_key  # False: do not ask for one
         if key:
@@ -180,23 +184,35 @@ class Bundle:
         preferred = [f for f in matches if f.target == target]
         return (preferred or matches or [None])[0]
 
-    def verified_path(self, entry: FileEntry) -> Path:
-        """The file's path after checking its size and sha256 against the manifest."""
+    def read_verified(self, entry: FileEntry) -> bytes:
+        """The file's bytes, read once and checked against the manifest's size and sha256. Loaders take these bytes,
+        never the path: a file swapped between the check and a second open could otherwise run unchecked."""
         path = self.root / entry.name
-        if not path.is_file() or path.is_symlink():
-            raise IntegrityError(f"{path} is listed in the manifest but missing (or a link); re-run `edgecls export`")
-        size = path.stat().st_size
-        if size != entry.bytes:
-            raise IntegrityError(f"{path} is {size} bytes, the manifest says {entry.bytes}: truncated or replaced. "
-                                 "Re-run `edgecls export` or copy the bundle again.")
-        digest = sha256_file(path)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:
+            raise IntegrityError(f"{path} is listed in the manifest but missing; re-run `edgecls export`") from None
+        except OSError as exc:
+            raise IntegrityError(f"{path} cannot be opened ({exc.strerror}): a link, or not readable by this user; "
+                                 "copy the bundle as plain files readable by this user") from exc
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise IntegrityError(f"{path} is not a regular file; re-run `edgecls export`")
+            data = f.read(entry.bytes + 1)
+        if len(data) != entry.bytes:
+            raise IntegrityError(f"{path} is {'larger than' if len(data) > entry.bytes else f'{len(data)} bytes,'} the "
+                                 f"manifest's {entry.bytes} bytes: truncated or replaced. Re-run `edgecls export` or copy "
+                                 "the bundle again.")
+        digest = hashlib.sha256(data).hexdigest()
         if digest != entry.sha256:
             raise IntegrityError(f"{path} sha256 {digest[:12]}… differs from the manifest's {entry.sha256[:12]}…: the file "
                                  "was edited or corrupted. Re-run `edgecls export` or copy the bundle again.")
-        return path
+        return data
 
     def verify_all(self) -> list[str]:
-        return [self.verified_path(f).name for f in self.files()]
+        for entry in self.files():
+            self.read_verified(entry)
+        return [entry.name for entry in self.files()]
 
     def engine_record(self, name: str, digest: str) -> dict | None:
         """The sealed manifest's entry for engine file `name` with sha256 `digest`; None when it lists no such engine."""

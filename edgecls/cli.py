@@ -6,6 +6,7 @@ works on a runtime-only install.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -30,6 +31,10 @@ app = typer.Typer(
 )
 out = Console(width=None if sys.stdout.isatty() else 160)
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="dataset root (default: $EDGECLS_DATA)")]
+PublicKey = Annotated[str | None, typer.Option(help="use the bundle only if signed by this Ed25519 public key (PEM file; "
+                                                   "default: $EDGECLS_PUBLIC_KEY when set)")]
+SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="image folders: leave out (and name) undecodable "
+                                                                         "or truncated files instead of failing")]
 
 
 _ENTRY_POINT = False  # set by main(): `edgecls ...` or `python -m edgecls ...`, not CliRunner
@@ -136,6 +141,7 @@ def train(
     resume_override: Annotated[bool, typer.Option(help="with --resume: accept options that change the model, data or "
                                                        "schedule (printed)")] = False,
     image_size: Annotated[int | None, typer.Option(help="resize folder datasets to N×N")] = None,
+    skip_bad_images: SkipBadImages = False,
     model_arg: Annotated[list[str], typer.Option(help="extra builder argument KEY=VALUE, e.g. leaky_relu=0.1")] = [],  # noqa: B006
     crop_padding: Annotated[int, typer.Option(help="random-crop padding in pixels (0: no crop)")] = 4,
     pad_mode: Annotated[str, typer.Option(help="crop padding: zeros or reflect")] = "zeros",
@@ -161,7 +167,8 @@ def train(
         label_smoothing=label_smoothing, class_weighted=class_weighted, early_stopping=early_stopping, subset=subset,
         val_fraction=val_fraction, seed=seed, amp=amp, device=device, normalization=normalization, augment=augment,
         rotate_degrees=rotate, shift_fraction=shift, erase=erase, init_from=init_from, trainable_blocks=trainable_blocks,
-        resume=resume, resume_override=resume_override, image_size=image_size, model_kwargs=_parse_model_args(model_arg),
+        resume=resume, resume_override=resume_override, image_size=image_size, skip_bad_images=skip_bad_images,
+        model_kwargs=_parse_model_args(model_arg),
         crop_padding=crop_padding,
         pad_mode=pad_mode, alternating_flip=alternating_flip, micro_batch_size=micro_batch_size, bias_lr_scale=bias_lr_scale,
         lookahead=lookahead, whiten_init=whiten_init, whiten_bias_epochs=whiten_bias_epochs, recipe=recipe,
@@ -188,6 +195,8 @@ def evaluate(
     tta: Annotated[bool, typer.Option(help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; "
                                            "deployed graphs see one view)")] = False,
     threads: Annotated[int, typer.Option(help="bundles only: host inference threads (0: all cores; evaluation is a batch job)")] = 0,
+    skip_bad_images: SkipBadImages = False,
+    public_key: PublicKey = None,
 ) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
     from edgecls.data import load_for_model
@@ -198,12 +207,14 @@ def evaluate(
         from edgecls.evaluate import evaluate_classifier, report_header
         from edgecls.runtime import Classifier
 
-        classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads)
+        classifier = Classifier.load(source, backend=backend, precision=precision, device=device, threads=threads,
+                                     public_key=public_key)
         dataset = dataset or classifier.bundle.manifest.get("dataset")
         if dataset is None:
             raise ConfigError(f"{source} records no dataset (it was exported from unlabelled images): pass --dataset NAME "
                               "--data-dir DIR, or check it on its own sample with `edgecls doctor`")
-        data = load_for_model(dataset, "test", data_dir, classifier.bundle.input, classifier.bundle.preprocess)
+        data = load_for_model(dataset, "test", data_dir, classifier.bundle.input, classifier.bundle.preprocess,
+                              skip_bad_images)
         data.require_classes(classifier.classes, f"bundle {source}")
         info = classifier.info
         header = report_header(classifier.bundle.manifest["model"], f"bundle {source} ({classifier.bundle.digest[:19]}…)",
@@ -219,7 +230,8 @@ def evaluate(
 
     src = checkpoint_source(source, dataset=dataset)
     ckpt = src.checkpoint
-    data = load_for_model(dataset or src.dataset, "test", data_dir, ckpt["input"], src.preprocess)
+    data = load_for_model(dataset or src.dataset, "test", data_dir, ckpt["input"], src.preprocess, skip_bad_images)
+    data.require_classes(src.classes, src.name)
     torch_device = str(pick_device(device))
     header = report_header(src.name, src.description, f"torch/{torch_device}", "fp32", data, tta=tta)
     report = evaluate_model(src.module, data, Normalization.from_dict(ckpt["normalization"]),
@@ -438,8 +450,7 @@ def doctor(
 @app.command()
 def info(
     bundle: Annotated[str, typer.Argument(help="bundle directory")],
-    public_key: Annotated[str | None, typer.Option(help="also require a valid signature by this Ed25519 public key "
-                                                        "(.pub file; default $EDGECLS_PUBLIC_KEY)")] = None,
+    public_key: PublicKey = None,
     json_path: Annotated[str | None, typer.Option("--json", help="also write the summary as JSON here ('-': stdout only)")] = None,
 ) -> None:
     """Verify a bundle (manifest schema and digest, every file's size and sha256, signature) and summarize it."""
@@ -529,12 +540,13 @@ def camera(
     threads: Annotated[int | None, typer.Option(help="host inference threads (default: the backend's batch-1 default; "
                                                       "0: all cores)")] = None,
     warmup_frames: Annotated[int, typer.Option(help="first N frames are classified but left out of the latency figures")] = 10,
+    public_key: PublicKey = None,
 ) -> None:
     """Classify a live camera, video, stream or image directory; print per-stage latency and frame age at exit."""
     from edgecls.runtime.camera import CameraOptions, run_camera
     from edgecls.runtime.classifier import Classifier
 
-    clf = Classifier.load(bundle, backend=backend, precision=precision, threads=threads)
+    clf = Classifier.load(bundle, backend=backend, precision=precision, threads=threads, public_key=public_key)
     out.print(clf.describe())
     options = CameraOptions(source=source, headless=headless, record=record, jsonl=jsonl, max_frames=max_frames,
                             replay_test_set=replay_test_set, data_dir=data_dir, frame_size=frame_size, fps=fps,
@@ -555,7 +567,7 @@ def serve(
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
     threads: Annotated[int | None, typer.Option(help="host inference threads per instance (default: the backend's)")] = None,
-    public_key: Annotated[str | None, typer.Option(help="serve only a bundle signed by this Ed25519 public key")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Serve a bundle through NVIDIA Triton Inference Server (PyTriton): raw frames or tensors in, labels out."""
     from edgecls.runtime.serve import ServeOptions
@@ -591,6 +603,7 @@ def bench(
     data_dir: DataDir = None,
     eval_images: Annotated[int | None, typer.Option(help="accuracy on the first N test images (default all)")] = None,
     json_path: Annotated[str | None, typer.Option("--json", help="write rows here (+ .md table and .png plot)")] = None,
+    public_key: PublicKey = None,
 ) -> None:
     """Hot and paced batch-1 latency (end to end and inference), throughput and accuracy for every backend × precision."""
     from edgecls.bench import BenchOptions, run_bench
@@ -599,7 +612,7 @@ def bench(
     options = BenchOptions(backends=tuple(b for b in backends.split(",") if b), precisions=tuple(precisions.split(",")),
                            throughput_batch=throughput_batch, iterations=iterations, warmup=warmup, pace_ms=pace_ms,
                            frame_size=parse_size(frame_size), threads=threads, data_dir=data_dir, eval_images=eval_images,
-                           json_path=json_path)
+                           json_path=json_path, public_key=public_key)
     run_bench(target, options)
 
 
@@ -608,6 +621,16 @@ EXTRAS = {"train": {"torch", "torchvision", "onnx", "onnxconverter_common", "skl
           "serve": {"pytriton", "tritonclient"}, "cpu": {"onnxruntime", "cv2"}}
 FLAVOUR_HINT = (" — or [gpu] on a desktop NVIDIA GPU; on a Jetson keep JetPack's OpenCV and NVIDIA's onnxruntime-gpu "
                 "(venv --system-site-packages, the [jetson] extra)")
+
+
+DISK_ERRORS = {
+    errno.ENOSPC: "The disk is full: free space or write elsewhere. Every edgecls file is written atomically, so nothing "
+                  "half-written was left under a final name.",
+    errno.EDQUOT: "Your disk quota is used up: free space or write elsewhere. Nothing half-written was left under a final name.",
+    errno.EACCES: "Permission denied: run as a user who may use that path, or choose another one.",
+    errno.EPERM: "Operation not permitted: run as a user who may use that path, or choose another one.",
+    errno.EROFS: "That file system is read-only: choose a writable path.",
+}
 
 
 def main() -> None:
@@ -626,6 +649,12 @@ def main() -> None:
         Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] this command needs {exc.name}, which comes with the "
                                    f"{escape(f'[{extra}]')} extra: pip install {escape(repr(f'edgecls[{extra}]'))}"
                                    + (escape(FLAVOUR_HINT) if extra == "cpu" else ""))
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(f'{exc.strerror}: {exc.filename}')}. "
+                                                   f"{escape(DISK_ERRORS[exc.errno])}")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

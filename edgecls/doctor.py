@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import importlib.metadata
 import importlib.util
+import io
 import os
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ def load_sample(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     if entry is None:
         raise BundleError(f"{bundle.root} carries no labelled sample ({SAMPLE}); re-export it with a dataset "
                           "(edgecls export ... --data-dir DIR) to get one")
-    with np.load(bundle.verified_path(entry), allow_pickle=False) as data:
+    with np.load(io.BytesIO(bundle.read_verified(entry)), allow_pickle=False) as data:
         return data["images"], data["labels"]
 
 

@@ -71,3 +71,11 @@ class RemoteTimeoutError(RemoteError):
 
 class RemoteUnavailableError(RemoteError):
     """No `edgecls serve` server answers at that address."""
+
+
+class ServerDiedError(EdgeclsError):
+    """`edgecls serve`'s Triton Inference Server process stopped without being asked."""
+
+
+class BusyError(EdgeclsError):
+    """Another edgecls process is writing the same output right now."""

@@ -41,7 +41,7 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale(directory: Path, name: str, kind: str) -> list[Path]:
     """Remove `.{name}.{kind}-{pid}-*` left in `directory` by writers that no longer run; return what went."""
-    pattern = re.compile(rf"^\.{re.escape(name)}\.{kind}-(\d+)-[0-9a-f]+(\.partial)?$")
+    pattern = re.compile(rf"^\.{re.escape(name)}\.{kind}-(\d+)-[A-Za-z0-9_]+(\.partial)?$")  # mkstemp's or token_hex
     removed = []
     for path in directory.glob(f".{name}.{kind}-*") if directory.is_dir() else ():
         match = pattern.match(path.name)
@@ -127,26 +127,63 @@ def staged_directory(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(final.parent, final.name, "stage")
-    stage = final.parent / f".{final.name}.stage-{os.getpid()}-{secrets.token_hex(4)}"
-    stage.mkdir()
-    os.chmod(stage, 0o777 & ~_umask())
+    with _exclusive(final):
+        remove_stale(final.parent, final.name, "stage")
+        stage = final.parent / f".{final.name}.stage-{os.getpid()}-{secrets.token_hex(4)}"
+        stage.mkdir()
+        os.chmod(stage, 0o777 & ~_umask())
+        try:
+            yield stage
+            _fsync_dir(stage)
+            if not final.exists():
+                os.rename(stage, final)
+            elif _exchange(stage, final):
+                shutil.rmtree(stage)
+            else:
+                aside = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
+                os.rename(final, aside)
+                os.rename(stage, final)
+                shutil.rmtree(aside)
+            _fsync_dir(final.parent)
+        finally:
+            if stage.exists():
+                shutil.rmtree(stage, ignore_errors=True)
+
+
+@contextmanager
+def _exclusive(final: Path) -> Iterator[None]:
+    """One writer of `final` at a time (an advisory lock on `.NAME.lock` beside it, removed by its holder): a second
+    one fails at once instead of silently replacing the first one's result after both said they wrote it."""
     try:
-        yield stage
-        _fsync_dir(stage)
-        if not final.exists():
-            os.rename(stage, final)
-        elif _exchange(stage, final):
-            shutil.rmtree(stage)
-        else:
-            aside = final.parent / f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}"
-            os.rename(final, aside)
-            os.rename(stage, final)
-            shutil.rmtree(aside)
-        _fsync_dir(final.parent)
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    from edgecls.errors import BusyError
+
+    path = final.parent / f".{final.name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise BusyError(f"another edgecls process (pid {holder}) is writing {final}; wait for it to finish, or "
+                            "write elsewhere") from None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the holder removed that file between our open and our lock: lock the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
     finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+        path.unlink(missing_ok=True)
+        os.close(fd)
 
 
 def cache_dir(name: str) -> Path:

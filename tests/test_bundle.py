@@ -148,3 +148,41 @@ def test_a_private_key_is_unreadable_by_others_from_its_first_byte(tmp_path, mon
     key, pub = generate_key(tmp_path / "fleet.key")
     assert modes[0] == 0o600 and key.stat().st_mode & 0o777 == 0o600
     assert pub.stat().st_mode & 0o044  # the public key stays readable
+
+
+def test_a_model_swapped_between_check_and_load_never_runs(copy, monkeypatch):
+    """The attack: replace the file right after the digest check opened it. Whatever the loader runs must be the
+    checked bytes, so the answers stay the original model's."""
+    import builtins
+    import os
+
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(copy / "model.onnx"))
+    for init in model.graph.initializer:  # every weight negated: a different model with the same interface
+        init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+    tampered = copy.parent / "tampered.onnx"
+    onnx.save(model, str(tampered))
+    frame = np.random.default_rng(0).integers(0, 256, (32, 32, 3), np.uint8)
+    honest = Classifier.load(copy, precision="fp32").predict(frame).logits
+
+    target, real_open, real_os_open, swapped = str(copy / "model.onnx"), builtins.open, os.open, []
+
+    def swap_after_first_open(opener):
+        def wrapped(path, *args, **kwargs):
+            handle = opener(path, *args, **kwargs)
+            if str(path) == target and not swapped:
+                swapped.append(path)
+                os.replace(tampered, target)  # the open handle keeps the checked inode; a second open gets this one
+            return handle
+        return wrapped
+
+    monkeypatch.setattr(builtins, "open", swap_after_first_open(real_open))
+    monkeypatch.setattr(os, "open", swap_after_first_open(real_os_open))
+    logits = Classifier.load(copy, precision="fp32").predict(frame).logits
+    monkeypatch.undo()
+    assert swapped, "the loader never opened model.onnx through Python: the swap did not happen"
+    np.testing.assert_allclose(logits, honest, rtol=1e-5, atol=1e-5)
+    with pytest.raises(IntegrityError):  # the swapped-in file is on disk now, and the next load refuses it
+        Classifier.load(copy, precision="fp32")

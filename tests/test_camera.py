@@ -359,3 +359,48 @@ def test_a_browser_renders_the_live_view(live_view, tmp_path):
     assert image is not None and image.shape[:2] == (560, 1180)
     video = image[60:520, 20:650]  # where the MJPEG image sits: a replayed frame, not an empty box
     assert video.std() > 20
+
+
+def test_the_web_view_encodes_each_frame_once_caps_connections_and_drops_idle_ones():
+    import socket
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from edgecls.runtime.webview import WebView
+
+    view = WebView("127.0.0.1", 0, max_fps=1000, max_connections=4, idle_timeout_s=0.5)
+    port = view.server.server_address[1]
+    try:
+        frames = [np.full((48, 64, 3), i, np.uint8) for i in range(40)]
+        received = [[] for _ in range(3)]
+
+        def watch(into):
+            with urllib.request.urlopen(view.address + "stream.mjpg", timeout=5) as stream:
+                while len(into) < 10:
+                    head = b""
+                    while not head.endswith(b"\r\n\r\n"):
+                        head += stream.read(1)
+                    into.append(stream.read(int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0]) + 2))
+
+        viewers = [threading.Thread(target=watch, args=(r,)) for r in received]
+        for v in viewers:
+            v.start()
+        time.sleep(0.3)
+        with socket.create_connection(("127.0.0.1", port)) as one_too_many:  # 3 viewers + this one fill the 4 slots
+            time.sleep(0.1)
+            with pytest.raises(urllib.error.HTTPError, match="503"):
+                urllib.request.urlopen(view.address + "stats.json", timeout=5)
+            assert one_too_many.recv(10, socket.MSG_PEEK) == b""  # the idle connection was closed by the server
+        for frame in frames:
+            view.publish(frame, {})
+            time.sleep(0.02)
+        for v in viewers:
+            v.join(timeout=10)
+        assert all(len(r) == 10 for r in received)
+        distinct = set().union(*map(set, received))
+        # once per frame, not once per viewer (each viewer may have had one more frame encoded that it never read)
+        assert len(distinct) < 30 and len(distinct) <= view.encodes <= len(distinct) + len(received)
+        urllib.request.urlopen(view.address + "stats.json", timeout=5)  # slots are given back
+    finally:
+        view.close()

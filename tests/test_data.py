@@ -180,3 +180,60 @@ def test_a_memory_mapped_folder_splits_and_batches_from_disk(tmp_path, monkeypat
     assert mapped.images is None
     for (a, ya), (b, yb) in zip(mapped.epoch(1), loaded.epoch(1), strict=True):
         assert torch.equal(a, b) and torch.equal(ya, yb)
+
+
+def _jpeg_folder(root, monkeypatch, per_class=3):
+    monkeypatch.setenv("EDGECLS_CACHE", str(root / "cache"))
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in ("cat", "dog"):
+            (root / "ds" / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                cv2.imwrite(str(root / "ds" / split / name / f"{i}.jpg"), rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+    return root / "ds"
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda ds: [p.unlink() for p in (ds / "test" / "dog").iterdir()], r"class folder\(s\) \['dog'\] .* hold no images"),
+    (lambda ds: (ds / "test" / "bird").mkdir(), r"class folders the training split lacks: \['bird'\]"),
+    (lambda ds: shutil.copytree(ds / "test" / "dog", ds / "test" / "wolf"), r"class folders the training split lacks: \['wolf'\]"),
+    (lambda ds: shutil.rmtree(ds / "test"), r"test not found"),
+])
+def test_class_folders_must_match_the_training_split_by_name(tmp_path, monkeypatch, change, message):
+    ds = _jpeg_folder(tmp_path, monkeypatch)
+    change(ds)
+    with pytest.raises(DatasetError, match=message):
+        load_dataset("folder", "test", ds)
+
+
+def test_a_test_split_lacking_a_class_keeps_the_training_labels(tmp_path, monkeypatch):
+    ds = _jpeg_folder(tmp_path, monkeypatch)
+    (ds / "train" / "ant").mkdir()  # sorts first: the test split's labels must follow the training split's list
+    cv2.imwrite(str(ds / "train" / "ant" / "0.jpg"), np.zeros((24, 24, 3), np.uint8))
+    test = load_dataset("folder", "test", ds)
+    assert test.classes == ("ant", "cat", "dog") and sorted(set(test.labels.tolist())) == [1, 2]
+
+
+def test_bad_images_are_named_and_skipped_only_when_asked(tmp_path, monkeypatch):
+    ds = _jpeg_folder(tmp_path, monkeypatch)
+    cut = ds / "test" / "dog" / "1.jpg"
+    cut.write_bytes(cut.read_bytes()[: int(cut.stat().st_size * 0.8)])  # OpenCV decodes it into a half-grey image
+    (ds / "test" / "cat" / "9.jpg").write_bytes(b"\xff\xd8 not an image \xff\xd9")
+    (ds / "test" / "cat" / "8.jpg").symlink_to("8.jpg")  # a link to itself
+    with pytest.raises(DatasetError) as failure:
+        load_dataset("folder", "test", ds)
+    assert all(s in str(failure.value) for s in ("dog/1.jpg: truncated", "cat/9.jpg: OpenCV cannot decode it",
+                                                 "cat/8.jpg: cannot be read", "--skip-bad-images"))
+    with pytest.warns(UserWarning, match="left out 3 bad image.*dog/1.jpg"):
+        kept = load_dataset("folder", "test", ds, skip_bad_images=True)
+    assert sorted(p.split("/test/")[1] for p in kept.paths) == ["cat/0.jpg", "cat/1.jpg", "cat/2.jpg", "dog/0.jpg", "dog/2.jpg"]
+    assert kept.labels.tolist() == [0, 0, 0, 1, 1]
+    with pytest.raises(DatasetError, match="truncated"):  # the cached decode remembers the bad files
+        load_dataset("folder", "test", ds)
+
+
+def test_an_undecodable_first_image_without_image_size_is_named(tmp_path, monkeypatch):
+    ds = _jpeg_folder(tmp_path, monkeypatch)
+    (ds / "train" / "cat" / "0.jpg").write_bytes(b"\xff\xd8 garbage \xff\xd9")
+    with pytest.raises(DatasetError, match=r"cat/0.jpg: OpenCV cannot decode it"):
+        load_dataset("folder", "train", ds)

@@ -236,6 +236,23 @@ def test_a_killed_reexport_leaves_the_previous_bundle_whole(bundle_dir, trained_
     assert (out / "bench.json").read_text() == "{}"
 
 
+def test_a_second_writer_of_the_same_bundle_fails_instead_of_replacing_the_first(tmp_path):
+    from edgecls.errors import BusyError
+    from edgecls.fileio import staged_directory
+
+    with staged_directory(tmp_path / "b") as first:
+        (first / "mine").write_text("first")
+        with pytest.raises(BusyError, match=rf"pid {os.getpid()}\) is writing"), staged_directory(tmp_path / "b"):
+            pass
+        with staged_directory(tmp_path / "other"):  # another bundle beside it is no conflict
+            pass
+    assert (tmp_path / "b" / "mine").read_text() == "first"
+    with staged_directory(tmp_path / "b") as again:  # the lock is given back
+        (again / "mine").write_text("second")
+    assert (tmp_path / "b" / "mine").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "other"]  # no lock file left beside them
+
+
 def test_export_refuses_to_replace_a_directory_that_is_not_a_bundle(trained_ckpt, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match="not an edgecls bundle"):
@@ -246,7 +263,7 @@ def test_export_refuses_to_replace_a_directory_that_is_not_a_bundle(trained_ckpt
 def test_half_written_files_of_dead_writers_are_removed_live_ones_kept(tmp_path):
     from edgecls.fileio import atomic_write_bytes
 
-    dead = tmp_path / f".best.pt.write-{_dead_pid()}-1a2b.partial"
+    dead = tmp_path / f".best.pt.write-{_dead_pid()}-k_z9qx.partial"  # mkstemp's names are not hex
     live = tmp_path / f".best.pt.write-{os.getpid()}-3c4d.partial"
     dead.write_bytes(b"half")
     live.write_bytes(b"half")

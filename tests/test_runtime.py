@@ -212,3 +212,22 @@ def test_robot_loop_without_a_camera_says_so_without_a_traceback(bundle_dir):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: video source '/nonexistent.mp4'")
+
+
+def test_stage_timer_is_exact_while_short_and_bounded_and_close_once_long():
+    from edgecls.runtime.stats import StageTimer, summarize
+
+    rng = np.random.default_rng(0)
+    samples = rng.lognormal(mean=0.5, sigma=0.6, size=20_000)  # a long-tailed latency, ms
+    short, long = StageTimer(keep=50_000), StageTimer(keep=1_000)
+    for ms in samples:
+        short.add({"processing_ms": ms})
+        long.add({"processing_ms": ms})
+    exact = summarize(samples)
+    assert {k: short.summary()["processing_ms"][k] for k in exact} == exact
+    bounded = long.summary()["processing_ms"]
+    assert len(long.recent("processing_ms")) == 1_000 and bounded["percentiles"].startswith("±0.5%")
+    assert (bounded["n"], bounded["min"], bounded["max"]) == (exact["n"], exact["min"], exact["max"])
+    assert bounded["mean"] == pytest.approx(exact["mean"], rel=1e-9)
+    for q in ("p50", "p90", "p99"):
+        assert bounded[q] == pytest.approx(exact[q], rel=0.01)

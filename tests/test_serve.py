@@ -170,6 +170,43 @@ def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
     assert events == ["stopped"]
 
 
+def _descendants(root: int) -> list[tuple[int, str]]:
+    """(pid, executable) of every process below `root`."""
+    parent, command = {}, {}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            command[int(proc.name)] = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        children = [child for child, up in parent.items() if up == pid]
+        found += [(child, command[child]) for child in children]
+        todo += children
+    return found
+
+
+def test_a_triton_that_dies_unasked_makes_serve_exit_non_zero(bundle_dir):
+    """A supervisor restarts only what exits non-zero: a killed Triton process must not end as a clean stop."""
+    import os
+
+    from load_test import free_ports, start_server
+
+    proc = start_server(str(bundle_dir), "lenet5", free_ports(3), [])
+    try:
+        tritons = [pid for pid, command in _descendants(proc.pid) if command.endswith("tritonserver")]
+        assert tritons, "no tritonserver process under edgecls serve"
+        os.kill(tritons[0], signal.SIGKILL)
+        assert proc.wait(timeout=90) != 0
+        assert "stopped without being asked" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_a_model_trained_elsewhere_is_served_like_a_zoo_model(foreign_onnx_bundle, frames):
     """The bundle of a user's ONNX file (ImageNet mean/std, its own names) answers remote calls as it does in process."""
     from load_test import free_ports, start_server

@@ -38,6 +38,7 @@ def test_engine_builds_runs_and_agrees_with_onnxruntime(bundle_dir, tmp_path, pr
 def test_rebuild_reuses_the_timing_cache(bundle_dir, tmp_path):
     from edgecls.runtime.engines import build_engine
 
-    first = build_engine(bundle_dir / "model.onnx", tmp_path / "a.engine", "fp16")
-    second = build_engine(bundle_dir / "model.onnx", tmp_path / "b.engine", "fp16")
+    onnx = (bundle_dir / "model.onnx").read_bytes()
+    first = build_engine(onnx, "model.onnx", tmp_path / "a.engine", "fp16")
+    second = build_engine(onnx, "model.onnx", tmp_path / "b.engine", "fp16")
     assert first["timing_cache"] == second["timing_cache"]

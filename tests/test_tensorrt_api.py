@@ -38,7 +38,7 @@ PATHS = {
     "common": (ALL, [
         "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
         "Builder.create_optimization_profile", "Builder.build_serialized_network", "NetworkDefinitionCreationFlag",
-        "BuilderFlag", "OnnxParser", "OnnxParser.parse_from_file", "OnnxParser.get_error", "OnnxParser.num_errors",
+        "BuilderFlag", "OnnxParser", "OnnxParser.parse", "OnnxParser.get_error", "OnnxParser.num_errors",
         "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "IBuilderConfig.set_memory_pool_limit",
         "IBuilderConfig.set_flag", "IBuilderConfig.clear_flag", "BuilderFlag.TF32",
         "IBuilderConfig.add_optimization_profile", "MemoryPoolType", "MemoryPoolType.WORKSPACE",

@@ -204,7 +204,7 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
     assert result.exit_code == 0, result.output
     assert "never loaded: model.fp16.engine, model.fp16.engine.json" in " ".join(result.output.split())
 
-    def fake_build(onnx_path, engine_path, precision, **kwargs):
+    def fake_build(onnx, onnx_name, engine_path, precision, **kwargs):
         engine_path.parent.mkdir(parents=True, exist_ok=True)
         engine_path.write_bytes(b"our engine")
         sidecar_path(engine_path).write_text(json.dumps({**expected, "max_batch": 64,
@@ -214,12 +214,12 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
     backend = trt_backend.TensorRTBackend.__new__(trt_backend.TensorRTBackend)
     backend.bundle, backend.precision, backend.device_index = Bundle.open(bundle, public_key=public), "fp16", 0
     with pytest.warns(UserWarning, match="does not list it, so its signature does not cover it"):
-        path, data, sidecar = backend._find_or_build(bundle / "model.onnx", expected)
+        path, data, sidecar = backend._find_or_build(b"onnx", "model.onnx", expected)
     assert data == b"our engine" and path.parent == tmp_path / "cache" / "engines" and sidecar["max_batch"] == 64
     planted.unlink()
     path.write_bytes(b"our engine, corrupted")  # a damaged cache entry is rebuilt, not trusted and not fatal
     with pytest.warns(UserWarning, match="rebuilding the cached engine"):
-        assert backend._find_or_build(bundle / "model.onnx", expected)[1] == b"our engine"
+        assert backend._find_or_build(b"onnx", "model.onnx", expected)[1] == b"our engine"
 
 
 def test_an_engine_the_manifest_lists_is_checked_against_its_entry_not_its_sidecar(bundle_dir, tmp_path, monkeypatch):
@@ -244,7 +244,7 @@ def test_an_engine_the_manifest_lists_is_checked_against_its_entry_not_its_sidec
     monkeypatch.setattr(trt_backend, "build_engine", lambda *a, **k: pytest.fail("a listed engine must not be rebuilt"))
     backend = trt_backend.TensorRTBackend.__new__(trt_backend.TensorRTBackend)
     backend.bundle, backend.precision, backend.device_index = Bundle.open(bundle), "fp16", 0
-    path, data, record = backend._find_or_build(bundle / "model.onnx", expected)
+    path, data, record = backend._find_or_build(b"onnx", "model.onnx", expected)
     assert path == bundle / "model.fp16.engine" and data == b"exported engine" and record["max_batch"] == 32
     assert "model.fp16.engine" not in Bundle.open(bundle).uncovered()
     assert "model.fp16.engine.json" in Bundle.open(bundle).uncovered()

@@ -19,8 +19,9 @@ SPLITS = ("train", "test")
 
 
 def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
-                 crop_fraction: float = 1.0) -> ImageSet:
-    """Load `split` of `name`. For `folder`, `data_dir` is the dataset root itself (ROOT/train, ROOT/test)."""
+                 crop_fraction: float = 1.0, skip_bad_images: bool = False) -> ImageSet:
+    """Load `split` of `name`. For `folder`, `data_dir` is the dataset root itself (ROOT/train, ROOT/test), and
+    `skip_bad_images` leaves out (and names) the files that cannot be decoded instead of failing."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if name not in DATASETS:
@@ -34,11 +35,12 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         return load_cifar100(root, split, "coarse" if name.endswith("coarse") else "fine")
     if name in ("mnist", "fashion-mnist"):
         return load_idx_dataset(root, split, name)
-    return load_image_folder(Path(root), split, image_size=image_size, crop_fraction=crop_fraction)
+    return load_image_folder(Path(root), split, image_size=image_size, crop_fraction=crop_fraction,
+                             skip_bad_images=skip_bad_images)
 
 
 def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict,
-                   preprocess: dict | None = None) -> ImageSet:
+                   preprocess: dict | None = None, skip_bad_images: bool = False) -> ImageSet:
     """`split` as a model with `input_spec` and `preprocess` takes it: every image through the runtime's own crop,
     reduction and channel conversion (`preprocess.fit_dataset`), so a model is trained, evaluated, gated, benched and
     replayed on what it sees from a camera. Image folders are fitted from their original files."""
@@ -46,7 +48,8 @@ def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None,
 
     size, crop_fraction = int(input_spec["size"]), float((preprocess or {}).get("crop_fraction", 1.0))
     if dataset == "folder":
-        data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction)
+        data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction,
+                            skip_bad_images=skip_bad_images)
     else:
         data = load_dataset(dataset, split, data_dir)
     images = fit_dataset(data.images, size, int(input_spec["channels"]), crop_fraction)

@@ -18,14 +18,14 @@ Configs are plain protobuf text; tests parse them with Triton's own ModelConfig 
 
 from __future__ import annotations
 
+import hashlib
 import os
-import shutil
 import sysconfig
 from pathlib import Path
 
 import edgecls
 from edgecls.bundle import MANIFEST, Bundle
-from edgecls.fileio import atomic_path, atomic_write_bytes, sha256_file
+from edgecls.fileio import atomic_write_bytes
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -85,9 +85,10 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
     for source, variant, backend, target, kind in _VARIANTS:
         src = bundle.root / source
         batch, note = max_batch_size, ""
-        engine = bundle.engine_record(source, sha256_file(src)) if source not in names and src.is_file() else None
+        data = src.read_bytes() if source not in names and src.is_file() else None
+        engine = bundle.engine_record(source, hashlib.sha256(data).hexdigest()) if data is not None else None
         if source in names:
-            bundle.verified_path(next(f for f in bundle.files() if f.name == source))
+            data = bundle.read_verified(next(f for f in bundle.files() if f.name == source))
         elif engine is None:
             continue  # engines are served only where the manifest vouches for them
         else:
@@ -97,8 +98,7 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
         model_name = f"{bundle.manifest['model']}_{variant}"
         model_dir = repo / model_name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
-        with atomic_path(model_dir / "1" / target) as tmp:
-            shutil.copyfile(src, tmp)
+        atomic_write_bytes(model_dir / "1" / target, data)
         atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())
         config = triton_config(model_name, backend, bundle, kind, batch, note)
         atomic_write_bytes(model_dir / "config.pbtxt", config.encode())
@@ -153,8 +153,7 @@ def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path
     copy = model_dir / "1" / "bundle"
     copy.mkdir(parents=True, exist_ok=True)
     for entry in bundle.files():
-        with atomic_path(copy / entry.name) as tmp:
-            shutil.copyfile(bundle.verified_path(entry), tmp)
+        atomic_write_bytes(copy / entry.name, bundle.read_verified(entry))
     atomic_write_bytes(copy / MANIFEST, (bundle.root / MANIFEST).read_bytes())
     atomic_write_bytes(model_dir / "1" / "model.py", (Path(__file__).parent / "triton_model.py").read_bytes())
     atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())

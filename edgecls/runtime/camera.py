@@ -189,7 +189,7 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
 
         atomic_write_json(options.summary_json, summary)
         console.print(f"wrote {options.summary_json} and {Path(options.summary_json).with_suffix('.png')}")
-        latency_histogram({s: timer.samples[s] for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
+        latency_histogram({s: timer.recent(s) for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
                           Path(options.summary_json).with_suffix(".png"),
                           title=f"camera loop, {clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}")
     return summary

@@ -70,9 +70,8 @@ def gpu_identity(device_index: int = 0) -> dict:
     return identity
 
 
-def engine_identity(trt, onnx_path: Path, precision: str, device_index: int = 0) -> dict:
-    return {"tensorrt": trt.__version__, **gpu_identity(device_index), "onnx_sha256": sha256_file(onnx_path),
-            "precision": precision}
+def engine_identity(trt, onnx_sha256: str, precision: str, device_index: int = 0) -> dict:
+    return {"tensorrt": trt.__version__, **gpu_identity(device_index), "onnx_sha256": onnx_sha256, "precision": precision}
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -149,18 +148,19 @@ def _attach_timing_cache(config, path: Path):
     return cache
 
 
-def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, precision: str, *,
+def build_engine(onnx: bytes, onnx_name: str, engine_path: str | os.PathLike, precision: str, *,
                  max_batch: int = 64, opt_batch: int = 1, workspace_mib: int = 1024, device_index: int = 0) -> dict:
     """Build and save an engine plus its sidecar; returns the sidecar's contents.
 
-    `onnx_path` is the graph whose precision the engine should have (`engine_sources` picks it): model.onnx
-    (FP32, or FP16 by builder flag), model.fp16.onnx (strongly typed FP16), model.int8.trt.onnx (Q/DQ INT8).
+    `onnx` holds the bytes (as verified against the manifest) of the graph whose precision the engine should have
+    (`engine_sources` picks it): model.onnx (FP32, or FP16 by builder flag), model.fp16.onnx (strongly typed FP16),
+    model.int8.trt.onnx (Q/DQ INT8).
     """
     require_tensorrt()
     import tensorrt as trt
 
-    onnx_path, engine_path = Path(onnx_path), Path(engine_path)
-    identity = engine_identity(trt, onnx_path, precision, device_index)
+    engine_path = Path(engine_path)
+    identity = engine_identity(trt, hashlib.sha256(onnx).hexdigest(), precision, device_index)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     plan = build_plan(trt, precision)
@@ -169,9 +169,9 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         flags |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    if not parser.parse_from_file(str(onnx_path)):
+    if not parser.parse(onnx):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-        raise ExportError(f"TensorRT could not parse {onnx_path}: {errors}")
+        raise ExportError(f"TensorRT could not parse {onnx_name}: {errors}")
 
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mib << 20)
@@ -190,14 +190,14 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, p
         chw = tuple(tensor.shape)[1:]  # type: ignore[var-annotated,arg-type]  # Dims iterates; the stubs omit __iter__
         profile.set_shape(tensor.name, (1, *chw), (opt_batch, *chw), (max_batch, *chw))  # type: ignore[arg-type]  # tuple → Dims
     if config.add_optimization_profile(profile) < 0:
-        raise ExportError(f"TensorRT refused the optimization profile batch 1..{max_batch} (opt {opt_batch}) for {onnx_path}")
+        raise ExportError(f"TensorRT refused the optimization profile batch 1..{max_batch} (opt {opt_batch}) for {onnx_name}")
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise ExportError(f"TensorRT failed to build a {precision} engine from {onnx_path}; see the log above")
+        raise ExportError(f"TensorRT failed to build a {precision} engine from {onnx_name}; see the log above")
     atomic_write_bytes(engine_path, bytes(serialized))
     atomic_write_bytes(timing_path, bytes(timing_cache.serialize()))
-    identity.update(mode=plan["mode"], max_batch=max_batch, onnx=onnx_path.name, engine_sha256=sha256_file(engine_path),
+    identity.update(mode=plan["mode"], max_batch=max_batch, onnx=onnx_name, engine_sha256=sha256_file(engine_path),
                     timing_cache=str(timing_path), tf32=tf32)
     atomic_write_json(sidecar_path(engine_path), identity)
     return identity
@@ -238,8 +238,7 @@ def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, .
         if entry is None:
             raise ExportError(f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
                               + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else ""))
-        onnx_path = bundle.verified_path(entry)
-        identity = engine_identity(trt, onnx_path, precision, kwargs.get("device_index", 0))
+        identity = engine_identity(trt, entry.sha256, precision, kwargs.get("device_index", 0))
         target = Path(out_dir) / f"model.{precision}.engine" if out_dir else cached_engine_path(identity)
-        built.append({**build_engine(onnx_path, target, precision, **kwargs), "file": target.name})
+        built.append({**build_engine(bundle.read_verified(entry), entry.name, target, precision, **kwargs), "file": target.name})
     return built

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from edgecls.errors import InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
+from edgecls.errors import BackendUnavailableError, InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
 from edgecls.runtime.classifier import Prediction
 from edgecls.runtime.preprocess import COLORS, check_frame
 
@@ -37,14 +37,18 @@ class RemoteClassifier:
     def _client(self):
         client = getattr(self._local, "client", None)
         if client is None:
-            if self.scheme == "http":
-                import tritonclient.http as api
+            try:
+                if self.scheme == "http":
+                    import tritonclient.http as api
 
-                client = api.InferenceServerClient(self.address, connection_timeout=self.deadline_s,
-                                                   network_timeout=self.deadline_s)
-            else:
-                import tritonclient.grpc as api
-                client = api.InferenceServerClient(self.address)
+                    client = api.InferenceServerClient(self.address, connection_timeout=self.deadline_s,
+                                                       network_timeout=self.deadline_s)
+                else:
+                    import tritonclient.grpc as api
+                    client = api.InferenceServerClient(self.address)
+            except ImportError as exc:
+                raise BackendUnavailableError(f"RemoteClassifier needs tritonclient ({exc.name} is missing): "
+                                              "pip install 'edgecls[remote]'") from exc
             self._local.client, self._local.api = client, api
         return client, self._local.api
 
@@ -76,34 +80,47 @@ class RemoteClassifier:
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         client, api = self._client()
-        from tritonclient.utils import InferenceServerException
-
         inp = api.InferInput("frame", list(batch.shape), "UINT8")
         inp.set_data_from_numpy(batch)
         outputs = [api.InferRequestedOutput(name) for name in OUTPUTS]
-        where = f"{self.url} model {self.model!r}"
-        timed_out = RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms")
+        started = time.perf_counter()
         try:
             if self.scheme == "grpc":
                 response = client.infer(self.model, [inp], outputs=outputs, client_timeout=self.deadline_s)
             else:
                 response = client.infer(self.model, [inp], outputs=outputs)
-        except InferenceServerException as exc:
-            text = str(exc)
-            if "Deadline" in text or "timed out" in text.lower():
-                raise timed_out from exc
-            if "unavailable" in text.lower() or "connect" in text.lower():
-                raise RemoteUnavailableError(f"{where} cannot be reached ({text}); is `edgecls serve` running?") from exc
-            raise RemoteError(f"{where} refused the request: {text}") from exc
-        except TimeoutError as exc:
-            self._local.client = None  # a timed-out HTTP connection is not reused
-            raise timed_out from exc
-        except (ConnectionError, OSError) as exc:
-            self._local.client = None
-            raise RemoteUnavailableError(f"{where} cannot be reached ({exc}); is `edgecls serve` running?") from exc
-        except Exception as exc:  # gevent's Timeout is no Exception subclass of the above
-            if type(exc).__name__ == "Timeout":
-                self._local.client = None
-                raise timed_out from exc
-            raise
+        except BaseException as exc:  # gevent's Timeout derives from BaseException
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            error = self._classify(exc)
+            if isinstance(error, RemoteUnavailableError | RemoteTimeoutError):
+                self._local.client = None  # a broken or timed-out connection is never reused
+            raise error from exc
+        elapsed = time.perf_counter() - started
+        if elapsed > self.deadline_s:  # HTTP's timeouts bound each socket operation, not the whole call
+            raise RemoteTimeoutError(f"{self.url} model {self.model!r}: answered in {elapsed * 1e3:.0f} ms, past the "
+                                     f"{self.deadline_s * 1e3:.0f} ms deadline")
         return {name: response.as_numpy(name) for name in OUTPUTS}
+
+    def _classify(self, exc: BaseException) -> RemoteError:
+        """The typed error for whatever either protocol's client raised: by gRPC status code or HTTP status, and by
+        exception type for transport failures (sockets, geventhttpclient's closed connections, gevent's timeouts)."""
+        from http.client import HTTPException
+
+        from tritonclient.utils import InferenceServerException
+
+        where = f"{self.url} model {self.model!r}"
+        timed_out = RemoteTimeoutError(f"{where}: no answer within {self.deadline_s * 1e3:.0f} ms")
+        unreachable = f"{where} cannot be reached ({type(exc).__name__}: {exc}); is `edgecls serve` running?"
+        if isinstance(exc, InferenceServerException):
+            status = str(exc.status() or "")
+            if status == "StatusCode.DEADLINE_EXCEEDED":
+                return timed_out
+            if status in ("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED", "503") or not status:
+                return RemoteUnavailableError(unreachable)  # no status: the HTTP client failed before any answer
+            return RemoteError(f"{where} refused the request ({status}): {exc.message()}")
+        if isinstance(exc, TimeoutError) or type(exc).__name__ == "Timeout":
+            return timed_out
+        if isinstance(exc, OSError | HTTPException):
+            return RemoteUnavailableError(unreachable)
+        return RemoteError(f"{where}: the client failed ({type(exc).__name__}: {exc})")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecls.errors import BackendUnavailableError, ConfigError
+from edgecls.errors import BackendUnavailableError, ConfigError, ServerDiedError
 from edgecls.runtime.classifier import Classifier, Prediction
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
@@ -164,3 +164,6 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not stopping:  # serve() returns on its own only when the Triton process or its model proxies died
+        raise ServerDiedError("Triton Inference Server stopped without being asked (crashed, killed or out of memory; its "
+                              "log above says which): exiting non-zero so a supervisor restarts `edgecls serve`")

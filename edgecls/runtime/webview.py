@@ -6,7 +6,9 @@
     /stats.json   the live numbers and the recent history the chart draws
 
 Python's ThreadingHTTPServer, no external server. The loop only hands over its newest frame and numbers
-(`publish`); JPEG encoding happens in the viewer's thread, at most `max_fps`, and only while someone watches.
+(`publish`); each frame is JPEG-encoded once, in a viewer's thread, at most `max_fps` and only while someone
+watches, and every viewer is sent those same bytes. Connections are capped (`max_connections`; more are
+answered 503), an idle or stalled one is dropped after `idle_timeout_s`, and the listen backlog is 64.
 """
 
 from __future__ import annotations
@@ -47,11 +49,42 @@ tick();
 </script></body></html>"""
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most `slots` at once: one more is answered 503 and closed at once."""
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, address, handler, slots: int):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(slots)
+
+    def process_request(self, request, client_address) -> None:
+        if not self.slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class WebView:
-    def __init__(self, host: str, port: int, title: str = "", max_fps: float = 15.0, history: int = 200):
+    def __init__(self, host: str, port: int, title: str = "", max_fps: float = 15.0, history: int = 200,
+                 max_connections: int = 32, idle_timeout_s: float = 10.0):
         self.title, self.max_fps = title, max_fps
         self._frame: np.ndarray | None = None
         self._frame_id = 0
+        self._jpeg, self._jpeg_id = b"", -1
+        self._encode_lock = threading.Lock()
+        self.encodes = 0
         self._stats: dict = {}
         self._history = {k: deque(maxlen=history) for k in ("processing_ms", "frame_age_ms")}
         self._lock = threading.Condition()
@@ -59,6 +92,8 @@ class WebView:
         view = self
 
         class Handler(BaseHTTPRequestHandler):
+            timeout = idle_timeout_s  # every read and write on the connection: an idle or stalled viewer is dropped
+
             def log_message(self, *args) -> None:  # quiet: the camera loop owns the console
                 pass
 
@@ -80,8 +115,7 @@ class WebView:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer((host, port), Handler)
-        self.server.daemon_threads = True
+        self.server = _BoundedServer((host, port), Handler, max_connections)
         self.address = f"http://{host}:{self.server.server_address[1]}/"
         self.thread = threading.Thread(target=self.server.serve_forever, name="edgecls-webview", daemon=True)
         self.thread.start()
@@ -116,17 +150,25 @@ class WebView:
             while not self._closed:
                 with self._lock:
                     self._lock.wait_for(lambda last=seen: self._frame_id != last or self._closed, timeout=1.0)
-                    frame, seen = self._frame, self._frame_id
-                if frame is None or self._closed:
-                    continue
                 started = time.perf_counter()
-                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                if ok:
-                    handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
-                    handler.wfile.write(jpeg.tobytes() + b"\r\n")
+                jpeg, seen = self._newest_jpeg()
+                if jpeg and not self._closed:
+                    handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                                        + jpeg + b"\r\n")
                 time.sleep(max(0.0, period - (time.perf_counter() - started)))
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the viewer left, reset, or stalled past the timeout
             pass
+
+    def _newest_jpeg(self) -> tuple[bytes, int]:
+        """The newest frame as JPEG and its number: encoded by the first viewer that asks, shared with the rest."""
+        with self._encode_lock:
+            with self._lock:
+                frame, frame_id = self._frame, self._frame_id
+            if frame is not None and self._jpeg_id != frame_id:
+                ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                self._jpeg, self._jpeg_id = (jpeg.tobytes() if ok else b""), frame_id
+                self.encodes += 1
+            return self._jpeg, self._jpeg_id
 
     def close(self) -> None:
         self._closed = True

@@ -30,12 +30,13 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", data: bytes | None = None) -> dict[str, Any]:
+    """A checkpoint, unpickled with weights_only=True; from `data` (bytes already verified) when given, named `path`."""
     path = Path(path)
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        ckpt = torch.load(path if data is None else io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:
         raise CheckpointError(
             f"cannot load {path} with weights_only=True ({type(exc).__name__}: {exc}). It is truncated, not an "

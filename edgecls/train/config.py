@@ -51,6 +51,7 @@ class TrainConfig:
     resume: bool = False
     resume_override: bool = False
     image_size: int | None = None
+    skip_bad_images: bool = False
     model_kwargs: dict = field(default_factory=dict)
     recipe: str | None = None
     micro_batch_size: int | None = None

@@ -259,9 +259,9 @@ class _Run:
 def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None, quiet: bool = False) -> dict:
     """Train `cfg.model`; returns a summary with the best checkpoint's path and its test report."""
     if train_set is None:
-        train_set = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size)
+        train_set = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, skip_bad_images=cfg.skip_bad_images)
     if test_set is None:
-        test_set = load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.image_size)
+        test_set = load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.image_size, skip_bad_images=cfg.skip_bad_images)
     run = _Run(cfg, train_set, test_set, quiet)
     out = run.out
     if run.dist.is_main:

@@ -50,7 +50,8 @@ class OnnxRuntimeBackend(Backend):
             raise BundleError(f"bundle {bundle.root} has no {precision} ONNX model; export it with "
                               f"`edgecls export ... --{precision}`" if precision != "fp32" else f"bundle {bundle.root} has no model.onnx")
         self.entry = entry
-        path = bundle.verified_path(entry)
+        model = bundle.read_verified(entry)
+        path = bundle.root / entry.name
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None and threads < 0:
@@ -68,7 +69,7 @@ class OnnxRuntimeBackend(Backend):
         if device != "cpu":
             providers.append("CPUExecutionProvider")
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
+            self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
             raise BundleError(f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {str(exc)[:200]}); "
                               "the file is corrupt or was not written by edgecls: re-run `edgecls export`") from exc

@@ -45,12 +45,12 @@ class TensorRTBackend(Backend):
                                hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
         if entry is None:
             raise BundleError(f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}")
-        onnx_path = bundle.verified_path(entry)
+        onnx = bundle.read_verified(entry)
         self.source_graph = entry.name  # what doctor compares the engine with
         self.cuda = open_cuda(self.device_index)
         with self.cuda.active():
-            expected = engine_identity(trt, onnx_path, precision, self.device_index)
-            self.engine_path, data, sidecar = self._find_or_build(onnx_path, expected)
+            expected = engine_identity(trt, entry.sha256, precision, self.device_index)
+            self.engine_path, data, sidecar = self._find_or_build(onnx, entry.name, expected)
             self.max_batch = int(sidecar["max_batch"])
             self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
             if self.engine is None:
@@ -68,7 +68,7 @@ class TensorRTBackend(Backend):
             self.last_device_ms = 0.0
         self.lock = threading.Lock()
 
-    def _find_or_build(self, onnx_path: Path, expected: dict) -> tuple[Path, bytes, dict]:
+    def _find_or_build(self, onnx: bytes, onnx_name: str, expected: dict) -> tuple[Path, bytes, dict]:
         """(path, bytes, sidecar) of an engine for this machine: the bundle's own if its manifest vouches for it, else
         the local cache's, built (or rebuilt, when damaged or stale) from the verified ONNX file."""
         in_bundle = self.bundle.root / f"model.{self.precision}.engine"
@@ -88,7 +88,7 @@ class TensorRTBackend(Backend):
                 return cached, data, check_engine(cached, expected, data)
             except EngineMismatchError as exc:
                 warnings.warn(f"rebuilding the cached engine {cached}: {exc}", stacklevel=3)
-        build_engine(onnx_path, cached, self.precision, device_index=self.device_index)
+        build_engine(onnx, onnx_name, cached, self.precision, device_index=self.device_index)
         data = cached.read_bytes()
         return cached, data, check_engine(cached, expected, data)
 

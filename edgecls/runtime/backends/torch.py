@@ -32,7 +32,7 @@ class TorchBackend(Backend):
         self.torch = torch
         if threads:  # process-wide in PyTorch: the last backend created sets it
             torch.set_num_threads(threads)
-        model = model_from_checkpoint(load_checkpoint(bundle.verified_path(entry)))
+        model = model_from_checkpoint(load_checkpoint(bundle.root / entry.name, data=bundle.read_verified(entry)))
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
 
