@@ -581,7 +581,7 @@ def serve(
 
     def ready(name, clf) -> None:
         out.print(f"serving {clf.describe()}\n  frames:  http://{host}:{http_port}/v2/models/{name}/infer  "
-                  f"(grpc {host}:{grpc_port})\n  tensors: model {name}_tensor\n  ready:   http://{host}:{http_port}/v2/health/ready"
+                  f"(grpc {host}:{grpc_port})\n  tensors: model {name}_tensor\n  ready:   http://{host}:{http_port}/v2/models/{name}/ready"
                   f"\n  metrics: http://{host}:{metrics_port}/metrics\nCtrl-C or SIGTERM stops it.")
 
     run_server(bundle, options, public_key=public_key, ready=ready)

@@ -1,27 +1,36 @@
-"""Evaluate a PyTorch model or an exported bundle on an `ImageSet`: metrics JSON, confusion matrix and example PNGs."""
+"""Evaluate a PyTorch model or an exported bundle on an `ImageSet`: metrics JSON, confusion matrix and example PNGs.
+
+torch is imported only by the functions that run PyTorch models: a robot with the runtime alone (no torch) evaluates
+the deployed graphs of a bundle with `evaluate_classifier`, where they are deployed.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
-from edgecls.data.transforms import Normalization
 from edgecls.fileio import atomic_write_json
 from edgecls.metrics import classification_report
 from edgecls.plots import confusion_matrix_png, example_grid
 from edgecls.runtime.preprocess import POLICY, Preprocessor
 
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from edgecls.data.transforms import Normalization
+
 
 def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Six views, as airbench evaluates: the image and its mirror (weight 1/2), and both shifted by one pixel
     up-left and down-right with reflection (1/4 each pair). An evaluation aid only: deployed graphs see one view."""
+    import torch.nn.functional as F
+
     def mirrored(v: torch.Tensor) -> torch.Tensor:
         return 0.5 * (model(v) + model(v.flip(-1)))
 
@@ -31,16 +40,18 @@ def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * mirrored(x) + 0.5 * shifted
 
 
-@torch.no_grad()
 def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalization, batch_size: int = 512,
                    device: str | torch.device = "cpu", tta: bool = False) -> np.ndarray:
     """Scores through the runtime's own preprocessing (`Preprocessor`), as the deployed graph will see the images."""
+    import torch
+
     model = model.to(device).eval()
     prep = Preprocessor({"size": data.input_size, "channels": data.in_channels, "color": "rgb"},
                         {**POLICY, "normalization": normalization.to_dict()})
     forward = (lambda x: tta_logits(model, x)) if tta else model
     batches = progress(prep.batches(data.images, batch_size), f"evaluating on {data.name}", -(-len(data) // batch_size))
-    return np.concatenate([forward(torch.from_numpy(batch).to(device)).float().cpu().numpy() for batch in batches])
+    with torch.no_grad():
+        return np.concatenate([forward(torch.from_numpy(batch).to(device)).float().cpu().numpy() for batch in batches])
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:

@@ -119,3 +119,30 @@ def test_a_runtime_only_install_is_told_which_extra_a_command_needs(tmp_path):
             "from edgecls.cli import main; main()")
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "pip install 'edgecls[train]'" in " ".join(result.stderr.split())
+
+
+def test_a_bundle_is_evaluated_where_it_is_deployed_without_torch(bundle_dir, cifar_root):
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+            f"sys.argv = ['edgecls', 'eval', {str(bundle_dir)!r}, '--data-dir', {str(cifar_root)!r}]; "
+            "from edgecls.cli import main; main()")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "top-1" in result.stdout + result.stderr
+
+
+def test_long_work_logs_progress_lines_outside_a_terminal(monkeypatch):
+    import io
+    import itertools
+
+    from rich.console import Console
+
+    from edgecls import console as console_module
+
+    log = io.StringIO()
+    clock = itertools.count(0.0, 10.0)  # each item takes 10 s
+    monkeypatch.setattr(console_module, "console", Console(file=log, force_terminal=False, width=200))
+    monkeypatch.setattr(console_module.time, "monotonic", lambda: next(clock))
+    assert list(console_module.progress(range(12), "evaluating")) == list(range(12))
+    lines = log.getvalue().splitlines()
+    assert len(lines) >= 3 and lines[-1].startswith("evaluating: 12/12 (100%)")
+    assert any("about" in line and "s left" in line for line in lines[:-1])

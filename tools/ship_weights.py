@@ -112,6 +112,23 @@ def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
             "test_slice": {"images": SLICE, "model.onnx": sliced["accuracy"]["test"]["files"]["model.onnx"]["top1"]}}
 
 
+def choose_calibration(weights: Path, data_dir: str | None) -> dict:
+    """The card's INT8 calibration method, chosen on the validation split (never the test set): each method is
+    exported, and the one whose worse INT8 graph scores higher on validation wins."""
+    name, dataset = weights.name.split(".")[:2]
+    scores, samples = {}, None
+    for method in ("minmax", "entropy"):
+        with tempfile.TemporaryDirectory() as tmp:
+            manifest = export_bundle(name, ExportOptions(int8=True, out=tmp, data_dir=data_dir, calib_method=method,
+                                                         foreign=ForeignOptions(dataset=dataset)))
+        val = manifest["accuracy"]["validation"]
+        samples, scores[method] = val["samples"], {f: row["top1"] for f, row in val["files"].items()}
+    best = max(scores, key=lambda m: min(top1 for f, top1 in scores[m].items() if f != "model.onnx"))
+    return {"method": best, "chosen_on": f"validation split ({samples:,} images): the method whose worse INT8 graph "
+                                         "scores higher, each exported with `edgecls export ... --int8 --calib-method M`",
+            "validation_top1": scores}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, nargs="?")
@@ -120,6 +137,8 @@ def main() -> None:
     parser.add_argument("--command", help="the exact command that trained the run")
     parser.add_argument("--hardware")
     parser.add_argument("--refresh-export", metavar="MODEL", help="only re-measure the export of already shipped weights")
+    parser.add_argument("--choose-calibration", action="store_true",
+                        help="pick the card's INT8 calibration method on the validation split first")
     args = parser.parse_args()
 
     if args.refresh_export:
@@ -133,6 +152,10 @@ def main() -> None:
     weights = WEIGHTS_DIR / f"{key}.pt"
     if sha256_file(weights) != card["weights_sha256"]:
         raise SystemExit(f"{weights} does not match its card; ship it again from its run")
+    if args.choose_calibration:
+        atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)  # export reads the weights' card
+        card["calibration_method"] = choose_calibration(weights, args.data_dir)
+        atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
     card["export"] = exported_accuracy(weights, args.data_dir)
     atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
     print(json.dumps({k: card[k] for k in ("model", "epochs_run", "val_top1", "test_top1", "weights_bytes", "export")}))
