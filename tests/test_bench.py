@@ -79,3 +79,23 @@ def test_bench_with_nothing_measured_fails_and_bad_options_are_refused(bundle_di
         run_bench(str(bundle_dir), BenchOptions(backends=("torch",), precisions=("int8",), data_dir=str(cifar_root)))
     with pytest.raises(ConfigError, match="iterations"):
         BenchOptions(iterations=0)
+
+
+def test_a_run_slow_throughout_is_unstable_and_a_busy_machine_gets_no_ratios():
+    from edgecls.bench import is_unstable
+
+    assert is_unstable({"p50": 461.5, "p99": 500.0, "min": 18.0})  # the busy-machine torch row
+    assert not is_unstable({"p50": 4.7, "p99": 6.0, "min": 4.1})
+    rows = [_row("torch", 2.0, 3.0), _row("onnxruntime", 0.5, 0.6)]
+    assert _add_ratios(rows, busy=True) == [] and "speedup_vs_torch_fp32" not in rows[1]
+
+
+def test_bench_says_the_machine_was_busy_and_withholds_ratios(bundle_dir, cifar_root, monkeypatch):
+    from edgecls import bench
+
+    monkeypatch.setattr(bench, "load_average", lambda: 11.5)
+    result = bench.run_bench(str(bundle_dir), bench.BenchOptions(backends=("onnxruntime", "torch"), precisions=("fp32",),
+                                                                 iterations=5, warmup=1, pace_ms=1.0, throughput_batch=4,
+                                                                 data_dir=str(cifar_root), eval_images=20))
+    assert result["load_1m_before"] == 11.5 and "busy" in result["notes"][0]
+    assert all("speedup_vs_torch_fp32" not in r for r in result["rows"])
