@@ -147,26 +147,26 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
 
 def _decode_into(cached: Path, bad_list: Path, files: list[tuple[Path, int]], image_size: int | None, grey: bool,
                  crop_fraction: float, split_dir: Path) -> None:
-    """Decode every file into the cache's .npy; the bad ones (named, with the reason) go to a list beside it."""
-    bad, first = {}, None
-    for path, _ in files:
+    """Decode every file once into the cache's .npy; the bad ones (named, with the reason) go to a list beside it. The
+    files before the first decodable one (whose size sizes the array without --image-size) are the first bad ones."""
+    bad: dict[str, str] = {}
+    images = iter(enumerate(files))
+    for i, (path, _) in images:
         try:
-            first = _read(path, grey)
+            first = i, _read(path, grey)
             break
         except DatasetError as exc:
             bad[str(path.relative_to(split_dir))] = str(exc)
-    if first is None:
+    else:
         raise DatasetError(f"no image under {split_dir} can be decoded ({len(bad)} tried)")
-    size = image_size or _native_size(first, path, split_dir, None)
+    size = image_size or _native_size(first[1], files[first[0]][0], split_dir, None)
     with atomic_npy(cached, (len(files), size, size, 1 if grey else 3)) as out:
-        for i, (path, _) in enumerate(files):
-            name = str(path.relative_to(split_dir))
-            if name in bad:
-                continue
+        out[first[0]] = fit_image(first[1], size, crop_fraction).reshape(out.shape[1:])
+        for i, (path, _) in images:
             try:
                 image = _read(path, grey)
             except DatasetError as exc:
-                bad[name] = str(exc)
+                bad[str(path.relative_to(split_dir))] = str(exc)
                 continue
             if image_size is None:
                 _native_size(image, path, split_dir, size)
