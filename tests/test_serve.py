@@ -1,17 +1,21 @@
 """A real Triton server (PyTriton) on free localhost ports, real requests, answers compared with the in-process Classifier."""
 
+import json
 import signal
 import socket
 import sys
 import threading
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 
-from edgecls.errors import RemoteError, RemoteTimeoutError, RemoteUnavailableError
+from edgecls.errors import InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
 from edgecls.runtime import Classifier, RemoteClassifier
 from edgecls.runtime.serve import pytriton_unavailable
 
@@ -52,6 +56,19 @@ def test_remote_predictions_equal_the_in_process_classifier(server, bundle_dir, 
         np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
     batch = remote.predict_batch(frames[:8], color="bgr")
     assert [p.index for p in batch] == [w.index for w in want[:8]]
+
+
+def test_a_client_that_preprocesses_sends_the_model_input_and_gets_the_same_answers(server, bundle_dir, frames):
+    _, (http, grpc, _) = server
+    local = Classifier.load(bundle_dir)
+    want = [local.predict(f) for f in frames[:40]]
+    for url in (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
+        remote = RemoteClassifier(url, "lenet5", deadline_s=10.0, preprocess_with=bundle_dir)
+        got = [remote.predict(f) for f in frames[:40]]
+        assert [g.index for g in got] == [w.index for w in want]
+        np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
+    with pytest.raises(InputError, match="bundle of 'lenet5'"):
+        RemoteClassifier(f"http://127.0.0.1:{http}", "mobilenet_mod", preprocess_with=bundle_dir)
 
 
 def test_concurrent_clients_are_batched_and_all_answered(server, bundle_dir, frames):
@@ -104,6 +121,44 @@ def test_remote_errors_are_typed(server):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(RemoteTimeoutError, match="no answer within 300 ms"):
             RemoteClassifier(url, "lenet5", deadline_s=0.3).predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def _post(url: str, body: bytes) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data=body), timeout=30) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as refused:
+        return refused.code, refused.read().decode()
+
+
+def test_a_request_declaring_a_huge_shape_is_refused_and_the_server_stays_ready(server):
+    """The 90-byte request that made tritonserver die of std::bad_alloc (issue 27) is answered 400 at the gateway."""
+    proc, (http, _, _) = server
+    huge = b'{"inputs":[{"name":"frame","shape":[1,100000,100000,3],"datatype":"UINT8","data":[]}]}'
+    status, body = _post(f"http://127.0.0.1:{http}/v2/models/lenet5/infer", huge)
+    assert status == 400 and "[1, 100000, 100000, 3]" in body and "1..4096" in body
+    time.sleep(0.5)
+    assert proc.poll() is None
+    assert urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5).status == 200
+    assert RemoteClassifier(f"http://127.0.0.1:{http}", "lenet5", deadline_s=10).predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_bad_input_is_answered_400_with_the_reason_and_no_traceback(server):
+    _, (http, _, _) = server
+    url = f"http://127.0.0.1:{http}/v2/models/lenet5"
+    cases = {
+        "two channels": (url + "/infer", {"name": "frame", "shape": [1, 8, 8, 2], "datatype": "UINT8", "data": [0] * 128}),
+        "zero pixels": (url + "/infer", {"name": "frame", "shape": [1, 0, 8, 3], "datatype": "UINT8", "data": []}),
+        "NaN tensor": (url + "_tensor/infer", {"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32",
+                                               "data": [float("nan")] * 3072}),
+        "data short of its shape": (url + "/infer", {"name": "frame", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0]}),
+    }
+    for case, (target, tensor) in cases.items():
+        status, body = _post(target, json.dumps({"inputs": [tensor]}).encode())
+        assert status == 400, case
+        assert "Traceback" not in body and ".py" not in body and "input" in json.loads(body)["error"], case
+    status, body = _post(f"http://127.0.0.1:{http}/v2/repository/models/lenet5/unload", b"{}")
+    assert status == 404 and urllib.request.urlopen(url + "/ready", timeout=5).status == 200
 
 
 def test_sigterm_stops_the_server_cleanly(server):
@@ -162,7 +217,9 @@ def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
             events.append("served")
 
     monkeypatch.setattr(pytriton.triton, "Triton", ReadyButNotServing)
-    monkeypatch.setattr(serve_module, "_bind", lambda *args: ("lenet5", None))
+    monkeypatch.setattr(serve_module, "_bind", lambda *args: ("lenet5", SimpleNamespace(bundle=SimpleNamespace(input=None))))
+    monkeypatch.setattr(serve_module, "Gateway", lambda *args, **kwargs: SimpleNamespace(start=lambda: None, close=lambda: None))
+    monkeypatch.setattr(serve_module, "tensors_input", lambda spec: None)
     try:
         serve_module.serve("unused", serve_module.ServeOptions())
     except KeyboardInterrupt:

@@ -16,6 +16,10 @@ def test_triton_repository_parses_with_tritons_own_schema(bundle_dir, tmp_path):
     assert {p.name for p in written} == {"lenet5_fp32", "lenet5_fp16", "lenet5_int8_cpu", "lenet5_python"}
     python = text_format.Parse((tmp_path / "repo" / "lenet5_python" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
     assert python.backend == "python" and python.input[0].data_type == model_config_pb2.TYPE_UINT8
+    from edgecls.runtime.triton_schema import OUTPUTS
+
+    assert [(o.name, list(o.dims)) for o in python.output] == [
+        (name, [10 if name == "logits" else 5 if name.startswith("topk_") else 1]) for name, _ in OUTPUTS]
     for model_dir in written[:-1]:
         config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         assert config.name == model_dir.name and config.backend == "onnxruntime"
@@ -79,9 +83,10 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
     import tritonclient.http as api
     from load_test import free_ports
     from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
+    from tritonclient.utils import InferenceServerException
 
     from edgecls.data import load_dataset
-    from edgecls.runtime import Classifier
+    from edgecls.runtime import Classifier, RemoteClassifier
 
     server_numpy = subprocess.run([str(Path(sys.base_prefix) / "bin" / "python3"), "-I", "-c", "import numpy; print(numpy.__version__)"],
                                   capture_output=True, text=True).stdout.strip()
@@ -125,6 +130,16 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
             assert result.as_numpy("label").shape == (50, 1)
         local = Classifier.load(bundle_dir)
         assert got == [p.index for p in local.predict_batch(list(frames))]
+        remote = RemoteClassifier(f"http://127.0.0.1:{http}", "lenet5_python", deadline_s=30)  # serve's schema, here too
+        want = local.predict(frames[7])
+        answer = remote.predict(frames[7])
+        assert (answer.index, answer.label, [n for n, _ in answer.topk]) == (want.index, want.label, [n for n, _ in want.topk])
+        bad = api.InferInput("frame", [1, 8, 8, 2], "UINT8")  # past RemoteClassifier's own check: the server's answer
+        bad.set_data_from_numpy(np.zeros((1, 8, 8, 2), np.uint8))
+        with pytest.raises(InferenceServerException, match="frame must be") as refused:
+            client.infer("lenet5_python", [bad])
+        assert "Traceback" not in str(refused.value)
+        assert remote.predict(frames[7]).index == want.index
     finally:
         proc.terminate()
         proc.wait(timeout=60)

@@ -5,7 +5,8 @@
 Starts the server itself (`edgecls serve` in a child process, on free localhost ports), sends real test
 images as camera-sized frames (RemoteClassifier, one Triton client per thread), and measures in the same run
 the baseline: the same N threads calling an in-process `Classifier`. Prints req/s, p50/p99 latency, failed
-requests and whether every remote top-1 equals the in-process top-1; the soak reports its error count and the
+requests and whether every remote top-1 equals the in-process top-1, for raw frames over HTTP and for frames
+preprocessed by the client (the model input sent to `<model>_tensor`) over HTTP and gRPC; the soak reports its error count and the
 server's memory (resident set of the server process tree) before and after. Writes JSON with --json.
 """
 
@@ -166,15 +167,26 @@ def main() -> None:
                   "frame_size": args.frame_size, "host_cpus": os.cpu_count()}
         result["in_process"] = run_clients(lambda: local.predict, frames, args.clients, args.requests)
         result["remote"] = run_clients(lambda: remote.predict, frames, args.clients, args.requests)
-        a, b = result["in_process"].pop("top1"), result["remote"].pop("top1")
-        result["identical_top1"] = {"compared": len(b), "equal": sum(b[i] == a[i] for i in b)}
-        result["ratio_remote_vs_in_process"] = result["remote"]["req_per_s"] / result["in_process"]["req_per_s"]
-        for name in ("in_process", "remote"):
+        for protocol, port in (("http", ports[0]), ("grpc", ports[1])):  # preprocessed here, the model's input sent
+            client_side = RemoteClassifier(f"{protocol}://127.0.0.1:{port}", local.bundle.manifest["model"], deadline_s=10.0,
+                                           preprocess_with=args.bundle)
+            client_side.predict(frames[0])
+            result[f"remote_{protocol}_client_preprocessed"] = run_clients(lambda c=client_side: c.predict, frames,
+                                                                           args.clients, args.requests)
+        a = result["in_process"].pop("top1")
+        remotes = [name for name in result if name.startswith("remote")]
+        result["identical_top1"] = {}
+        for name in remotes:
+            b = result[name].pop("top1")
+            result["identical_top1"][name] = {"compared": len(b), "equal": sum(b[i] == a[i] for i in b)}
+            result[name]["ratio_vs_in_process"] = result[name]["req_per_s"] / result["in_process"]["req_per_s"]
+        for name in ("in_process", *remotes):
             r = result[name]
-            print(f"{name:10s} {r['requests']} requests from {args.clients} clients: {r['req_per_s']:.0f} req/s, "
-                  f"p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, failed {r['failed']}", flush=True)
-        print(f"remote/in-process throughput {result['ratio_remote_vs_in_process']:.2f}; identical top-1 "
-              f"{result['identical_top1']['equal']}/{result['identical_top1']['compared']}", flush=True)
+            same = result["identical_top1"].get(name)
+            print(f"{name:34s} {r['requests']} requests from {args.clients} clients: {r['req_per_s']:.0f} req/s"
+                  + (f" ({r['ratio_vs_in_process']:.2f}× in-process)" if "ratio_vs_in_process" in r else "")
+                  + f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, failed {r['failed']}"
+                  + (f", identical top-1 {same['equal']}/{same['compared']}" if same else ""), flush=True)
         if args.soak_s:
             before = tree_rss_mb(server.pid)
             result["soak"] = soak(remote.predict, frames, args.soak_rate, args.soak_s)

@@ -26,6 +26,9 @@ from pathlib import Path
 import edgecls
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
+from edgecls.runtime.triton_schema import config_outputs
+
+TOP_K = 5  # Classifier.load's default, which the Python model uses
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -124,13 +127,7 @@ input [
     dims: [ -1, -1, -1 ]
   }}
 ]
-output [
-  {{ name: "label", data_type: TYPE_STRING, dims: [ 1 ] }},
-  {{ name: "index", data_type: TYPE_INT64, dims: [ 1 ] }},
-  {{ name: "confidence", data_type: TYPE_FP32, dims: [ 1 ] }},
-  {{ name: "logits", data_type: TYPE_FP32, dims: [ {len(bundle.classes)} ], label_filename: "labels.txt" }}
-]
-dynamic_batching {{
+{config_outputs(min(TOP_K, len(bundle.classes)), len(bundle.classes))}dynamic_batching {{
   max_queue_delay_microseconds: 500
 }}
 instance_group [

@@ -1,9 +1,10 @@
 """Triton Python-backend model for a bundle: copied by `edgecls export --triton` to <model>_python/1/model.py.
 
-Takes raw uint8 frames (H×W×C, BGR) and answers label, index, confidence and logits through the edgecls runtime
-(the bundle's own preprocessing and backend choice). The bundle sits beside it in 1/bundle/. Triton runs this
-file in an isolated interpreter that ignores PYTHONPATH, so the directories holding edgecls and its packages
-come from the model config's `python_path` parameter.
+Takes raw uint8 frames (H×W×C, BGR) and answers with the outputs of `edgecls.runtime.triton_schema` (those of
+`edgecls serve`) through the edgecls runtime: the bundle's own preprocessing and backend choice. A bad frame is
+answered with the runtime's InputError message. The bundle sits beside it in 1/bundle/. Triton runs this file in an
+isolated interpreter that ignores PYTHONPATH, so the directories holding edgecls and its packages come from the
+model config's `python_path` parameter.
 """
 
 import json
@@ -21,18 +22,18 @@ class TritonPythonModel:
             if path and path not in sys.path:
                 sys.path.insert(0, path)
         from edgecls.runtime import Classifier
+        from edgecls.runtime.triton_schema import OUTPUTS, prediction_arrays
 
+        self.outputs, self.arrays = OUTPUTS, prediction_arrays
         self.classifier = Classifier.load(os.path.join(args["model_repository"], args["model_version"], "bundle"))
+        self.index_of = {name: i for i, name in enumerate(self.classifier.classes)}
 
     def execute(self, requests):
         responses = []
         for request in requests:
             frames = pb_utils.get_input_tensor_by_name(request, "frame").as_numpy()
-            preds = self.classifier.predict_batch(list(frames))
+            arrays = self.arrays(self.classifier.predict_batch(list(frames)), self.index_of)
             responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor("label", np.array([[p.label.encode()] for p in preds], dtype=np.object_)),
-                pb_utils.Tensor("index", np.array([[p.index] for p in preds], dtype=np.int64)),
-                pb_utils.Tensor("confidence", np.array([[p.confidence] for p in preds], dtype=np.float32)),
-                pb_utils.Tensor("logits", np.stack([p.logits for p in preds]).astype(np.float32)),
-            ]))
+                pb_utils.Tensor(name, arrays[name].astype(np.object_) if kind == "BYTES" else arrays[name])
+                for name, kind in self.outputs]))
         return responses

@@ -3,7 +3,9 @@
     clf = RemoteClassifier("http://gpu-box:8000", "mobilenet_mod", deadline_s=0.05)   # or Classifier.load(...)
     pred = clf.predict(frame)
 
-Frames travel as raw uint8 and are preprocessed on the server by the bundle's own policy. Each request
+Frames travel as raw uint8 and are preprocessed on the server by the bundle's own policy; or, given the bundle
+(`preprocess_with="exports/mobilenet_mod"`), they are preprocessed here exactly as `Classifier` does and only the
+model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB). Each request
 has a deadline; failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`,
 `RemoteError`), so robot code can fall back to a local Classifier. One Triton client per calling thread:
 tritonclient's clients are not thread-safe. `http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.
@@ -11,20 +13,24 @@ tritonclient's clients are not thread-safe. `http://` uses Triton's HTTP/REST AP
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import numpy as np
 
+from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
+from edgecls.imaging import COLORS, check_frame
 from edgecls.runtime.classifier import Prediction
-from edgecls.runtime.preprocess import COLORS, check_frame
+from edgecls.runtime.preprocess import Preprocessor
 
 OUTPUTS = ("label", "index", "confidence", "topk_label", "topk_prob", "logits")
 
 
 class RemoteClassifier:
-    def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "mobilenet_mod", deadline_s: float = 1.0):
+    def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "mobilenet_mod", deadline_s: float = 1.0,
+                 preprocess_with: str | os.PathLike | None = None, public_key=None):
         if deadline_s <= 0:
             raise InputError(f"deadline_s must be > 0, got {deadline_s}")
         scheme, _, address = url.partition("://")
@@ -32,6 +38,13 @@ class RemoteClassifier:
             raise InputError(f"url must look like http://HOST:8000 or grpc://HOST:8001, got {url!r}")
         self.url, self.model, self.deadline_s = url, model, deadline_s
         self.scheme, self.address = scheme, address
+        self.preprocessor = None
+        if preprocess_with is not None:
+            bundle = Bundle.open(preprocess_with, public_key=public_key)
+            if bundle.manifest["model"] != model:
+                raise InputError(f"preprocess_with is a bundle of {bundle.manifest['model']!r}, but the served model asked for "
+                                 f"is {model!r}: give the bundle the server serves")
+            self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
         self._local = threading.local()
 
     def _client(self):
@@ -61,13 +74,17 @@ class RemoteClassifier:
             raise InputError("predict_batch takes a non-empty list of frames (numpy arrays)")
         if color not in COLORS:
             raise InputError(f"color must be one of {COLORS}, got {color!r}")
+        if self.preprocessor is not None:
+            return self._answer(np.concatenate([self.preprocessor(f, color) for f in frames]))
         checked = [check_frame(f) for f in frames]
         checked = [f[..., None] if f.ndim == 2 else (f[..., :3] if f.shape[2] == 4 else f) for f in checked]
         if color == "rgb":
             checked = [f[..., ::-1] if f.shape[2] == 3 else f for f in checked]
         if len({f.shape for f in checked}) > 1:
             raise InputError("frames in one predict_batch call must share one size; send others in their own call")
-        batch = np.ascontiguousarray(np.stack(checked))
+        return self._answer(np.ascontiguousarray(np.stack(checked)))
+
+    def _answer(self, batch: np.ndarray) -> list[Prediction]:
         started = time.perf_counter()
         result = self._infer(batch)
         elapsed_ms = (time.perf_counter() - started) * 1e3 / len(batch)
@@ -80,15 +97,17 @@ class RemoteClassifier:
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         client, api = self._client()
-        inp = api.InferInput("frame", list(batch.shape), "UINT8")
+        tensors = batch.dtype == np.float32  # preprocessed here: the server's <model>_tensor takes the model's input
+        model = f"{self.model}_tensor" if tensors else self.model
+        inp = api.InferInput("input" if tensors else "frame", list(batch.shape), "FP32" if tensors else "UINT8")
         inp.set_data_from_numpy(batch)
         outputs = [api.InferRequestedOutput(name) for name in OUTPUTS]
         started = time.perf_counter()
         try:
             if self.scheme == "grpc":
-                response = client.infer(self.model, [inp], outputs=outputs, client_timeout=self.deadline_s)
+                response = client.infer(model, [inp], outputs=outputs, client_timeout=self.deadline_s)
             else:
-                response = client.infer(self.model, [inp], outputs=outputs)
+                response = client.infer(model, [inp], outputs=outputs)
         except BaseException as exc:  # gevent's Timeout derives from BaseException
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise

@@ -1,10 +1,14 @@
 """`edgecls serve`: a bundle behind NVIDIA Triton Inference Server, through PyTriton (no torch needed).
 
-Two Triton models per bundle, both answering with the same outputs (label, index, confidence, top-k
+Two Triton models per bundle, both answering with the outputs of `triton_schema` (label, index, confidence, top-k
 indices, labels and probabilities, logits):
 - `<model>`: raw uint8 frames (H×W×C, BGR as OpenCV gives them), preprocessed on the server by the bundle's
   own policy, exactly as `Classifier.predict` does;
 - `<model>_tensor`: ready N×C×H×W float32 tensors (the bundle's normalization already applied).
+
+HTTP clients reach Triton through edgecls' gateway (`gateway.py`), which checks each request against these two
+inputs before Triton allocates anything; Triton's own HTTP endpoint listens on loopback only. gRPC clients reach
+Triton directly.
 
 Triton's dynamic batcher merges concurrent requests (of equal shape) into one inference call. The backend is
 the runtime's own choice (ONNX Runtime on a CPU, TensorRT where present); `instances` > 1 loads one
@@ -19,6 +23,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import signal
+import socket
 import sys
 import sysconfig
 from dataclasses import dataclass
@@ -27,6 +32,8 @@ import numpy as np
 
 from edgecls.errors import BackendUnavailableError, ConfigError, ServerDiedError
 from edgecls.runtime.classifier import Classifier, Prediction
+from edgecls.runtime.gateway import Gateway, frames_input, tensors_input
+from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, output_width, prediction_arrays
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
 
@@ -44,9 +51,11 @@ class ServeOptions:
     precision: str = "auto"
     threads: int | None = None
     top_k: int = 5
+    max_request_mb: int = 64
+    max_frame_side: int = 4096
 
     def __post_init__(self) -> None:
-        for name in ("max_batch", "instances", "top_k"):
+        for name in ("max_batch", "instances", "top_k", "max_request_mb", "max_frame_side"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if self.queue_delay_us < 0:
@@ -89,16 +98,7 @@ class _Handler:
         self.index_of = {name: i for i, name in enumerate(clf.classes)}
 
     def outputs(self, preds: list[Prediction]) -> dict[str, np.ndarray]:
-        """Predictions → the arrays Triton returns, one row per request."""
-        return {
-            "label": np.array([[p.label.encode()] for p in preds], dtype=np.bytes_),
-            "index": np.array([[p.index] for p in preds], dtype=np.int64),
-            "confidence": np.array([[p.confidence] for p in preds], dtype=np.float32),
-            "topk_index": np.array([[self.index_of[name] for name, _ in p.topk] for p in preds], dtype=np.int64),
-            "topk_label": np.array([[name.encode() for name, _ in p.topk] for p in preds], dtype=np.bytes_),
-            "topk_prob": np.array([[prob for _, prob in p.topk] for p in preds], dtype=np.float32),
-            "logits": np.stack([p.logits for p in preds]).astype(np.float32),
-        }
+        return prediction_arrays(preds, self.index_of)
 
     def frames(self, frame: np.ndarray) -> dict[str, np.ndarray]:
         return self.outputs(self.clf.predict_batch(list(frame)))
@@ -115,11 +115,7 @@ def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[s
                                          threads=options.threads, public_key=public_key)) for _ in range(options.instances)]
     clf = handlers[0].clf
     name, spec, k = clf.bundle.manifest["model"], clf.bundle.input, clf.top_k
-    outputs = [Tensor(name="label", dtype=np.bytes_, shape=(1,)), Tensor(name="index", dtype=np.int64, shape=(1,)),
-               Tensor(name="confidence", dtype=np.float32, shape=(1,)), Tensor(name="topk_index", dtype=np.int64, shape=(k,)),
-               Tensor(name="topk_label", dtype=np.bytes_, shape=(k,)),
-               Tensor(name="topk_prob", dtype=np.float32, shape=(k,)),
-               Tensor(name="logits", dtype=np.float32, shape=(len(clf.classes),))]
+    outputs = [Tensor(name=out, dtype=NUMPY[kind], shape=(output_width(out, k, len(clf.classes)),)) for out, kind in OUTPUTS]
     config = ModelConfig(max_batch_size=options.max_batch,
                          batcher=DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us))
     triton.bind(model_name=name, infer_func=[batch(h.frames) for h in handlers],
@@ -130,6 +126,12 @@ def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[s
     return name, clf
 
 
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
     """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer."""
     reason = pytriton_unavailable()
@@ -138,7 +140,8 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     prepare_environment()
     from pytriton.triton import Triton, TritonConfig
 
-    config = TritonConfig(http_address=options.host, http_port=options.http_port, grpc_address=options.host,
+    internal_http = _free_loopback_port()
+    config = TritonConfig(http_address="127.0.0.1", http_port=internal_http, grpc_address=options.host,
                           grpc_port=options.grpc_port, metrics_address=options.host, metrics_port=options.metrics_port,
                           allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=False, exit_timeout_secs=5,
                           log_verbose=0)
@@ -151,9 +154,15 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
 
     # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    gateway = None
     try:
         with Triton(config=config) as triton:  # a signal anywhere inside (even before serve()) stops it the same way
             name, clf = _bind(triton, bundle_dir, options, public_key)
+            gateway = Gateway(options.host, options.http_port, internal_http,
+                              {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)},
+                              max_batch=options.max_batch, max_side=options.max_frame_side,
+                              max_request_bytes=options.max_request_mb << 20)
+            gateway.start()
             triton.run()
             if ready:
                 ready(name, clf)
@@ -162,6 +171,8 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         if not stopping:
             raise
     finally:
+        if gateway:
+            gateway.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not stopping:  # serve() returns on its own only when the Triton process or its model proxies died

@@ -17,10 +17,12 @@ import json
 import threading
 import time
 from collections import deque
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import cv2
 import numpy as np
+
+from edgecls.runtime.httpserver import BoundedHTTPServer
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecls · {title}</title>
 <style>body{{font:14px system-ui,sans-serif;background:#111;color:#eee;margin:16px}}
@@ -28,7 +30,8 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecls · {ti
 table{{border-collapse:collapse}} td{{padding:2px 10px}} td.v{{text-align:right;font-variant-numeric:tabular-nums}}
 canvas{{background:#1b1b1b;border:1px solid #333}} h1{{font-size:18px}} .dim{{color:#999}}</style></head>
 <body><h1>edgecls camera · {title}</h1><div class="row"><img src="/stream.mjpg" alt="annotated video">
-<div><table id="stats"></table><p class="dim">processing ms (green) and frame age ms (orange), last 200 frames</p>
+<div><table id="stats"></table><p class="dim">processing ms (green) and frame age ms (orange), last 200 frames;
+spikes above the scale are marked in red with their value</p>
 <canvas id="chart" width="420" height="180"></canvas></div></div>
 <script>
 const rows = [["prediction","label"],["FPS","fps"],["dropped frames","dropped"],["frames","frames"],
@@ -37,43 +40,19 @@ const rows = [["prediction","label"],["FPS","fps"],["dropped frames","dropped"],
   ["replay accuracy","accuracy"]];
 function fmt(v){{return typeof v==="number"?(Number.isInteger(v)?v:v.toFixed(2)):(v??"—")}}
 function draw(h){{const c=document.getElementById("chart"),g=c.getContext("2d");g.clearRect(0,0,c.width,c.height);
-  const all=h.processing_ms.concat(h.frame_age_ms);const top=Math.max(1,...all)*1.1;
+  const all=h.processing_ms.concat(h.frame_age_ms).sort((a,b)=>a-b);
+  const top=Math.max(1,(all.length?all[Math.floor(0.95*(all.length-1))]:1)*1.5);  /* spikes must not flatten the trace */
   g.fillStyle="#888";g.fillText(top.toFixed(1)+" ms",4,12);g.fillText("0",4,c.height-4);
   for(const [k,col] of [["processing_ms","#5f5"],["frame_age_ms","#fa4"]]){{g.strokeStyle=col;g.beginPath();
-    h[k].forEach((v,i)=>{{const x=i*c.width/Math.max(1,h[k].length-1),y=c.height-v/top*c.height;
-      i?g.lineTo(x,y):g.moveTo(x,y)}});g.stroke();}}}}
+    h[k].forEach((v,i)=>{{const x=i*c.width/Math.max(1,h[k].length-1),y=c.height-Math.min(v,top)/top*c.height;
+      i?g.lineTo(x,y):g.moveTo(x,y)}});g.stroke();
+    g.fillStyle="#f44";h[k].forEach((v,i)=>{{if(v>top){{const x=i*c.width/Math.max(1,h[k].length-1);
+      g.fillRect(x-1,0,3,6);g.fillText(v.toFixed(0),Math.min(x+3,c.width-24),16);}}}});}}}}
 async function tick(){{try{{const s=await (await fetch("/stats.json")).json();
   document.getElementById("stats").innerHTML=rows.map(([n,k])=>`<tr><td>${{n}}</td><td class="v">${{fmt(s[k])}}</td></tr>`).join("");
   draw(s.history);}}catch(e){{}} setTimeout(tick,500);}}
 tick();
 </script></body></html>"""
-
-
-class _BoundedServer(ThreadingHTTPServer):
-    """A thread per connection, at most `slots` at once: one more is answered 503 and closed at once."""
-
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, address, handler, slots: int):
-        super().__init__(address, handler)
-        self.slots = threading.BoundedSemaphore(slots)
-
-    def process_request(self, request, client_address) -> None:
-        if not self.slots.acquire(blocking=False):
-            try:
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            except OSError:
-                pass
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
 
 
 class WebView:
@@ -86,6 +65,8 @@ class WebView:
         self._encode_lock = threading.Lock()
         self.encodes = 0
         self._stats: dict = {}
+        self._shown_stats: dict = {}  # the numbers of the frame video viewers were last sent
+        self._streams = 0
         self._history = {k: deque(maxlen=history) for k in ("processing_ms", "frame_age_ms")}
         self._lock = threading.Condition()
         self._closed = False
@@ -115,7 +96,7 @@ class WebView:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = _BoundedServer((host, port), Handler, max_connections)
+        self.server = BoundedHTTPServer((host, port), Handler, max_connections)
         self.address = f"http://{host}:{self.server.server_address[1]}/"
         self.thread = threading.Thread(target=self.server.serve_forever, name="edgecls-webview", daemon=True)
         self.thread.start()
@@ -131,10 +112,12 @@ class WebView:
             self._lock.notify_all()
 
     def stats(self) -> dict:
-        """The newest numbers, the recent history, and p50/p99 of processing over that history."""
+        """The numbers of the frame the video last showed (the newest while no video viewer is connected), the recent history, and
+        p50/p99 of processing over that history."""
         with self._lock:
             history = {k: list(v) for k, v in self._history.items()}
-            stats = {**self._stats, "history": history}
+            shown = self._shown_stats if self._streams else self._stats
+            stats = {**shown, "history": history}
         if history["processing_ms"]:
             p50, p99 = np.percentile(history["processing_ms"], [50, 99])
             stats["processing_p50_p99"] = f"{p50:.2f} / {p99:.2f}"
@@ -146,6 +129,8 @@ class WebView:
         handler.send_header("Cache-Control", "no-store")
         handler.end_headers()
         seen, period = -1, 1.0 / self.max_fps
+        with self._lock:
+            self._streams += 1
         try:
             while not self._closed:
                 with self._lock:
@@ -158,15 +143,20 @@ class WebView:
                 time.sleep(max(0.0, period - (time.perf_counter() - started)))
         except OSError:  # the viewer left, reset, or stalled past the timeout
             pass
+        finally:
+            with self._lock:
+                self._streams -= 1
 
     def _newest_jpeg(self) -> tuple[bytes, int]:
         """The newest frame as JPEG and its number: encoded by the first viewer that asks, shared with the rest."""
         with self._encode_lock:
             with self._lock:
-                frame, frame_id = self._frame, self._frame_id
+                frame, frame_id, stats = self._frame, self._frame_id, self._stats
             if frame is not None and self._jpeg_id != frame_id:
                 ok, jpeg = cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])
                 self._jpeg, self._jpeg_id = (jpeg.tobytes() if ok else b""), frame_id
+                with self._lock:  # the panel then shows the label drawn on the video, not a newer frame's
+                    self._shown_stats = stats
                 self.encodes += 1
             return self._jpeg, self._jpeg_id
 
