@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from edgecls.errors import BundleError, IntegrityError
-from edgecls.fileio import sha256_file
-from edgecls.runtime.preprocess import COLORS, CROPS, RESIZES
+from edgecls.fileio import atomic_write_json, sha256_file
+from edgecls.imaging import COLORS, CROPS, RESIZES
 
 MANIFEST = "edgecls.json"
 FORMAT_VERSION = 2
@@ -239,3 +239,15 @@ def seal(manifest: dict) -> dict:
     content = {"format_version": FORMAT_VERSION,
                **{k: v for k, v in manifest.items() if k not in ("format_version", "digest", "signature")}}
     return {**content, "digest": manifest_digest(content)}
+
+
+def sign_bundle(bundle_dir: str | os.PathLike, private_key_path: str | os.PathLike) -> dict:
+    """Verify every file of the bundle, then write its manifest back with a signature (atomically)."""
+    from edgecls.signing import load_private_key, sign_manifest
+
+    key = load_private_key(private_key_path)
+    bundle = Bundle.open(bundle_dir, public_key=False)
+    bundle.verify_all()
+    manifest = {**bundle.manifest, "signature": sign_manifest(bundle.manifest, key)}
+    atomic_write_json(bundle.root / MANIFEST, manifest)
+    return manifest["signature"]

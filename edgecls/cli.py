@@ -30,10 +30,15 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 out = Console(width=None if sys.stdout.isatty() else 160)
+def Flag(*names: str, **kwargs):  # noqa: N802 (used like typer.Option)
+    """A boolean option shown as the flag it is (typer's rich help would print a `<bool>` value after it)."""
+    return typer.Option(*names, metavar="", **kwargs)
+
+
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="dataset root (default: $EDGECLS_DATA)")]
 PublicKey = Annotated[str | None, typer.Option(help="use the bundle only if signed by this Ed25519 public key (PEM file; "
                                                    "default: $EDGECLS_PUBLIC_KEY when set)")]
-SkipBadImages = Annotated[bool, typer.Option("--skip-bad-images", help="image folders: leave out (and name) undecodable "
+SkipBadImages = Annotated[bool, Flag("--skip-bad-images", help="image folders: leave out (and name) undecodable "
                                                                          "or truncated files instead of failing")]
 
 
@@ -66,10 +71,8 @@ def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
 def models(
     json_path: Annotated[str | None, typer.Option("--json", help="also write the table as JSON here ('-': stdout only)")] = None,
 ) -> None:
-    """List the model zoo: parameters, MACs at 32×32 RGB, bundled CIFAR-10 accuracy."""
-    from rich.progress import track
-
-    from edgecls.zoo import count_macs, count_parameters, create_model, list_models, model_info
+    """List the model zoo: parameters, MACs at 32×32 RGB, bundled CIFAR-10 accuracy (card data: no torch needed)."""
+    from edgecls.zoo.catalog import load_catalog
     from edgecls.zoo.pretrained import model_card
 
     table = Table(title="edgecls model zoo (10 classes, 32×32 RGB); latency: batch 1 from a camera frame, one call every "
@@ -78,9 +81,7 @@ def models(
         table.add_column(col)
     cpus = set()
     entries = []
-    for name in track(list_models(), description="counting parameters and MACs", console=Console(stderr=True),
-                      transient=True, disable=json_path == "-"):
-        model = create_model(name)
+    for name, info in load_catalog().items():
         card = model_card(name)
         acc = f"{card['test_top1']:.2%}" if card else "—"
         latency = (card or {}).get("export", {}).get("latency")
@@ -89,11 +90,10 @@ def models(
             rows = latency["rows"]
             ms = " / ".join(f"{rows[p]['paced_end_to_end_ms_p50']:.2f}" if p in rows else "—" for p in ("fp32", "int8"))
             cpus.add(f"{latency['cpu']}, {latency['logical_cores']} cores, onnxruntime {latency['onnxruntime']}")
-        info = model_info(name)
-        params, macs = count_parameters(model), count_macs(model)
-        table.add_row(name, f"{params:,}", f"{macs / 1e6:.1f}", acc, ms, info.paper, info.summary)
-        entries.append({"name": name, "parameters": params, "macs_32x32": macs, "bundled_test_top1": card["test_top1"] if card else None,
-                        "latency": latency, "paper": info.paper, "summary": info.summary})
+        table.add_row(name, f"{info['parameters']:,}", f"{info['macs_32x32'] / 1e6:.1f}", acc, ms, info["paper"], info["summary"])
+        entries.append({"name": name, "parameters": info["parameters"], "macs_32x32": info["macs_32x32"],
+                        "bundled_test_top1": card["test_top1"] if card else None, "latency": latency, "paper": info["paper"],
+                        "summary": info["summary"]})
     if json_path != "-":
         out.print(table)
         if cpus:
@@ -116,44 +116,47 @@ def train(
     optimizer: Annotated[str, typer.Option(help="sgd, adam, adamw, adadelta")] = "sgd",
     lr: Annotated[float, typer.Option(help="peak learning rate (after warm-up)")] = 0.05,
     momentum: Annotated[float, typer.Option(help="SGD momentum (Adam: beta1)")] = 0.9,
-    nesterov: Annotated[bool, typer.Option(help="Nesterov momentum, for SGD")] = True,
+    nesterov: Annotated[bool, Flag(help="Nesterov momentum, for SGD")] = True,
     weight_decay: Annotated[float, typer.Option(help="L2 weight decay")] = 5e-4,
     schedule: Annotated[str, typer.Option(help="cosine (with warm-up), step, plateau, constant")] = "cosine",
     warmup_epochs: Annotated[float, typer.Option(help="linear warm-up of the learning rate, in epochs")] = 1.0,
     step_size: Annotated[int, typer.Option(help="--schedule step: epochs between decays")] = 30,
     gamma: Annotated[float, typer.Option(help="--schedule step/plateau: decay factor")] = 0.1,
     label_smoothing: Annotated[float, typer.Option(help="label smoothing in [0, 1)")] = 0.0,
-    class_weighted: Annotated[bool, typer.Option(help="inverse-frequency class weights in the loss")] = False,
+    class_weighted: Annotated[bool, Flag(help="inverse-frequency class weights in the loss")] = False,
     early_stopping: Annotated[int, typer.Option(help="stop after N epochs without validation gain (0: off)")] = 0,
     subset: Annotated[int | None, typer.Option(help="train on N class-balanced images (quick runs)")] = None,
     val_fraction: Annotated[float, typer.Option(help="share of the training set held out for validation (model selection)")] = 0.1,
     seed: Annotated[int, typer.Option(help="seed of the split, the order and the augmentation")] = 0,
-    amp: Annotated[bool, typer.Option(help="mixed precision on CUDA")] = True,
+    amp: Annotated[bool, Flag(help="mixed precision on CUDA")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N")] = "auto",
     normalization: Annotated[str, typer.Option(help="zscore (dataset statistics) or minmax")] = "zscore",
-    augment: Annotated[bool, typer.Option(help="random crop and flip (no flip for MNIST digits)")] = True,
+    augment: Annotated[bool, Flag(help="random crop and flip (no flip for MNIST digits)")] = True,
     rotate: Annotated[float, typer.Option(help="random rotation, ± degrees")] = 0.0,
     shift: Annotated[float, typer.Option(help="random shift, ± fraction of the size")] = 0.0,
     erase: Annotated[float, typer.Option(help="random erasing: probability an image gets one blanked rectangle (0: off)")] = 0.0,
     init_from: Annotated[str | None, typer.Option(help="checkpoint to start from; the head is replaced if classes differ")] = None,
     trainable_blocks: Annotated[int | None, typer.Option(help="with --init-from: train only the last N blocks")] = None,
-    resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt with the run's own options")] = False,
-    resume_override: Annotated[bool, typer.Option(help="with --resume: accept options that change the model, data or "
+    resume: Annotated[bool, Flag(help="continue from OUT/last.pt with the run's own options")] = False,
+    resume_override: Annotated[bool, Flag(help="with --resume: accept options that change the model, data or "
                                                        "schedule (printed)")] = False,
     image_size: Annotated[int | None, typer.Option(help="resize folder datasets to N×N")] = None,
     skip_bad_images: SkipBadImages = False,
     model_arg: Annotated[list[str], typer.Option(help="extra builder argument KEY=VALUE, e.g. leaky_relu=0.1")] = [],  # noqa: B006
     crop_padding: Annotated[int, typer.Option(help="random-crop padding in pixels (0: no crop)")] = 4,
     pad_mode: Annotated[str, typer.Option(help="crop padding: zeros or reflect")] = "zeros",
-    alternating_flip: Annotated[bool, typer.Option(help="mirror each image on every other epoch instead of at random")] = False,
+    alternating_flip: Annotated[bool, Flag(help="mirror each image on every other epoch instead of at random")] = False,
     micro_batch_size: Annotated[int | None, typer.Option(help="compute each batch in micro-batches of N (same gradient, "
                                                                  "per-micro-batch BatchNorm; faster on CPUs)")] = None,
     bias_lr_scale: Annotated[float, typer.Option(help="learning-rate multiple for BatchNorm shifts")] = 1.0,
-    lookahead: Annotated[bool, typer.Option(help="Lookahead weight averaging every 5 steps (airbench schedule)")] = False,
-    whiten_init: Annotated[bool, typer.Option(help="fit the model's whitening stem to training patches")] = False,
+    lookahead: Annotated[bool, Flag(help="Lookahead weight averaging every 5 steps (airbench schedule)")] = False,
+    whiten_init: Annotated[bool, Flag(help="fit the model's whitening stem to training patches")] = False,
     whiten_bias_epochs: Annotated[int, typer.Option(help="with --whiten-init: epochs the stem's bias trains before it freezes")] = 3,
 ) -> None:
     """Train a zoo model; writes best.pt/last.pt, history.json, curves.png and the test report."""
+    from edgecls.zoo.catalog import check_model_name
+
+    check_model_name(model)
     from edgecls.train import TrainConfig
     from edgecls.train import train as run_training
     from edgecls.train.allocator import reexec_under_tcmalloc
@@ -192,13 +195,16 @@ def evaluate(
     device: Annotated[str, typer.Option(help="checkpoints: auto, cpu, cuda; bundles: auto, cpu, cuda:N")] = "auto",
     backend: Annotated[str, typer.Option(help="bundles only: auto, onnxruntime, tensorrt, torch")] = "auto",
     precision: Annotated[str, typer.Option(help="bundles only: auto, fp32, fp16, int8")] = "auto",
-    tta: Annotated[bool, typer.Option(help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; "
+    tta: Annotated[bool, Flag(help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; "
                                            "deployed graphs see one view)")] = False,
     threads: Annotated[int, typer.Option(help="bundles only: host inference threads (0: all cores; evaluation is a batch job)")] = 0,
     skip_bad_images: SkipBadImages = False,
     public_key: PublicKey = None,
 ) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
+    from edgecls.zoo.catalog import check_bare_name
+
+    check_bare_name(source)
     from edgecls.data import load_for_model
 
     if (Path(source) / "edgecls.json").is_file():
@@ -316,8 +322,8 @@ def export(
     source: Annotated[str, typer.Argument(help="zoo model with bundled weights (e.g. mobilenet_mod), a checkpoint .pt or run "
                                                "directory, your own module (file.py:NAME, package.module:NAME, "
                                                "torchvision:NAME, with --weights) or an .onnx file")],
-    fp16: Annotated[bool, typer.Option("--fp16", help="add model.fp16.onnx")] = False,
-    int8: Annotated[bool, typer.Option("--int8", help="add CIFAR-calibrated INT8 Q/DQ graphs")] = False,
+    fp16: Annotated[bool, Flag("--fp16", help="add model.fp16.onnx")] = False,
+    int8: Annotated[bool, Flag("--int8", help="add CIFAR-calibrated INT8 Q/DQ graphs")] = False,
     out_dir: Annotated[str | None, typer.Option("--out", help="bundle directory (default exports/MODEL)")] = None,
     data_dir: DataDir = None,
     calib_images: Annotated[int, typer.Option(help="training images for calibration, stratified by class")] = 1024,
@@ -325,7 +331,7 @@ def export(
                                                           "choice for bundled weights, else minmax)")] = None,
     target: Annotated[str, typer.Option(help="cpu (U8S8), tensorrt (S8S8 + cache + engines) or all")] = "all",
     max_accuracy_drop: Annotated[float, typer.Option(help="INT8 may lose at most this many points vs FP32")] = 1.0,
-    allow_accuracy_drop: Annotated[bool, typer.Option(help="write the bundle even if INT8 fails the validation gate")] = False,
+    allow_accuracy_drop: Annotated[bool, Flag(help="write the bundle even if INT8 fails the validation gate")] = False,
     eval_images: Annotated[int | None, typer.Option(help="evaluate on the first N test images only")] = None,
     exclude_node: Annotated[list[str], typer.Option(help="ONNX node kept in float in the INT8 graphs (repeatable)")] = [],  # noqa: B006
     triton: Annotated[str | None, typer.Option(help="also write a Triton Inference Server model repository here")] = None,
@@ -346,12 +352,15 @@ def export(
     labels: Annotated[str | None, typer.Option(help="your own model: class names, one per line in output order "
                                                     "(default: the dataset's)")] = None,
     name: Annotated[str | None, typer.Option(help="your own model: its name in the bundle (default: NAME or the file's stem)")] = None,
-    tensorrt8: Annotated[bool, typer.Option("--tensorrt8", help="also write the INT8 graph TensorRT 8.6 (JetPack 5) can "
+    tensorrt8: Annotated[bool, Flag("--tensorrt8", help="also write the INT8 graph TensorRT 8.6 (JetPack 5) can "
                                                                 "build: ModelOpt with FP32 layers, opset 17")] = False,
     calib_dir: Annotated[str | None, typer.Option(help="unlabelled images of the scene: INT8 calibration, and (without "
                                                        "--dataset) a gate on top-1 agreement with FP32 on held-out ones")] = None,
 ) -> None:
     """Write a deployable bundle: ONNX FP32 (+FP16, +INT8 U8S8/S8S8), manifest, TensorRT engines where possible."""
+    from edgecls.zoo.catalog import check_bare_name
+
+    check_bare_name(source)
     from edgecls.export.pipeline import ExportOptions, export_bundle
     from edgecls.export.sources import ForeignOptions
 
@@ -391,7 +400,7 @@ def doctor(
     bundle: Annotated[str, typer.Argument(help="bundle directory (copied to the target as it is)")],
     iterations: Annotated[int, typer.Option(help="batch-1 calls timed per row")] = 100,
     json_path: Annotated[str | None, typer.Option("--json", help="write the full report here")] = None,
-    first_run: Annotated[bool, typer.Option("--first-run", help="every check a first Jetson or GPU desktop should run "
+    first_run: Annotated[bool, Flag("--first-run", help="every check a first Jetson or GPU desktop should run "
                                                                 "(engines, batch sizes, threads, memory, providers, "
                                                                 "adapters, cameras): PASS/FAIL/WARN/SKIP and a JSON report "
                                                                 "(default edgecls-first-run.json) to send back")] = False,
@@ -511,7 +520,7 @@ def sign(
     key: Annotated[str, typer.Option(help="Ed25519 private key (PEM) made by `edgecls keygen`")],
 ) -> None:
     """Sign a bundle's manifest; robots given the public key then load only bundles it signed."""
-    from edgecls.signing import sign_bundle
+    from edgecls.bundle import sign_bundle
 
     signature = sign_bundle(bundle, key)
     out.print(f"signed {bundle} with key {signature['key_id']}")
@@ -524,7 +533,7 @@ def camera(
                                              "URL, video file, image directory or GStreamer pipeline")] = "0",
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, torch")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
-    headless: Annotated[bool, typer.Option(help="no window (servers, CI, SSH); without a display or a GUI build of "
+    headless: Annotated[bool, Flag(help="no window (servers, CI, SSH); without a display or a GUI build of "
                                                 "OpenCV the loop is headless anyway")] = False,
     serve: Annotated[str | None, typer.Option(help="live web view at HOST:PORT (video, per-stage ms, frame age, FPS); "
                                                    "127.0.0.1:8080 for this machine, 0.0.0.0:8080 for the network")] = None,
@@ -536,7 +545,8 @@ def camera(
     frame_size: Annotated[str, typer.Option(help="replayed frame size WxH, or auto: about 640x480, chosen so the model sees "
                                                  "each test image exactly (replay then scores what eval scores)")] = "auto",
     fps: Annotated[float, typer.Option(help="replay rate in frames/s (0: as fast as possible)")] = 0.0,
-    summary_json: Annotated[str | None, typer.Option("--summary-json", help="write the latency summary here (+ histogram PNG)")] = None,
+    summary_json: Annotated[str | None, typer.Option("--json", "--summary-json", help="write the latency summary here "
+                                                                                  "(+ latency PNG)")] = None,
     threads: Annotated[int | None, typer.Option(help="host inference threads (default: the backend's batch-1 default; "
                                                       "0: all cores)")] = None,
     warmup_frames: Annotated[int, typer.Option(help="first N frames are classified but left out of the latency figures")] = 10,
@@ -567,6 +577,8 @@ def serve(
     backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
     threads: Annotated[int | None, typer.Option(help="host inference threads per instance (default: the backend's)")] = None,
+    max_request_mb: Annotated[int, typer.Option(help="largest HTTP request taken, MiB (larger: 413)")] = 64,
+    max_frame_side: Annotated[int, typer.Option(help="largest frame height or width taken, pixels (larger: 400)")] = 4096,
     public_key: PublicKey = None,
 ) -> None:
     """Serve a bundle through NVIDIA Triton Inference Server (PyTriton): raw frames or tensors in, labels out."""
@@ -575,7 +587,7 @@ def serve(
 
     options = ServeOptions(host=host, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, max_batch=max_batch,
                            queue_delay_us=queue_delay_us, instances=instances, backend=backend, precision=precision,
-                           threads=threads)
+                           threads=threads, max_request_mb=max_request_mb, max_frame_side=max_frame_side)
     if host not in ("127.0.0.1", "localhost", "::1"):
         out.print(f"[bold yellow]serving on {host}: reachable from the network[/] (default is 127.0.0.1)")
 
@@ -591,8 +603,8 @@ def serve(
 @app.command()
 def bench(
     target: Annotated[str, typer.Argument(help="bundle directory (or a zoo model: exported to exports/MODEL first)")],
-    backends: Annotated[str, typer.Option(help="comma-separated backends (default: all available)")] = "",
-    precisions: Annotated[str, typer.Option(help="comma-separated precisions")] = "fp32,fp16,int8",
+    backends: Annotated[str, typer.Option("--backend", "--backends", help="comma-separated backends (default: all available)")] = "",
+    precisions: Annotated[str, typer.Option("--precision", "--precisions", help="comma-separated precisions")] = "fp32,fp16,int8",
     throughput_batch: Annotated[int, typer.Option(help="batch size of the throughput (img/s) column")] = 64,
     iterations: Annotated[int, typer.Option(help="timed batch-1 calls per row, hot and again paced")] = 300,
     warmup: Annotated[int, typer.Option(help="untimed calls before the hot timing")] = 30,

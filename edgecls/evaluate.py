@@ -15,9 +15,10 @@ import numpy as np
 from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
+from edgecls.imaging import POLICY
 from edgecls.metrics import classification_report
 from edgecls.plots import confusion_matrix_png, example_grid
-from edgecls.runtime.preprocess import POLICY, Preprocessor
+from edgecls.runtime.preprocess import Preprocessor
 
 if TYPE_CHECKING:
     import torch
@@ -59,10 +60,18 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
     out_json = Path(out_json)
     stem = out_json.with_suffix("")
     atomic_write_json(out_json, report)
-    confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png",
-                         title=f"{data.name}: top-1 {report['top1']:.2%}")
-    example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png")
+    title = report_title(report, data)
+    confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png", title=title)
+    example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png", title=title)
     return out_json
+
+
+def report_title(report: dict, data: ImageSet) -> str:
+    """What the picture shows: model, engine and precision, views, data and the score."""
+    engine = " ".join(str(report[k]) for k in ("backend", "precision") if report.get(k))
+    views = ", 6-view TTA" if report.get("tta") else ""
+    return (f"{report.get('model', 'model')} ({engine or 'PyTorch'}{views}) on {data.name}, {len(data):,} images: "
+            f"top-1 {report['top1']:.2%}")
 
 
 SCHEMA = "edgecls.eval/1"
@@ -83,8 +92,7 @@ def report_header(model: str, source: str, backend: str, precision: str, data: I
 def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
                    out_json: str | os.PathLike | None = None, tta: bool = False, header: dict | None = None) -> dict:
     scores = predict_scores(model, data, normalization, device=device, tta=tta)
-    report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
-    report["tta"] = tta
+    report = {**(header or {}), **classification_report(data.labels, scores, data.classes), "tta": tta}
     if out_json:
         write_report(report, scores, data, out_json)
     return report

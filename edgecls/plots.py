@@ -35,12 +35,13 @@ def training_curves(history: list[dict], path: str | os.PathLike, title: str = "
     plt = pyplot()
     epochs = [h["epoch"] for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train")
-    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation")
+    dots = {"marker": "o", "markersize": 3}  # a 1-epoch run is one point per series, which a bare line would not draw
+    ax_loss.plot(epochs, [h["train_loss"] for h in history], label="train", **dots)
+    ax_loss.plot(epochs, [h["val_loss"] for h in history], label="validation", **dots)
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
-    ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], label="train")
+    ax_acc.plot(epochs, [100 * h["train_acc"] for h in history], label="train", **dots)
     val = [100 * h["val_acc"] for h in history]
-    ax_acc.plot(epochs, val, label="validation")
+    ax_acc.plot(epochs, val, label="validation", **dots)
     best = int(np.argmax(val))
     ax_acc.annotate(f"best {val[best]:.2f}%", (epochs[best], val[best]), xytext=(0, -14), textcoords="offset points",
                     ha="center", fontsize=8)
@@ -74,7 +75,7 @@ def confusion_matrix_png(cm: np.ndarray, classes, path: str | os.PathLike, title
 
 
 def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, classes, path: str | os.PathLike,
-                 per_kind: int = 16) -> Path:
+                 per_kind: int = 16, title: str = "") -> Path:
     """Two rows of panels: correctly classified examples, then failures, each titled 'pred (true)'."""
     plt = pyplot()
     correct = np.flatnonzero(preds == labels)[:per_kind]
@@ -90,7 +91,7 @@ def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, clas
             img = images[i]
             ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None)
             ax.set_title(f"{classes[preds[i]]}\n({classes[labels[i]]})", fontsize=6, color=colour)
-    fig.suptitle("correct (green) and failed (red): predicted (true)", fontsize=9)
+    fig.suptitle((f"{title}\n" if title else "") + "correct (green) and failed (red): predicted (true)", fontsize=9)
     return save_png(fig, path)
 
 
@@ -104,31 +105,40 @@ def _plain_log_axis(plt, ax) -> None:
     ax.xaxis.set_minor_formatter(plt.NullFormatter())
 
 
-def latency_histogram(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Latency") -> Path:
+def latency_cdf(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, title: str = "Latency") -> Path:
+    """One cumulative curve per stage on a shared log axis (stages 100× apart stay readable and never hide each other),
+    p50 and p99 marked on each; the legend sits below the plot."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    present = {name: np.asarray(v, dtype=float) for name, v in samples_ms.items() if len(v)}
-    values_all = np.concatenate(list(present.values())) if present else np.array([1.0])
-    low, high = max(values_all.min(), 1e-3), max(values_all.max(), 2e-3)
-    bins = np.geomspace(low, high * 1.01, 60)  # stages 100× apart share one readable log axis
-    for name, values in present.items():
-        stage = name.removesuffix("_ms").replace("_", " ")
-        ax.hist(values, bins=bins, alpha=0.6, label=f"{stage} (p50 {np.percentile(values, 50):.3f} ms, "
-                                                      f"p99 {np.percentile(values, 99):.3f} ms)")
+    fig, ax = plt.subplots(figsize=(7, 4.6))
+    for name, values in samples_ms.items():
+        values = np.sort(np.asarray(values, dtype=float))
+        if not len(values):
+            continue
+        share = np.arange(1, len(values) + 1) / len(values) * 100
+        p50, p99 = np.percentile(values, 50), np.percentile(values, 99)
+        (line,) = ax.step(values, share, where="post",
+                          label=f"{name.removesuffix('_ms').replace('_', ' ')}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        ax.plot([p50, p99], [50, 99], "o", color=line.get_color(), markersize=4)
     _plain_log_axis(plt, ax)
-    ax.set(xlabel="milliseconds (log scale)", ylabel="frames", title=title)
-    ax.legend(fontsize=8)
+    ax.set(xlabel="milliseconds (log scale)", ylabel="% of frames at or below", ylim=(0, 100.5), title=title)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=1, frameon=False)
     return save_png(fig, path)
 
 
 def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True,
-            min_y_span: float | None = None) -> Path:
-    """Labelled points; `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from filling the whole axis."""
+            min_y_span: float | None = None, x_high: str | None = None) -> Path:
+    """Labelled points; `x_high` draws a bar from each point to that key's value (e.g. p50 → p99), and a point with
+    `unstable` set is drawn hollow and says so. `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from
+    filling the whole axis."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
     for p in points:
-        ax.scatter(p[x], p[y])
-        ax.annotate(str(p[label]), (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        (dot,) = ax.plot(p[x], p[y], "o", fillstyle="none" if p.get("unstable") else "full")
+        if x_high:
+            ax.plot([p[x], p[x_high]], [p[y], p[y]], "-", color=dot.get_color(), alpha=0.6, linewidth=2)
+        note = f"{p[label]} (unstable)" if p.get("unstable") else str(p[label])
+        ax.annotate(note, (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if min_y_span and points:
         ys = [p[y] for p in points]
         middle, half = (max(ys) + min(ys)) / 2, max(min_y_span, max(ys) - min(ys)) / 2 * 1.2

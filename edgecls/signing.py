@@ -110,16 +110,3 @@ def verify_manifest(manifest: dict, public_key, path: Path) -> None:
         raise SignatureError(f"{path}: the signature (key {block.get('key_id')}) does not verify with the trusted key "
                              f"{key_id(key)}: the bundle was signed by another key or altered after signing. Do not run it; "
                              "fetch the published bundle again.") from exc
-
-
-def sign_bundle(bundle_dir: str | os.PathLike, private_key_path: str | os.PathLike) -> dict:
-    """Verify every file of the bundle, then write its manifest back with a signature (atomically)."""
-    from edgecls.bundle import MANIFEST, Bundle
-    from edgecls.fileio import atomic_write_json
-
-    key = load_private_key(private_key_path)
-    bundle = Bundle.open(bundle_dir, public_key=False)
-    bundle.verify_all()
-    manifest = {**bundle.manifest, "signature": sign_manifest(bundle.manifest, key)}
-    atomic_write_json(bundle.root / MANIFEST, manifest)
-    return manifest["signature"]

@@ -25,6 +25,7 @@ def test_bench_times_every_backend_hot_and_paced_from_a_camera_frame(bundle_dir,
             assert r[mode]["end_to_end_ms"]["n"] == r[mode]["inference_ms"]["n"] == 12
             # end to end includes preprocessing a 640×480 frame, so it is never shorter than inference alone
             assert r[mode]["end_to_end_ms"]["min"] >= r[mode]["inference_ms"]["min"]
+            assert r[mode]["cpu_ms_per_call"] > 0
     saved = json.loads(out.read_text())
     assert saved["schema"] == "edgecls.bench/2" and saved["samples"] == 200 and saved["frame_size"] == "640x480"
     assert out.with_suffix(".md").read_text().startswith("| backend |")
@@ -37,6 +38,37 @@ def test_paced_calls_are_spaced_like_a_camera(bundle_dir):
     start = time.perf_counter()
     time_frames(clf, frame, iterations=6, warmup=0, pace_ms=25.0)
     assert time.perf_counter() - start >= 6 * 0.025
+
+
+def test_cpu_time_per_frame_counts_what_threads_burn_between_paced_calls(monkeypatch):
+    """Threads that spin while the loop sleeps are as fast as quiet ones but burn a core: CPU time per paced call is
+    taken over the whole loop, waits included, and the bench names the row whose CPU time far exceeds its latency.
+    The CPU clock is simulated (spinning = CPU time advancing while the loop sleeps), so the test does not depend on
+    how a loaded machine schedules a real spinning thread."""
+    from edgecls.bench import _cpu_notes
+
+    class Quick:
+        def predict(self, frame):
+            return type("P", (), {"timings_ms": {"inference": 0.01}})()
+
+    cpu = {"s": 0.0, "spinning": False}
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        cpu["s"] += seconds if cpu["spinning"] else 0.0
+        real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", sleep)
+    monkeypatch.setattr(time, "process_time", lambda: cpu["s"])
+    quiet = time_frames(Quick(), None, iterations=10, warmup=0, pace_ms=20.0)
+    cpu["spinning"] = True
+    spinning = time_frames(Quick(), None, iterations=10, warmup=0, pace_ms=20.0)
+    assert quiet["cpu_ms_per_call"] == 0 and spinning["cpu_ms_per_call"] > 10
+    rows = [{"backend": b, "precision": "fp32", "paced": {"cpu_ms_per_call": r["cpu_ms_per_call"],
+                                                        "end_to_end_ms": {"p50": float(np.median(r["end_to_end_ms"]))}}}
+            for b, r in (("quiet", quiet), ("spinning", spinning))]
+    notes = _cpu_notes(rows)
+    assert len(notes) == 1 and notes[0].startswith("spinning fp32 spends") and "spin between frames" in notes[0]
 
 
 def _row(backend: str, p50: float, p99: float) -> dict:
@@ -66,7 +98,10 @@ def test_threads_reach_every_cpu_backend(bundle_dir):
         for backend in ("onnxruntime", "torch"):
             for threads in (1, 2):
                 clf = Classifier.load(bundle_dir, backend=backend, precision="fp32", device="cpu", threads=threads)
-                assert clf.info.threads == threads
+                # what the engine itself runs with, not the number the backend was given
+                running = (clf.backend.session.get_session_options().intra_op_num_threads if backend == "onnxruntime"
+                           else torch.get_num_threads())
+                assert running == clf.info.threads == threads
     finally:
         torch.set_num_threads(before)
     # the measured batch-1 defaults (README, "Threads"): INT8 on one thread, FP32 on ONNX Runtime's one per core

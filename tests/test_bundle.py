@@ -98,8 +98,9 @@ def test_old_unsealed_format_asks_for_a_reexport(copy):
 def test_signed_bundles_load_only_with_the_trusting_key(copy, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
+    from edgecls.bundle import sign_bundle
     from edgecls.cli import app
-    from edgecls.signing import generate_key, sign_bundle
+    from edgecls.signing import generate_key
 
     key, pub = generate_key(tmp_path / "fleet.key")
     _, other_pub = generate_key(tmp_path / "other.key")
@@ -186,3 +187,18 @@ def test_a_model_swapped_between_check_and_load_never_runs(copy, monkeypatch):
     np.testing.assert_allclose(logits, honest, rtol=1e-5, atol=1e-5)
     with pytest.raises(IntegrityError):  # the swapped-in file is on disk now, and the next load refuses it
         Classifier.load(copy, precision="fp32")
+
+
+def test_a_manifest_that_is_not_json_is_refused_by_name(copy):
+    (copy / MANIFEST).write_text('{"model": "lenet5", ')
+    with pytest.raises(BundleError, match="edgecls.json is not valid JSON"):
+        Bundle.open(copy)
+
+
+def test_a_model_file_replaced_by_a_symlink_is_refused_even_to_its_own_bytes(copy, tmp_path):
+    """A link can be retargeted between the check and the load; a bundle's files must be the files themselves."""
+    real = tmp_path / "elsewhere.onnx"
+    shutil.move(copy / "model.onnx", real)
+    (copy / "model.onnx").symlink_to(real)
+    with pytest.raises(IntegrityError, match="model.onnx"):
+        Classifier.load(copy, backend="onnxruntime", precision="fp32", device="cpu")

@@ -283,6 +283,23 @@ def test_a_crash_mid_loop_still_leaves_a_playable_recording(clf, video, tmp_path
     assert _frames_in(tmp_path / "crash.mp4") == 12 and not list(tmp_path.glob(".*"))
 
 
+def test_ctrl_c_ends_the_loop_with_its_summary_and_a_complete_recording(clf, video, tmp_path):
+    class Interrupted(SlowBackend):
+        calls = 0
+
+        def predict(self, frame, color="bgr"):
+            Interrupted.calls += 1
+            if Interrupted.calls > 12:
+                raise KeyboardInterrupt
+            return self.clf.predict(frame, color)
+
+    summary = run_camera(Interrupted(clf), CameraOptions(source=str(video), headless=True, record=str(tmp_path / "out.mp4"),
+                                                         summary_json=str(tmp_path / "summary.json")))
+    assert summary["interrupted"] and summary["frames"] == 12 and summary["cpu_ms_per_frame"] > 0
+    assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 12
+    assert _frames_in(tmp_path / "out.mp4") == 12 and not list(tmp_path.glob(".*"))
+
+
 def test_the_overlay_reads_on_a_white_frame(clf):
     from edgecls.runtime.overlay import draw_overlay
 
@@ -402,5 +419,33 @@ def test_the_web_view_encodes_each_frame_once_caps_connections_and_drops_idle_on
         # once per frame, not once per viewer (each viewer may have had one more frame encoded that it never read)
         assert len(distinct) < 30 and len(distinct) <= view.encodes <= len(distinct) + len(received)
         urllib.request.urlopen(view.address + "stats.json", timeout=5)  # slots are given back
+    finally:
+        view.close()
+
+
+def test_the_panel_shows_the_numbers_of_the_frame_the_video_shows():
+    """The page's numbers and its video must not disagree (a screenshot once showed 'frog' drawn and 'truck' listed)."""
+    import json
+    import urllib.request
+
+    from edgecls.runtime.webview import WebView
+
+    view = WebView("127.0.0.1", 0, max_fps=1000)
+
+    def stats():
+        return json.loads(urllib.request.urlopen(view.address + "stats.json", timeout=5).read())["label"]
+
+    try:
+        view.publish(np.zeros((8, 8, 3), np.uint8), {"label": "frog"})
+        with urllib.request.urlopen(view.address + "stream.mjpg", timeout=5) as stream:
+            while b"\xff\xd9" not in stream.read(64):  # the end of the first JPEG: "frog" was sent
+                pass
+            with view._encode_lock:  # hold the encoder: the next frame is published but not yet sent
+                view.publish(np.ones((8, 8, 3), np.uint8), {"label": "truck"})
+                assert stats() == "frog"
+        deadline = time.monotonic() + 5
+        while stats() != "truck" and time.monotonic() < deadline:  # no video viewer left: the newest numbers
+            time.sleep(0.01)
+        assert stats() == "truck"
     finally:
         view.close()

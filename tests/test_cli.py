@@ -23,6 +23,23 @@ def test_help_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
+def test_one_vocabulary_of_options_across_commands():
+    """The same thing has the same name everywhere (old spellings stay accepted as second names)."""
+    import typer.main
+
+    commands = typer.main.get_command(app).commands
+    names = {name: {opt for param in command.params for opt in param.opts} for name, command in commands.items()}
+    for concept, spelling in (("backend", "--backend"), ("precision", "--precision"), ("json", "--json"),
+                              ("public_key", "--public-key"), ("data_dir", "--data-dir")):
+        takers = [name for name, command in commands.items()
+                  if any(concept in param.name for param in command.params if param.opts[0].startswith("--"))]
+        assert takers and all(spelling in names[name] for name in takers), (concept, [n for n in takers if spelling not in names[n]])
+    assert {"--backends", "--precisions"} <= names["bench"] and "--summary-json" in names["camera"]
+    for command in ("camera", "train", "eval"):  # flags read as flags (only typer's own --help row keeps its <bool>)
+        help_lines = runner.invoke(app, [command, "--help"], terminal_width=200).output.splitlines()
+        assert [line for line in help_lines if "<bool>" in line and "--help" not in line] == [], command
+
+
 def test_models_and_formats_tables():
     result = runner.invoke(app, ["models"])
     assert result.exit_code == 0 and "1,545,482" in result.output and "mobilenet_mod" in result.output
@@ -128,6 +145,26 @@ def test_a_bundle_is_evaluated_where_it_is_deployed_without_torch(bundle_dir, ci
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "top-1" in result.stdout + result.stderr
+
+
+def _without_torch(*argv: str) -> subprocess.CompletedProcess:
+    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+            f"sys.argv = ['edgecls', *{list(argv)!r}]; from edgecls.cli import main; main()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_the_zoo_table_is_listed_where_torch_is_not_installed():
+    result = _without_torch("models", "--json", "-")
+    assert result.returncode == 0, result.stderr
+    table = {m["name"]: m for m in json.loads(result.stdout)["models"]}
+    assert table["mobilenet_mod"]["parameters"] == 1_545_482 and table["lenet5"]["bundled_test_top1"] > 0.6
+
+
+@pytest.mark.parametrize("command", [["export", "lenet55"], ["train", "lenet55"], ["eval", "lenet55"]])
+def test_a_mistyped_model_name_is_answered_before_torch_is_imported(command):
+    result = _without_torch(*command)
+    assert result.returncode == 2, result.stderr
+    assert "unknown model 'lenet55'. Did you mean lenet5" in result.stderr
 
 
 def test_long_work_logs_progress_lines_outside_a_terminal(monkeypatch):

@@ -151,7 +151,8 @@ def test_normalization_in_training_is_the_runtime_normalization_bit_for_bit(cifa
     import torch
 
     from edgecls.data.transforms import Normalization
-    from edgecls.runtime.preprocess import POLICY, Preprocessor
+    from edgecls.imaging import POLICY
+    from edgecls.runtime.preprocess import Preprocessor
 
     data = load_dataset("cifar10", "test", cifar_root)
     norm = Normalization.fit(data.images)

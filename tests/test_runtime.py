@@ -10,9 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edgecls.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError
+from edgecls.imaging import area_resize, center_square
 from edgecls.runtime import Classifier, Prediction
 from edgecls.runtime.engines import check_engine, sidecar_path
-from edgecls.runtime.preprocess import Preprocessor, area_resize, center_square
+from edgecls.runtime.preprocess import Preprocessor
 
 
 @pytest.fixture(scope="module")

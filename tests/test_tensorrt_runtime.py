@@ -182,11 +182,11 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
 
     from typer.testing import CliRunner
 
-    from edgecls.bundle import Bundle
+    from edgecls.bundle import Bundle, sign_bundle
     from edgecls.cli import app
     from edgecls.runtime.backends import tensorrt as trt_backend
     from edgecls.runtime.engines import sidecar_path
-    from edgecls.signing import generate_key, sign_bundle
+    from edgecls.signing import generate_key
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     bundle = tmp_path / "signed"

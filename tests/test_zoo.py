@@ -90,3 +90,16 @@ def test_whitening_stem_decorrelates_training_patches():
     covariance = half @ half.T / half.shape[1]
     assert torch.allclose(covariance, torch.eye(12), atol=1e-3)
     assert torch.allclose(out[:, 12:], -out[:, :12], atol=1e-5)
+
+
+def test_the_catalog_matches_the_code():
+    """`edgecls models` reads catalog.json (no torch); it must say what the registered models are."""
+    import sys
+    from pathlib import Path
+
+    from edgecls.zoo.catalog import load_catalog
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    from write_catalog import catalog_from_code
+
+    assert load_catalog() == catalog_from_code()["models"], "run `python tools/write_catalog.py` after changing the zoo"

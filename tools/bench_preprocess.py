@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 from edgecls.data import load_dataset
-from edgecls.runtime.preprocess import Preprocessor, area_resize, center_square
+from edgecls.imaging import area_resize, center_square
+from edgecls.runtime.preprocess import Preprocessor
 
 
 def _median_us(fn, frames, repeat: int) -> float:

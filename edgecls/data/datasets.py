@@ -13,6 +13,7 @@ from edgecls.data.idx import load_idx_dataset
 from edgecls.data.imageset import ImageSet
 from edgecls.data.locate import data_root
 from edgecls.errors import ConfigError
+from edgecls.imaging import fit_dataset
 
 DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "mnist", "fashion-mnist", "folder")
 SPLITS = ("train", "test")
@@ -42,10 +43,8 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
 def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict,
                    preprocess: dict | None = None, skip_bad_images: bool = False) -> ImageSet:
     """`split` as a model with `input_spec` and `preprocess` takes it: every image through the runtime's own crop,
-    reduction and channel conversion (`preprocess.fit_dataset`), so a model is trained, evaluated, gated, benched and
+    reduction and channel conversion (`imaging.fit_dataset`), so a model is trained, evaluated, gated, benched and
     replayed on what it sees from a camera. Image folders are fitted from their original files."""
-    from edgecls.runtime.preprocess import fit_dataset
-
     size, crop_fraction = int(input_spec["size"]), float((preprocess or {}).get("crop_fraction", 1.0))
     if dataset == "folder":
         data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction,

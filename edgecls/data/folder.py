@@ -19,8 +19,7 @@ import numpy as np
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import DatasetError
 from edgecls.fileio import atomic_npy, atomic_write_json, cache_dir
-from edgecls.runtime.preprocess import POLICY, fit_image
-from edgecls.runtime.sources import IMAGE_SUFFIXES
+from edgecls.imaging import IMAGE_SUFFIXES, POLICY, fit_image, fit_to_input
 
 
 def _class_folders(split_dir: Path) -> tuple[str, ...]:
@@ -92,8 +91,6 @@ def _native_size(image: np.ndarray, path: Path, split_dir: Path, size: int | Non
 
 def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
     """Every image under `folder` (sorted, recursively), fitted as the runtime fits a frame: uint8 N×size×size×channels."""
-    from edgecls.runtime.preprocess import fit_to_input
-
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"--calib-dir {root} is not a directory of images")

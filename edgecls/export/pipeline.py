@@ -401,6 +401,7 @@ def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dic
     for fname, entry in files.items():
         if entry["format"] == "onnx":
             target = "tensorrt" if entry["precision"] == "int8" and entry["target"] == "tensorrt" else "cpu"
+            started = time.perf_counter()
             scores = _onnx_scores(out / fname, data.images, prep, target)
             fp32 = scores if fp32 is None else fp32
             accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"],
@@ -408,6 +409,8 @@ def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dic
                                         "agreement_with_fp32": float(np.mean(scores.argmax(1) == fp32.argmax(1))),
                                         "max_abs_diff_vs_fp32": float(np.abs(scores - fp32).max()),
                                         "evaluated_with": EVALUATED_WITH[target]}
+            console.print(f"  scored {fname} on {data.name} ({len(data):,} images): top-1 "
+                          f"{accuracy['files'][fname]['top1']:.2%} in {time.perf_counter() - started:.1f} s")
     return accuracy
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from edgecls.errors import CheckpointError, ConfigError, ExportError
 from edgecls.fileio import sha256_file
-from edgecls.runtime.preprocess import COLORS, IMAGENET_MEAN, IMAGENET_STD, POLICY, checkpoint_policy
+from edgecls.imaging import COLORS, IMAGENET_MEAN, IMAGENET_STD, POLICY, checkpoint_policy
 
 DEFAULT_VAL_FRACTION = 0.1
 # Containers a training script commonly saves the state dict under, next to epoch, optimizer or best accuracy.

@@ -1,7 +1,7 @@
 """The deploy runtime: load a bundle, classify frames, drive a camera. Never imports torch.
 
-`Classifier` and `Prediction` are resolved on first use, so that `edgecls.bundle` can import the
-preprocessing policy from `edgecls.runtime.preprocess` without a cycle.
+`Classifier`, `Prediction` and `RemoteClassifier` are resolved on first use, so that importing one runtime module
+(the camera's sources, the web view) does not load the inference backends.
 """
 
 __all__ = ["Classifier", "Prediction", "RemoteClassifier"]

@@ -116,7 +116,7 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
     recorder = Recorder(options.record, getattr(source, "fps", 0.0)) if options.record else None
     log = open(options.jsonl, "w") if options.jsonl else None  # noqa: SIM115 (closed in finally)
     frames = correct = labelled = 0
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     interrupted = False
     try:
         while options.max_frames is None or frames < options.max_frames:
@@ -167,13 +167,14 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
             view.close()
         if show:
             cv2.destroyAllWindows()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     summary = {
         "schema": "edgecls.camera/1", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": clf.bundle.manifest["model"], "bundle": str(clf.bundle.root), "source": options.replay_test_set or options.source,
         "host": host_info(), "backend": clf.info.to_dict(),
         "frames": frames, "captured": grabber.captured, "dropped": grabber.dropped, "reconnects": grabber.reconnects,
         "wall_s": elapsed, "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted,
+        "cpu_ms_per_frame": cpu_s * 1e3 / frames if frames else None,  # the whole process: capture, model, drawing, viewers
         "warmup_frames_excluded": min(frames, options.warmup_frames),
         "latency": timer.summary(),
         "accuracy": (correct / labelled) if labelled else None, "labelled_frames": labelled,
@@ -185,11 +186,11 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
                                                                                      source.crop_fraction)))}
     _print_summary(summary)
     if options.summary_json:
-        from edgecls.plots import latency_histogram
+        from edgecls.plots import latency_cdf
 
         atomic_write_json(options.summary_json, summary)
         console.print(f"wrote {options.summary_json} and {Path(options.summary_json).with_suffix('.png')}")
-        latency_histogram({s: timer.recent(s) for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
+        latency_cdf({s: timer.recent(s) for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
                           Path(options.summary_json).with_suffix(".png"),
                           title=f"camera loop, {clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}")
     return summary
@@ -210,6 +211,8 @@ def _print_summary(summary: dict) -> None:
     if work.get("n"):
         age = summary["latency"]["frame_age_ms"]
         line += f"  processing p50 {work['p50']:.3f} ms p99 {work['p99']:.3f} ms  frame age p50 {age['p50']:.3f} ms"
+    if summary["cpu_ms_per_frame"] is not None:
+        line += f"  CPU {summary['cpu_ms_per_frame']:.2f} ms/frame"
     if summary["accuracy"] is not None:
         line += f"  accuracy {summary['accuracy']:.2%} on {summary['labelled_frames']} labelled frames"
         replay = summary.get("replay")

@@ -1,132 +1,17 @@
-"""The one definition of how an image reaches the model, from a camera frame or from a dataset.
+"""`Preprocessor`: the image contract (`edgecls.imaging`) applied to camera frames and datasets, as N×C×H×W float32.
 
-Policy: centre-crop to the model's aspect (square) — or to a centred fraction of it, `crop_fraction`, which
-is how ImageNet-style models are fed ("resize the shorter side to 256, centre-crop 224" is the centred
-224/256 = 0.875 of the short side) — reduce with area averaging to the model's size, convert grey ↔ colour
-and reorder colour, normalize `(pixel - mean) / std` with mean and std in pixel units (0–255), and lay out
-as N×C×H×W float32. Datasets are sized by `fit_image` (the same crop, reduction and channel conversion)
-before training or evaluation sees them; training's evaluation, export's accuracy gate, `edgecls eval`,
-replay and the runtime all normalize through `Preprocessor`. The policy is recorded in checkpoints and
-manifests as {"crop": "center", "resize": "area"} plus `crop_fraction` when it is not 1.
-
-The reduction is the hot part: `cv2.resize(..., INTER_AREA)` on a whole 640×480 frame reads every pixel
-(~0.2 ms on a small CPU). When the frame is much larger than the model input, only every k-th row,
-centred in its band, is read, keeping at least `MIN_ROWS_PER_OUTPUT` rows under each output pixel;
-columns are all read, so the result stays within a grey level or two of the full INTER_AREA result
-(`tools/bench_preprocess.py` measures both speed and the difference).
+Built once from a manifest's input and preprocess sections; training's evaluation, export's accuracy gate,
+`edgecls eval`, replay and the runtime all normalize through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 
 from edgecls.errors import InputError
-
-MIN_ROWS_PER_OUTPUT = 5
-COLORS = ("bgr", "rgb")
-CROPS = ("center",)
-RESIZES = ("area",)
-POLICY = {"crop": "center", "resize": "area"}
-# torchvision's convention (pixels scaled to 0–1) for ImageNet; a bundle records them × 255
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int, int, int]:
-    """(top, left, side) of the centred square the model looks at: `crop_fraction` of the short side."""
-    side = max(1, round(min(height, width) * crop_fraction))
-    return (height - side) // 2, (width - side) // 2, side
-
-
-def center_square(frame: np.ndarray, crop_fraction: float = 1.0) -> np.ndarray:
-    top, left, side = center_box(*frame.shape[:2], crop_fraction)
-    return frame[top : top + side, left : left + side]
-
-
-def row_step(height: int, size: int) -> int:
-    """Read every `row_step`-th row when reducing `height` rows to `size`.
-
-    When `height` is a whole multiple k of `size` the step divides k, so every output row averages rows of
-    its own band only: a frame made by enlarging a size×size image k times (nearest neighbour) comes back
-    exactly. That is what makes test-set replay score what `edgecls eval` scores.
-    """
-    step = max(1, height // (size * MIN_ROWS_PER_OUTPUT))
-    if height % size == 0:
-        k = height // size
-        step = max(d for d in range(1, step + 1) if k % d == 0)
-    return step
-
-
-def area_resize(image: np.ndarray, size: int) -> np.ndarray:
-    """Area-average `image` down (or up) to size×size, skipping rows where that costs no accuracy."""
-    h = image.shape[0]
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    step = row_step(h, size)
-    if step > 1:
-        image = image[step // 2 :: step]
-    interpolation = cv2.INTER_AREA if h >= size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interpolation)
-
-
-def checkpoint_policy(ckpt: dict) -> dict:
-    """A checkpoint's crop/resize policy and normalization: the manifest's `preprocess` section."""
-    return {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
-
-
-def fit_image(image: np.ndarray, size: int, crop_fraction: float = 1.0) -> np.ndarray:
-    """Any-sized image → size×size by the policy's crop and reduction (what the runtime does to a frame)."""
-    return area_resize(center_square(image, crop_fraction), size)
-
-
-def convert_channels(image: np.ndarray, channels: int, color: str = "rgb") -> np.ndarray:
-    """H×W×C uint8 (C 1, 3 or 4, in `color` order) → H×W×`channels`: grey repeated to three channels, colour to
-    grey by OpenCV's luma weights. A grey image repeated and converted back is the same image, exactly."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.shape[2] == 4:
-        image = image[..., :3]
-    if channels == 1 and image.shape[2] == 3:
-        code = cv2.COLOR_BGR2GRAY if color == "bgr" else cv2.COLOR_RGB2GRAY
-        return cv2.cvtColor(np.ascontiguousarray(image), code)[..., None]
-    if channels == 3 and image.shape[2] == 1:
-        return np.repeat(image, 3, axis=2)
-    return image
-
-
-def check_frame(frame) -> np.ndarray:
-    if not isinstance(frame, np.ndarray):
-        raise InputError(f"a frame must be a numpy array (an OpenCV image), got {type(frame).__name__}")
-    if frame.size == 0:
-        raise InputError("empty frame (0 pixels): the camera returned nothing; check the source before predicting")
-    if frame.ndim == 3 and frame.shape[2] == 1:
-        frame = frame[..., 0]
-    if frame.ndim not in (2, 3) or (frame.ndim == 3 and frame.shape[2] not in (3, 4)):
-        raise InputError(f"a frame must be H×W (grey), H×W×3 or H×W×4, got shape {frame.shape}")
-    if frame.dtype != np.uint8:
-        if frame.dtype.kind == "f" and not np.isfinite(frame).all():
-            raise InputError("frame contains NaN or infinite values; pass uint8 pixels (0–255)")
-        raise InputError(f"frame dtype must be uint8 (0–255 pixels), got {frame.dtype}; convert with "
-                         "np.clip(frame, 0, 255).astype(np.uint8) if it holds pixel values")
-    return frame
-
-
-def fit_to_input(image: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0, color: str = "rgb") -> np.ndarray:
-    """Any image → size×size×channels uint8 by the policy's crop, reduction and channel conversion (colour order kept)."""
-    return convert_channels(fit_image(image, size, crop_fraction), channels, color).reshape(size, size, channels)
-
-
-def fit_dataset(images: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
-    """A dataset's uint8 N×H×W×C RGB (or grey) images → the model's size, crop and channel count, still RGB: each
-    image as the runtime fits a frame. The identity (the same array, e.g. a memory map) when they already match."""
-    if images.shape[1:] == (size, size, channels) and crop_fraction == 1.0:
-        return images
-    out = np.empty((len(images), size, size, channels), dtype=np.uint8)
-    for i, image in enumerate(images):
-        out[i] = fit_to_input(image, size, channels, crop_fraction)
-    return out
+from edgecls.imaging import COLORS, CROPS, POLICY, RESIZES, check_frame, checkpoint_policy, fit_to_input
 
 
 class Preprocessor:

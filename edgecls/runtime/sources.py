@@ -17,10 +17,8 @@ import cv2
 import numpy as np
 
 from edgecls.errors import SourceError
-from edgecls.runtime.preprocess import center_box
+from edgecls.imaging import IMAGE_SUFFIXES, center_box
 from edgecls.runtime.video_uri import VideoURI, gstreamer_missing, parse_source
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @dataclass

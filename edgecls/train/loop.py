@@ -1,7 +1,9 @@
 """`train(cfg)`: the training loop, from dataset to best checkpoint, history, curves and test report.
 
 Model selection uses a validation split carved from the training set; the test split is touched once,
-by the best checkpoint, at the very end.
+by the best checkpoint, at the very end. That report is `edgecls eval`'s own (`evaluate.evaluate_model`, through
+the runtime's Preprocessor): the one import here that reaches up a floor, so a run's test figure is the figure
+`edgecls eval` prints for its checkpoint.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from edgecls.data.transforms import Augment, Normalization
 from edgecls.errors import CheckpointError, ConfigError, TrainingDivergedError
 from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
+from edgecls.imaging import POLICY
 from edgecls.plots import training_curves
-from edgecls.runtime.preprocess import POLICY
 from edgecls.train.allocator import allocator_in_use
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig

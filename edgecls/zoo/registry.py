@@ -6,7 +6,6 @@ duplicate name raises (as torchvision does) instead of silently replacing the fi
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 
 from edgecls.errors import ConfigError
+from edgecls.zoo.catalog import unknown_model
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,7 @@ def list_models() -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}.")
+        raise unknown_model(name, _REGISTRY)
     return _REGISTRY[name]
 
 
