@@ -5,7 +5,7 @@ and report percentiles. Every row is timed twice:
 
 - hot: calls back to back, the figure most benchmarks print;
 - paced: one call every `pace_ms` (a 30 fps camera by default): the latency a camera loop actually gets,
-  measured 1.8–2.4× the hot one on a 2-core CPU (cold caches and idle cores between calls, most likely).
+  measured 2–3× the hot one on a 2-core CPU (cold caches and idle cores between calls, most likely).
 
 Each timing is end to end from a camera-sized BGR frame (preprocess + inference + postprocess, through
 `Classifier.predict`) and, from the same calls, inference alone. Throughput comes from repeated calls at

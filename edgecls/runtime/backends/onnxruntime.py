@@ -12,10 +12,11 @@ from edgecls.fileio import cache_dir
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
-# Batch-1 defaults on a CPU, measured with tools/bench_threads.py (README, "Threads"): the INT8 graph runs as fast
-# or faster on one thread, with a lower paced p99 and a core left for the robot; FP32/FP16 gain from ONNX
-# Runtime's own pool (one thread per core, spin-waiting on), which None keeps.
-DEFAULT_CPU_THREADS = {"int8": 1}
+# Batch-1 default on a CPU, measured with tools/bench_threads.py (docs/latency.md, "Threads"): one thread for every
+# precision. ONNX Runtime's own pool (a thread per core, spin-waiting) is up to 1.3× faster back to back, but between
+# camera frames its threads spin: 34 ms of CPU per 33 ms frame for FP32 and FP16 on 2 cores, against 1.8 ms on one
+# thread, for a paced latency within 9%. INT8 is as fast on one thread.
+DEFAULT_CPU_THREADS = 1
 
 
 def available_devices() -> list[str]:
@@ -57,7 +58,7 @@ class OnnxRuntimeBackend(Backend):
         if threads is not None and threads < 0:
             raise BackendUnavailableError(f"threads must be ≥ 0 (0: one per core), got {threads}")
         if threads is None and device == "cpu":
-            threads = DEFAULT_CPU_THREADS.get(precision)
+            threads = DEFAULT_CPU_THREADS
         if threads:
             options.intra_op_num_threads = threads
         if not spin_wait:
