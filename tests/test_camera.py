@@ -268,33 +268,31 @@ def test_without_a_gui_the_loop_explains_and_runs_headless_and_records(clf, vide
     assert _frames_in(tmp_path / "out.mp4") == summary["frames"] and not list(tmp_path.glob(".*"))
 
 
+class FailsAfter(SlowBackend):
+    """Classifies `frames` frames, then raises `error` (a crash, or Ctrl-C) from predict."""
+
+    def __init__(self, clf, frames: int, error: BaseException):
+        super().__init__(clf)
+        self.left, self.error = frames, error
+
+    def predict(self, frame, color="bgr"):
+        if self.left == 0:
+            raise self.error
+        self.left -= 1
+        return self.clf.predict(frame, color)
+
+
 def test_a_crash_mid_loop_still_leaves_a_playable_recording(clf, video, tmp_path):
-    class Failing(SlowBackend):
-        calls = 0
-
-        def predict(self, frame, color="bgr"):
-            Failing.calls += 1
-            if Failing.calls > 12:
-                raise RuntimeError("motor driver exploded")
-            return self.clf.predict(frame, color)
-
     with pytest.raises(RuntimeError, match="exploded"):
-        run_camera(Failing(clf), CameraOptions(source=str(video), headless=True, record=str(tmp_path / "crash.mp4")))
+        run_camera(FailsAfter(clf, 12, RuntimeError("motor driver exploded")),
+                   CameraOptions(source=str(video), headless=True, record=str(tmp_path / "crash.mp4")))
     assert _frames_in(tmp_path / "crash.mp4") == 12 and not list(tmp_path.glob(".*"))
 
 
 def test_ctrl_c_ends_the_loop_with_its_summary_and_a_complete_recording(clf, video, tmp_path):
-    class Interrupted(SlowBackend):
-        calls = 0
-
-        def predict(self, frame, color="bgr"):
-            Interrupted.calls += 1
-            if Interrupted.calls > 12:
-                raise KeyboardInterrupt
-            return self.clf.predict(frame, color)
-
-    summary = run_camera(Interrupted(clf), CameraOptions(source=str(video), headless=True, record=str(tmp_path / "out.mp4"),
-                                                         summary_json=str(tmp_path / "summary.json")))
+    summary = run_camera(FailsAfter(clf, 12, KeyboardInterrupt()),
+                         CameraOptions(source=str(video), headless=True, record=str(tmp_path / "out.mp4"),
+                                       summary_json=str(tmp_path / "summary.json")))
     assert summary["interrupted"] and summary["frames"] == 12 and summary["cpu_ms_per_frame"] > 0
     assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 12
     assert _frames_in(tmp_path / "out.mp4") == 12 and not list(tmp_path.glob(".*"))
