@@ -30,6 +30,8 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 out = Console(width=None if sys.stdout.isatty() else 160)
+
+
 def Flag(*names: str, **kwargs):  # noqa: N802 (used like typer.Option)
     """A boolean option shown as the flag it is (typer's rich help would print a `<bool>` value after it)."""
     return typer.Option(*names, metavar="", **kwargs)

@@ -26,9 +26,8 @@ from pathlib import Path
 import edgecls
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
+from edgecls.runtime.classifier import DEFAULT_TOP_K
 from edgecls.runtime.triton_schema import config_outputs
-
-TOP_K = 5  # Classifier.load's default, which the Python model uses
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -127,7 +126,7 @@ input [
     dims: [ -1, -1, -1 ]
   }}
 ]
-{config_outputs(min(TOP_K, len(bundle.classes)), len(bundle.classes))}dynamic_batching {{
+{config_outputs(min(DEFAULT_TOP_K, len(bundle.classes)), len(bundle.classes))}dynamic_batching {{
   max_queue_delay_microseconds: 500
 }}
 instance_group [

@@ -22,6 +22,8 @@ from edgecls.errors import BundleError, InputError
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
 from edgecls.runtime.preprocess import Preprocessor
 
+DEFAULT_TOP_K = 5  # also what edgecls serve and the `export --triton` Python model answer with
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -40,7 +42,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Classifier:
-    def __init__(self, bundle: Bundle, backend: Backend, reason: str = "", top_k: int = 5):
+    def __init__(self, bundle: Bundle, backend: Backend, reason: str = "", top_k: int = DEFAULT_TOP_K):
         self.bundle = bundle
         self.backend = backend
         self.reason = reason
@@ -51,7 +53,7 @@ class Classifier:
 
     @classmethod
     def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "auto",
-             top_k: int = 5, threads: int | None = None, public_key=None) -> Classifier:
+             top_k: int = DEFAULT_TOP_K, threads: int | None = None, public_key=None) -> Classifier:
         """`threads`: host threads for CPU inference (None: the backend's measured default for batch 1, 0: all cores).
         `public_key` (Ed25519 key, PEM bytes or .pub path; default $EDGECLS_PUBLIC_KEY): load only bundles it signed."""
         bundle = Bundle.open(bundle_dir, public_key=public_key)

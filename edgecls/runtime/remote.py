@@ -24,8 +24,7 @@ from edgecls.errors import BackendUnavailableError, InputError, RemoteError, Rem
 from edgecls.imaging import COLORS, check_frame
 from edgecls.runtime.classifier import Prediction
 from edgecls.runtime.preprocess import Preprocessor
-
-OUTPUTS = ("label", "index", "confidence", "topk_label", "topk_prob", "logits")
+from edgecls.runtime.triton_schema import OUTPUTS
 
 
 class RemoteClassifier:
@@ -101,7 +100,7 @@ class RemoteClassifier:
         model = f"{self.model}_tensor" if tensors else self.model
         inp = api.InferInput("input" if tensors else "frame", list(batch.shape), "FP32" if tensors else "UINT8")
         inp.set_data_from_numpy(batch)
-        outputs = [api.InferRequestedOutput(name) for name in OUTPUTS]
+        outputs = [api.InferRequestedOutput(name) for name, _ in OUTPUTS]
         started = time.perf_counter()
         try:
             if self.scheme == "grpc":
@@ -119,7 +118,7 @@ class RemoteClassifier:
         if elapsed > self.deadline_s:  # HTTP's timeouts bound each socket operation, not the whole call
             raise RemoteTimeoutError(f"{self.url} model {self.model!r}: answered in {elapsed * 1e3:.0f} ms, past the "
                                      f"{self.deadline_s * 1e3:.0f} ms deadline")
-        return {name: response.as_numpy(name) for name in OUTPUTS}
+        return {name: response.as_numpy(name) for name, _ in OUTPUTS}
 
     def _classify(self, exc: BaseException) -> RemoteError:
         """The typed error for whatever either protocol's client raised: by gRPC status code or HTTP status, and by

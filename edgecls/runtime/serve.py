@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgecls.errors import BackendUnavailableError, ConfigError, ServerDiedError
-from edgecls.runtime.classifier import Classifier, Prediction
+from edgecls.runtime.classifier import DEFAULT_TOP_K, Classifier, Prediction
 from edgecls.runtime.gateway import Gateway, frames_input, tensors_input
 from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, output_width, prediction_arrays
 
@@ -50,7 +50,7 @@ class ServeOptions:
     backend: str = "auto"
     precision: str = "auto"
     threads: int | None = None
-    top_k: int = 5
+    top_k: int = DEFAULT_TOP_K
     max_request_mb: int = 64
     max_frame_side: int = 4096
 
