@@ -13,9 +13,9 @@ from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import ConfigError
 from edgecls.metrics import classification_report
+from edgecls.names import NORMALIZATIONS
 
 METRICS = {"l1": "manhattan", "l2": "euclidean", "cosine": "cosine"}
-NORMALIZATIONS = ("zscore", "minmax")
 
 
 def _features(train: ImageSet, test: ImageSet, normalization: str) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,9 @@ def knn(train: ImageSet, test: ImageSet, k: int = 1, metric: str = "l2", normali
     clf = KNeighborsClassifier(n_neighbors=k, metric=METRICS[metric], algorithm="brute", n_jobs=-1)
     clf.fit(x_train, train.labels)
     chunks = np.array_split(np.arange(len(x_test)), max(1, len(x_test) // 200))
-    scores = np.concatenate([clf.predict_proba(x_test[c]) for c in progress(chunks, f"{k}-NN on {len(x_train):,} images")])
+    scores = np.concatenate(
+        [clf.predict_proba(x_test[c]) for c in progress(chunks, f"{k}-NN on {len(x_train):,} images")]
+    )
     full = np.zeros((len(test), len(train.classes)), dtype=np.float32)
     full[:, clf.classes_] = scores
     return classification_report(test.labels, full, test.classes)

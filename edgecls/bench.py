@@ -10,7 +10,8 @@ and report percentiles. Every row is timed twice:
 Each timing is end to end from a camera-sized BGR frame (preprocess + inference + postprocess, through
 `Classifier.predict`) and, from the same calls, inference alone. Throughput comes from repeated calls at
 a larger batch. Each timing also records the process's CPU milliseconds per call (threads spinning between paced
-calls show there, not in latency). Ratios are against the PyTorch FP32 row of the same run; a measurement whose p99 is more
+calls show there, not in latency). Ratios are against the PyTorch FP32 row of the same run; a measurement whose p99 is
+more
 than `UNSTABLE_P99_OVER_P50` times its p50 is flagged and never used as a baseline.
 """
 
@@ -32,13 +33,14 @@ from edgecls.errors import ConfigError, EdgeclsError, IntegrityError, SignatureE
 from edgecls.fileio import atomic_write_bytes, atomic_write_json
 from edgecls.runtime.backends import available_backends, backend_class
 from edgecls.runtime.classifier import Classifier
-from edgecls.runtime.host import host_info
+from edgecls.runtime.host import OtherWork, host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.runtime.sources import ReplaySource
 from edgecls.runtime.stats import summarize
 
 SCHEMA = "edgecls.bench/2"
 UNSTABLE_P99_OVER_P50 = 5.0
+BUSY_OTHER_CORES = 0.5  # other processes' average CPU use during the bench, in cores
 SLOW_P50_OVER_MIN = 3.0  # a run slow throughout (a busy core, spin-waiting threads) never trips the p99 rule
 MODES = ("hot", "paced")
 PARTS = ("end_to_end_ms", "inference_ms")
@@ -78,8 +80,13 @@ def _variants(bundle: Bundle, backend: str, precision: str) -> list[dict]:
 
         devices = available_devices()
         device = "cuda" if "cuda" in devices else "cpu"
-        flavours = sorted({f.flavour for f in bundle.files()
-                           if f.format == "onnx" and f.precision == precision and f.target != "tensorrt"})
+        flavours = sorted(
+            {
+                f.flavour
+                for f in bundle.files()
+                if f.format == "onnx" and f.precision == precision and f.target != "tensorrt"
+            }
+        )
         return [{"device": device, "flavour": fl or None} for fl in flavours]
     if backend == "torch":
         import torch
@@ -153,23 +160,32 @@ def _load_test(bundle: Bundle, options: BenchOptions):
     from edgecls.data.imageset import ImageSet
     from edgecls.doctor import load_sample
 
-    if "dataset" not in bundle.manifest:
+    if bundle.manifest.dataset is None:
         images, labels = load_sample(bundle)
         return ImageSet(f"{bundle.root.name} sample ({SAMPLE_NOTE})", images, labels, tuple(bundle.classes))
-    test = load_for_model(bundle.manifest["dataset"], "test", options.data_dir, bundle.input, bundle.preprocess)
+    test = load_for_model(bundle.manifest.dataset, "test", options.data_dir, bundle.input, bundle.preprocess)
     if options.eval_images:
         test = test.take(np.arange(min(options.eval_images, len(test))))
     return test
 
 
-def _measure(backend, bundle: Bundle, frame: np.ndarray, images: np.ndarray, labels: np.ndarray, options: BenchOptions) -> dict:
+def _measure(
+    backend, bundle: Bundle, frame: np.ndarray, images: np.ndarray, labels: np.ndarray, options: BenchOptions
+) -> dict:
     clf = Classifier(bundle, backend, reason="bench")
-    timings = {"hot": time_frames(clf, frame, options.iterations, options.warmup),
-               "paced": time_frames(clf, frame, options.iterations, min(options.warmup, 5), options.pace_ms)}
+    timings = {
+        "hot": time_frames(clf, frame, options.iterations, options.warmup),
+        "paced": time_frames(clf, frame, options.iterations, min(options.warmup, 5), options.pace_ms),
+    }
     batch = images[np.random.default_rng(0).integers(0, len(images), options.throughput_batch)]
     thr = time_calls(backend, batch, max(10, options.iterations // 10), max(3, options.warmup // 10))
-    row = {mode: {**{part: summarize(parts[part]) for part in PARTS}, "cpu_ms_per_call": round(parts["cpu_ms_per_call"], 4)}
-           for mode, parts in timings.items()}
+    row = {
+        mode: {
+            **{part: summarize(parts[part]) for part in PARTS},
+            "cpu_ms_per_call": round(parts["cpu_ms_per_call"], 4),
+        }
+        for mode, parts in timings.items()
+    }
     row["unstable"] = [f"{mode}.{part}" for mode in MODES for part in PARTS if is_unstable(row[mode][part], mode)]
     row["throughput_ips"] = options.throughput_batch / (np.median(thr) / 1e3)
     row["top1"] = _accuracy(backend, images, labels, options.throughput_batch)
@@ -178,6 +194,7 @@ def _measure(backend, bundle: Bundle, frame: np.ndarray, images: np.ndarray, lab
 
 def run_bench(target: str, options: BenchOptions) -> dict:
     load = load_average()  # before any work of ours: what else this machine was running
+    others = OtherWork()  # and while we measure
     bundle_dir = Path(target)
     if not bundle_dir.is_dir():
         from edgecls.export.pipeline import ExportOptions, export_bundle
@@ -187,7 +204,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
     bundle = Bundle.open(bundle_dir, public_key=options.public_key)
     test = _load_test(bundle, options)
     images = Preprocessor(bundle.input, bundle.preprocess).batch_from_images(test.images)
-    crop_fraction = bundle.preprocess.get("crop_fraction", 1.0)
+    crop_fraction = bundle.preprocess.crop_fraction
     frame = ReplaySource(test.images[:1], test.labels[:1], options.frame_size, crop_fraction=crop_fraction).read()[0]
     names = list(options.backends or available_backends())
     if "torch" in names:  # the baseline goes first, so every later row has its ratio
@@ -205,7 +222,9 @@ def run_bench(target: str, options: BenchOptions) -> dict:
             except ImportError:
                 variants = []
             for variant in variants:
-                label = f"{name}/{variant['device']} {precision}" + (f" {variant['flavour']}" if variant.get("flavour") else "")
+                label = f"{name}/{variant['device']} {precision}" + (
+                    f" {variant['flavour']}" if variant.get("flavour") else ""
+                )
                 try:
                     backend = cls(bundle, precision=precision, threads=options.threads, **variant)
                 except (IntegrityError, SignatureError):
@@ -216,30 +235,69 @@ def run_bench(target: str, options: BenchOptions) -> dict:
                     continue
                 console.print(f"timing {label} (hot, then one call every {options.pace_ms:g} ms) …")
                 info = backend.describe()
-                rows.append({
-                    "backend": name, "device": info.device, "precision": precision, "flavour": variant.get("flavour") or "",
-                    "threads": info.threads, "file": info.file, "providers": list(info.providers),
-                    "mb": round(sizes[info.file] / 1e6, 3) if info.file in sizes else None, "host": host,
-                    **_measure(backend, bundle, frame, images, test.labels, options),
-                })
-    busy = load is not None and load > (host["logical_cores"] or 1)
-    notes = [f"the machine was busy before this bench began (1-minute load {load:g} on {host['logical_cores']} cores): "
-             "every latency includes waiting for a core, so no ratios are given; run it on a quiet machine"] if busy else []
+                rows.append(
+                    {
+                        "backend": name,
+                        "device": info.device,
+                        "precision": precision,
+                        "flavour": variant.get("flavour") or "",
+                        "threads": info.threads,
+                        "file": info.file,
+                        "providers": list(info.providers),
+                        "mb": round(sizes[info.file] / 1e6, 3) if info.file in sizes else None,
+                        "host": host,
+                        **_measure(backend, bundle, frame, images, test.labels, options),
+                    }
+                )
+    other_cores = others.cores()
+    notes = busy_notes(load, other_cores, host["logical_cores"] or 1)
+    busy = bool(notes)
     notes += _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None, busy=busy)
     notes += _cpu_notes(rows)
-    result = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "bundle": str(bundle_dir),
-              "model": bundle.manifest["model"], "host": host, "load_1m_before": load, "dataset": test.name, "samples": len(test),
-              "frame_size": f"{options.frame_size[0]}x{options.frame_size[1]}", "pace_ms": options.pace_ms,
-              "iterations": options.iterations, "throughput_batch": options.throughput_batch,
-              "latency": "batch 1; end_to_end_ms = preprocess of the camera-sized BGR frame + inference + postprocess; "
-                         "inference_ms = the backend call alone", "rows": rows, "notes": notes}
+    result = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle": str(bundle_dir),
+        "model": bundle.manifest.model,
+        "host": host,
+        "load_1m_before": load,
+        "other_cores_busy_during": None if other_cores is None else round(other_cores, 2),
+        "dataset": test.name,
+        "samples": len(test),
+        "frame_size": f"{options.frame_size[0]}x{options.frame_size[1]}",
+        "pace_ms": options.pace_ms,
+        "iterations": options.iterations,
+        "throughput_batch": options.throughput_batch,
+        "latency": "batch 1; end_to_end_ms = preprocess of the camera-sized BGR frame + inference + postprocess; "
+        "inference_ms = the backend call alone",
+        "rows": rows,
+        "notes": notes,
+    }
     measured = [r for r in rows if "skipped" not in r]
     _print(result, measured)
     if not measured:
-        raise EdgeclsError(f"nothing was measured: every requested backend was skipped ({'; '.join(r['skipped'] for r in rows)})")
+        raise EdgeclsError(
+            f"nothing was measured: every requested backend was skipped ({'; '.join(r['skipped'] for r in rows)})"
+        )
     if options.json_path:
         _write(result, measured, Path(options.json_path))
     return result
+
+
+def busy_notes(load: float | None, other_cores: float | None, cores: int) -> list[str]:
+    """Why this machine was too busy for fair ratios: a load above its cores before the bench, or other processes
+    keeping more than BUSY_OTHER_CORES of a core busy while it ran (work of ours then waits for a core)."""
+    reasons = []
+    if load is not None and load > cores:
+        reasons.append(f"1-minute load {load:g} on {cores} cores before it began")
+    if other_cores is not None and other_cores > BUSY_OTHER_CORES:
+        reasons.append(f"other processes kept {other_cores:.1f} of {cores} cores busy while it ran")
+    if not reasons:
+        return []
+    return [
+        f"the machine was busy ({'; '.join(reasons)}): every latency includes waiting for a core, so no ratios "
+        "are given; run it on a quiet machine"
+    ]
 
 
 def _add_ratios(rows: list[dict], has_baseline: bool = True, busy: bool = False) -> list[str]:
@@ -250,19 +308,26 @@ def _add_ratios(rows: list[dict], has_baseline: bool = True, busy: bool = False)
         return notes
     base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and "skipped" not in r), None)
     if not has_baseline:
-        return ["no PyTorch baseline: this bundle's source is a model edgecls did not train (an ONNX file or your own "
-                "module), so the bundle holds no model.pt and no ratios are given"]
+        return [
+            "no PyTorch baseline: this bundle's source is a model edgecls did not train (an ONNX file or your own "
+            "module), so the bundle holds no model.pt and no ratios are given"
+        ]
     if base is None:
         return ["no PyTorch FP32 row: no ratios"]
     for key in base["unstable"]:
-        notes.append(f"PyTorch FP32 {key} is unstable (p99 > {UNSTABLE_P99_OVER_P50:g}× p50, or hot p50 > "
-                     f"{SLOW_P50_OVER_MIN:g}× min): no ratios against it")
+        notes.append(
+            f"PyTorch FP32 {key} is unstable (p99 > {UNSTABLE_P99_OVER_P50:g}× p50, or hot p50 > "
+            f"{SLOW_P50_OVER_MIN:g}× min): no ratios against it"
+        )
     for r in rows:
         if "skipped" in r:
             continue
         r["speedup_vs_torch_fp32"] = {
             f"{mode}.{part}": base[mode][part]["p50"] / r[mode][part]["p50"]
-            for mode in MODES for part in PARTS if f"{mode}.{part}" not in base["unstable"]}
+            for mode in MODES
+            for part in PARTS
+            if f"{mode}.{part}" not in base["unstable"]
+        }
         r["throughput_vs_torch_fp32"] = r["throughput_ips"] / base["throughput_ips"]
     return notes
 
@@ -275,14 +340,29 @@ def _cpu_notes(rows: list[dict]) -> list[str]:
             continue
         cpu, latency = r["paced"]["cpu_ms_per_call"], r["paced"]["end_to_end_ms"]["p50"]
         if cpu > CPU_OVER_LATENCY * latency:
-            notes.append(f"{r['backend']} {r['precision']} spends {cpu:.1f} ms of CPU per paced frame, {cpu / latency:.0f}× its "
-                         f"{latency:.2f} ms latency: its threads spin between frames, taking cores from the robot's other work")
+            notes.append(
+                f"{r['backend']} {r['precision']} spends {cpu:.1f} ms of CPU per paced frame, {cpu / latency:.0f}× its "
+                f"{latency:.2f} ms latency: its threads spin between frames, taking cores from the robot's other work"
+            )
     return notes
 
 
-HEADER = ["backend", "precision", "threads", "top-1", "hot inference p50/p99 ms", "hot end-to-end p50/p99 ms",
-          "paced inference p50/p99 ms", "paced end-to-end p50/p99 ms", "paced CPU ms/frame", "× torch hot", "× torch paced",
-          "img/s", "MB", "unstable"]
+HEADER = [
+    "backend",
+    "precision",
+    "threads",
+    "top-1",
+    "hot inference p50/p99 ms",
+    "hot end-to-end p50/p99 ms",
+    "paced inference p50/p99 ms",
+    "paced end-to-end p50/p99 ms",
+    "paced CPU ms/frame",
+    "× torch hot",
+    "× torch paced",
+    "img/s",
+    "MB",
+    "unstable",
+]
 
 
 def _row_cells(r: dict) -> list[str]:
@@ -294,17 +374,31 @@ def _row_cells(r: dict) -> list[str]:
         return f"{value:.2f}×" if value is not None else "—"
 
     flavour = f" {r['flavour']}" if r["flavour"] and r["flavour"] != "fp16-io32" else ""
-    return [f"{r['backend']}/{r['device']}", r["precision"] + flavour, str(r["threads"] or "—"), f"{r['top1']:.2%}",
-            pair("hot", "inference_ms"), pair("hot", "end_to_end_ms"), pair("paced", "inference_ms"), pair("paced", "end_to_end_ms"),
-            f"{r['paced']['cpu_ms_per_call']:.2f}", ratio("hot.end_to_end_ms"), ratio("paced.end_to_end_ms"), f"{r['throughput_ips']:,.0f}",
-            f"{r['mb']:.2f}" if r["mb"] else "—", ", ".join(r["unstable"]) or "—"]
+    return [
+        f"{r['backend']}/{r['device']}",
+        r["precision"] + flavour,
+        str(r["threads"] or "—"),
+        f"{r['top1']:.2%}",
+        pair("hot", "inference_ms"),
+        pair("hot", "end_to_end_ms"),
+        pair("paced", "inference_ms"),
+        pair("paced", "end_to_end_ms"),
+        f"{r['paced']['cpu_ms_per_call']:.2f}",
+        ratio("hot.end_to_end_ms"),
+        ratio("paced.end_to_end_ms"),
+        f"{r['throughput_ips']:,.0f}",
+        f"{r['mb']:.2f}" if r["mb"] else "—",
+        ", ".join(r["unstable"]) or "—",
+    ]
 
 
 def _print(result: dict, measured: list[dict]) -> None:
     host = result["host"]
-    table = Table(title=f"bench {result['model']}: {result['dataset']} ({result['samples']} images); batch-1 latency from a "
-                        f"{result['frame_size']} frame, hot and paced every {result['pace_ms']:g} ms; img/s at batch "
-                        f"{result['throughput_batch']}; {host['cpu']}, {host['logical_cores']} cores")
+    table = Table(
+        title=f"bench {result['model']}: {result['dataset']} ({result['samples']} images); batch-1 latency from a "
+        f"{result['frame_size']} frame, hot and paced every {result['pace_ms']:g} ms; img/s at batch "
+        f"{result['throughput_batch']}; {host['cpu']}, {host['logical_cores']} cores"
+    )
     for col in HEADER:
         table.add_column(col)
     for r in measured:
@@ -322,12 +416,26 @@ def _write(result: dict, measured: list[dict], path: Path) -> None:
     lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in measured]
     atomic_write_bytes(path.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
     x = "paced end-to-end ms (dot p50, bar to p99; hollow: unstable)"
-    points = [{x: r["paced"]["end_to_end_ms"]["p50"], "p99": r["paced"]["end_to_end_ms"]["p99"], "top-1 (%)": 100 * r["top1"],
-               "name": f"{r['backend']} {r['precision']} {r['flavour'] or ''}".strip(), "unstable": bool(r["unstable"])}
-              for r in measured]
-    scatter(points, x, "top-1 (%)", "name", path.with_suffix(".png"),
-            f"{result['model']}: accuracy vs batch-1 latency from a {result['frame_size']} frame, paced every "
-            f"{result['pace_ms']:g} ms\n{result['host']['cpu']}, {result['host']['logical_cores']} cores", min_y_span=2.0,
-            x_high="p99")
+    points = [
+        {
+            x: r["paced"]["end_to_end_ms"]["p50"],
+            "p99": r["paced"]["end_to_end_ms"]["p99"],
+            "top-1 (%)": 100 * r["top1"],
+            "name": f"{r['backend']} {r['precision']} {r['flavour'] or ''}".strip(),
+            "unstable": bool(r["unstable"]),
+        }
+        for r in measured
+    ]
+    scatter(
+        points,
+        x,
+        "top-1 (%)",
+        "name",
+        path.with_suffix(".png"),
+        f"{result['model']}: accuracy vs batch-1 latency from a {result['frame_size']} frame, paced every "
+        f"{result['pace_ms']:g} ms\n{result['host']['cpu']}, {result['host']['logical_cores']} cores",
+        min_y_span=2.0,
+        x_high="p99",
+    )
     for suffix in (".json", ".md", ".png"):
         console.print(f"wrote {path.with_suffix(suffix)}")

@@ -9,22 +9,27 @@ import time
 from rich.console import Console
 
 console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
-LOG_EVERY_S = 30.0
+LOG_EVERY_S = 10.0
 
 
 def progress(items, description: str, total: int | None = None):
     """`items`, with a progress bar and time left on a terminal (transient: it leaves no trace). Outside one (nohup,
-    `| tee`, systemd, CI) a bar draws nothing, so a line with the count, elapsed and remaining time is logged every
-    LOG_EVERY_S seconds and once at the end: long work is never silent."""
+    `| tee`, systemd, CI) a bar draws nothing, so a line with the count, elapsed and remaining time is logged after
+    the first item (the rate is known from then on), every LOG_EVERY_S seconds and at the end: long work is never
+    silent."""
     if not console.is_terminal:
         yield from _logged(items, description, total)
         return
+    with progress_bar() as bar:
+        yield from bar.track(items, total=total, description=description)
+
+
+def progress_bar(disable: bool = False):
+    """The terminal's progress bar: description, bar, count and time left; transient, so it leaves no trace."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
-    with bar:
-        yield from bar.track(items, total=total, description=description)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(*columns, console=console, transient=True, disable=disable)
 
 
 def _logged(items, description: str, total: int | None):
@@ -35,7 +40,7 @@ def _logged(items, description: str, total: int | None):
         yield item
         done += 1
         now = time.monotonic()
-        if now - last >= LOG_EVERY_S:
+        if done == 1 or now - last >= LOG_EVERY_S:
             last = now
             console.print(f"{description}: {_status(done, total, now - started)}", soft_wrap=True)
     if done:

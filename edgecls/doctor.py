@@ -1,4 +1,5 @@
-"""`edgecls doctor BUNDLE`: on the target itself, what is installed and whether every backend gives the bundle's answers.
+"""`edgecls doctor BUNDLE`: on the target itself, what is installed and whether every backend gives the bundle's
+answers.
 
 The bundle carries a labelled sample of test images (`sample.npz`), so no dataset is needed on a robot. Each
 backend × precision this machine can run classifies the sample through the runtime's own preprocessing and is
@@ -37,14 +38,21 @@ MIN_ATOL = {"fp32": 1e-3, "fp16": 5e-2, "int8": 5e-2}  # |Δ logit| of an engine
 def load_sample(bundle: Bundle) -> tuple[np.ndarray, np.ndarray]:
     entry = next((f for f in bundle.files() if f.name == SAMPLE), None)
     if entry is None:
-        raise BundleError(f"{bundle.root} carries no labelled sample ({SAMPLE}); re-export it with a dataset "
-                          "(edgecls export ... --data-dir DIR) to get one")
+        raise BundleError(
+            f"{bundle.root} carries no labelled sample ({SAMPLE}); re-export it with a dataset "
+            "(edgecls export ... --data-dir DIR) to get one"
+        )
     with np.load(io.BytesIO(bundle.read_verified(entry)), allow_pickle=False) as data:
         return data["images"], data["labels"]
 
 
 ONNXRUNTIME_DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
-OPENCV_DISTRIBUTIONS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+OPENCV_DISTRIBUTIONS = (
+    "opencv-python",
+    "opencv-python-headless",
+    "opencv-contrib-python",
+    "opencv-contrib-python-headless",
+)
 
 
 def environment() -> dict:
@@ -52,8 +60,12 @@ def environment() -> dict:
 
     from edgecls.runtime.video_uri import openable_sources, opencv_video_io
 
-    env = {**host_info(), "onnxruntime_providers": onnxruntime.get_available_providers(),
-           "cameras": sorted(glob.glob("/dev/video*")), "cuda_api": installed_cuda_api()}
+    env = {
+        **host_info(),
+        "onnxruntime_providers": onnxruntime.get_available_providers(),
+        "cameras": sorted(glob.glob("/dev/video*")),
+        "cuda_api": installed_cuda_api(),
+    }
     devices, problem = cuda_device_count()
     env["cuda_devices"], env["cuda_problem"] = devices, problem
     env["tensorrt"] = _tensorrt_version()
@@ -79,13 +91,17 @@ def install_warnings(env: dict) -> list[str]:
     """Installs that work until they don't: two ONNX Runtime builds over one module, a pip OpenCV hiding JetPack's."""
     warnings = []
     if len(env["onnxruntime_packages"]) > 1:
-        warnings.append(f"{' and '.join(env['onnxruntime_packages'])} are both installed; they share the `onnxruntime` "
-                        "module and whichever was installed last wins (the GPU providers vanish if it was the CPU one). "
-                        "pip uninstall all of them, then install the one this machine needs")
+        warnings.append(
+            f"{' and '.join(env['onnxruntime_packages'])} are both installed; they share the `onnxruntime` "
+            "module and whichever was installed last wins (the GPU providers vanish if it was the CPU one). "
+            "pip uninstall all of them, then install the one this machine needs"
+        )
     if env["jetson"] and not env["video_io"]["gstreamer"]:
-        warnings.append(f"this Jetson's OpenCV ({', '.join(env['opencv_packages']) or env['video_io']['module']}) has no "
-                        "GStreamer, so csi:// cameras cannot open: pip uninstall the OpenCV wheel and use JetPack's "
-                        "(venv --system-site-packages)")
+        warnings.append(
+            f"this Jetson's OpenCV ({', '.join(env['opencv_packages']) or env['video_io']['module']}) has no "
+            "GStreamer, so csi:// cameras cannot open: pip uninstall the OpenCV wheel and use JetPack's "
+            "(venv --system-site-packages)"
+        )
     return warnings
 
 
@@ -102,14 +118,20 @@ def _candidates(bundle: Bundle, env: dict) -> list[tuple[str, str, str, str | No
     precisions = [p for p in ("fp32", "fp16", "int8") if bundle.find("onnx", p) is not None]
     rows = [("onnxruntime", "cpu", p, None) for p in precisions]
     cuda_ep = "CUDAExecutionProvider" in env["onnxruntime_providers"]
-    rows += [("onnxruntime", "cuda", p, None if cuda_ep else "onnxruntime has no CUDAExecutionProvider here")
-             for p in precisions if p != "int8"]
+    rows += [
+        ("onnxruntime", "cuda", p, None if cuda_ep else "onnxruntime has no CUDAExecutionProvider here")
+        for p in precisions
+        if p != "int8"
+    ]
     why = tensorrt_unavailable()
     if why == "TensorRT is not installed":
         why += " (Jetson: JetPack; desktop: pip install 'edgecls[tensorrt-cu12]')"
     rows += [("tensorrt", "cuda:0", p, why) for p in precisions]
-    torch_why = (None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)") \
-        if bundle.find("pytorch", "fp32") else "no model.pt: the source is a model edgecls did not train"
+    torch_why = (
+        (None if importlib.util.find_spec("torch") else "torch is not installed (a runtime-only install)")
+        if bundle.find("pytorch", "fp32")
+        else "no model.pt: the source is a model edgecls did not train"
+    )
     rows.append(("torch", "cpu", "fp32", torch_why))
     return rows
 
@@ -133,7 +155,7 @@ def run_doctor(bundle_dir: str | os.PathLike, iterations: int = 100) -> dict:
     reference = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
     x = reference.preprocessor.batch_from_images(images)
     ref_logits = reference.infer(x)
-    export_top1 = (bundle.manifest.get("accuracy") or {}).get("sample", {}).get("files", {}).get("model.onnx", {}).get("top1")
+    export_top1 = (bundle.manifest.accuracy or {}).get("sample", {}).get("files", {}).get("model.onnx", {}).get("top1")
     rows = []
     for backend, device, precision, why in _candidates(bundle, env):
         row = {"backend": backend, "device": device, "precision": precision}
@@ -147,35 +169,58 @@ def run_doctor(bundle_dir: str | os.PathLike, iterations: int = 100) -> dict:
             rows.append({**row, "status": "FAIL", "why": f"{type(exc).__name__}: {exc}"})
             continue
         agreement = float(np.mean(logits.argmax(1) == ref_logits.argmax(1)))
-        row.update(top1=float(np.mean(logits.argmax(1) == labels)), agreement=agreement,
-                   max_abs_diff=float(np.abs(logits - ref_logits).max()), batch1_ms=_batch1_ms(clf, x, iterations),
-                   detail=clf.info.detail)
+        row.update(
+            top1=float(np.mean(logits.argmax(1) == labels)),
+            agreement=agreement,
+            max_abs_diff=float(np.abs(logits - ref_logits).max()),
+            batch1_ms=_batch1_ms(clf, x, iterations),
+            detail=clf.info.detail,
+        )
         graph = clf.backend.source_graph if backend == "tensorrt" else clf.info.file
         row["bounds"] = limit = bounds(bundle, graph, precision)
         row["status"] = "ok" if agreement >= limit["agreement"] else "FAIL"
         if row["status"] == "FAIL":
-            row["why"] = (f"agrees with ONNX Runtime FP32 on {agreement:.1%} of the sample, below {limit['agreement']:.1%} "
-                          f"({limit['from']})")
+            row["why"] = (
+                f"agrees with ONNX Runtime FP32 on {agreement:.1%} of the sample, below {limit['agreement']:.1%} "
+                f"({limit['from']})"
+            )
         if backend == "tensorrt":
             row["polygraphy"] = polygraphy_check(clf.backend.engine_path, bundle.root / graph, x[:32], limit["atol"])
             if not row["polygraphy"]["passed"]:
-                row["status"], row["why"] = "FAIL", (f"Polygraphy: the engine and ONNX Runtime running {graph} differ by more "
-                                                     f"than {limit['atol']:.3g} ({limit['from']})")
+                row["status"], row["why"] = (
+                    "FAIL",
+                    (
+                        f"Polygraphy: the engine and ONNX Runtime running {graph} differ by more "
+                        f"than {limit['atol']:.3g} ({limit['from']})"
+                    ),
+                )
         rows.append(row)
     reference_row = rows[0]
     reproduced = export_top1 is None or abs(reference_row.get("top1", -1) - export_top1) < 1e-9
     failed = [r for r in rows if r["status"] == "FAIL"]
     ran = [r for r in rows if r["status"] == "ok"]
     if failed or not reproduced:
-        verdict = (f"FAIL: {len(failed)} of {len(ran) + len(failed)} rows disagree with ONNX Runtime FP32"
-                   + ("" if reproduced else f"; ONNX Runtime FP32 scores {reference_row.get('top1', 0):.2%} on the sample "
-                                             f"here but {export_top1:.2%} where the bundle was exported"))
+        verdict = f"FAIL: {len(failed)} of {len(ran) + len(failed)} rows disagree with ONNX Runtime FP32" + (
+            ""
+            if reproduced
+            else f"; ONNX Runtime FP32 scores {reference_row.get('top1', 0):.2%} on the sample "
+            f"here but {export_top1:.2%} where the bundle was exported"
+        )
     else:
-        verdict = (f"OK: {len(ran)} backend/precision rows agree with ONNX Runtime FP32 on the bundle's {len(labels)} images"
-                   f"; {len(rows) - len(ran)} could not run here")
-    return {"schema": "edgecls.doctor/1", "bundle": str(Path(bundle_dir)), "model": bundle.manifest["model"],
-            "environment": env, "sample": {"images": int(len(labels)), "export_top1_fp32": export_top1},
-            "rows": rows, "verdict": verdict, "ok": not failed and reproduced}
+        verdict = (
+            f"OK: {len(ran)} backend/precision rows agree with ONNX Runtime FP32 on the bundle's {len(labels)} images"
+            f"; {len(rows) - len(ran)} could not run here"
+        )
+    return {
+        "schema": "edgecls.doctor/1",
+        "bundle": str(Path(bundle_dir)),
+        "model": bundle.manifest.model,
+        "environment": env,
+        "sample": {"images": int(len(labels)), "export_top1_fp32": export_top1},
+        "rows": rows,
+        "verdict": verdict,
+        "ok": not failed and reproduced,
+    }
 
 
 def bounds(bundle: Bundle, graph: str, precision: str) -> dict:
@@ -183,15 +228,20 @@ def bounds(bundle: Bundle, graph: str, precision: str) -> dict:
     with FP32 at most AGREEMENT_MARGIN below the graph's own, and (engines) |Δ logit| against the graph they were
     built from no larger than the graph's own distance from FP32. An INT8 graph is up to ~0.9 logits from FP32 by
     design; holding its engine to a fixed 0.5 against FP32 failed correct engines."""
-    recorded = ((bundle.manifest.get("accuracy") or {}).get("sample") or {}).get("files", {}).get(graph, {})
+    recorded = ((bundle.manifest.accuracy or {}).get("sample") or {}).get("files", {}).get(graph, {})
     if "agreement_with_fp32" not in recorded:
-        return {"agreement": MIN_AGREEMENT[precision], "atol": FIXED_ATOL[precision],
-                "from": "fixed bounds (the bundle records no per-graph agreement: re-export it for measured ones)"}
+        return {
+            "agreement": MIN_AGREEMENT[precision],
+            "atol": FIXED_ATOL[precision],
+            "from": "fixed bounds (the bundle records no per-graph agreement: re-export it for measured ones)",
+        }
     scale = recorded["max_abs_diff_vs_fp32"] * (2 if precision == "fp16" else 1)
-    return {"agreement": max(0.0, recorded["agreement_with_fp32"] - AGREEMENT_MARGIN),
-            "atol": max(MIN_ATOL[precision], scale),
-            "from": f"export's measurement of {graph} on this sample (agreement {recorded['agreement_with_fp32']:.1%}, "
-                    f"max |Δ logit| {recorded['max_abs_diff_vs_fp32']:.3g} vs FP32)"}
+    return {
+        "agreement": max(0.0, recorded["agreement_with_fp32"] - AGREEMENT_MARGIN),
+        "atol": max(MIN_ATOL[precision], scale),
+        "from": f"export's measurement of {graph} on this sample (agreement {recorded['agreement_with_fp32']:.1%}, "
+        f"max |Δ logit| {recorded['max_abs_diff_vs_fp32']:.3g} vs FP32)",
+    }
 
 
 def polygraphy_check(engine_path: Path, onnx_path: Path, batch: np.ndarray, atol: float) -> dict:

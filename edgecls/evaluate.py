@@ -15,7 +15,7 @@ import numpy as np
 from edgecls.console import progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
-from edgecls.imaging import POLICY
+from edgecls.imaging import ImageInput, Policy
 from edgecls.metrics import classification_report
 from edgecls.plots import confusion_matrix_png, example_grid
 from edgecls.runtime.preprocess import Preprocessor
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from edgecls.data.transforms import Normalization
+    from edgecls.imaging import Normalization
 
 
 def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -41,14 +41,19 @@ def tta_logits(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return 0.5 * mirrored(x) + 0.5 * shifted
 
 
-def predict_scores(model: nn.Module, data: ImageSet, normalization: Normalization, batch_size: int = 512,
-                   device: str | torch.device = "cpu", tta: bool = False) -> np.ndarray:
+def predict_scores(
+    model: nn.Module,
+    data: ImageSet,
+    normalization: Normalization,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    tta: bool = False,
+) -> np.ndarray:
     """Scores through the runtime's own preprocessing (`Preprocessor`), as the deployed graph will see the images."""
     import torch
 
     model = model.to(device).eval()
-    prep = Preprocessor({"size": data.input_size, "channels": data.in_channels, "color": "rgb"},
-                        {**POLICY, "normalization": normalization.to_dict()})
+    prep = Preprocessor(ImageInput(data.input_size, data.in_channels), Policy(normalization))
     forward = (lambda x: tta_logits(model, x)) if tta else model
     batches = progress(prep.batches(data.images, batch_size), f"evaluating on {data.name}", -(-len(data) // batch_size))
     with torch.no_grad():
@@ -70,8 +75,10 @@ def report_title(report: dict, data: ImageSet) -> str:
     """What the picture shows: model, engine and precision, views, data and the score."""
     engine = " ".join(str(report[k]) for k in ("backend", "precision") if report.get(k))
     views = ", 6-view TTA" if report.get("tta") else ""
-    return (f"{report.get('model', 'model')} ({engine or 'PyTorch'}{views}) on {data.name}, {len(data):,} images: "
-            f"top-1 {report['top1']:.2%}")
+    return (
+        f"{report.get('model', 'model')} ({engine or 'PyTorch'}{views}) on {data.name}, {len(data):,} images: "
+        f"top-1 {report['top1']:.2%}"
+    )
 
 
 SCHEMA = "edgecls.eval/1"
@@ -83,14 +90,30 @@ def report_header(model: str, source: str, backend: str, precision: str, data: I
 
     from edgecls.runtime.host import host_info
 
-    return {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "model": model,
-            "source": source, "backend": backend, "precision": precision, "dataset": data.name, "samples": len(data),
-            "preprocessing": "the runtime's Preprocessor (centre square, area reduction, normalization)", **extra,
-            "host": host_info()}
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": model,
+        "source": source,
+        "backend": backend,
+        "precision": precision,
+        "dataset": data.name,
+        "samples": len(data),
+        "preprocessing": "the runtime's Preprocessor (centre square, area reduction, normalization)",
+        **extra,
+        "host": host_info(),
+    }
 
 
-def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalization, device: str = "cpu",
-                   out_json: str | os.PathLike | None = None, tta: bool = False, header: dict | None = None) -> dict:
+def evaluate_model(
+    model: nn.Module,
+    data: ImageSet,
+    normalization: Normalization,
+    device: str = "cpu",
+    out_json: str | os.PathLike | None = None,
+    tta: bool = False,
+    header: dict | None = None,
+) -> dict:
     scores = predict_scores(model, data, normalization, device=device, tta=tta)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes), "tta": tta}
     if out_json:
@@ -98,11 +121,19 @@ def evaluate_model(model: nn.Module, data: ImageSet, normalization: Normalizatio
     return report
 
 
-def evaluate_classifier(classifier, data: ImageSet, batch_size: int = 500, out_json: str | os.PathLike | None = None,
-                        header: dict | None = None) -> dict:
+def evaluate_classifier(
+    classifier,
+    data: ImageSet,
+    batch_size: int = 500,
+    out_json: str | os.PathLike | None = None,
+    header: dict | None = None,
+) -> dict:
     """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch."""
-    batches = progress(classifier.preprocessor.batches(data.images, batch_size), f"evaluating on {data.name}",
-                       -(-len(data) // batch_size))
+    batches = progress(
+        classifier.preprocessor.batches(data.images, batch_size),
+        f"evaluating on {data.name}",
+        -(-len(data) // batch_size),
+    )
     scores = np.concatenate([classifier.infer(batch) for batch in batches])
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
     if out_json:

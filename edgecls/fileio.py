@@ -169,8 +169,9 @@ def _exclusive(final: Path) -> Iterator[None]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise BusyError(f"another edgecls process (pid {holder}) is writing {final}; wait for it to finish, or "
-                            "write elsewhere") from None
+            raise BusyError(
+                f"another edgecls process (pid {holder}) is writing {final}; wait for it to finish, or write elsewhere"
+            ) from None
         try:
             if os.stat(path).st_ino == os.fstat(fd).st_ino:
                 break

@@ -1,4 +1,5 @@
-"""`edgecls doctor BUNDLE --first-run`: the checks a first Jetson or GPU desktop runs, in one command, with a report to send back.
+"""`edgecls doctor BUNDLE --first-run`: the checks a first Jetson or GPU desktop runs, in one command, with a report
+to send back.
 
 The GPU half of edgecls was written against NVIDIA's documentation and tested with fakes; the first real machine is
 its first tester. Each check prints PASS, FAIL, WARN or SKIP (with the reason), and the JSON report holds every
@@ -35,9 +36,18 @@ class Check:
 
 
 def check_environment(env: dict) -> Check:
-    versions = {k: env["versions"].get(k) for k in ("python", "numpy", "onnxruntime", "opencv", "tensorrt") if k in env["versions"]}
-    data = {"versions": versions, "onnxruntime_packages": env["onnxruntime_packages"], "opencv_packages": env["opencv_packages"],
-            "cuda_api": env["cuda_api"], "jetson": env["jetson"]}
+    versions = {
+        k: env["versions"].get(k)
+        for k in ("python", "numpy", "onnxruntime", "opencv", "tensorrt")
+        if k in env["versions"]
+    }
+    data = {
+        "versions": versions,
+        "onnxruntime_packages": env["onnxruntime_packages"],
+        "opencv_packages": env["opencv_packages"],
+        "cuda_api": env["cuda_api"],
+        "jetson": env["jetson"],
+    }
     problems = list(env["warnings"])
     numpy_major = int(str(np.__version__).split(".")[0])
     for module in ("cv2", "tensorrt"):
@@ -49,10 +59,17 @@ def check_environment(env: dict) -> Check:
             hint = " (a JetPack module built against numpy 1.x: pip install 'numpy<2')" if numpy_major >= 2 else ""
             return Check("environment", "FAIL", f"import {module} fails: {exc}{hint}", data)
     if env["jetson"] and numpy_major >= 2:
-        problems.append("numpy 2 beside JetPack's python3 modules: they imported, but if one fails later, pip install 'numpy<2'")
+        problems.append(
+            "numpy 2 beside JetPack's python3 modules: they imported, but if one fails later, pip install 'numpy<2'"
+        )
     status = "WARN" if problems else "PASS"
-    return Check("environment", status, "; ".join(problems) or
-                 f"numpy {np.__version__}, {', '.join(env['onnxruntime_packages'])}, CUDA API {env['cuda_api'] or 'none'}", data)
+    return Check(
+        "environment",
+        status,
+        "; ".join(problems)
+        or f"numpy {np.__version__}, {', '.join(env['onnxruntime_packages'])}, CUDA API {env['cuda_api'] or 'none'}",
+        data,
+    )
 
 
 def check_gpu(env: dict) -> Check:
@@ -61,16 +78,24 @@ def check_gpu(env: dict) -> Check:
     from edgecls.runtime.engines import gpu_identity
 
     identity = gpu_identity(0)
-    return Check("gpu", "PASS", f"{identity['gpu']} sm_{identity['compute_capability']}, {identity['sm_count']} SMs, "
-                                f"{identity['memory_mib']} MiB", identity)
+    return Check(
+        "gpu",
+        "PASS",
+        f"{identity['gpu']} sm_{identity['compute_capability']}, {identity['sm_count']} SMs, "
+        f"{identity['memory_mib']} MiB",
+        identity,
+    )
 
 
 def check_cameras(env: dict) -> Check:
     sources = env["video_sources"]
     problems = [w for w in env["warnings"] if "csi://" in w]
-    return Check("camera sources", "WARN" if problems else "PASS",
-                 "; ".join(problems) or "; ".join(f"{k} {v.split(':')[0].split(' (')[0]}" for k, v in sources.items()),
-                 {"opencv": env["video_io"], "sources": sources, "devices": env["cameras"]})
+    return Check(
+        "camera sources",
+        "WARN" if problems else "PASS",
+        "; ".join(problems) or "; ".join(f"{k} {v.split(':')[0].split(' (')[0]}" for k, v in sources.items()),
+        {"opencv": env["video_io"], "sources": sources, "devices": env["cameras"]},
+    )
 
 
 def check_doctor(bundle_dir: Path) -> list[Check]:
@@ -81,14 +106,20 @@ def check_doctor(bundle_dir: Path) -> list[Check]:
     for row in report["rows"]:
         name = f"sample {row['backend']}/{row['device']} {row['precision']}"
         status = {"ok": "PASS", "FAIL": "FAIL"}.get(row["status"], "SKIP")
-        detail = (f"top-1 {row['top1']:.2%}, agrees with FP32 on {row['agreement']:.1%} (≥ {row['bounds']['agreement']:.1%}), "
-                  f"max |Δ logit| {row['max_abs_diff']:.3g}, batch-1 {row['batch1_ms']:.3f} ms" if "top1" in row else "")
+        detail = (
+            f"top-1 {row['top1']:.2%}, agrees with FP32 on {row['agreement']:.1%} (≥ "
+            f"{row['bounds']['agreement']:.1%}), "
+            f"max |Δ logit| {row['max_abs_diff']:.3g}, batch-1 {row['batch1_ms']:.3f} ms"
+            if "top1" in row
+            else ""
+        )
         checks.append(Check(name, status, row.get("why") or detail, row))
     return checks
 
 
 def runnable(bundle: Bundle, env: dict) -> list[tuple[str, str, str]]:
-    """(backend, device, precision) of every bundle graph this machine can run: doctor's candidates that can run here."""
+    """(backend, device, precision) of every bundle graph this machine can run: doctor's candidates that can run
+    here."""
     from edgecls.doctor import _candidates
 
     return [(b, d, p) for b, d, p, why in _candidates(bundle, env) if why is None and b != "torch"]
@@ -109,10 +140,17 @@ def check_batches(bundle_dir: Path, x: np.ndarray, combos: list[tuple[str, str, 
             checks.append(Check(name, "FAIL", f"{type(exc).__name__}: {exc}"))
             continue
         bad = {n: d for n, d in worst.items() if d > BATCH_ATOL[precision]}
-        checks.append(Check(name, "FAIL" if bad else "PASS",
-                            f"batches {', '.join(map(str, bad))} differ from batch-1 answers (max |Δ| {max(bad.values()):.3g})"
-                            if bad else f"batches {', '.join(map(str, BATCH_SIZES))} equal batch-1 answers "
-                                        f"(max |Δ| {max(worst.values()):.2g} ≤ {BATCH_ATOL[precision]:g})", {"max_abs_diff": worst}))
+        checks.append(
+            Check(
+                name,
+                "FAIL" if bad else "PASS",
+                f"batches {', '.join(map(str, bad))} differ from batch-1 answers (max |Δ| {max(bad.values()):.3g})"
+                if bad
+                else f"batches {', '.join(map(str, BATCH_SIZES))} equal batch-1 answers "
+                f"(max |Δ| {max(worst.values()):.2g} ≤ {BATCH_ATOL[precision]:g})",
+                {"max_abs_diff": worst},
+            )
+        )
     return checks
 
 
@@ -126,8 +164,13 @@ def check_threads(bundle_dir: Path, x: np.ndarray, combos: list[tuple[str, str, 
             sequential = [clf.infer(x[i : i + 1]) for i in range(len(x))]
             results = _in_two_threads(lambda: [clf.infer(x[i : i + 1]) for i in range(len(x))])  # noqa: B023 (joined here)
         same = all(np.array_equal(a, b) for result in results for a, b in zip(result, sequential, strict=True))
-        checks.append(Check(f"threads {backend} {precision}", "PASS" if same else "FAIL",
-                            f"two threads × {len(x)} calls {'equal' if same else 'differ from'} sequential answers"))
+        checks.append(
+            Check(
+                f"threads {backend} {precision}",
+                "PASS" if same else "FAIL",
+                f"two threads × {len(x)} calls {'equal' if same else 'differ from'} sequential answers",
+            )
+        )
     return checks
 
 
@@ -178,8 +221,10 @@ def check_engines(bundle_dir: Path) -> list[Check]:
             engine_path = Path(tmp) / built["file"]
             data = engine_path.read_bytes()
             engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
-            io = {engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
-                  for i in range(engine.num_io_tensors)}
+            io = {
+                engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
+                for i in range(engine.num_io_tensors)
+            }
             profile = [list(s) for s in engine.get_tensor_profile_shape("input", 0)]
             refused = []
             expected = {k: v for k, v in read_sidecar(engine_path).items()}
@@ -193,10 +238,15 @@ def check_engines(bundle_dir: Path) -> list[Check]:
             except EngineMismatchError:
                 refused.append("engine hash")
         ok = profile[0][0] == 1 and profile[2][0] == built["max_batch"] and len(refused) == 3
-        checks.append(Check(name, "PASS" if ok else "FAIL",
-                            f"built in {times[0]:.1f} s, again in {times[1]:.1f} s (timing cache), mode {built['mode']}, "
-                            f"tf32 {built['tf32']}, I/O {io}, profile {profile}, sidecar refuses {', '.join(refused)}",
-                            {"build_s": times, "io": io, "profile": profile, "sidecar": built}))
+        checks.append(
+            Check(
+                name,
+                "PASS" if ok else "FAIL",
+                f"built in {times[0]:.1f} s, again in {times[1]:.1f} s (timing cache), mode {built['mode']}, "
+                f"tf32 {built['tf32']}, I/O {io}, profile {profile}, sidecar refuses {', '.join(refused)}",
+                {"build_s": times, "io": io, "profile": profile, "sidecar": built},
+            )
+        )
     cuda = open_cuda(0)
 
     def load_run_close() -> None:
@@ -210,9 +260,14 @@ def check_engines(bundle_dir: Path) -> list[Check]:
     with cuda.active():
         free_after, _ = cuda.memory_info()
     lost = (free_before - free_after) >> 20
-    checks.append(Check("engine memory", "PASS" if lost <= MEMORY_SLACK_MIB else "FAIL",
-                        f"{lost} MiB of {total >> 20} not returned after close() (≤ {MEMORY_SLACK_MIB} expected)",
-                        {"free_before": free_before, "free_after": free_after}))
+    checks.append(
+        Check(
+            "engine memory",
+            "PASS" if lost <= MEMORY_SLACK_MIB else "FAIL",
+            f"{lost} MiB of {total >> 20} not returned after close() (≤ {MEMORY_SLACK_MIB} expected)",
+            {"free_before": free_before, "free_after": free_after},
+        )
+    )
     return checks
 
 
@@ -234,8 +289,11 @@ def check_ort_tensorrt(bundle_dir: Path, x: np.ndarray) -> Check:
     except EdgeclsError as exc:
         return Check("onnxruntime tensorrt", "FAIL", str(exc))
     ok = backend.providers[0] == "TensorrtExecutionProvider" and len(set(counts)) == 1
-    return Check("onnxruntime tensorrt", "PASS" if ok else "FAIL",
-                 f"providers {list(backend.providers)}; engines in its cache after batches 1, 7, 64, 1: {counts}")
+    return Check(
+        "onnxruntime tensorrt",
+        "PASS" if ok else "FAIL",
+        f"providers {list(backend.providers)}; engines in its cache after batches 1, 7, 64, 1: {counts}",
+    )
 
 
 def check_cuda_adapters() -> list[Check]:
@@ -261,11 +319,21 @@ def check_cuda_adapters() -> list[Check]:
                     cuda.free_pinned(array)
                 cuda.destroy_stream(stream)
         except Exception as exc:  # no driver or device: the adapter's own error types
-            checks.append(Check(f"cuda adapter {name}", "SKIP" if "device" in str(exc).lower() or "driver" in str(exc).lower()
-                                else "FAIL", f"{type(exc).__name__}: {exc}"))
+            checks.append(
+                Check(
+                    f"cuda adapter {name}",
+                    "SKIP" if "device" in str(exc).lower() or "driver" in str(exc).lower() else "FAIL",
+                    f"{type(exc).__name__}: {exc}",
+                )
+            )
             continue
-        checks.append(Check(f"cuda adapter {name}", "PASS" if same else "FAIL",
-                            f"{cuda.identity()['gpu']}: host → device → host round trip {'exact' if same else 'WRONG'}"))
+        checks.append(
+            Check(
+                f"cuda adapter {name}",
+                "PASS" if same else "FAIL",
+                f"{cuda.identity()['gpu']}: host → device → host round trip {'exact' if same else 'WRONG'}",
+            )
+        )
     return checks
 
 
@@ -299,5 +367,12 @@ def run_first_run(bundle_dir: str | Path, progress: Callable[[Check], None] | No
     add(check_ort_tensorrt(bundle_dir, x))
     add(check_cuda_adapters())
     counts = {s: sum(c.status == s for c in checks) for s in ("PASS", "FAIL", "WARN", "SKIP")}
-    return {"schema": "edgecls.first-run/1", "bundle": str(bundle_dir), "model": bundle.manifest["model"], "counts": counts,
-            "ok": counts["FAIL"] == 0, "environment": env, "checks": [asdict(c) for c in checks]}
+    return {
+        "schema": "edgecls.first-run/1",
+        "bundle": str(bundle_dir),
+        "model": bundle.manifest.model,
+        "counts": counts,
+        "ok": counts["FAIL"] == 0,
+        "environment": env,
+        "checks": [asdict(c) for c in checks],
+    }

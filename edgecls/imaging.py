@@ -21,19 +21,88 @@ columns are all read, so the result stays within a grey level or two of the full
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
 import cv2
 import numpy as np
 
-from edgecls.errors import InputError
+from edgecls.errors import ConfigError, InputError
+from edgecls.jsonrecord import choices, doc, read_record, to_json
+from edgecls.names import COLORS, NORMALIZATIONS
 
 MIN_ROWS_PER_OUTPUT = 5
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-COLORS = ("bgr", "rgb")
 CROPS = ("center",)
 RESIZES = ("area",)
-POLICY = {"crop": "center", "resize": "area"}
 # torchvision's convention (pixels scaled to 0–1) for ImageNet; a bundle records them × 255
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """What a model takes: size×size pixels with 1 or 3 channels, a 3-channel input in `color` order."""
+
+    size: int = field(metadata=doc("side of the square input, pixels"))
+    channels: int = field(metadata=choices((1, 3)))
+    color: str = field(default="rgb", metadata=choices(COLORS, "channel order of a 3-channel input"))
+
+
+class ModelImage(Protocol):
+    """The image a model takes: an `ImageInput`, or the manifest's `InputSpec` (which adds the graph's names)."""
+
+    size: int
+    channels: int
+    color: str
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel `(pixel - mean) / std`, with mean and std in pixel units (0–255)."""
+
+    kind: str = field(metadata=doc("how mean and std were chosen: zscore, minmax (fitted), imagenet or given"))
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: np.ndarray, kind: str = "zscore") -> Normalization:
+        if kind not in NORMALIZATIONS:
+            raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
+        channels = images.shape[-1]
+        if kind == "minmax":
+            return cls(kind, (0.0,) * channels, (255.0,) * channels)
+        flat = images.reshape(-1, channels)
+        sample = flat[:: max(1, len(flat) // 2_000_000)].astype(np.float64)
+        return cls(kind, tuple(float(v) for v in sample.mean(0)), tuple(float(v) for v in sample.std(0)))
+
+    def to_dict(self) -> dict:
+        return to_json(self)
+
+    @classmethod
+    def from_dict(cls, record: dict) -> Normalization:
+        return read_record(cls, record, ValueError, "normalization")
+
+    def apply(self, batch_uint8: Any) -> Any:
+        """N×C×H×W uint8 torch tensor → normalized float32 (by the tensor's own methods: no torch import here)."""
+        x = batch_uint8.float()
+        mean = x.new_tensor(self.mean).view(1, -1, 1, 1)
+        inv_std = 1.0 / x.new_tensor(self.std).view(1, -1, 1, 1)
+        return (x - mean) * inv_std
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How an image reaches the model after it is sized: the centre crop (`crop_fraction` of the short side), area
+    reduction and normalization. Recorded in checkpoints and in the manifest's `preprocess` section."""
+
+    normalization: Normalization
+    crop: str = field(default="center", metadata=choices(CROPS))
+    resize: str = field(default="area", metadata=choices(RESIZES))
+    crop_fraction: float = field(default=1.0, metadata=doc("centred fraction of the short side the model sees"))
+
+    def geometry(self) -> dict:
+        """The crop and reduction without the normalization: a checkpoint's `preprocess` entry."""
+        return {"crop": self.crop, "resize": self.resize, "crop_fraction": self.crop_fraction}
 
 
 def center_box(height: int, width: int, crop_fraction: float = 1.0) -> tuple[int, int, int]:
@@ -73,11 +142,6 @@ def area_resize(image: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(image, (size, size), interpolation=interpolation)
 
 
-def checkpoint_policy(ckpt: dict) -> dict:
-    """A checkpoint's crop/resize policy and normalization: the manifest's `preprocess` section."""
-    return {**ckpt.get("preprocess", POLICY), "normalization": ckpt["normalization"]}
-
-
 def fit_image(image: np.ndarray, size: int, crop_fraction: float = 1.0) -> np.ndarray:
     """Any-sized image → size×size by the policy's crop and reduction (what the runtime does to a frame)."""
     return area_resize(center_square(image, crop_fraction), size)
@@ -110,13 +174,18 @@ def check_frame(frame) -> np.ndarray:
     if frame.dtype != np.uint8:
         if frame.dtype.kind == "f" and not np.isfinite(frame).all():
             raise InputError("frame contains NaN or infinite values; pass uint8 pixels (0–255)")
-        raise InputError(f"frame dtype must be uint8 (0–255 pixels), got {frame.dtype}; convert with "
-                         "np.clip(frame, 0, 255).astype(np.uint8) if it holds pixel values")
+        raise InputError(
+            f"frame dtype must be uint8 (0–255 pixels), got {frame.dtype}; convert with "
+            "np.clip(frame, 0, 255).astype(np.uint8) if it holds pixel values"
+        )
     return frame
 
 
-def fit_to_input(image: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0, color: str = "rgb") -> np.ndarray:
-    """Any image → size×size×channels uint8 by the policy's crop, reduction and channel conversion (colour order kept)."""
+def fit_to_input(
+    image: np.ndarray, size: int, channels: int, crop_fraction: float = 1.0, color: str = "rgb"
+) -> np.ndarray:
+    """Any image → size×size×channels uint8 by the policy's crop, reduction and channel conversion (colour order
+    kept)."""
     return convert_channels(fit_image(image, size, crop_fraction), channels, color).reshape(size, size, channels)
 
 

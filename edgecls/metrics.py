@@ -11,7 +11,9 @@ import numpy as np
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
 
 
 def topk_accuracy(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
@@ -40,8 +42,14 @@ def classification_report(y_true: np.ndarray, scores: np.ndarray, classes: tuple
     specificity = _safe_div(tn, tn + fp)
     bcr = (recall + specificity) / 2
     per_class = [
-        {"class": c, "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-         "bcr": float(bcr[i]), "support": int(cm[i].sum())}
+        {
+            "class": c,
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "bcr": float(bcr[i]),
+            "support": int(cm[i].sum()),
+        }
         for i, c in enumerate(classes)
     ]
     ranked = sorted(per_class, key=lambda r: r["f1"], reverse=True)
@@ -51,8 +59,10 @@ def classification_report(y_true: np.ndarray, scores: np.ndarray, classes: tuple
         "top1": float(np.mean(y_pred == y_true)),
         "top5": topk_accuracy(y_true, scores, 5),
         "macro": {
-            "precision": float(precision[present].mean()), "recall": float(recall[present].mean()),
-            "f1": float(f1[present].mean()), "bcr": float(bcr[present].mean()),
+            "precision": float(precision[present].mean()),
+            "recall": float(recall[present].mean()),
+            "f1": float(f1[present].mean()),
+            "bcr": float(bcr[present].mean()),
         },
         "per_class": per_class,
         "best": [r["class"] for r in ranked[:5]],

@@ -43,8 +43,14 @@ def training_curves(history: list[dict], path: str | os.PathLike, title: str = "
     val = [100 * h["val_acc"] for h in history]
     ax_acc.plot(epochs, val, label="validation", **dots)
     best = int(np.argmax(val))
-    ax_acc.annotate(f"best {val[best]:.2f}%", (epochs[best], val[best]), xytext=(0, -14), textcoords="offset points",
-                    ha="center", fontsize=8)
+    ax_acc.annotate(
+        f"best {val[best]:.2f}%",
+        (epochs[best], val[best]),
+        xytext=(0, -14),
+        textcoords="offset points",
+        ha="center",
+        fontsize=8,
+    )
     ax_acc.set(xlabel="epoch", ylabel="top-1 (%)", title="Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
@@ -68,14 +74,28 @@ def confusion_matrix_png(cm: np.ndarray, classes, path: str | os.PathLike, title
         ax.set_yticks(range(n), classes)
         for i in range(n):
             for j in range(n):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
     ax.set(xlabel="predicted", ylabel="true", title=title)
     return save_png(fig, path)
 
 
-def example_grid(images: np.ndarray, labels: np.ndarray, preds: np.ndarray, classes, path: str | os.PathLike,
-                 per_kind: int = 16, title: str = "") -> Path:
+def example_grid(
+    images: np.ndarray,
+    labels: np.ndarray,
+    preds: np.ndarray,
+    classes,
+    path: str | os.PathLike,
+    per_kind: int = 16,
+    title: str = "",
+) -> Path:
     """Two rows of panels: correctly classified examples, then failures, each titled 'pred (true)'."""
     plt = pyplot()
     correct = np.flatnonzero(preds == labels)[:per_kind]
@@ -116,8 +136,12 @@ def latency_cdf(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, titl
             continue
         share = np.arange(1, len(values) + 1) / len(values) * 100
         p50, p99 = np.percentile(values, 50), np.percentile(values, 99)
-        (line,) = ax.step(values, share, where="post",
-                          label=f"{name.removesuffix('_ms').replace('_', ' ')}: p50 {p50:.3f} ms, p99 {p99:.3f} ms")
+        (line,) = ax.step(
+            values,
+            share,
+            where="post",
+            label=f"{name.removesuffix('_ms').replace('_', ' ')}: p50 {p50:.3f} ms, p99 {p99:.3f} ms",
+        )
         ax.plot([p50, p99], [50, 99], "o", color=line.get_color(), markersize=4)
     _plain_log_axis(plt, ax)
     ax.set(xlabel="milliseconds (log scale)", ylabel="% of frames at or below", ylim=(0, 100.5), title=title)
@@ -126,8 +150,17 @@ def latency_cdf(samples_ms: dict[str, np.ndarray], path: str | os.PathLike, titl
     return save_png(fig, path)
 
 
-def scatter(points: list[dict], x: str, y: str, label: str, path: str | os.PathLike, title: str, logx: bool = True,
-            min_y_span: float | None = None, x_high: str | None = None) -> Path:
+def scatter(
+    points: list[dict],
+    x: str,
+    y: str,
+    label: str,
+    path: str | os.PathLike,
+    title: str,
+    logx: bool = True,
+    min_y_span: float | None = None,
+    x_high: str | None = None,
+) -> Path:
     """Labelled points; `x_high` draws a bar from each point to that key's value (e.g. p50 → p99), and a point with
     `unstable` set is drawn hollow and says so. `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from
     filling the whole axis."""

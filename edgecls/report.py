@@ -20,7 +20,9 @@ def markdown_table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_results(out_dir: str | os.PathLike, name: str, rows: list[dict], columns: list[str], meta: dict | None = None) -> Path:
+def write_results(
+    out_dir: str | os.PathLike, name: str, rows: list[dict], columns: list[str], meta: dict | None = None
+) -> Path:
     """Write `<name>.json` (rows + meta) and `<name>.md` (the table) into `out_dir`; returns the JSON path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -45,10 +45,16 @@ def generate_key(path: str | os.PathLike) -> tuple[Path, Path]:
         if p.exists():
             raise ConfigError(f"{p} exists; keygen never overwrites a key (a lost private key cannot be recovered)")
     private_key = ed25519.Ed25519PrivateKey.generate()
-    pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pem = private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     atomic_write_bytes(path, pem, private=True)  # 0600 from the first byte: no other user can read it mid-write
-    atomic_write_bytes(public, private_key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    atomic_write_bytes(
+        public,
+        private_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
     return path, public
 
 
@@ -69,7 +75,9 @@ def load_public_key(source):
     try:
         key = serialization.load_pem_public_key(_pem(source))
     except ValueError as exc:
-        raise ConfigError(f"{source!r:.80} is not a PEM public key ({exc}); use the .pub file `edgecls keygen` wrote") from exc
+        raise ConfigError(
+            f"{source!r:.80} is not a PEM public key ({exc}); use the .pub file `edgecls keygen` wrote"
+        ) from exc
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ConfigError(f"{source!r:.80} is a {type(key).__name__}; edgecls bundles are signed with Ed25519 keys")
     return key
@@ -80,7 +88,9 @@ def load_private_key(source):
     try:
         key = serialization.load_pem_private_key(_pem(source), password=None)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{source} is not an unencrypted PEM private key ({exc}); make one with `edgecls keygen`") from exc
+        raise ConfigError(
+            f"{source} is not an unencrypted PEM private key ({exc}); make one with `edgecls keygen`"
+        ) from exc
     if not isinstance(key, ed25519.Ed25519PrivateKey):
         raise ConfigError(f"{source} is a {type(key).__name__}; edgecls bundles are signed with Ed25519 keys")
     return key
@@ -89,8 +99,11 @@ def load_private_key(source):
 def sign_manifest(manifest: dict, private_key) -> dict:
     """The signature block for a sealed manifest."""
     signature = private_key.sign(_CONTEXT + manifest["digest"].encode())
-    return {"algorithm": ALGORITHM, "key_id": key_id(private_key.public_key()),
-            "value": base64.b64encode(signature).decode()}
+    return {
+        "algorithm": ALGORITHM,
+        "key_id": key_id(private_key.public_key()),
+        "value": base64.b64encode(signature).decode(),
+    }
 
 
 def verify_manifest(manifest: dict, public_key, path: Path) -> None:
@@ -100,13 +113,17 @@ def verify_manifest(manifest: dict, public_key, path: Path) -> None:
     key = load_public_key(public_key)
     block = manifest.get("signature")
     if not isinstance(block, dict) or not isinstance(block.get("value"), str):
-        raise SignatureError(f"{path} is not signed, and a public key was given ({key_id(key)}), so only signed bundles load. "
-                             "Sign it on the build machine: edgecls sign BUNDLE --key KEY")
+        raise SignatureError(
+            f"{path} is not signed, and a public key was given ({key_id(key)}), so only signed bundles load. "
+            "Sign it on the build machine: edgecls sign BUNDLE --key KEY"
+        )
     if block.get("algorithm") != ALGORITHM:
         raise SignatureError(f"{path} is signed with {block.get('algorithm')!r}; edgecls accepts {ALGORITHM} only")
     try:
         key.verify(base64.b64decode(block["value"], validate=True), _CONTEXT + manifest["digest"].encode())
     except (InvalidSignature, ValueError) as exc:
-        raise SignatureError(f"{path}: the signature (key {block.get('key_id')}) does not verify with the trusted key "
-                             f"{key_id(key)}: the bundle was signed by another key or altered after signing. Do not run it; "
-                             "fetch the published bundle again.") from exc
+        raise SignatureError(
+            f"{path}: the signature (key {block.get('key_id')}) does not verify with the trusted key "
+            f"{key_id(key)}: the bundle was signed by another key or altered after signing. Do not run it; "
+            "fetch the published bundle again."
+        ) from exc

@@ -26,8 +26,10 @@ def real_data() -> Path:
 @pytest.fixture(scope="session")
 def real_fashion_mnist() -> Path:
     if not REAL_FASHION_MNIST or not (Path(REAL_FASHION_MNIST) / "fashion-mnist").is_dir():
-        pytest.skip("real Fashion-MNIST not found: apt-get install dataset-fashion-mnist, then "
-                    "EDGECLS_FASHION_MNIST=/usr/share/datasets")
+        pytest.skip(
+            "real Fashion-MNIST not found: apt-get install dataset-fashion-mnist, then "
+            "EDGECLS_FASHION_MNIST=/usr/share/datasets"
+        )
     return Path(REAL_FASHION_MNIST)
 
 
@@ -42,8 +44,20 @@ def trained_ckpt(cifar_root, tmp_path_factory) -> Path:
     from edgecls.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("run")
-    summary = train(TrainConfig(model="lenet5", data_dir=str(cifar_root), out=str(out), epochs=8, batch_size=32,
-                                optimizer="adam", lr=0.005, weight_decay=0.0, warmup_epochs=0.5), quiet=True)
+    summary = train(
+        TrainConfig(
+            model="lenet5",
+            data_dir=str(cifar_root),
+            out=str(out),
+            epochs=8,
+            batch_size=32,
+            optimizer="adam",
+            lr=0.005,
+            weight_decay=0.0,
+            warmup_epochs=0.5,
+        ),
+        quiet=True,
+    )
     assert summary["test_top1"] > 0.8
     return out / "best.pt"
 
@@ -53,8 +67,12 @@ def bundle_dir(trained_ckpt, cifar_root, tmp_path_factory) -> Path:
     from edgecls.export.pipeline import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("bundle") / "lenet5"
-    export_bundle(str(trained_ckpt), ExportOptions(fp16=True, int8=True, out=str(out), data_dir=str(cifar_root),
-                                                   calib_images=100, max_accuracy_drop=5.0))
+    export_bundle(
+        str(trained_ckpt),
+        ExportOptions(
+            fp16=True, int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100, max_accuracy_drop=5.0
+        ),
+    )
     return out
 
 
@@ -117,11 +135,24 @@ def foreign(cifar_root, tmp_path_factory) -> dict:
             net.load_state_dict(model.state_dict())
             net.eval()
         onnx_files[name] = out / name
-        torch.onnx.export(net, (torch.zeros(1, 3, 32, 32),), str(out / name), dynamo=False, opset_version=13,
-                          input_names=["input.1"], output_names=["output"])
-    return {"module": f"{Path(__file__).parent / 'foreign' / 'tiny_net.py'}:TinyNet", "weights": weights, "logits": logits,
-            "top1": float((logits.argmax(1) == test_labels).mean()), "onnx": onnx_files["tiny.onnx"],
-            "batch_one_onnx": onnx_files["batch_one.onnx"], "root": out}
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 3, 32, 32),),
+            str(out / name),
+            dynamo=False,
+            opset_version=13,
+            input_names=["input.1"],
+            output_names=["output"],
+        )
+    return {
+        "module": f"{Path(__file__).parent / 'foreign' / 'tiny_net.py'}:TinyNet",
+        "weights": weights,
+        "logits": logits,
+        "top1": float((logits.argmax(1) == test_labels).mean()),
+        "onnx": onnx_files["tiny.onnx"],
+        "batch_one_onnx": onnx_files["batch_one.onnx"],
+        "root": out,
+    }
 
 
 def foreign_options(**overrides):
@@ -136,8 +167,17 @@ def foreign_bundle(foreign, cifar_root, tmp_path_factory) -> Path:
     from edgecls.export.pipeline import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("foreign_bundle") / "tiny"
-    export_bundle(foreign["module"], ExportOptions(fp16=True, int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100,
-                                                   foreign=foreign_options(weights=str(foreign["weights"]), size=32)))
+    export_bundle(
+        foreign["module"],
+        ExportOptions(
+            fp16=True,
+            int8=True,
+            out=str(out),
+            data_dir=str(cifar_root),
+            calib_images=100,
+            foreign=foreign_options(weights=str(foreign["weights"]), size=32),
+        ),
+    )
     return out
 
 
@@ -146,6 +186,10 @@ def foreign_onnx_bundle(foreign, cifar_root, tmp_path_factory) -> Path:
     from edgecls.export.pipeline import ExportOptions, export_bundle
 
     out = tmp_path_factory.mktemp("foreign_onnx_bundle") / "tiny_onnx"
-    export_bundle(str(foreign["onnx"]), ExportOptions(fp16=True, int8=True, out=str(out), data_dir=str(cifar_root),
-                                                      calib_images=100, foreign=foreign_options()))
+    export_bundle(
+        str(foreign["onnx"]),
+        ExportOptions(
+            fp16=True, int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100, foreign=foreign_options()
+        ),
+    )
     return out

@@ -16,7 +16,9 @@ import numpy as np
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-def make_images(n: int, num_classes: int = 10, size: int = 32, channels: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def make_images(
+    n: int, num_classes: int = 10, size: int = 32, channels: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     labels = np.arange(n) % num_classes
     rng.shuffle(labels)
@@ -32,8 +34,12 @@ def make_images(n: int, num_classes: int = 10, size: int = 32, channels: int = 3
 
 def _cifar_dict(images: np.ndarray, labels: np.ndarray, label_key: str = "labels", extra: dict | None = None) -> dict:
     data = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
-    d = {b"batch_label": b"synthetic", label_key.encode(): labels.tolist(), b"data": data,
-         b"filenames": [f"{i}.png".encode() for i in range(len(labels))]}
+    d = {
+        b"batch_label": b"synthetic",
+        label_key.encode(): labels.tolist(),
+        b"data": data,
+        b"filenames": [f"{i}.png".encode() for i in range(len(labels))],
+    }
     d.update(extra or {})
     return d
 
@@ -55,9 +61,13 @@ def write_cifar100(root: Path, n_train: int = 200, n_test: int = 100) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for name, n, seed in (("train", n_train, 1), ("test", n_test, 2)):
         images, fine = make_images(n, num_classes=100, seed=seed)
-        (folder / name).write_bytes(pickle.dumps(_cifar_dict(images, fine, "fine_labels", {b"coarse_labels": (fine // 5).tolist()})))
-    meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}
+        (folder / name).write_bytes(
+            pickle.dumps(_cifar_dict(images, fine, "fine_labels", {b"coarse_labels": (fine // 5).tolist()}))
+        )
+    meta = {
+        b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+        b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta))
     return root
 

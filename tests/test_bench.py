@@ -11,12 +11,26 @@ from edgecls.runtime import Classifier
 
 def test_bench_times_every_backend_hot_and_paced_from_a_camera_frame(bundle_dir, cifar_root, tmp_path):
     out = tmp_path / "bench.json"
-    result = run_bench(str(bundle_dir), BenchOptions(iterations=12, warmup=3, pace_ms=5.0, data_dir=str(cifar_root),
-                                                     json_path=str(out), throughput_batch=16, threads=1))
+    result = run_bench(
+        str(bundle_dir),
+        BenchOptions(
+            iterations=12,
+            warmup=3,
+            pace_ms=5.0,
+            data_dir=str(cifar_root),
+            json_path=str(out),
+            throughput_batch=16,
+            threads=1,
+        ),
+    )
     rows = [r for r in result["rows"] if "skipped" not in r]
     measured = {(r["backend"], r["precision"], r.get("flavour", "")) for r in rows}
-    assert {("torch", "fp32", ""), ("onnxruntime", "fp32", ""), ("onnxruntime", "fp16", "fp16-io32"),
-            ("onnxruntime", "int8", "u8s8")} <= measured
+    assert {
+        ("torch", "fp32", ""),
+        ("onnxruntime", "fp32", ""),
+        ("onnxruntime", "fp16", "fp16-io32"),
+        ("onnxruntime", "int8", "u8s8"),
+    } <= measured
     assert not any(r.get("flavour") == "modelopt" for r in rows), "TensorRT's graph is not timed under ONNX Runtime"
     for r in rows:
         assert r["threads"] == 1 and r["host"]["cpu"] and r["host"]["versions"]["onnxruntime"]
@@ -63,9 +77,17 @@ def test_cpu_time_per_frame_counts_what_threads_burn_between_paced_calls(monkeyp
     cpu["spinning"] = True
     spinning = time_frames(Quick(), None, iterations=10, warmup=0, pace_ms=20.0)
     assert quiet["cpu_ms_per_call"] == 0 and spinning["cpu_ms_per_call"] > 10
-    rows = [{"backend": b, "precision": "fp32", "paced": {"cpu_ms_per_call": r["cpu_ms_per_call"],
-                                                        "end_to_end_ms": {"p50": float(np.median(r["end_to_end_ms"]))}}}
-            for b, r in (("quiet", quiet), ("spinning", spinning))]
+    rows = [
+        {
+            "backend": b,
+            "precision": "fp32",
+            "paced": {
+                "cpu_ms_per_call": r["cpu_ms_per_call"],
+                "end_to_end_ms": {"p50": float(np.median(r["end_to_end_ms"]))},
+            },
+        }
+        for b, r in (("quiet", quiet), ("spinning", spinning))
+    ]
     notes = _cpu_notes(rows)
     assert len(notes) == 1 and notes[0].startswith("spinning fp32 spends") and "spin between frames" in notes[0]
 
@@ -74,7 +96,9 @@ def _row(backend: str, p50: float, p99: float) -> dict:
     stats = {"p50": p50, "p99": p99}
     row = {"backend": backend, "precision": "fp32", "throughput_ips": 100.0 / p50}
     row.update({mode: {"end_to_end_ms": stats, "inference_ms": stats} for mode in ("hot", "paced")})
-    row["unstable"] = [f"{m}.{p}" for m in ("hot", "paced") for p in ("end_to_end_ms", "inference_ms")] if p99 > 5 * p50 else []
+    row["unstable"] = (
+        [f"{m}.{p}" for m in ("hot", "paced") for p in ("end_to_end_ms", "inference_ms")] if p99 > 5 * p50 else []
+    )
     return row
 
 
@@ -98,12 +122,18 @@ def test_threads_reach_every_cpu_backend(bundle_dir):
             for threads in (1, 2):
                 clf = Classifier.load(bundle_dir, backend=backend, precision="fp32", device="cpu", threads=threads)
                 # what the engine itself runs with, not the number the backend was given
-                running = (clf.backend.session.get_session_options().intra_op_num_threads if backend == "onnxruntime"
-                           else torch.get_num_threads())
+                running = (
+                    clf.backend.session.get_session_options().intra_op_num_threads
+                    if backend == "onnxruntime"
+                    else torch.get_num_threads()
+                )
                 assert running == clf.info.threads == threads
+        # the measured batch-1 defaults (docs/latency.md, "Threads"): one thread for every precision and backend
+        torch.set_num_threads(2)
+        assert Classifier.load(bundle_dir, backend="torch", precision="fp32", device="cpu").info.threads == 1
+        assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
-    # the measured batch-1 default (docs/latency.md, "Threads"): one thread for every precision
     for precision in ("fp32", "fp16", "int8"):
         assert Classifier.load(bundle_dir, backend="onnxruntime", precision=precision, device="cpu").info.threads == 1
 
@@ -137,8 +167,49 @@ def test_bench_says_the_machine_was_busy_and_withholds_ratios(bundle_dir, cifar_
     from edgecls import bench
 
     monkeypatch.setattr(bench, "load_average", lambda: 11.5)
-    result = bench.run_bench(str(bundle_dir), bench.BenchOptions(backends=("onnxruntime", "torch"), precisions=("fp32",),
-                                                                 iterations=5, warmup=1, pace_ms=1.0, throughput_batch=4,
-                                                                 data_dir=str(cifar_root), eval_images=20))
+    result = bench.run_bench(
+        str(bundle_dir),
+        bench.BenchOptions(
+            backends=("onnxruntime", "torch"),
+            precisions=("fp32",),
+            iterations=5,
+            warmup=1,
+            pace_ms=1.0,
+            throughput_batch=4,
+            data_dir=str(cifar_root),
+            eval_images=20,
+        ),
+    )
     assert result["load_1m_before"] == 11.5 and "busy" in result["notes"][0]
+    assert all("speedup_vs_torch_fp32" not in r for r in result["rows"])
+
+
+def test_bench_beside_a_real_cpu_hog_warns_and_gives_no_ratios(bundle_dir, cifar_root):
+    """Two processes spinning on the CPU while the bench runs: what the rest of the machine did is measured during
+    the run (the load average trails by a minute, so a hog started just before would pass unseen)."""
+    import subprocess
+    import sys
+
+    from edgecls import bench
+
+    hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        result = bench.run_bench(
+            str(bundle_dir),
+            bench.BenchOptions(
+                backends=("onnxruntime", "torch"),
+                precisions=("fp32",),
+                iterations=20,
+                warmup=2,
+                pace_ms=5.0,
+                throughput_batch=4,
+                data_dir=str(cifar_root),
+                eval_images=20,
+            ),
+        )
+    finally:
+        for hog in hogs:
+            hog.kill()
+    assert result["other_cores_busy_during"] > bench.BUSY_OTHER_CORES
+    assert "other processes kept" in result["notes"][0] and "no ratios" in result["notes"][0]
     assert all("speedup_vs_torch_fp32" not in r for r in result["rows"])

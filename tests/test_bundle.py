@@ -1,4 +1,5 @@
-"""The manifest is a closed, sealed format: malformed, edited or foreign-pointing manifests are refused with BundleError."""
+"""The manifest is a closed, sealed format: malformed, edited or foreign-pointing manifests are refused with
+BundleError."""
 
 import json
 import shutil
@@ -48,30 +49,39 @@ def test_an_absolute_path_with_a_wrong_hash_does_not_reveal_the_host_file(copy):
     assert "bytes" not in str(err.value) and "plain file name" in str(err.value)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m["files"]["model.onnx"].pop("sha256"), r"lacks \['sha256'\]"),
-    (lambda m: m["files"]["model.onnx"].update(origin="x"), r"unknown fields \['origin'\]"),
-    (lambda m: m.update(format_version="2"), "format_version must be int"),
-    (lambda m: m.update(files=list(m["files"])), "files must be dict"),
-    (lambda m: m["preprocess"]["normalization"].pop("mean"), r"lacks \['mean'\]"),
-    (lambda m: m["input"].update(size=True), "input.size must be int"),
-    (lambda m: m["preprocess"]["normalization"].update(std=[0.0, 1.0, 1.0]), "std must be > 0"),
-    (lambda m: m.update(classes=["cat", "cat"]), "distinct names"),
-    (lambda m: m["input"].update(channels=2), "channels 1 or 3"),
-    (lambda m: m.update(surprise=1), r"unknown fields \['surprise'\]"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m["files"]["model.onnx"].pop("sha256"), r"lacks \['sha256'\]"),
+        (lambda m: m["files"]["model.onnx"].update(origin="x"), r"unknown fields \['origin'\]"),
+        (lambda m: m.update(format_version="2"), "format_version must be int"),
+        (lambda m: m.update(files=list(m["files"])), "files must be an object"),
+        (lambda m: m.update(source=5), "source must be str"),
+        (lambda m: m["input"].update(color="yuv"), r"input.color must be one of \['bgr', 'rgb'\]"),
+        (lambda m: m["preprocess"]["normalization"].update(mean=[1.0, float("nan"), 1.0]), "finite number"),
+        (lambda m: m["preprocess"]["normalization"].pop("mean"), r"lacks \['mean'\]"),
+        (lambda m: m["input"].update(size=True), "input.size must be int"),
+        (lambda m: m["preprocess"]["normalization"].update(std=[0.0, 1.0, 1.0]), "std must be > 0"),
+        (lambda m: m.update(classes=["cat", "cat"]), "distinct names"),
+        (lambda m: m["input"].update(channels=2), r"input.channels must be one of \[1, 3\]"),
+        (lambda m: m.update(surprise=1), r"unknown fields \['surprise'\]"),
+    ],
+)
 def test_malformed_manifests_raise_bundle_errors_that_name_the_field(copy, change, message):
     _edit(copy, change)  # the schema is checked before the digest: these fail the same re-sealed or not
     with pytest.raises(BundleError, match=message):
         Bundle.open(copy)
 
 
-@pytest.mark.parametrize("change", [
-    lambda m: m["classes"].__setitem__(9, "airplane2"),
-    lambda m: m["preprocess"]["normalization"]["mean"].__setitem__(0, 0.0),
-    lambda m: m["classes"].pop(),
-    lambda m: m["files"]["model.onnx"].update(precision="int8"),
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["classes"].__setitem__(9, "airplane2"),
+        lambda m: m["preprocess"]["normalization"]["mean"].__setitem__(0, 0.0),
+        lambda m: m["classes"].pop(),
+        lambda m: m["files"]["model.onnx"].update(precision="int8"),
+    ],
+)
 def test_edits_to_the_manifest_itself_are_caught_by_its_digest(copy, change):
     _edit(copy, change)
     with pytest.raises(IntegrityError, match="does not match its digest"):
@@ -177,6 +187,7 @@ def test_a_model_swapped_between_check_and_load_never_runs(copy, monkeypatch):
                 swapped.append(path)
                 os.replace(tampered, target)  # the open handle keeps the checked inode; a second open gets this one
             return handle
+
         return wrapped
 
     monkeypatch.setattr(builtins, "open", swap_after_first_open(real_open))
@@ -202,3 +213,28 @@ def test_a_model_file_replaced_by_a_symlink_is_refused_even_to_its_own_bytes(cop
     (copy / "model.onnx").symlink_to(real)
     with pytest.raises(IntegrityError, match="model.onnx"):
         Classifier.load(copy, backend="onnxruntime", precision="fp32", device="cpu")
+
+
+def test_the_manifest_schema_in_docs_is_written_from_the_records():
+    """docs/manifest.schema.json is what other tools validate against: it must say what `Bundle.open` checks."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    from write_manifest_schema import SCHEMA_FILE, schema_text
+
+    assert SCHEMA_FILE.read_text() == schema_text(), "run `python tools/write_manifest_schema.py` after a format change"
+
+
+def test_a_real_manifest_meets_the_schema_and_an_edited_one_does_not(bundle_dir):
+    jsonschema = pytest.importorskip("jsonschema")
+    from edgecls.manifest import manifest_schema
+
+    schema, manifest = manifest_schema(), json.loads((bundle_dir / MANIFEST).read_text())
+    jsonschema.validate(manifest, schema)
+    jsonschema.validate({**manifest, "accuracy": None, "calibration": None}, schema)  # exported without data
+    for change in (lambda m: m.update(surprise=1), lambda m: m["input"].update(channels=2), lambda m: m.pop("files")):
+        edited = json.loads(json.dumps(manifest))
+        change(edited)
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(edited, schema)

@@ -19,8 +19,10 @@ def clf(bundle_dir):
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
+    """40 frames at 25 fps: a file is played at its own rate, and 40 ms a frame leaves even a loaded 2-core machine
+    time to classify most of them (at 200 fps a slow run classified fewer than the tests take)."""
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 200.0, (640, 480))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (640, 480))
     assert writer.isOpened()
     for i in range(40):
         frame = np.full((480, 640, 3), (i * 6) % 256, np.uint8)
@@ -32,8 +34,16 @@ def video(tmp_path_factory):
 
 def test_headless_on_a_video_writes_jsonl_and_summary(clf, video, tmp_path):
     log = tmp_path / "frames.jsonl"
-    summary = run_camera(clf, CameraOptions(source=str(video), headless=True, jsonl=str(log),
-                                            summary_json=str(tmp_path / "summary.json"), record=str(tmp_path / "out.mp4")))
+    summary = run_camera(
+        clf,
+        CameraOptions(
+            source=str(video),
+            headless=True,
+            jsonl=str(log),
+            summary_json=str(tmp_path / "summary.json"),
+            record=str(tmp_path / "out.mp4"),
+        ),
+    )
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert summary["frames"] == len(records) > 10
     assert summary["frames"] + summary["dropped"] == summary["captured"] == 40
@@ -77,8 +87,12 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
 
     test = load_dataset("cifar10", "test", cifar_root)
     log = tmp_path / "replay.jsonl"
-    summary = run_camera(clf, CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True,
-                                            frame_size=frame_size, jsonl=str(log)))
+    summary = run_camera(
+        clf,
+        CameraOptions(
+            replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, frame_size=frame_size, jsonl=str(log)
+        ),
+    )
     assert summary["labelled_frames"] == len(test) == 200
     assert summary["replay"]["resampled"] is False
     assert summary["accuracy"] == evaluate_classifier(clf, test)["top1"]
@@ -101,8 +115,12 @@ def test_replay_frames_reach_the_model_as_the_test_images(clf, cifar_root):
 
 
 def test_resampled_replay_says_so(clf, cifar_root, capsys):
-    summary = run_camera(clf, CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True,
-                                            frame_size="300x200", max_frames=20))
+    summary = run_camera(
+        clf,
+        CameraOptions(
+            replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, frame_size="300x200", max_frames=20
+        ),
+    )
     assert summary["replay"]["resampled"] is True
     assert "RESAMPLED" in capsys.readouterr().err
 
@@ -126,7 +144,9 @@ def test_stale_frames_are_dropped_not_queued(clf, cifar_root):
 
     test = load_dataset("cifar10", "test", cifar_root)
     slow = SlowBackend(clf)
-    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=500.0, max_frames=15)
+    options = CameraOptions(
+        replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=500.0, max_frames=15
+    )
     summary = run_camera(slow, options)
     assert summary["frames"] == 15
     assert summary["dropped"] > 15  # 500 fps source, 50 fps consumer
@@ -284,15 +304,23 @@ class FailsAfter(SlowBackend):
 
 def test_a_crash_mid_loop_still_leaves_a_playable_recording(clf, video, tmp_path):
     with pytest.raises(RuntimeError, match="exploded"):
-        run_camera(FailsAfter(clf, 12, RuntimeError("motor driver exploded")),
-                   CameraOptions(source=str(video), headless=True, record=str(tmp_path / "crash.mp4")))
+        run_camera(
+            FailsAfter(clf, 12, RuntimeError("motor driver exploded")),
+            CameraOptions(source=str(video), headless=True, record=str(tmp_path / "crash.mp4")),
+        )
     assert _frames_in(tmp_path / "crash.mp4") == 12 and not list(tmp_path.glob(".*"))
 
 
 def test_ctrl_c_ends_the_loop_with_its_summary_and_a_complete_recording(clf, video, tmp_path):
-    summary = run_camera(FailsAfter(clf, 12, KeyboardInterrupt()),
-                         CameraOptions(source=str(video), headless=True, record=str(tmp_path / "out.mp4"),
-                                       summary_json=str(tmp_path / "summary.json")))
+    summary = run_camera(
+        FailsAfter(clf, 12, KeyboardInterrupt()),
+        CameraOptions(
+            source=str(video),
+            headless=True,
+            record=str(tmp_path / "out.mp4"),
+            summary_json=str(tmp_path / "summary.json"),
+        ),
+    )
     assert summary["interrupted"] and summary["frames"] == 12 and summary["cpu_ms_per_frame"] > 0
     assert json.loads((tmp_path / "summary.json").read_text())["frames"] == 12
     assert _frames_in(tmp_path / "out.mp4") == 12 and not list(tmp_path.glob(".*"))
@@ -310,7 +338,8 @@ def test_the_overlay_reads_on_a_white_frame(clf):
 
 @pytest.fixture()
 def live_view(clf, cifar_root, monkeypatch):
-    """Start a replay with `--serve 127.0.0.1:0` in a thread; yield (its web view, the thread, the summary once done)."""
+    """Start a replay with `--serve 127.0.0.1:0` in a thread; yield (its web view, the thread, the summary once
+    done)."""
     import threading
 
     from edgecls.runtime.webview import WebView
@@ -323,8 +352,14 @@ def live_view(clf, cifar_root, monkeypatch):
         opened.append(self)
 
     monkeypatch.setattr(WebView, "__init__", remember)
-    options = CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=40.0, max_frames=120,
-                            serve="127.0.0.1:0")
+    options = CameraOptions(
+        replay_test_set="cifar10",
+        data_dir=str(cifar_root),
+        headless=True,
+        fps=40.0,
+        max_frames=120,
+        serve="127.0.0.1:0",
+    )
     thread = threading.Thread(target=lambda: done.update(run_camera(clf, options)))
     thread.start()
     while not opened and thread.is_alive():
@@ -353,13 +388,20 @@ def test_the_live_web_view_serves_video_and_numbers_while_replaying(live_view):
     image = cv2.imdecode(np.frombuffer(body[:length], np.uint8), cv2.IMREAD_COLOR)
     assert image.shape == (480, 640, 3)
     assert "stream.mjpg" in page and "stats.json" in page
-    assert stats["frames"] > 0 and stats["fps"] > 0 and "inference_ms" in stats and stats["accuracy"].endswith(f"of {stats['frames']}")
+    assert (
+        stats["frames"] > 0
+        and stats["fps"] > 0
+        and "inference_ms" in stats
+        and stats["accuracy"].endswith(f"of {stats['frames']}")
+    )
     assert len(stats["history"]["frame_age_ms"]) == stats["frames"] and " / " in stats["processing_p50_p99"]
     assert done["frames"] == 120
 
 
-@pytest.mark.skipif(not (__import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")),
-                    reason="headless Chromium not installed (Debian: apt-get install chromium)")
+@pytest.mark.skipif(
+    not (__import__("shutil").which("chromium") or __import__("shutil").which("chromium-browser")),
+    reason="headless Chromium not installed (Debian: apt-get install chromium)",
+)
 def test_a_browser_renders_the_live_view(live_view, tmp_path):
     import shutil
     import subprocess
@@ -368,8 +410,20 @@ def test_a_browser_renders_the_live_view(live_view, tmp_path):
     time.sleep(1.0)
     shot = tmp_path / "view.png"
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1180,560", "--timeout=4000",
-                    f"--screenshot={shot}", view.address], capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--window-size=1180,560",
+            "--timeout=4000",
+            f"--screenshot={shot}",
+            view.address,
+        ],
+        capture_output=True,
+        timeout=60,
+    )
     image = cv2.imread(str(shot))
     assert image is not None and image.shape[:2] == (560, 1180)
     video = image[60:520, 20:650]  # where the MJPEG image sits: a replayed frame, not an empty box

@@ -14,12 +14,25 @@ runner = CliRunner()
 def test_help_is_a_tour():
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("models", "train", "eval", "export", "build-engine", "camera", "bench", "baseline", "formats", "info"):
+    for command in (
+        "models",
+        "train",
+        "eval",
+        "export",
+        "build-engine",
+        "camera",
+        "bench",
+        "baseline",
+        "formats",
+        "info",
+    ):
         assert command in result.output
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from edgecls.cli import app; assert 'torch' not in sys.modules; assert 'onnx' not in sys.modules"
+    code = (
+        "import sys; from edgecls.cli import app; assert 'torch' not in sys.modules; assert 'onnx' not in sys.modules"
+    )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
@@ -29,15 +42,75 @@ def test_one_vocabulary_of_options_across_commands():
 
     commands = typer.main.get_command(app).commands
     names = {name: {opt for param in command.params for opt in param.opts} for name, command in commands.items()}
-    for concept, spelling in (("backend", "--backend"), ("precision", "--precision"), ("json", "--json"),
-                              ("public_key", "--public-key"), ("data_dir", "--data-dir")):
-        takers = [name for name, command in commands.items()
-                  if any(concept in param.name for param in command.params if param.opts[0].startswith("--"))]
-        assert takers and all(spelling in names[name] for name in takers), (concept, [n for n in takers if spelling not in names[n]])
+    for concept, spelling in (
+        ("backend", "--backend"),
+        ("precision", "--precision"),
+        ("json", "--json"),
+        ("public_key", "--public-key"),
+        ("data_dir", "--data-dir"),
+    ):
+        takers = [
+            name
+            for name, command in commands.items()
+            if any(concept in param.name for param in command.params if param.opts[0].startswith("--"))
+        ]
+        assert takers and all(spelling in names[name] for name in takers), (
+            concept,
+            [n for n in takers if spelling not in names[n]],
+        )
     assert {"--backends", "--precisions"} <= names["bench"] and "--summary-json" in names["camera"]
     for command in ("camera", "train", "eval"):  # flags read as flags (only typer's own --help row keeps its <bool>)
         help_lines = runner.invoke(app, [command, "--help"], terminal_width=200).output.splitlines()
         assert [line for line in help_lines if "<bool>" in line and "--help" not in line] == [], command
+
+
+def test_train_options_are_declared_once_on_the_config(monkeypatch):
+    """`edgecls train`'s options are TrainConfig's fields: same names, defaults and help, choices listed from the
+    tuples the config validates against; what the command line passes is exactly what TrainConfig receives."""
+    import dataclasses
+
+    import typer.main
+
+    from edgecls.train.config import TrainConfig
+
+    command = typer.main.get_command(app).commands["train"]
+    params = {p.name: p for p in command.params}
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(params) == set(fields)
+    for name, f in fields.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if name != "model_kwargs":
+            assert params[name].default == (None if default is dataclasses.MISSING else default), name
+        assert f.metadata["help"] in (params[name].help or f.metadata["help"]), name
+        for value in f.metadata["choices"]:
+            assert value in params[name].help, (name, value)
+    seen = {}
+    monkeypatch.setattr("edgecls.train.train", lambda config: seen.setdefault("config", config), raising=False)
+    result = runner.invoke(
+        app, ["train", "lenet5", "--rotate", "7", "--model-arg", "leaky_relu=0.1", "--schedule", "linear"]
+    )
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.rotate_degrees, config.model_kwargs, config.schedule) == (7.0, {"leaky_relu": 0.1}, "linear")
+    assert config.out == "runs/lenet5" == TrainConfig(model="lenet5").out
+    assert config == TrainConfig(
+        model="lenet5", rotate_degrees=7.0, model_kwargs={"leaky_relu": 0.1}, schedule="linear"
+    )
+
+
+def test_quiet_prints_nothing_but_errors(monkeypatch):
+    """`edgecls --quiet` (or EDGECLS_QUIET=1) is for scripts: no tables or progress, but an error still says why."""
+    assert runner.invoke(app, ["formats"]).output
+    quiet = runner.invoke(app, ["--quiet", "formats"])
+    assert quiet.exit_code == 0 and quiet.output == ""
+    monkeypatch.setenv("EDGECLS_QUIET", "1")
+    assert runner.invoke(app, ["formats"]).output == ""
+    monkeypatch.delenv("EDGECLS_QUIET")
+    assert runner.invoke(app, ["formats"]).output  # one quiet run leaves the next one speaking
+    failed = subprocess.run(
+        [sys.executable, "-m", "edgecls", "-q", "export", "lenet55"], capture_output=True, text=True, check=False
+    )
+    assert failed.returncode == 2 and failed.stdout == "" and "unknown model 'lenet55'" in failed.stderr
 
 
 def test_models_and_formats_tables():
@@ -54,13 +127,17 @@ def test_info_verifies_a_bundle(bundle_dir):
 
 
 def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
-    result = runner.invoke(app, ["eval", str(trained_ckpt), "--data-dir", str(cifar_root), "--json", str(tmp_path / "r.json")])
+    result = runner.invoke(
+        app, ["eval", str(trained_ckpt), "--data-dir", str(cifar_root), "--json", str(tmp_path / "r.json")]
+    )
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output
     in_run_dir = runner.invoke(app, ["eval", str(trained_ckpt.parent), "--data-dir", str(cifar_root)])
     assert in_run_dir.exit_code == 0, in_run_dir.output
     assert re.findall(r"top-1 [\d.]+%", in_run_dir.output) == re.findall(r"top-1 [\d.]+%", result.output) != []
-    assert "top-1" in result.output and (tmp_path / "r.confusion.png").exists() and (tmp_path / "r.examples.png").exists()
+    assert (
+        "top-1" in result.output and (tmp_path / "r.confusion.png").exists() and (tmp_path / "r.examples.png").exists()
+    )
     result = runner.invoke(app, ["baseline", "knn", "--k", "3", "--metric", "l1", "--data-dir", str(cifar_root)])
     assert result.exit_code == 0, result.output
     assert "macro" in result.output
@@ -69,9 +146,26 @@ def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):
 def test_eval_of_a_bundle_matches_the_accuracy_recorded_at_export(bundle_dir, cifar_root, tmp_path):
     import json
 
-    recorded = json.loads((bundle_dir / "edgecls.json").read_text())["accuracy"]["test"]["files"]["model.int8.onnx"]["top1"]
-    result = runner.invoke(app, ["eval", str(bundle_dir), "--precision", "int8", "--backend", "onnxruntime", "--device", "cpu",
-                                 "--data-dir", str(cifar_root), "--json", str(tmp_path / "int8.json")])
+    recorded = json.loads((bundle_dir / "edgecls.json").read_text())["accuracy"]["test"]["files"]["model.int8.onnx"][
+        "top1"
+    ]
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(bundle_dir),
+            "--precision",
+            "int8",
+            "--backend",
+            "onnxruntime",
+            "--device",
+            "cpu",
+            "--data-dir",
+            str(cifar_root),
+            "--json",
+            str(tmp_path / "int8.json"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "int8" in result.output and (tmp_path / "int8.confusion.png").exists()
     report = json.loads((tmp_path / "int8.json").read_text())
@@ -79,8 +173,9 @@ def test_eval_of_a_bundle_matches_the_accuracy_recorded_at_export(bundle_dir, ci
 
 
 def test_user_errors_exit_2_with_a_message(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "edgecls", "export", "lenet55", "--out", str(tmp_path)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecls", "export", "lenet55", "--out", str(tmp_path)], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "Did you mean lenet5" in result.stderr
 
 
@@ -89,7 +184,9 @@ def test_build_engine_without_tensorrt_says_what_to_run(bundle_dir):
 
     if importlib.util.find_spec("tensorrt") is not None:
         pytest.skip("TensorRT is installed: tests/test_tensorrt.py builds engines for real")
-    result = subprocess.run([sys.executable, "-m", "edgecls", "build-engine", str(bundle_dir)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "edgecls", "build-engine", str(bundle_dir)], capture_output=True, text=True
+    )
     assert result.returncode == 2 and "TensorRT is not installed" in result.stderr and "build-engine" in result.stderr
 
 
@@ -99,8 +196,10 @@ def test_every_option_of_every_command_says_what_it_does():
     from edgecls.cli import app
 
     command = typer.main.get_command(app)
-    missing = {name: [p.name for p in sub.params if getattr(p, "param_type_name", "") == "option" and not p.help]
-               for name, sub in command.commands.items()}
+    missing = {
+        name: [p.name for p in sub.params if getattr(p, "param_type_name", "") == "option" and not p.help]
+        for name, sub in command.commands.items()
+    }
     assert not {k: v for k, v in missing.items() if v}
 
 
@@ -115,7 +214,9 @@ def test_models_and_info_speak_json(bundle_dir):
 
 def test_eval_json_says_what_was_measured(bundle_dir, cifar_root, tmp_path):
     out = tmp_path / "eval.json"
-    result = CliRunner().invoke(app, ["eval", str(bundle_dir), "--data-dir", str(cifar_root), "--precision", "int8", "--json", str(out)])
+    result = CliRunner().invoke(
+        app, ["eval", str(bundle_dir), "--data-dir", str(cifar_root), "--precision", "int8", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
     assert report["schema"] == "edgecls.eval/1" and report["model"] == "lenet5" and report["precision"] == "int8"
@@ -124,33 +225,71 @@ def test_eval_json_says_what_was_measured(bundle_dir, cifar_root, tmp_path):
 
 
 def test_install_hints_keep_their_brackets():
-    code = ("import sys; sys.argv = ['edgecls', 'serve', '/nonexistent']; "
-            "import edgecls.runtime.serve as s; s.pytriton_unavailable = lambda: s.INSTALL_HINT; "
-            "from edgecls.cli import main; main()")
+    code = (
+        "import sys; sys.argv = ['edgecls', 'serve', '/nonexistent']; "
+        "import edgecls.runtime.serve as s; s.pytriton_unavailable = lambda: s.INSTALL_HINT; "
+        "from edgecls.cli import main; main()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "pip install 'edgecls[serve]'" in " ".join(result.stderr.split())
 
 
 def test_a_runtime_only_install_is_told_which_extra_a_command_needs(tmp_path):
-    code = ("import sys; sys.modules['torch'] = None; sys.argv = ['edgecls', 'train', 'lenet5', '--out', sys.argv[1]]; "
-            "from edgecls.cli import main; main()")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.argv = ['edgecls', 'train', 'lenet5', '--out', sys.argv[1]]; "
+        "from edgecls.cli import main; main()"
+    )
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "pip install 'edgecls[train]'" in " ".join(result.stderr.split())
 
 
 def test_a_bundle_is_evaluated_where_it_is_deployed_without_torch(bundle_dir, cifar_root):
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-            f"sys.argv = ['edgecls', 'eval', {str(bundle_dir)!r}, '--data-dir', {str(cifar_root)!r}]; "
-            "from edgecls.cli import main; main()")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+        f"sys.argv = ['edgecls', 'eval', {str(bundle_dir)!r}, '--data-dir', {str(cifar_root)!r}]; "
+        "from edgecls.cli import main; main()"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "top-1" in result.stdout + result.stderr
 
 
 def _without_torch(*argv: str) -> subprocess.CompletedProcess:
-    code = ("import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
-            f"sys.argv = ['edgecls', *{list(argv)!r}]; from edgecls.cli import main; main()")
+    code = (
+        "import sys; sys.modules['torch'] = None; sys.modules['torchvision'] = None; "
+        f"sys.argv = ['edgecls', *{list(argv)!r}]; from edgecls.cli import main; main()"
+    )
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["export", "lenet5", "--int8", "--calib-method", "percentile"], "is ONNX Runtime's only"),
+        (["export", "lenet5", "--tensorrt8"], "--tensorrt8 adds a TensorRT INT8 graph"),
+        (["export", "lenet5", "--color", "yuv"], "--color must be one of bgr, rgb"),
+        (["train", "lenet5", "--schedule", "cosin"], "did you mean 'cosine'"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(argv, problem, tmp_path):
+    """Options are checked when they are made: torch is never imported, nothing is written."""
+    result = _without_torch(*argv, "--out", str(tmp_path / "out"))
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_options_are_declared_once_on_their_dataclasses():
+    import dataclasses
+
+    import typer.main
+
+    from edgecls.export.options import ExportOptions, ForeignOptions
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["export"].params}
+    fields = [f for cls in (ExportOptions, ForeignOptions) for f in dataclasses.fields(cls) if f.metadata["cli"]]
+    assert set(params) == {f.name for f in fields} | {"source", "triton"}
+    for f in fields:
+        assert params[f.name].help.startswith(f.metadata["help"]), f.name
 
 
 def test_the_zoo_table_is_listed_where_torch_is_not_installed():
@@ -182,4 +321,5 @@ def test_long_work_logs_progress_lines_outside_a_terminal(monkeypatch):
     assert list(console_module.progress(range(12), "evaluating")) == list(range(12))
     lines = log.getvalue().splitlines()
     assert len(lines) >= 3 and lines[-1].startswith("evaluating: 12/12 (100%)")
+    assert lines[0].startswith("evaluating: 1/12 (8%)")  # the first line comes with the first item, not 10 s later
     assert any("about" in line and "s left" in line for line in lines[:-1])

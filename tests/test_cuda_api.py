@@ -21,8 +21,9 @@ def _runtime_names() -> set[str]:
     for node in ast.walk(ast.parse(SOURCE.read_text())):
         if isinstance(node, ast.Attribute):
             base = node.value
-            if (isinstance(base, ast.Attribute) and base.attr == "rt" and getattr(base.value, "id", "") == "self") or \
-                    getattr(base, "id", "") == "runtime":
+            if (
+                isinstance(base, ast.Attribute) and base.attr == "rt" and getattr(base.value, "id", "") == "self"
+            ) or getattr(base, "id", "") == "runtime":
                 names.add(node.attr)
     return names
 
@@ -50,22 +51,45 @@ def test_every_cuda_python_call_exists_in_the_12x_bindings_jetpack_uses(version,
     cache.mkdir(parents=True, exist_ok=True)
     pattern = f"cuda_bindings-{version}-cp{sys.version_info.major}{sys.version_info.minor}-*.whl"
     if not list(cache.glob(pattern)):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(cache),
-                        f"cuda-bindings=={version}"], capture_output=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(cache),
+                f"cuda-bindings=={version}",
+            ],
+            capture_output=True,
+            timeout=300,
+        )
     wheels = sorted(cache.glob(pattern))
     if not wheels:
         pytest.skip(f"cuda-bindings {version} could not be downloaded for this Python")
     zipfile.ZipFile(wheels[0]).extractall(tmp_path)
-    probe = ("import json, sys; sys.path.insert(0, sys.argv[1]); from cuda.bindings import runtime; "
-             "print(json.dumps({'file': runtime.__file__, 'missing': [n for n in json.loads(sys.argv[2]) if not hasattr(runtime, n)]}))")
-    result = subprocess.run([sys.executable, "-c", probe, str(tmp_path), json.dumps(sorted(_runtime_names()))],
-                            capture_output=True, text=True, timeout=120)
+    probe = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); from cuda.bindings import runtime; "
+        "missing = [n for n in json.loads(sys.argv[2]) if not hasattr(runtime, n)]; "
+        "print(json.dumps({'file': runtime.__file__, 'missing': missing}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path), json.dumps(sorted(_runtime_names()))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["file"].startswith(str(tmp_path)) and found["missing"] == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("cuda") is None or importlib.util.find_spec("pycuda") is not None,
-                    reason="needs cuda-python without pycuda")
+@pytest.mark.skipif(
+    importlib.util.find_spec("cuda") is None or importlib.util.find_spec("pycuda") is not None,
+    reason="needs cuda-python without pycuda",
+)
 def test_without_a_driver_the_device_count_is_zero_with_the_reason(monkeypatch):
     count, why = cuda_api.cuda_device_count()
     if count:
@@ -223,7 +247,9 @@ def test_the_pycuda_adapter_makes_pycudas_documented_calls_and_frees_what_it_all
         cuda.to_host(host_out, dev, stream)
         cuda.record(end, stream)
         cuda.synchronize(stream)
-    assert np.array_equal(host_out, host_in) and cuda.stream_handle(stream) == 1234 and cuda.elapsed_ms(start, end) == 0.25
+    assert (
+        np.array_equal(host_out, host_in) and cuda.stream_handle(stream) == 1234 and cuda.elapsed_ms(start, end) == 0.25
+    )
     assert [c[0] for c in driver.copies] == ["htod", "dtoh"] and all(c[2] is stream for c in driver.copies)
     cuda.free(dev)
     for host in (host_in, host_out):
@@ -231,3 +257,18 @@ def test_the_pycuda_adapter_makes_pycudas_documented_calls_and_frees_what_it_all
     cuda.destroy_event(start)
     cuda.destroy_stream(stream)
     assert driver.live_device == set() and driver.live_host == set()
+
+
+@pytest.mark.parametrize("adapter", [cuda_api.PyCuda, cuda_api.CudaPython], ids=["pycuda", "cuda-python"])
+def test_both_adapters_offer_everything_the_backend_asks_of_cuda(adapter):
+    """The TensorRT backend is written against `CudaAPI`; an adapter lacking one of its calls fails on a GPU only."""
+    import inspect
+
+    wanted = {n for n, v in vars(cuda_api.CudaAPI).items() if callable(v) and not n.startswith("_")}
+    assert wanted and not wanted - set(dir(adapter))
+    for name in wanted:
+        protocol, offered = (
+            inspect.signature(getattr(cuda_api.CudaAPI, name)),
+            inspect.signature(getattr(adapter, name)),
+        )
+        assert list(protocol.parameters)[1:] == [p for p in offered.parameters if p != "self"], name

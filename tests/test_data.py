@@ -124,6 +124,7 @@ def test_cifar_batches_repickled_by_python3_with_protocol_2_load(cifar_root, tmp
 
 
 def test_image_folder_uses_the_runtime_geometry_and_a_disk_cache(tmp_path, monkeypatch):
+    from edgecls.imaging import ImageInput, Normalization, Policy
     from edgecls.runtime.preprocess import Preprocessor
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
@@ -132,31 +133,34 @@ def test_image_folder_uses_the_runtime_geometry_and_a_disk_cache(tmp_path, monke
         for name in ("a", "b"):
             (tmp_path / "ds" / split / name).mkdir(parents=True)
             for i in range(3):
-                cv2.imwrite(str(tmp_path / "ds" / split / name / f"{i}.png"), rng.integers(0, 255, (60, 90, 3), dtype=np.uint8))
+                cv2.imwrite(
+                    str(tmp_path / "ds" / split / name / f"{i}.png"), rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+                )
     with pytest.raises(DatasetError, match="not square.*--image-size"):
         load_dataset("folder", "train", tmp_path / "ds")
     data = load_dataset("folder", "test", tmp_path / "ds", image_size=20)
     assert isinstance(data.images, np.memmap) and data.images.shape == (6, 20, 20, 3)
     assert data.paths[0].endswith("a/0.png") and data.take(np.array([5])).paths[0].endswith("b/2.png")
     frame = cv2.imread(data.paths[0])  # the runtime crops the same square and reduces it the same way
-    prep = Preprocessor({"size": 20, "channels": 3, "color": "rgb"}, {"normalization": {"mean": [0.0] * 3, "std": [1.0] * 3}})
+    prep = Preprocessor(ImageInput(20, 3), Policy(Normalization("given", (0.0,) * 3, (1.0,) * 3)))
     assert np.array_equal(prep.to_hwc(frame).astype(np.uint8), data.images[0])
     cached = sorted((tmp_path / "cache" / "folders").glob("*.npy"))  # the decoded folder, and the subset taken above
     assert len(cached) == 2
     again = load_dataset("folder", "test", tmp_path / "ds", image_size=20)
-    assert np.array_equal(again.images, data.images) and sorted((tmp_path / "cache" / "folders").glob("*.npy")) == cached
+    assert (
+        np.array_equal(again.images, data.images) and sorted((tmp_path / "cache" / "folders").glob("*.npy")) == cached
+    )
 
 
 def test_normalization_in_training_is_the_runtime_normalization_bit_for_bit(cifar_root):
     import torch
 
-    from edgecls.data.transforms import Normalization
-    from edgecls.imaging import POLICY
+    from edgecls.imaging import ImageInput, Normalization, Policy
     from edgecls.runtime.preprocess import Preprocessor
 
     data = load_dataset("cifar10", "test", cifar_root)
     norm = Normalization.fit(data.images)
-    prep = Preprocessor({"size": 32, "channels": 3}, {**POLICY, "normalization": norm.to_dict()})
+    prep = Preprocessor(ImageInput(32, 3), Policy(norm))
     trained = norm.apply(torch.from_numpy(data.images).permute(0, 3, 1, 2)).numpy()
     assert np.array_equal(trained, prep.batch_from_images(data.images))
 
@@ -166,7 +170,8 @@ def test_a_memory_mapped_folder_splits_and_batches_from_disk(tmp_path, monkeypat
 
     from edgecls.data.loader import BatchLoader
     from edgecls.data.split import train_val_split
-    from edgecls.data.transforms import Augment, Normalization
+    from edgecls.data.transforms import Augment
+    from edgecls.imaging import Normalization
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     write_image_folder(tmp_path / "ds", per_class=20)
@@ -190,16 +195,27 @@ def _jpeg_folder(root, monkeypatch, per_class=3):
         for name in ("cat", "dog"):
             (root / "ds" / split / name).mkdir(parents=True)
             for i in range(per_class):
-                cv2.imwrite(str(root / "ds" / split / name / f"{i}.jpg"), rng.integers(0, 255, (24, 24, 3), dtype=np.uint8))
+                cv2.imwrite(
+                    str(root / "ds" / split / name / f"{i}.jpg"), rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)
+                )
     return root / "ds"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda ds: [p.unlink() for p in (ds / "test" / "dog").iterdir()], r"class folder\(s\) \['dog'\] .* hold no images"),
-    (lambda ds: (ds / "test" / "bird").mkdir(), r"class folders the training split lacks: \['bird'\]"),
-    (lambda ds: shutil.copytree(ds / "test" / "dog", ds / "test" / "wolf"), r"class folders the training split lacks: \['wolf'\]"),
-    (lambda ds: shutil.rmtree(ds / "test"), r"test not found"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda ds: [p.unlink() for p in (ds / "test" / "dog").iterdir()],
+            r"class folder\(s\) \['dog'\] .* hold no images",
+        ),
+        (lambda ds: (ds / "test" / "bird").mkdir(), r"class folders the training split lacks: \['bird'\]"),
+        (
+            lambda ds: shutil.copytree(ds / "test" / "dog", ds / "test" / "wolf"),
+            r"class folders the training split lacks: \['wolf'\]",
+        ),
+        (lambda ds: shutil.rmtree(ds / "test"), r"test not found"),
+    ],
+)
 def test_class_folders_must_match_the_training_split_by_name(tmp_path, monkeypatch, change, message):
     ds = _jpeg_folder(tmp_path, monkeypatch)
     change(ds)
@@ -223,11 +239,24 @@ def test_bad_images_are_named_and_skipped_only_when_asked(tmp_path, monkeypatch)
     (ds / "test" / "cat" / "8.jpg").symlink_to("8.jpg")  # a link to itself
     with pytest.raises(DatasetError) as failure:
         load_dataset("folder", "test", ds)
-    assert all(s in str(failure.value) for s in ("dog/1.jpg: truncated", "cat/9.jpg: OpenCV cannot decode it",
-                                                 "cat/8.jpg: cannot be read", "--skip-bad-images"))
+    assert all(
+        s in str(failure.value)
+        for s in (
+            "dog/1.jpg: truncated",
+            "cat/9.jpg: OpenCV cannot decode it",
+            "cat/8.jpg: cannot be read",
+            "--skip-bad-images",
+        )
+    )
     with pytest.warns(UserWarning, match="left out 3 bad image.*dog/1.jpg"):
         kept = load_dataset("folder", "test", ds, skip_bad_images=True)
-    assert sorted(p.split("/test/")[1] for p in kept.paths) == ["cat/0.jpg", "cat/1.jpg", "cat/2.jpg", "dog/0.jpg", "dog/2.jpg"]
+    assert sorted(p.split("/test/")[1] for p in kept.paths) == [
+        "cat/0.jpg",
+        "cat/1.jpg",
+        "cat/2.jpg",
+        "dog/0.jpg",
+        "dog/2.jpg",
+    ]
     assert kept.labels.tolist() == [0, 0, 0, 1, 1]
     with pytest.raises(DatasetError, match="truncated"):  # the cached decode remembers the bad files
         load_dataset("folder", "test", ds)

@@ -15,8 +15,28 @@ def _train(args, cifar_root, out, nproc, batch_size=32, ok=True):
     launcher = [sys.executable]
     if nproc > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
-    cmd = [*launcher, "-m", "edgecls", "train", "lenet5", "--data-dir", str(cifar_root), "--out", str(out), "--device", "cpu",
-           "--batch-size", str(batch_size), "--optimizer", "adam", "--lr", "0.005", "--weight-decay", "0", *args]
+    cmd = [
+        *launcher,
+        "-m",
+        "edgecls",
+        "train",
+        "lenet5",
+        "--data-dir",
+        str(cifar_root),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--batch-size",
+        str(batch_size),
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.005",
+        "--weight-decay",
+        "0",
+        *args,
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     if not ok:
         assert result.returncode != 0
@@ -40,10 +60,19 @@ def test_two_process_ddp_matches_one_process_and_resumes(cifar_root, tmp_path):
     assert two[-1]["val_acc"] > 0.5
     assert sorted(p.name for p in (tmp_path / "two").iterdir() if p.suffix == ".pt") == ["best.pt", "last.pt"]
     assert not list((tmp_path / "two").glob("*.partial"))
-    _, log = _train(["--epochs", "4", "--resume", "--no-augment"], cifar_root, tmp_path / "one", 1, batch_size=64, ok=False)
+    _, log = _train(
+        ["--epochs", "4", "--resume", "--no-augment"], cifar_root, tmp_path / "one", 1, batch_size=64, ok=False
+    )
     assert "epochs 3 → 4" in log and "--resume-override" in log
-    resumed, log = _train(["--epochs", "4", "--resume", "--resume-override", "--no-augment"], cifar_root, tmp_path / "two", 2)
-    assert "resumed from" in log and "changed options: epochs 3 → 4" in " ".join(log.split()) and len(resumed) == 4 and resumed[:3] == two
+    resumed, log = _train(
+        ["--epochs", "4", "--resume", "--resume-override", "--no-augment"], cifar_root, tmp_path / "two", 2
+    )
+    assert (
+        "resumed from" in log
+        and "changed options: epochs 3 → 4" in " ".join(log.split())
+        and len(resumed) == 4
+        and resumed[:3] == two
+    )
     assert load_checkpoint(tmp_path / "two" / "last.pt")["epoch"] == 4
 
 
@@ -53,7 +82,7 @@ def test_validation_shards_count_every_image_once_while_training_shards_pad():
 
     from edgecls.data.imageset import ImageSet
     from edgecls.data.loader import BatchLoader
-    from edgecls.data.transforms import Normalization
+    from edgecls.imaging import Normalization
 
     images, labels = make_images(5_002 // 41, seed=0)  # 122 images over 8 ranks: not a multiple
     data = ImageSet("v", images, labels, tuple("abcdefghij"))
@@ -74,7 +103,8 @@ def test_ranks_draw_their_own_augmentation():
 
     from edgecls.data.imageset import ImageSet
     from edgecls.data.loader import BatchLoader, rank_seed
-    from edgecls.data.transforms import Augment, Normalization
+    from edgecls.data.transforms import Augment
+    from edgecls.imaging import Normalization
 
     images, _ = make_images(1, seed=0)
     data = ImageSet("same", np.repeat(images, 64, axis=0), np.zeros(64, np.int64), tuple("abcdefghij"))

@@ -22,7 +22,10 @@ def test_doctor_runs_every_onnxruntime_precision_and_says_what_it_could_not_run(
     for precision in ("fp32", "fp16", "int8"):
         row = rows[("onnxruntime", "cpu", precision)]
         assert row["status"] == "ok" and row["batch1_ms"] > 0 and row["agreement"] >= doctor.MIN_AGREEMENT[precision]
-    assert rows[("onnxruntime", "cpu", "fp32")]["agreement"] == 1.0 and rows[("onnxruntime", "cpu", "fp32")]["max_abs_diff"] == 0
+    assert (
+        rows[("onnxruntime", "cpu", "fp32")]["agreement"] == 1.0
+        and rows[("onnxruntime", "cpu", "fp32")]["max_abs_diff"] == 0
+    )
     if report["environment"]["tensorrt"] is None:
         assert rows[("tensorrt", "cuda:0", "int8")]["status"] == "not run"
         assert "TensorRT is not installed" in rows[("tensorrt", "cuda:0", "int8")]["why"]
@@ -63,7 +66,9 @@ def test_polygraphy_comparison_passes_within_tolerance_and_fails_outside_it(bund
     clf_images, _ = doctor.load_sample(Bundle.open(bundle_dir))
     from edgecls.runtime import Classifier
 
-    x = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu").preprocessor.batch_from_images(clf_images[:8])
+    x = Classifier.load(
+        bundle_dir, backend="onnxruntime", precision="fp32", device="cpu"
+    ).preprocessor.batch_from_images(clf_images[:8])
     fp16 = OnnxrtRunner(SessionFromOnnx(str(bundle_dir / "model.fp16.onnx"), providers=["cpu"]))
     assert doctor.polygraphy_compare(fp16, bundle_dir / "model.onnx", x, atol=0.05)["passed"]
     fp16 = OnnxrtRunner(SessionFromOnnx(str(bundle_dir / "model.fp16.onnx"), providers=["cpu"]))
@@ -74,13 +79,16 @@ def test_bounds_come_from_what_export_measured_on_the_same_sample(bundle_dir):
     """The INT8 graph itself is some distance from FP32 on the sample; an engine of it is held to that distance (against
     the graph it was built from) and to that agreement, not to fixed constants that fail correct engines."""
     bundle = Bundle.open(bundle_dir)
-    sample = bundle.manifest["accuracy"]["sample"]["files"]
+    sample = bundle.manifest.accuracy["sample"]["files"]
     assert sample["model.onnx"]["agreement_with_fp32"] == 1.0 and sample["model.onnx"]["max_abs_diff_vs_fp32"] == 0.0
     for graph in ("model.int8.onnx", "model.int8.trt.onnx"):
         recorded = sample[graph]
         limit = doctor.bounds(bundle, graph, "int8")
         assert limit["agreement"] == pytest.approx(recorded["agreement_with_fp32"] - doctor.AGREEMENT_MARGIN)
-        assert limit["atol"] == max(doctor.MIN_ATOL["int8"], recorded["max_abs_diff_vs_fp32"]) and recorded["max_abs_diff_vs_fp32"] > 0
+        assert (
+            limit["atol"] == max(doctor.MIN_ATOL["int8"], recorded["max_abs_diff_vs_fp32"])
+            and recorded["max_abs_diff_vs_fp32"] > 0
+        )
     assert doctor.bounds(bundle, "model.onnx", "fp32")["atol"] == 1e-3
     report = doctor.run_doctor(bundle_dir, iterations=1)
     int8 = next(r for r in report["rows"] if r["precision"] == "int8" and r["backend"] == "onnxruntime")
@@ -98,7 +106,9 @@ def test_first_run_passes_what_runs_here_and_skips_the_rest_with_reasons(bundle_
     assert report["schema"] == "edgecls.first-run/1" and report["ok"] and report["counts"]["FAIL"] == 0
     for precision in ("fp32", "fp16", "int8"):
         assert checks[f"batches onnxruntime {precision}"]["status"] == "PASS"
-        assert set(checks[f"batches onnxruntime {precision}"]["data"]["max_abs_diff"]) == set(map(str, first_run.BATCH_SIZES))
+        assert set(checks[f"batches onnxruntime {precision}"]["data"]["max_abs_diff"]) == set(
+            map(str, first_run.BATCH_SIZES)
+        )
         assert checks[f"threads onnxruntime {precision}"]["status"] == "PASS"
         assert checks[f"sample onnxruntime/cpu {precision}"]["status"] == "PASS"
     if checks["engines"]["status"] == "SKIP":

@@ -4,6 +4,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from edgecls.export.onnx_export import check_parity
 from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.runtime import Classifier
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
+from edgecls.zoo.pretrained import model_card
 
 FILES = {"model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx", "sample.npz"}
 
@@ -57,8 +59,11 @@ def test_fp32_graph_has_dynamic_batch_and_fp16_keeps_fp32_io(bundle_dir):
 def _activation_quantizers(path):
     graph = onnx.load(str(path)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    return {n.input[0]: (inits[n.input[1]], inits[n.input[2]]) for n in graph.node
-            if n.op_type == "QuantizeLinear" and n.input[0] not in inits}, graph
+    return {
+        n.input[0]: (inits[n.input[1]], inits[n.input[2]])
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits
+    }, graph
 
 
 def test_int8_graphs_are_what_each_target_needs(bundle_dir):
@@ -85,20 +90,33 @@ def test_tensorrt_graph_holds_the_calibration_range_of_its_first_quantized_tenso
     trt, _ = _activation_quantizers(bundle_dir / "model.int8.trt.onnx")
     name, (scale, _) = next(iter(trt.items()))
     manifest = json.loads((bundle_dir / MANIFEST).read_text())
-    train, _ = train_val_split(load_dataset("cifar10", "train", cifar_root), manifest["accuracy"]["validation"]["split"])
-    x = Preprocessor(manifest["input"], manifest["preprocess"]).batch_from_images(calibration_images(train, 100).images)
+    train, _ = train_val_split(
+        load_dataset("cifar10", "train", cifar_root), manifest["accuracy"]["validation"]["split"]
+    )
+    bundle = Bundle.open(bundle_dir)
+    x = Preprocessor(bundle.input, bundle.preprocess).batch_from_images(calibration_images(train, 100).images)
     fp32 = onnx.load(str(bundle_dir / "model.onnx"))
     fp32.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
-    values = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run([name], {"input": x})[0]
+    values = ort.InferenceSession(fp32.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+        [name], {"input": x}
+    )[0]
     assert float(scale) == pytest.approx(np.abs(values).max() / 127, rel=2e-3)  # stored as FP16
 
 
 def test_reexport_is_idempotent(bundle_dir, trained_ckpt, cifar_root, tmp_path):
     again = tmp_path / "again"
-    export_bundle(str(trained_ckpt), ExportOptions(fp16=True, int8=True, out=str(again), data_dir=str(cifar_root),
-                                                   calib_images=100, max_accuracy_drop=5.0))
-    export_bundle(str(trained_ckpt), ExportOptions(fp16=True, int8=True, out=str(again), data_dir=str(cifar_root),
-                                                   calib_images=100, max_accuracy_drop=5.0))
+    export_bundle(
+        str(trained_ckpt),
+        ExportOptions(
+            fp16=True, int8=True, out=str(again), data_dir=str(cifar_root), calib_images=100, max_accuracy_drop=5.0
+        ),
+    )
+    export_bundle(
+        str(trained_ckpt),
+        ExportOptions(
+            fp16=True, int8=True, out=str(again), data_dir=str(cifar_root), calib_images=100, max_accuracy_drop=5.0
+        ),
+    )
     a = json.loads((bundle_dir / MANIFEST).read_text())["files"]
     b = json.loads((again / MANIFEST).read_text())["files"]
     assert {k: v["sha256"] for k, v in a.items()} == {k: v["sha256"] for k, v in b.items()}
@@ -114,11 +132,20 @@ def test_parity_failure_reports_the_largest_difference(bundle_dir, trained_ckpt)
         check_parity(model, bundle_dir / "model.onnx", batch)
 
 
-def test_accuracy_drop_over_threshold_fails_and_writes_nothing(trained_ckpt, cifar_root, tmp_path):
+def test_accuracy_drop_over_threshold_fails_and_writes_nothing(trained_ckpt, cifar_root, tmp_path, monkeypatch):
+    from edgecls.export import pipeline
+
+    def int8_half_as_good(out, files, data, prep):
+        accuracy = real_evaluate(out, files, data, prep)
+        for row in accuracy["files"].values():
+            row["top1"] /= 2 if row["precision"] == "int8" else 1
+        return accuracy
+
+    real_evaluate = pipeline._evaluate
+    monkeypatch.setattr(pipeline, "_evaluate", int8_half_as_good)
     out = tmp_path / "strict"
     with pytest.raises(AccuracyDropError, match="--calib-images"):
-        export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root), calib_images=10,
-                                                       max_accuracy_drop=-1.0))
+        export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root)))
     assert not out.exists() and not list(tmp_path.iterdir())  # no bundle, no staging directory left behind
     with pytest.raises(BundleError, match="not found"):
         Classifier.load(out)
@@ -126,8 +153,13 @@ def test_accuracy_drop_over_threshold_fails_and_writes_nothing(trained_ckpt, cif
 
 def _accuracy(val_int8: float, test_int8: float) -> dict:
     def split(int8: float) -> dict:
-        return {"samples": 100, "files": {"model.onnx": {"precision": "fp32", "top1": 0.90},
-                                          "model.int8.onnx": {"precision": "int8", "top1": int8}}}
+        return {
+            "samples": 100,
+            "files": {
+                "model.onnx": {"precision": "fp32", "top1": 0.90},
+                "model.int8.onnx": {"precision": "int8", "top1": int8},
+            },
+        }
 
     return {"validation": split(val_int8), "test": split(test_int8)}
 
@@ -189,12 +221,16 @@ def test_bundled_weights_export_with_the_calibration_method_their_card_chose(cif
     """A card's `calibration_method` (chosen on the validation split) is export's default; an explicit option wins."""
     from edgecls.export import pipeline
 
-    card = {"split": {"seed": 0, "val_fraction": 0.1, "subset": None}, "calibration_method": {"method": "entropy"}}
+    card = replace(model_card("lenet5"), calibration_method={"method": "entropy"})
     monkeypatch.setattr(pipeline, "model_card", lambda name, dataset="cifar10": card)
-    options = ExportOptions(int8=True, target="cpu", data_dir=str(cifar_root), calib_images=50, allow_accuracy_drop=True)
+    options = ExportOptions(
+        int8=True, target="cpu", data_dir=str(cifar_root), calib_images=50, allow_accuracy_drop=True
+    )
     manifest = export_bundle("lenet5", ExportOptions(**{**options.__dict__, "out": str(tmp_path / "a")}))
     assert manifest["calibration"]["method"] == "entropy"
-    explicit = export_bundle("lenet5", ExportOptions(**{**options.__dict__, "calib_method": "minmax", "out": str(tmp_path / "b")}))
+    explicit = export_bundle(
+        "lenet5", ExportOptions(**{**options.__dict__, "calib_method": "minmax", "out": str(tmp_path / "b")})
+    )
     assert explicit["calibration"]["method"] == "minmax"
 
 
@@ -209,8 +245,22 @@ def test_a_killed_reexport_leaves_the_previous_bundle_whole(bundle_dir, trained_
     shutil.copytree(bundle_dir, out)
     (out / "bench.json").write_text("{}")  # a user's own file in the bundle directory
     before = Bundle.open(out).digest
-    cmd = [sys.executable, "-m", "edgecls", "export", str(trained_ckpt), "--out", str(out), "--data-dir", str(cifar_root),
-           "--int8", "--calib-images", "100", "--max-accuracy-drop", "5"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecls",
+        "export",
+        str(trained_ckpt),
+        "--out",
+        str(out),
+        "--data-dir",
+        str(cifar_root),
+        "--int8",
+        "--calib-images",
+        "100",
+        "--max-accuracy-drop",
+        "5",
+    ]
     started = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -289,20 +339,38 @@ def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tm
             path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(path), cv2.resize(img, (72, 48))[..., ::-1])  # 72×48 pictures, not square
     run = tmp_path / "run"
-    train(TrainConfig(model="lenet5", dataset="folder", data_dir=str(root), out=str(run), epochs=1, batch_size=16,
-                      image_size=24, warmup_epochs=0.0), quiet=True)
-    assert load_checkpoint(run / "best.pt")["preprocess"] == {"crop": "center", "resize": "area"}
+    train(
+        TrainConfig(
+            model="lenet5",
+            dataset="folder",
+            data_dir=str(root),
+            out=str(run),
+            epochs=1,
+            batch_size=16,
+            image_size=24,
+            warmup_epochs=0.0,
+        ),
+        quiet=True,
+    )
+    assert load_checkpoint(run / "best.pt")["preprocess"] == {"crop": "center", "resize": "area", "crop_fraction": 1.0}
     manifest = export_bundle(str(run), ExportOptions(out=str(tmp_path / "b"), data_dir=str(root)))
     assert manifest["input"]["size"] == 24 and manifest["accuracy"]["test"]["samples"] == 60
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "b"), "--data-dir", str(root)])
     assert result.exit_code == 0, result.output
     clf = Classifier.load(tmp_path / "b", backend="onnxruntime", precision="fp32")
-    summary = run_camera(clf, CameraOptions(replay_test_set="folder", data_dir=str(root), headless=True, frame_size="96x72"))
-    assert summary["frames"] == 60 and summary["accuracy"] == pytest.approx(manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"])
+    summary = run_camera(
+        clf, CameraOptions(replay_test_set="folder", data_dir=str(root), headless=True, frame_size="96x72")
+    )
+    assert summary["frames"] == 60 and summary["accuracy"] == pytest.approx(
+        manifest["accuracy"]["test"]["files"]["model.onnx"]["top1"]
+    )
 
 
-def test_tensorrt8_gets_an_int8_graph_it_can_parse_or_a_refusal_that_says_how(trained_ckpt, cifar_root, bundle_dir, tmp_path):
-    """TensorRT 8.6's ONNX importer parses opsets ≤ 17 and float32 Q/DQ scales; ModelOpt's default graph is opset 19 with
+def test_tensorrt8_gets_an_int8_graph_it_can_parse_or_a_refusal_that_says_how(
+    trained_ckpt, cifar_root, bundle_dir, tmp_path
+):
+    """TensorRT 8.6's ONNX importer parses opsets ≤ 17 and float32 Q/DQ scales; ModelOpt's default graph is opset 19
+    with
     FP16 scales. --tensorrt8 adds one it can build (gated like the others); without it, 8.x is told what to do."""
     import onnx
 
@@ -311,8 +379,12 @@ def test_tensorrt8_gets_an_int8_graph_it_can_parse_or_a_refusal_that_says_how(tr
     from edgecls.runtime.engines import engine_sources
 
     out = tmp_path / "trt8"
-    manifest = export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100,
-                                                              max_accuracy_drop=5.0, tensorrt8=True))
+    manifest = export_bundle(
+        str(trained_ckpt),
+        ExportOptions(
+            int8=True, out=str(out), data_dir=str(cifar_root), calib_images=100, max_accuracy_drop=5.0, tensorrt8=True
+        ),
+    )
     graph = onnx.load(str(out / "model.int8.trt8.onnx"))
     assert [o.version for o in graph.opset_import if o.domain in ("", "ai.onnx")] == [17]
     scales = {i.name: i.data_type for i in graph.graph.initializer}

@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 
 from edgecls.errors import ConfigError, InputError
+from edgecls.imaging import ImageInput
 from edgecls.runtime.gateway import Gateway, check_infer, frames_input, tensors_input
 
-TENSORS = tensors_input({"channels": 3, "size": 4})
-TRACEBACK = ("Failed to process the request(s) for model 'm_0_0', message: TritonModelException: Model execute error: "
-             "Traceback (most recent call last):\n  File \"/tmp/folderX/1/model.py\", line 486, in execute\n")
+TENSORS = tensors_input(ImageInput(size=4, channels=3))
+TRACEBACK = (
+    "Failed to process the request(s) for model 'm_0_0', message: TritonModelException: Model execute error: "
+    'Traceback (most recent call last):\n  File "/tmp/folderX/1/model.py", line 486, in execute\n'
+)
 
 
 class FakeTriton:
@@ -64,8 +67,15 @@ def triton():
 
 @pytest.fixture
 def gateway(triton):
-    door = Gateway("127.0.0.1", 0, triton.port, {"m": frames_input(), "m_tensor": TENSORS}, max_batch=4, max_side=64,
-                   max_request_bytes=1 << 16)
+    door = Gateway(
+        "127.0.0.1",
+        0,
+        triton.port,
+        {"m": frames_input(), "m_tensor": TENSORS},
+        max_batch=4,
+        max_side=64,
+        max_request_bytes=1 << 16,
+    )
     door.start()
     yield f"http://127.0.0.1:{door.server.server_address[1]}"
     door.close()
@@ -73,7 +83,9 @@ def gateway(triton):
 
 def call(url, body=None, headers=None):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, data=body, headers=headers or {}), timeout=10) as answer:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, data=body, headers=headers or {}), timeout=10
+        ) as answer:
             return answer.status, answer.read()
     except urllib.error.HTTPError as refused:
         return refused.code, refused.read()
@@ -88,25 +100,32 @@ def frame_request(shape, data=None, **parameters):
     return {"inputs": [tensor]}
 
 
-@pytest.mark.parametrize(("request_", "binary", "reason"), [
-    (frame_request([1, 100000, 100000, 3], []), b"", r"\[1\.\.4, 1\.\.64, 1\.\.64, 1\|3\|4\]"),
-    (frame_request([5, 8, 8, 3], [0] * 960), b"", "shape"),
-    (frame_request([1, 8, 8, 2], [0] * 128), b"", "shape"),
-    (frame_request([1, 0, 8, 3], []), b"", "shape"),
-    (frame_request([1, 8, 8], [0] * 64), b"", "shape"),
-    (frame_request([1, 8, 8, 3], [0] * 10), b"", "needs 192 numbers"),
-    (frame_request([1, 8, 8, 3], [[0, 1], [2]]), b"", "ragged"),
-    (frame_request([1, 2, 2, 1], [0, 1, 2, 300]), b"", "0–255"),
-    (frame_request([1, 2, 2, 1], ["a", "b", "c", "d"]), b"", "numbers"),
-    (frame_request([1, 2, 2, 1], binary_data_size=4), b"\0" * 3, "needs 4 bytes"),
-    (frame_request([1, 2, 2, 1], binary_data_size=10 ** 12), b"\0" * 4, "needs 4 bytes"),
-    (frame_request([1, 2, 2, 1], [0] * 4), b"\0" * 4, "no input declares binary_data_size"),
-    (frame_request([1, 2, 2, 1], shared_memory_region="r", shared_memory_byte_size=4), b"", "shared memory"),
-    ({"inputs": [{"name": "input", "shape": [1, 2, 2, 1], "datatype": "UINT8", "data": [0] * 4}]}, b"", "one input 'frame'"),
-    ({"inputs": [{"name": "frame", "shape": [1, 2, 2, 1], "datatype": "FP32", "data": [0] * 4}]}, b"", "UINT8"),
-    ({"inputs": []}, b"", "exactly one input"),
-    ([1, 2], b"", "JSON object"),
-])
+@pytest.mark.parametrize(
+    ("request_", "binary", "reason"),
+    [
+        (frame_request([1, 100000, 100000, 3], []), b"", r"\[1\.\.4, 1\.\.64, 1\.\.64, 1\|3\|4\]"),
+        (frame_request([5, 8, 8, 3], [0] * 960), b"", "shape"),
+        (frame_request([1, 8, 8, 2], [0] * 128), b"", "shape"),
+        (frame_request([1, 0, 8, 3], []), b"", "shape"),
+        (frame_request([1, 8, 8], [0] * 64), b"", "shape"),
+        (frame_request([1, 8, 8, 3], [0] * 10), b"", "needs 192 numbers"),
+        (frame_request([1, 8, 8, 3], [[0, 1], [2]]), b"", "ragged"),
+        (frame_request([1, 2, 2, 1], [0, 1, 2, 300]), b"", "0–255"),
+        (frame_request([1, 2, 2, 1], ["a", "b", "c", "d"]), b"", "numbers"),
+        (frame_request([1, 2, 2, 1], binary_data_size=4), b"\0" * 3, "needs 4 bytes"),
+        (frame_request([1, 2, 2, 1], binary_data_size=10**12), b"\0" * 4, "needs 4 bytes"),
+        (frame_request([1, 2, 2, 1], [0] * 4), b"\0" * 4, "no input declares binary_data_size"),
+        (frame_request([1, 2, 2, 1], shared_memory_region="r", shared_memory_byte_size=4), b"", "shared memory"),
+        (
+            {"inputs": [{"name": "input", "shape": [1, 2, 2, 1], "datatype": "UINT8", "data": [0] * 4}]},
+            b"",
+            "one input 'frame'",
+        ),
+        ({"inputs": [{"name": "frame", "shape": [1, 2, 2, 1], "datatype": "FP32", "data": [0] * 4}]}, b"", "UINT8"),
+        ({"inputs": []}, b"", "exactly one input"),
+        ([1, 2], b"", "JSON object"),
+    ],
+)
 def test_bad_frame_requests_are_refused_with_the_reason(request_, binary, reason):
     with pytest.raises(InputError, match=reason):
         check_infer(frames_input(), request_, binary, max_batch=4, max_side=64)
@@ -116,16 +135,29 @@ def test_valid_requests_pass_in_json_and_binary():
     check_infer(frames_input(), frame_request([2, 3, 5, 1], list(range(30))), b"", max_batch=4, max_side=64)
     check_infer(frames_input(), frame_request([1, 64, 64, 4], binary_data_size=64 * 64 * 4), bytes(64 * 64 * 4), 4, 64)
     tensor = np.zeros((2, 3, 4, 4), np.float32)
-    request = {"inputs": [{"name": "input", "shape": [2, 3, 4, 4], "datatype": "FP32",
-                           "parameters": {"binary_data_size": tensor.nbytes}}],
-               "outputs": [{"name": "label", "parameters": {"binary_data": True}}]}
+    request = {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": [2, 3, 4, 4],
+                "datatype": "FP32",
+                "parameters": {"binary_data_size": tensor.nbytes},
+            }
+        ],
+        "outputs": [{"name": "label", "parameters": {"binary_data": True}}],
+    }
     check_infer(TENSORS, request, tensor.tobytes(), max_batch=4, max_side=64)
     tensor[1, 2, 3, 3] = np.inf
     with pytest.raises(InputError, match="NaN or infinite"):
         check_infer(TENSORS, request, tensor.tobytes(), max_batch=4, max_side=64)
     with pytest.raises(InputError, match=r"\[1\.\.4, 3, 4, 4\]"):
-        check_infer(TENSORS, {"inputs": [{"name": "input", "shape": [1, 3, 4, 5], "datatype": "FP32", "data": [0.0] * 60}]},
-                    b"", max_batch=4, max_side=64)
+        check_infer(
+            TENSORS,
+            {"inputs": [{"name": "input", "shape": [1, 3, 4, 5], "datatype": "FP32", "data": [0.0] * 60}]},
+            b"",
+            max_batch=4,
+            max_side=64,
+        )
 
 
 def test_good_requests_reach_triton_unchanged_and_bad_ones_never_do(gateway, triton):
@@ -134,7 +166,7 @@ def test_good_requests_reach_triton_unchanged_and_bad_ones_never_do(gateway, tri
     status, answer = call(f"{gateway}/v2/models/m/infer", body, {"Inference-Header-Content-Length": str(len(header))})
     assert (status, answer) == (200, b'{"outputs":[]}')
     assert triton.received == [("/v2/models/m/infer", body, str(len(header)))]
-    status, answer = call(f"{gateway}/v2/models/m/infer", json.dumps(frame_request([1, 10 ** 5, 10 ** 5, 3], [])).encode())
+    status, answer = call(f"{gateway}/v2/models/m/infer", json.dumps(frame_request([1, 10**5, 10**5, 3], [])).encode())
     assert status == 400 and "got [1, 100000, 100000, 3]" in json.loads(answer)["error"]
     assert call(f"{gateway}/v2/models/m/infer", b"{not json")[0] == 400
     assert len(triton.received) == 1
@@ -152,8 +184,13 @@ def test_only_the_routes_a_client_needs_are_open(gateway, triton):
     assert call(f"{gateway}/v2/models/m/ready")[0] == 200
     assert call(f"{gateway}/v2/models/m_tensor/versions/1/config")[0] == 200
     assert call(f"{gateway}/v2/health/live")[0] == 200
-    for path in ("/v2/repository/index", "/v2/systemsharedmemory/status", "/v2/trace/setting", "/v2/logging",
-                 "/v2/models/other/ready"):
+    for path in (
+        "/v2/repository/index",
+        "/v2/systemsharedmemory/status",
+        "/v2/trace/setting",
+        "/v2/logging",
+        "/v2/models/other/ready",
+    ):
         assert call(f"{gateway}{path}")[0] == 404, path
     status, answer = call(f"{gateway}/v2/models/other/infer", b"{}")
     assert status == 404 and json.loads(answer)["error"] == "unknown model 'other'; this server serves m, m_tensor"

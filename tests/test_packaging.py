@@ -32,8 +32,12 @@ def test_no_dependency_outside_the_flavour_extras_names_an_onnxruntime_or_opencv
 
 
 def test_doctor_warns_when_two_onnxruntime_builds_share_the_module_and_a_jetson_lacks_gstreamer():
-    env = {"onnxruntime_packages": ["onnxruntime 1.20.0", "onnxruntime-gpu 1.20.0"], "jetson": True,
-           "video_io": {"gstreamer": False, "module": "/venv/cv2"}, "opencv_packages": ["opencv-python-headless 4.11"]}
+    env = {
+        "onnxruntime_packages": ["onnxruntime 1.20.0", "onnxruntime-gpu 1.20.0"],
+        "jetson": True,
+        "video_io": {"gstreamer": False, "module": "/venv/cv2"},
+        "opencv_packages": ["opencv-python-headless 4.11"],
+    }
     warnings = doctor.install_warnings(env)
     assert len(warnings) == 2
     assert "onnxruntime 1.20.0 and onnxruntime-gpu 1.20.0 are both installed" in warnings[0]

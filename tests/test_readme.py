@@ -22,9 +22,9 @@ def readme_commands() -> list[str]:
             words = shlex.split(line, comments=True)
             for start, word in enumerate(words):
                 if word == "edgecls" and (start == 0 or words[start - 1] in ("&&", "-m") or "=" in words[start - 1]):
-                    rest = words[start + 1:]
-                    lines.append(shlex.join(rest[:rest.index("&&")] if "&&" in rest else rest))
-    inline = re.findall(r"`edgecls ([a-z-]+ [^`]*)`", text)
+                    rest = words[start + 1 :]
+                    lines.append(shlex.join(rest[: rest.index("&&")] if "&&" in rest else rest))
+    inline = re.findall(r"`edgecls ((?:--?[a-z]+ )*[a-z-]+ [^`]*)`", text)
     return lines + [line for line in inline if "…" not in line and "NAME" not in line and "DIR" not in line]
 
 
@@ -35,7 +35,11 @@ def test_the_readme_shows_commands():
 @pytest.mark.parametrize("line", readme_commands())
 def test_each_readme_command_parses(line):
     group = typer.main.get_command(app)
-    name, *args = shlex.split(line)
+    words = shlex.split(line)
+    own = {opt for param in group.params for opt in param.opts}  # options of `edgecls` itself, before the command
+    while words[0].startswith("-"):
+        assert words.pop(0) in own, f"`edgecls {line}`: no such option of edgecls itself"
+    name, *args = words
     assert name in group.commands, f"README shows `edgecls {name}`, which does not exist"
     try:
         group.commands[name].make_context(name, args)  # parses and converts every option and argument; runs nothing

@@ -54,14 +54,17 @@ def test_grpc_to_a_server_that_hangs_up_is_a_typed_error(hangs_up):
         RemoteClassifier(f"grpc://127.0.0.1:{hangs_up}", "lenet5", deadline_s=2).predict(FRAME)
 
 
-@pytest.mark.parametrize("status, kind", [
-    ("StatusCode.DEADLINE_EXCEEDED", RemoteTimeoutError),
-    ("StatusCode.UNAVAILABLE", RemoteUnavailableError),
-    ("503", RemoteUnavailableError),
-    (None, RemoteUnavailableError),
-    ("400", RemoteError),
-    ("StatusCode.INVALID_ARGUMENT", RemoteError),
-])
+@pytest.mark.parametrize(
+    "status, kind",
+    [
+        ("StatusCode.DEADLINE_EXCEEDED", RemoteTimeoutError),
+        ("StatusCode.UNAVAILABLE", RemoteUnavailableError),
+        ("503", RemoteUnavailableError),
+        (None, RemoteUnavailableError),
+        ("400", RemoteError),
+        ("StatusCode.INVALID_ARGUMENT", RemoteError),
+    ],
+)
 def test_server_statuses_map_to_typed_errors(status, kind):
     from tritonclient.utils import InferenceServerException
 
@@ -69,13 +72,16 @@ def test_server_statuses_map_to_typed_errors(status, kind):
     assert type(error) is kind
 
 
-@pytest.mark.parametrize("raised, kind", [
-    ("geventhttpclient.response:HTTPConnectionClosed", RemoteUnavailableError),
-    ("builtins:ConnectionResetError", RemoteUnavailableError),
-    ("builtins:TimeoutError", RemoteTimeoutError),
-    ("gevent:Timeout", RemoteTimeoutError),
-    ("builtins:RuntimeError", RemoteError),
-])
+@pytest.mark.parametrize(
+    "raised, kind",
+    [
+        ("geventhttpclient.response:HTTPConnectionClosed", RemoteUnavailableError),
+        ("builtins:ConnectionResetError", RemoteUnavailableError),
+        ("builtins:TimeoutError", RemoteTimeoutError),
+        ("gevent:Timeout", RemoteTimeoutError),
+        ("builtins:RuntimeError", RemoteError),
+    ],
+)
 def test_transport_exceptions_map_to_typed_errors(raised, kind):
     import importlib
 
@@ -90,3 +96,12 @@ def test_without_tritonclient_the_error_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "tritonclient.http", None)
     with pytest.raises(BackendUnavailableError, match=r"edgecls\[remote\]"):
         RemoteClassifier("http://127.0.0.1:1", "m").predict(FRAME)
+
+
+def test_robot_code_takes_either_classifier_as_a_predictor(bundle_dir):
+    """Code typed against `Predictor` runs with the in-process Classifier or the remote one, unchanged."""
+    from edgecls.runtime import Classifier, Predictor
+
+    with Classifier.load(bundle_dir, precision="fp32") as local:
+        assert isinstance(local, Predictor) and isinstance(RemoteClassifier("http://127.0.0.1:1"), Predictor)
+    assert not isinstance(object(), Predictor)

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, ConfigError, EngineMismatchError, InputError
-from edgecls.imaging import area_resize, center_square
+from edgecls.imaging import ImageInput, Normalization, Policy, area_resize, center_square
 from edgecls.runtime import Classifier, Prediction
 from edgecls.runtime.engines import check_engine, sidecar_path
 from edgecls.runtime.preprocess import Preprocessor
@@ -71,14 +72,17 @@ def test_rgb_and_grey_frames_are_accepted(clf, test_images):
     assert isinstance(clf.predict(np.zeros((40, 60, 4), np.uint8)), Prediction)
 
 
-@pytest.mark.parametrize(("frame", "message"), [
-    (np.zeros((0, 10, 3), np.uint8), "empty frame"),
-    (np.zeros((32, 32, 3), np.float32), "dtype must be uint8"),
-    (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
-    (np.zeros((32, 32, 2), np.uint8), "H×W×3"),
-    (np.zeros((2, 32, 32, 3), np.uint8), "H×W×3"),
-    ([[1, 2], [3, 4]], "numpy array"),
-])
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (np.zeros((0, 10, 3), np.uint8), "empty frame"),
+        (np.zeros((32, 32, 3), np.float32), "dtype must be uint8"),
+        (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
+        (np.zeros((32, 32, 2), np.uint8), "H×W×3"),
+        (np.zeros((2, 32, 32, 3), np.uint8), "H×W×3"),
+        ([[1, 2], [3, 4]], "numpy array"),
+    ],
+)
 def test_bad_frames_raise_typed_errors(clf, frame, message):
     with pytest.raises(InputError, match=message):
         clf.predict(frame)
@@ -137,13 +141,16 @@ def test_fast_area_resize_stays_within_two_grey_levels(test_images):
 
 def test_preprocessor_follows_the_manifest(bundle_dir):
     manifest = json.loads((bundle_dir / "edgecls.json").read_text())
-    prep = Preprocessor(manifest["input"], manifest["preprocess"])
+    bundle = Bundle.open(bundle_dir)
+    prep = Preprocessor(bundle.input, bundle.preprocess)
     frame = np.zeros((40, 80, 3), np.uint8)
     frame[:, 20:60] = (0, 0, 255)  # a red square in BGR, centred
     x = prep(frame)
     norm = manifest["preprocess"]["normalization"]
     assert x.shape == (1, 3, 32, 32) and x.dtype == np.float32
-    assert np.allclose(x[0, 0], (255 - norm["mean"][0]) / norm["std"][0], atol=1e-4)  # red lands in channel 0 (RGB model)
+    assert np.allclose(
+        x[0, 0], (255 - norm["mean"][0]) / norm["std"][0], atol=1e-4
+    )  # red lands in channel 0 (RGB model)
     assert np.allclose(x[0, 2], (0 - norm["mean"][2]) / norm["std"][2], atol=1e-4)
 
 
@@ -151,14 +158,23 @@ def test_engine_built_elsewhere_is_refused(tmp_path):
     engine = tmp_path / "model.int8.engine"
     data = b"engine bytes"
     engine.write_bytes(data)
-    recorded = {"gpu": "Orin (NVIDIA Jetson AGX Orin Developer Kit)", "compute_capability": "8.7", "sm_count": 16,
-                "memory_mib": 62841, "tensorrt": "10.3.0", "onnx_sha256": "ab", "precision": "int8",
-                "engine_sha256": __import__("hashlib").sha256(data).hexdigest()}
+    recorded = {
+        "gpu": "Orin (NVIDIA Jetson AGX Orin Developer Kit)",
+        "compute_capability": "8.7",
+        "sm_count": 16,
+        "memory_mib": 62841,
+        "tensorrt": "10.3.0",
+        "onnx_sha256": "ab",
+        "precision": "int8",
+        "engine_sha256": __import__("hashlib").sha256(data).hexdigest(),
+    }
     sidecar_path(engine).write_text(json.dumps(recorded))
     assert check_engine(engine, dict(recorded), data) == recorded
     with pytest.raises(EngineMismatchError, match="gpu='Orin.*'NVIDIA H100"):
         check_engine(engine, {**recorded, "gpu": "NVIDIA H100"}, data)
-    with pytest.raises(EngineMismatchError, match="sm_count=16 but this machine has 8"):  # an Orin NX also says "Orin", sm_87
+    with pytest.raises(
+        EngineMismatchError, match="sm_count=16 but this machine has 8"
+    ):  # an Orin NX also says "Orin", sm_87
         check_engine(engine, {**recorded, "sm_count": 8}, data)
     with pytest.raises(EngineMismatchError, match="tensorrt"):
         check_engine(engine, {**recorded, "tensorrt": "8.6.1"}, data)
@@ -173,10 +189,11 @@ def test_engine_built_elsewhere_is_refused(tmp_path):
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(1, 700), w=st.integers(1, 700), channels=st.sampled_from([None, 1, 3, 4]), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 700), w=st.integers(1, 700), channels=st.sampled_from([None, 1, 3, 4]), seed=st.integers(0, 2**16)
+)
 def test_any_frame_size_becomes_one_finite_input_tensor(h, w, channels, seed):
-    prep = Preprocessor({"size": 32, "channels": 3, "color": "rgb"},
-                        {"crop": "center", "normalization": {"kind": "zscore", "mean": [120.0] * 3, "std": [60.0] * 3}})
+    prep = Preprocessor(ImageInput(32, 3), Policy(Normalization("zscore", (120.0,) * 3, (60.0,) * 3)))
     shape = (h, w) if channels is None else (h, w, channels)
     frame = np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
     x = prep(frame)
@@ -187,7 +204,18 @@ def test_any_frame_size_becomes_one_finite_input_tensor(h, w, channels, seed):
 def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
     clf = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
     # an INT8 output of mobilenet_mod on a CIFAR-10 test image: classes 4 and 6 tie exactly
-    row = [-0.80443984, -1.1262158, 2.1558988, -0.12871037, 2.284609, -1.2549262, 2.284609, -1.190571, -1.6410573, -0.61137426]
+    row = [
+        -0.80443984,
+        -1.1262158,
+        2.1558988,
+        -0.12871037,
+        2.284609,
+        -1.2549262,
+        2.284609,
+        -1.190571,
+        -1.6410573,
+        -0.61137426,
+    ]
     logits = np.tile(np.array(row, np.float32), (64, 1))
     assert [fields[1] for fields in clf._postprocess(logits)] == [int(np.argmax(row))] * 64 == [4] * 64
 
@@ -209,8 +237,12 @@ def test_n_of_m_voting_ignores_a_single_flicker():
 
 
 def test_robot_loop_without_a_camera_says_so_without_a_traceback(bundle_dir):
-    result = subprocess.run([sys.executable, "tools/robot_loop.py", str(bundle_dir), "--source", "/nonexistent.mp4"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "tools/robot_loop.py", str(bundle_dir), "--source", "/nonexistent.mp4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.startswith("error: video source '/nonexistent.mp4'")
 

@@ -1,4 +1,5 @@
-"""A real Triton server (PyTriton) on free localhost ports, real requests, answers compared with the in-process Classifier."""
+"""A real Triton server (PyTriton) on free localhost ports, real requests, answers compared with the in-process
+Classifier."""
 
 import json
 import signal
@@ -20,7 +21,9 @@ from edgecls.runtime import Classifier, RemoteClassifier
 from edgecls.runtime.serve import pytriton_unavailable
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
-pytestmark = pytest.mark.skipif(pytriton_unavailable() is not None, reason=f"PyTriton cannot run here: {pytriton_unavailable()}")
+pytestmark = pytest.mark.skipif(
+    pytriton_unavailable() is not None, reason=f"PyTriton cannot run here: {pytriton_unavailable()}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +43,10 @@ def frames(cifar_root):
     from edgecls.data import load_dataset
 
     test = load_dataset("cifar10", "test", cifar_root)
-    return [cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), (96, 96), interpolation=cv2.INTER_NEAREST) for img in test.images]
+    return [
+        cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), (96, 96), interpolation=cv2.INTER_NEAREST)
+        for img in test.images
+    ]
 
 
 def test_remote_predictions_equal_the_in_process_classifier(server, bundle_dir, frames):
@@ -140,18 +146,28 @@ def test_a_request_declaring_a_huge_shape_is_refused_and_the_server_stays_ready(
     time.sleep(0.5)
     assert proc.poll() is None
     assert urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=5).status == 200
-    assert RemoteClassifier(f"http://127.0.0.1:{http}", "lenet5", deadline_s=10).predict(np.zeros((32, 32, 3), np.uint8))
+    assert RemoteClassifier(f"http://127.0.0.1:{http}", "lenet5", deadline_s=10).predict(
+        np.zeros((32, 32, 3), np.uint8)
+    )
 
 
 def test_bad_input_is_answered_400_with_the_reason_and_no_traceback(server):
     _, (http, _, _) = server
     url = f"http://127.0.0.1:{http}/v2/models/lenet5"
     cases = {
-        "two channels": (url + "/infer", {"name": "frame", "shape": [1, 8, 8, 2], "datatype": "UINT8", "data": [0] * 128}),
+        "two channels": (
+            url + "/infer",
+            {"name": "frame", "shape": [1, 8, 8, 2], "datatype": "UINT8", "data": [0] * 128},
+        ),
         "zero pixels": (url + "/infer", {"name": "frame", "shape": [1, 0, 8, 3], "datatype": "UINT8", "data": []}),
-        "NaN tensor": (url + "_tensor/infer", {"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32",
-                                               "data": [float("nan")] * 3072}),
-        "data short of its shape": (url + "/infer", {"name": "frame", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0]}),
+        "NaN tensor": (
+            url + "_tensor/infer",
+            {"name": "input", "shape": [1, 3, 32, 32], "datatype": "FP32", "data": [float("nan")] * 3072},
+        ),
+        "data short of its shape": (
+            url + "/infer",
+            {"name": "frame", "shape": [1, 8, 8, 3], "datatype": "UINT8", "data": [0]},
+        ),
     }
     for case, (target, tensor) in cases.items():
         status, body = _post(target, json.dumps({"inputs": [tensor]}).encode())
@@ -190,6 +206,28 @@ def test_sigint_stops_a_server_that_inherited_sigint_ignored(bundle_dir):
     assert "server stopped" in proc.stdout.read()
 
 
+def test_ctrl_c_in_a_terminal_stops_the_server_quietly(bundle_dir):
+    """A terminal's Ctrl-C signals its whole foreground process group. Only `edgecls serve` may get it: tritonserver,
+    signalled again by PyTriton's stop, would exit at once with a failure and warnings in the log."""
+    import os
+    import subprocess
+
+    from load_test import free_ports, start_server
+
+    proc = start_server(str(bundle_dir), "lenet5", free_ports(3), [], process_group=0)  # its own group: a terminal
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 0
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    log = proc.stdout.read()
+    assert "server stopped" in log
+    assert log.count("Signal (2) received") == 1, log[-2000:]  # tritonserver's own line: it got one SIGINT
+    for noise in ("exited with failure", "failed to stop", "Exiting immediately"):
+        assert noise not in log, log[-2000:]
+
+
 def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
     """Models answer ready before `triton.serve()` begins; a SIGINT in that gap must stop the server, not escape."""
     import os
@@ -217,8 +255,12 @@ def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
             events.append("served")
 
     monkeypatch.setattr(pytriton.triton, "Triton", ReadyButNotServing)
-    monkeypatch.setattr(serve_module, "_bind", lambda *args: ("lenet5", SimpleNamespace(bundle=SimpleNamespace(input=None))))
-    monkeypatch.setattr(serve_module, "Gateway", lambda *args, **kwargs: SimpleNamespace(start=lambda: None, close=lambda: None))
+    monkeypatch.setattr(
+        serve_module, "_bind", lambda *args: ("lenet5", SimpleNamespace(bundle=SimpleNamespace(input=None)))
+    )
+    monkeypatch.setattr(
+        serve_module, "Gateway", lambda *args, **kwargs: SimpleNamespace(start=lambda: None, close=lambda: None)
+    )
     monkeypatch.setattr(serve_module, "tensors_input", lambda spec: None)
     try:
         serve_module.serve("unused", serve_module.ServeOptions())
@@ -265,7 +307,8 @@ def test_a_triton_that_dies_unasked_makes_serve_exit_non_zero(bundle_dir):
 
 
 def test_a_model_trained_elsewhere_is_served_like_a_zoo_model(foreign_onnx_bundle, frames):
-    """The bundle of a user's ONNX file (ImageNet mean/std, its own names) answers remote calls as it does in process."""
+    """The bundle of a user's ONNX file (ImageNet mean/std, its own names) answers remote calls as it does in
+    process."""
     from load_test import free_ports, start_server
 
     http, grpc, metrics = free_ports(3)

@@ -60,12 +60,21 @@ def test_classical_baselines(data_root, tmp_path):
 
 def test_architectures_on_both_datasets(data_root, tmp_path):
     rows, out = _run("study_architectures", data_root, tmp_path, "--models", "lenet5,baseline_cnn")
-    assert {(r["dataset"], r["model"]) for r in rows} == {(d, m) for d in ("cifar10", "fashion-mnist") for m in ("lenet5", "baseline_cnn")}
+    assert {(r["dataset"], r["model"]) for r in rows} == {
+        (d, m) for d in ("cifar10", "fashion-mnist") for m in ("lenet5", "baseline_cnn")
+    }
     assert all(r["ort_cpu_p50_ms"] > 0 for r in rows)
     assert (out / "architectures-fashion-mnist.png").exists()
 
 
 def test_exploration(data_root, tmp_path, trained_ckpt):
     _, out = _run("study_explore", data_root, tmp_path, "--checkpoint", str(trained_ckpt))
-    for name in ("class-distribution.png", "samples.png", "pca.png", "tsne.png", "first-layer-kernels.png", "class-distribution.md"):
+    for name in (
+        "class-distribution.png",
+        "samples.png",
+        "pca.png",
+        "tsne.png",
+        "first-layer-kernels.png",
+        "class-distribution.md",
+    ):
         assert (out / name).stat().st_size > 0

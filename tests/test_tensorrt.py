@@ -1,6 +1,8 @@
-"""TensorRT engines, built and run for real: only where TensorRT, pycuda or cuda-python, and a GPU exist (`-m tensorrt`)."""
+"""TensorRT engines, built and run for real: only where TensorRT, pycuda or cuda-python, and a GPU exist (`-m
+tensorrt`)."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,14 +33,19 @@ def test_engine_builds_runs_and_agrees_with_onnxruntime(bundle_dir, tmp_path, pr
 
     graph = trt_clf.backend.source_graph  # the engine against the graph it was built from, within export's measurement
     limit = bounds(trt_clf.bundle, graph, precision)
-    assert polygraphy_check(tmp_path / f"model.{precision}.engine", bundle_dir / graph, batch[:16], limit["atol"])["passed"]
+    assert polygraphy_check(tmp_path / f"model.{precision}.engine", bundle_dir / graph, batch[:16], limit["atol"])[
+        "passed"
+    ]
     assert sidecar["tf32"] is (None if precision != "fp32" else False)
 
 
-def test_rebuild_reuses_the_timing_cache(bundle_dir, tmp_path):
+def test_rebuild_reuses_the_timing_cache(bundle_dir, tmp_path, monkeypatch):
+    """The first build on a machine starts from an empty timing cache and writes it; the next one reads it back."""
     from edgecls.runtime.engines import build_engine
 
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     onnx = (bundle_dir / "model.onnx").read_bytes()
     first = build_engine(onnx, "model.onnx", tmp_path / "a.engine", "fp16")
     second = build_engine(onnx, "model.onnx", tmp_path / "b.engine", "fp16")
-    assert first["timing_cache"] == second["timing_cache"]
+    assert not first["timing_cache_reused"] and second["timing_cache_reused"]
+    assert Path(second["timing_cache"]).stat().st_size > 0

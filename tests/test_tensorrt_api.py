@@ -35,26 +35,67 @@ WHEELS = {  # version → pip requirement; 10.3 is JetPack 6.1/6.2's TensorRT
 ALL = tuple(WHEELS)
 WITH_PRECISION_FLAGS = ("8.6.1", "10.3.0", "10.13.3")
 PATHS = {
-    "common": (ALL, [
-        "Logger", "Logger.WARNING", "Builder", "Builder.create_network", "Builder.create_builder_config",
-        "Builder.create_optimization_profile", "Builder.build_serialized_network", "NetworkDefinitionCreationFlag",
-        "BuilderFlag", "OnnxParser", "OnnxParser.parse", "OnnxParser.get_error", "OnnxParser.num_errors",
-        "INetworkDefinition.num_inputs", "INetworkDefinition.get_input", "IBuilderConfig.set_memory_pool_limit",
-        "IBuilderConfig.set_flag", "IBuilderConfig.clear_flag", "BuilderFlag.TF32",
-        "IBuilderConfig.add_optimization_profile", "MemoryPoolType", "MemoryPoolType.WORKSPACE",
-        "IBuilderConfig.create_timing_cache", "IBuilderConfig.set_timing_cache", "ITimingCache.serialize",
-        "IOptimizationProfile.set_shape", "Runtime", "Runtime.deserialize_cuda_engine", "ICudaEngine.create_execution_context",
-        "ICudaEngine.num_io_tensors", "ICudaEngine.get_tensor_name", "ICudaEngine.get_tensor_mode",
-        "ICudaEngine.get_tensor_dtype",
-        "ICudaEngine.get_tensor_profile_shape", "TensorIOMode", "TensorIOMode.INPUT", "TensorIOMode.OUTPUT", "nptype",
-        "IExecutionContext.set_input_shape", "IExecutionContext.get_tensor_shape", "IExecutionContext.set_tensor_address",
-        "IExecutionContext.execute_async_v3"]),
+    "common": (
+        ALL,
+        [
+            "Logger",
+            "Logger.WARNING",
+            "Builder",
+            "Builder.create_network",
+            "Builder.create_builder_config",
+            "Builder.create_optimization_profile",
+            "Builder.build_serialized_network",
+            "NetworkDefinitionCreationFlag",
+            "BuilderFlag",
+            "OnnxParser",
+            "OnnxParser.parse",
+            "OnnxParser.get_error",
+            "OnnxParser.num_errors",
+            "INetworkDefinition.num_inputs",
+            "INetworkDefinition.get_input",
+            "IBuilderConfig",
+            "IBuilderConfig.set_memory_pool_limit",
+            "IBuilderConfig.set_flag",
+            "IBuilderConfig.clear_flag",
+            "BuilderFlag.TF32",
+            "IBuilderConfig.add_optimization_profile",
+            "MemoryPoolType",
+            "MemoryPoolType.WORKSPACE",
+            "IBuilderConfig.create_timing_cache",
+            "IBuilderConfig.set_timing_cache",
+            "ITimingCache",
+            "ITimingCache.serialize",
+            "IOptimizationProfile.set_shape",
+            "Runtime",
+            "Runtime.deserialize_cuda_engine",
+            "ICudaEngine.create_execution_context",
+            "ICudaEngine.num_io_tensors",
+            "ICudaEngine.get_tensor_name",
+            "ICudaEngine.get_tensor_mode",
+            "ICudaEngine.get_tensor_dtype",
+            "ICudaEngine.get_tensor_profile_shape",
+            "TensorIOMode",
+            "TensorIOMode.INPUT",
+            "TensorIOMode.OUTPUT",
+            "nptype",
+            "IExecutionContext.set_input_shape",
+            "IExecutionContext.get_tensor_shape",
+            "IExecutionContext.set_tensor_address",
+            "IExecutionContext.execute_async_v3",
+        ],
+    ),
     "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
-    "explicit-batch": (WITH_PRECISION_FLAGS, ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"]),  # set wherever it exists
+    "explicit-batch": (
+        WITH_PRECISION_FLAGS,
+        ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"],
+    ),  # set wherever it exists
     "strongly-typed": (("10.3.0", "10.13.3", "11.4.0"), ["NetworkDefinitionCreationFlag.STRONGLY_TYPED"]),
 }
-CODE = [ROOT / "edgecls" / "runtime" / "engines.py", ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py",
-        ROOT / "edgecls" / "first_run.py"]
+CODE = [
+    ROOT / "edgecls" / "runtime" / "engines.py",
+    ROOT / "edgecls" / "runtime" / "backends" / "tensorrt.py",
+    ROOT / "edgecls" / "first_run.py",
+]
 
 PROBE = """
 import json, sys
@@ -87,8 +128,13 @@ def _trt_names_in_code() -> set[str]:
                     inner = inner.value
                 if isinstance(inner, ast.Name) and inner.id == "trt" and chain[-1] != "__version__":
                     found.add(".".join(reversed(chain)))
-            elif (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "hasattr" and len(node.args) == 2
-                  and isinstance(node.args[0], ast.Name) and node.args[0].id == "trt"):
+            elif (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "hasattr"
+                and len(node.args) == 2
+                and isinstance(node.args[0], ast.Name)
+                and node.args[0].id == "trt"
+            ):
                 found.add(node.args[1].value)
     return found
 
@@ -102,8 +148,23 @@ def _download(requirement: str, cache: Path) -> Path | None:
     name, version = requirement.split("==")
     pattern = f"{name.replace('-', '_')}-{version}-*.whl"
     if not list(cache.glob(pattern)):
-        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "-d", str(cache),
-                        requirement], capture_output=True, text=True, timeout=300)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(cache),
+                requirement,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     wheels = sorted(cache.glob(pattern))
     return wheels[0] if wheels else None
 
@@ -114,11 +175,31 @@ def _build_stubs(out: Path) -> dict[str, Path]:
         folder = out / f"v{major}"
         folder.mkdir(parents=True, exist_ok=True)
         for lib in ("nvinfer", "nvonnxparser", "nvinfer_plugin"):
-            subprocess.run(["gcc", "-shared", "-fPIC", "-o", str(folder / f"lib{lib}.so.{major}"), f"-Wl,-soname,lib{lib}.so.{major}",
-                            str(STUBS / "factories.c")], check=True)
+            subprocess.run(
+                [
+                    "gcc",
+                    "-shared",
+                    "-fPIC",
+                    "-o",
+                    str(folder / f"lib{lib}.so.{major}"),
+                    f"-Wl,-soname,lib{lib}.so.{major}",
+                    str(STUBS / "factories.c"),
+                ],
+                check=True,
+            )
         dirs[major] = folder
-    subprocess.run(["g++", "-shared", "-fPIC", "-o", str(dirs["8"] / "libnvparsers.so.8"), "-Wl,-soname,libnvparsers.so.8",
-                    str(STUBS / "parsers8.cpp")], check=True)
+    subprocess.run(
+        [
+            "g++",
+            "-shared",
+            "-fPIC",
+            "-o",
+            str(dirs["8"] / "libnvparsers.so.8"),
+            "-Wl,-soname,libnvparsers.so.8",
+            str(STUBS / "parsers8.cpp"),
+        ],
+        check=True,
+    )
     return dirs
 
 
@@ -140,11 +221,17 @@ def real_apis(tmp_path_factory) -> dict[str, dict]:
         if not unpacked.is_dir():
             with zipfile.ZipFile(wheel) as archive:
                 archive.extractall(unpacked)
-        env = {**os.environ, "LD_LIBRARY_PATH": str(stubs[version.split(".")[0]]),
-               "PYTHONPATH": os.pathsep.join([str(unpacked), str(ROOT)])}
-        result = subprocess.run([sys.executable, "-c", PROBE, json.dumps(names)], capture_output=True, text=True, env=env,
-                                timeout=120)
-        assert result.returncode == 0, f"TensorRT {version} bindings did not load against the stubs: {result.stderr[-2000:]}"
+        env = {
+            **os.environ,
+            "LD_LIBRARY_PATH": str(stubs[version.split(".")[0]]),
+            "PYTHONPATH": os.pathsep.join([str(unpacked), str(ROOT)]),
+        }
+        result = subprocess.run(
+            [sys.executable, "-c", PROBE, json.dumps(names)], capture_output=True, text=True, env=env, timeout=120
+        )
+        assert result.returncode == 0, (
+            f"TensorRT {version} bindings did not load against the stubs: {result.stderr[-2000:]}"
+        )
         apis[version] = json.loads(result.stdout)
     if missing:
         pytest.skip(f"could not download {', '.join(missing)} (no registry access?); the API check needs all four")
@@ -152,9 +239,13 @@ def real_apis(tmp_path_factory) -> dict[str, dict]:
 
 
 def test_each_code_path_uses_only_names_its_tensorrt_versions_have(real_apis):
-    absent = [f"{path}: {name} missing in TensorRT {version}"
-              for path, (versions, names) in PATHS.items() for version in versions for name in names
-              if not real_apis[version]["names"][name]]
+    absent = [
+        f"{path}: {name} missing in TensorRT {version}"
+        for path, (versions, names) in PATHS.items()
+        for version in versions
+        for name in names
+        if not real_apis[version]["names"][name]
+    ]
     assert absent == []
     assert {v: real_apis[v]["version"].startswith(v) for v in ALL} == dict.fromkeys(ALL, True)
 
@@ -165,11 +256,20 @@ def test_feature_checks_pick_the_path_each_version_needs(real_apis):
         assert plans["fp16"]["builder_flags"] == ["FP16"] and plans["fp32"]["builder_flags"] == []
         assert plans["fp16"]["mode"] == plans["fp32"]["mode"] == "weakly-typed"
     # 8.6 cannot type networks strongly: the Q/DQ graph is built weakly typed, with the flags its FP16 parts need
-    assert real_apis["8.6.1"]["plans"]["int8"] == {"creation_flags": ["EXPLICIT_BATCH"], "builder_flags": ["FP16", "INT8"],
-                                                   "mode": "explicit-qdq-weakly-typed"}
-    assert real_apis["8.6.1"]["plans"]["fp32"]["creation_flags"] == ["EXPLICIT_BATCH"]  # 8.x builds implicit batch otherwise
+    assert real_apis["8.6.1"]["plans"]["int8"] == {
+        "creation_flags": ["EXPLICIT_BATCH"],
+        "builder_flags": ["FP16", "INT8"],
+        "mode": "explicit-qdq-weakly-typed",
+    }
+    assert real_apis["8.6.1"]["plans"]["fp32"]["creation_flags"] == [
+        "EXPLICIT_BATCH"
+    ]  # 8.x builds implicit batch otherwise
     for version in ("10.3.0", "10.13.3"):  # ModelOpt graphs are built strongly typed wherever TensorRT can
         plan = real_apis[version]["plans"]["int8"]
-        assert "STRONGLY_TYPED" in plan["creation_flags"] and plan["builder_flags"] == [] and plan["mode"] == "strongly-typed"
+        assert (
+            "STRONGLY_TYPED" in plan["creation_flags"]
+            and plan["builder_flags"] == []
+            and plan["mode"] == "strongly-typed"
+        )
     for precision, plan in real_apis["11.4.0"]["plans"].items():
         assert plan == {"creation_flags": ["STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}, precision

@@ -132,7 +132,9 @@ def test_auto_picks_tensorrt_only_with_a_cuda_device(bundle_dir, monkeypatch):
 
     monkeypatch.setattr(backends, "tensorrt_installed", lambda: True)
     monkeypatch.setattr(backends, "installed_cuda_api", lambda: "cuda-python")
-    monkeypatch.setattr(backends, "cuda_device_count", lambda: (0, "RuntimeError: cuInit failed: no CUDA-capable device"))
+    monkeypatch.setattr(
+        backends, "cuda_device_count", lambda: (0, "RuntimeError: cuInit failed: no CUDA-capable device")
+    )
     name, _, device, why = choose(Bundle.open(bundle_dir))
     assert (name, device) == ("onnxruntime", "cpu") and "no CUDA device is usable" in why and "cuInit" in why
     monkeypatch.setattr(backends, "cuda_device_count", lambda: (1, ""))
@@ -193,12 +195,20 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
     shutil.copytree(bundle_dir, bundle)
     private, public = generate_key(tmp_path / "fleet.key")
     sign_bundle(bundle, private)
-    expected = {"gpu": "Orin (NVIDIA Jetson Orin Nano)", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620,
-                "tensorrt": "10.3.0", "onnx_sha256": "cd", "precision": "fp16"}
+    expected = {
+        "gpu": "Orin (NVIDIA Jetson Orin Nano)",
+        "compute_capability": "8.7",
+        "sm_count": 8,
+        "memory_mib": 7620,
+        "tensorrt": "10.3.0",
+        "onnx_sha256": "cd",
+        "precision": "fp16",
+    }
     planted = bundle / "model.fp16.engine"
     planted.write_bytes(b"attacker's engine")
-    sidecar_path(planted).write_text(json.dumps({**expected, "max_batch": 64,
-                                                 "engine_sha256": hashlib.sha256(b"attacker's engine").hexdigest()}))
+    sidecar_path(planted).write_text(
+        json.dumps({**expected, "max_batch": 64, "engine_sha256": hashlib.sha256(b"attacker's engine").hexdigest()})
+    )
 
     result = CliRunner().invoke(app, ["info", str(bundle), "--public-key", str(public)])
     assert result.exit_code == 0, result.output
@@ -207,8 +217,9 @@ def test_a_planted_engine_in_a_signed_bundle_is_named_by_info_and_never_loaded(b
     def fake_build(onnx, onnx_name, engine_path, precision, **kwargs):
         engine_path.parent.mkdir(parents=True, exist_ok=True)
         engine_path.write_bytes(b"our engine")
-        sidecar_path(engine_path).write_text(json.dumps({**expected, "max_batch": 64,
-                                                         "engine_sha256": hashlib.sha256(b"our engine").hexdigest()}))
+        sidecar_path(engine_path).write_text(
+            json.dumps({**expected, "max_batch": 64, "engine_sha256": hashlib.sha256(b"our engine").hexdigest()})
+        )
 
     monkeypatch.setattr(trt_backend, "build_engine", fake_build)
     backend = trt_backend.TensorRTBackend.__new__(trt_backend.TensorRTBackend)
@@ -234,10 +245,22 @@ def test_an_engine_the_manifest_lists_is_checked_against_its_entry_not_its_sidec
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
     bundle = tmp_path / "b"
     shutil.copytree(bundle_dir, bundle)
-    expected = {"gpu": "NVIDIA RTX A2000", "compute_capability": "8.6", "sm_count": 26, "memory_mib": 5920,
-                "tensorrt": "10.13.3", "onnx_sha256": "ef", "precision": "fp16"}
+    expected = {
+        "gpu": "NVIDIA RTX A2000",
+        "compute_capability": "8.6",
+        "sm_count": 26,
+        "memory_mib": 5920,
+        "tensorrt": "10.13.3",
+        "onnx_sha256": "ef",
+        "precision": "fp16",
+    }
     (bundle / "model.fp16.engine").write_bytes(b"exported engine")
-    entry = {**expected, "file": "model.fp16.engine", "max_batch": 32, "engine_sha256": hashlib.sha256(b"exported engine").hexdigest()}
+    entry = {
+        **expected,
+        "file": "model.fp16.engine",
+        "max_batch": 32,
+        "engine_sha256": hashlib.sha256(b"exported engine").hexdigest(),
+    }
     manifest = json.loads((bundle / MANIFEST).read_text())
     (bundle / MANIFEST).write_text(json.dumps(seal({**manifest, "engines": [entry]})))
     sidecar_path(bundle / "model.fp16.engine").write_text('{"max_batch": 4096, "gpu": "forged"}')

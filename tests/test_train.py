@@ -12,7 +12,9 @@ from edgecls.train.optim import freeze_all_but_last
 
 
 def _cfg(cifar_root, out, **kw):
-    base = dict(model="lenet5", data_dir=str(cifar_root), out=str(out), epochs=2, batch_size=50, lr=0.05, warmup_epochs=0.0)
+    base = dict(
+        model="lenet5", data_dir=str(cifar_root), out=str(out), epochs=2, batch_size=50, lr=0.05, warmup_epochs=0.0
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -20,8 +22,16 @@ def test_training_lowers_the_loss_and_writes_artifacts(cifar_root, tmp_path):
     summary = train(_cfg(cifar_root, tmp_path, epochs=4), quiet=True)
     history = summary["history"]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    for name in ("best.pt", "last.pt", "history.json", "curves.png", "test_report.json", "test_report.confusion.png",
-                 "test_report.examples.png", "summary.json"):
+    for name in (
+        "best.pt",
+        "last.pt",
+        "history.json",
+        "curves.png",
+        "test_report.json",
+        "test_report.confusion.png",
+        "test_report.examples.png",
+        "summary.json",
+    ):
         assert (tmp_path / name).stat().st_size > 0
     ckpt = load_checkpoint(tmp_path / "best.pt")
     assert ckpt["classes"][0] == "airplane" and ckpt["input"] == {"size": 32, "channels": 3, "color": "rgb"}
@@ -91,7 +101,9 @@ def test_init_from_new_class_count(cifar_root, trained_ckpt, tmp_path):
 
     images, labels = make_images(120, num_classes=3, seed=5)
     data = ImageSet("three", images, labels, ("a", "b", "c"))
-    summary = train(_cfg(cifar_root, tmp_path, epochs=1, init_from=str(trained_ckpt), trainable_blocks=2), data, data, quiet=True)
+    summary = train(
+        _cfg(cifar_root, tmp_path, epochs=1, init_from=str(trained_ckpt), trainable_blocks=2), data, data, quiet=True
+    )
     ckpt = load_checkpoint(summary["checkpoint"])
     assert ckpt["model"]["args"]["num_classes"] == 3
     old = load_checkpoint(trained_ckpt)["state_dict"]
@@ -103,9 +115,17 @@ def test_class_weights_are_inverse_frequency():
     assert w[2] == 0 and w[1] == pytest.approx(3 * w[0])
 
 
-@pytest.mark.parametrize(("kw", "msg"), [({"optimizer": "sgdd"}, "did you mean 'sgd'"), ({"epochs": 0}, "epochs"),
-                                         ({"trainable_blocks": 2}, "init_from"), ({"lr": float("nan")}, "lr must be a finite"),
-                                         ({"momentum": float("inf")}, "momentum must be a finite"), ({"subset": 0}, "subset")])
+@pytest.mark.parametrize(
+    ("kw", "msg"),
+    [
+        ({"optimizer": "sgdd"}, "did you mean 'sgd'"),
+        ({"epochs": 0}, "epochs"),
+        ({"trainable_blocks": 2}, "init_from"),
+        ({"lr": float("nan")}, "lr must be a finite"),
+        ({"momentum": float("inf")}, "momentum must be a finite"),
+        ({"subset": 0}, "subset"),
+    ],
+)
 def test_config_validation(kw, msg):
     with pytest.raises(ConfigError, match=msg):
         TrainConfig(model="lenet5", **kw)
@@ -119,8 +139,22 @@ def test_fast_recipe_fills_defaults_but_explicit_options_win(cifar_root, tmp_pat
 
     captured = {}
     monkeypatch.setattr(train_pkg, "train", lambda cfg: captured.setdefault("cfg", cfg))
-    result = CliRunner().invoke(cli.app, ["train", "whitened_vgg", "--recipe", "fast", "--epochs", "3", "--no-lookahead",
-                                          "--data-dir", str(cifar_root), "--out", str(tmp_path)])
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            "train",
+            "whitened_vgg",
+            "--recipe",
+            "fast",
+            "--epochs",
+            "3",
+            "--no-lookahead",
+            "--data-dir",
+            str(cifar_root),
+            "--out",
+            str(tmp_path),
+        ],
+    )
     assert result.exit_code == 0, result.output
     cfg = captured["cfg"]
     assert (cfg.recipe, cfg.batch_size, cfg.lr, cfg.schedule, cfg.label_smoothing) == ("fast", 1024, 1.5, "linear", 0.2)
@@ -131,9 +165,20 @@ def test_fast_recipe_fills_defaults_but_explicit_options_win(cifar_root, tmp_pat
 def test_fast_recipe_trains_whitened_vgg_and_records_every_part(cifar_root, tmp_path):
     from edgecls.train.recipes import RECIPES
 
-    settings = {**RECIPES["fast"], "epochs": 2, "batch_size": 64, "micro_batch_size": 32, "lr": 0.2, "warmup_epochs": 0.5}
-    summary = train(_cfg(cifar_root, tmp_path, model="whitened_vgg", model_kwargs={"widths": [16, 32, 32]}, recipe="fast",
-                         **settings), quiet=True)
+    settings = {
+        **RECIPES["fast"],
+        "epochs": 2,
+        "batch_size": 64,
+        "micro_batch_size": 32,
+        "lr": 0.2,
+        "warmup_epochs": 0.5,
+    }
+    summary = train(
+        _cfg(
+            cifar_root, tmp_path, model="whitened_vgg", model_kwargs={"widths": [16, 32, 32]}, recipe="fast", **settings
+        ),
+        quiet=True,
+    )
     assert summary["history"][-1]["train_loss"] < summary["history"][0]["train_loss"]
     assert summary["test_top1"] > 0.3
     recorded = summary["config"]
@@ -167,13 +212,16 @@ def test_micro_batches_give_the_batch_gradient():
         assert torch.allclose(a, p.grad, atol=1e-6)
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda c: c.update(format="1"), "format must be an integer"),
-    (lambda c: c["model"].pop("args"), "model must be"),
-    (lambda c: c["model"]["args"].update(wings=2), "cannot be built by this edgecls"),
-    (lambda c: c["normalization"].pop("mean"), "normalization must hold mean and std"),
-    (lambda c: c.update(classes="airplane"), "classes must be"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(format="1"), "format must be an integer"),
+        (lambda c: c["model"].pop("args"), "model must be"),
+        (lambda c: c["model"]["args"].update(wings=2), "cannot be built by this edgecls"),
+        (lambda c: c["normalization"].pop("mean"), "normalization must hold mean and std"),
+        (lambda c: c.update(classes="airplane"), "classes must be"),
+    ],
+)
 def test_malformed_checkpoints_raise_checkpoint_errors(trained_ckpt, tmp_path, edit, message):
     from edgecls.train.checkpoint import save_checkpoint
 
@@ -201,7 +249,9 @@ def test_resume_refuses_changed_options_unless_overridden(cifar_root, tmp_path):
     _train_epochs(_cfg(cifar_root, tmp_path, epochs=3), 1)
     with pytest.raises(ConfigError, match=r"epochs 3 → 5.*lr 0.05 → 0.1"):
         train(_cfg(cifar_root, tmp_path, epochs=5, lr=0.1, resume=True), quiet=True)
-    summary = train(_cfg(cifar_root, tmp_path, epochs=3, resume=True, device="cpu"), quiet=True)  # device: free to change
+    summary = train(
+        _cfg(cifar_root, tmp_path, epochs=3, resume=True, device="cpu"), quiet=True
+    )  # device: free to change
     assert summary["epochs_run"] == 3
     summary = train(_cfg(cifar_root, tmp_path, epochs=4, resume=True, resume_override=True), quiet=True)
     assert summary["epochs_run"] == 4
@@ -210,7 +260,9 @@ def test_resume_refuses_changed_options_unless_overridden(cifar_root, tmp_path):
 def test_resuming_a_frozen_fine_tune_refreezes_before_loading_the_optimizer(cifar_root, trained_ckpt, tmp_path):
     cfg = _cfg(cifar_root, tmp_path, epochs=2, init_from=str(trained_ckpt), trainable_blocks=1)
     _train_epochs(cfg, 1)
-    summary = train(_cfg(cifar_root, tmp_path, epochs=2, init_from=str(trained_ckpt), trainable_blocks=1, resume=True), quiet=True)
+    summary = train(
+        _cfg(cifar_root, tmp_path, epochs=2, init_from=str(trained_ckpt), trainable_blocks=1, resume=True), quiet=True
+    )
     assert summary["epochs_run"] == 2
     old, new = load_checkpoint(trained_ckpt)["state_dict"], load_checkpoint(tmp_path / "last.pt")["state_dict"]
     assert torch.equal(old["features.0.weight"], new["features.0.weight"])  # still frozen after the resume

@@ -3,7 +3,8 @@ import torch
 
 from edgecls.data.imageset import ImageSet
 from edgecls.data.loader import BatchLoader
-from edgecls.data.transforms import Augment, Normalization
+from edgecls.data.transforms import Augment
+from edgecls.imaging import Normalization
 
 
 def _set(n=10):
@@ -95,6 +96,8 @@ def test_garments_are_mirrored_in_training_digits_are_not(tmp_path):
 
     for kind, flips in (("fashion-mnist", True), ("mnist", False)):
         root = write_idx(tmp_path / kind, kind, n_train=60, n_test=20)
-        cfg = TrainConfig(model="lenet5", dataset=kind, data_dir=str(root), out=str(tmp_path / f"run-{kind}"), epochs=1, erase=0.25)
+        cfg = TrainConfig(
+            model="lenet5", dataset=kind, data_dir=str(root), out=str(tmp_path / f"run-{kind}"), epochs=1, erase=0.25
+        )
         run = Run(cfg, load_dataset(kind, "train", root), None, quiet=True)
         assert run.train_loader.augment.flip is flips and run.train_loader.augment.erase == 0.25

@@ -1,4 +1,5 @@
-"""Sources named as jetson-inference names them, opened the way OpenCV can open them, and refused with the fix where not."""
+"""Sources named as jetson-inference names them, opened the way OpenCV can open them, and refused with the fix where
+not."""
 
 import cv2
 import numpy as np
@@ -13,7 +14,9 @@ from edgecls.runtime.video_uri import openable_sources, opencv_video_io, parse_s
 def test_each_kind_of_source_maps_to_its_opencv_backend(tmp_path):
     csi = parse_source("csi://1?width=1920&height=1080&fps=60&flip=2")
     assert csi.kind == "csi" and csi.api_name == "CAP_GSTREAMER" and csi.live
-    assert csi.target.startswith("nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM), width=(int)1920, height=(int)1080")
+    assert csi.target.startswith(
+        "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM), width=(int)1920, height=(int)1080"
+    )
     assert "framerate=(fraction)60/1 ! nvvidconv flip-method=2 !" in csi.target
     assert csi.target.split(" ! ")[-1].startswith("appsink")
     assert parse_source("csi://0").target.startswith("nvarguscamerasrc sensor-id=0 !")
@@ -45,8 +48,10 @@ def test_without_gstreamer_a_csi_camera_is_refused_with_the_jetpack_fix(monkeypa
 
 @pytest.mark.skipif(not opencv_video_io()["gstreamer"], reason="this OpenCV has no GStreamer (the pip wheel)")
 def test_a_gstreamer_pipeline_delivers_bgr_frames():
-    source = VideoSource("videotestsrc num-buffers=3 ! video/x-raw, width=64, height=48 ! videoconvert ! "
-                         "video/x-raw, format=BGR ! appsink")
+    source = VideoSource(
+        "videotestsrc num-buffers=3 ! video/x-raw, width=64, height=48 ! videoconvert ! "
+        "video/x-raw, format=BGR ! appsink"
+    )
     frame, _ = source.read()
     assert frame.shape == (48, 64, 3) and frame.dtype == np.uint8
     source.close()

@@ -4,7 +4,17 @@ import torch
 from edgecls.errors import ConfigError
 from edgecls.zoo import count_macs, count_parameters, create_model, list_models, register_model
 
-EXPECTED = {"alexnet", "baseline_cnn", "lenet5", "mobilenet_mod", "mobilenet_v2", "resnet18", "resnet34", "tronnet", "vgg16"}
+EXPECTED = {
+    "alexnet",
+    "baseline_cnn",
+    "lenet5",
+    "mobilenet_mod",
+    "mobilenet_v2",
+    "resnet18",
+    "resnet34",
+    "tronnet",
+    "vgg16",
+}
 
 
 def test_registry_lists_the_whole_zoo():
@@ -61,19 +71,29 @@ def test_duplicate_registration_raises():
         register_model("again")(lenet5)
 
 
-@pytest.mark.parametrize(("name", "params"), [("resnet20", 269_722), ("resnet32", 464_154), ("resnet44", 658_586),
-                                              ("resnet56", 853_018)])
+@pytest.mark.parametrize(
+    ("name", "params"), [("resnet20", 269_722), ("resnet32", 464_154), ("resnet44", 658_586), ("resnet56", 853_018)]
+)
 def test_cifar_resnets_have_the_papers_sizes(name, params):
     model = create_model(name)
     assert count_parameters(model) == params  # He et al. table 6: 0.27 M, 0.46 M, 0.66 M, 0.85 M
-    assert count_macs(model) == pytest.approx({"resnet20": 40.6e6, "resnet32": 68.9e6, "resnet44": 97.2e6,
-                                               "resnet56": 125.5e6}[name], rel=0.01)
+    assert count_macs(model) == pytest.approx(
+        {"resnet20": 40.6e6, "resnet32": 68.9e6, "resnet44": 97.2e6, "resnet56": 125.5e6}[name], rel=0.01
+    )
 
 
 def test_whitened_vgg_is_the_airbench_shape():
     model = create_model("whitened_vgg")
     assert count_parameters(model) == 1_972_792 and count_macs(model) == pytest.approx(118.1e6, rel=0.01)
-    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [24, 64, 64, 256, 256, 256, 256]
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] == [
+        24,
+        64,
+        64,
+        256,
+        256,
+        256,
+        256,
+    ]
     assert not model.stem.weight.requires_grad and model.stem.bias.requires_grad
     conv = model.features[0][0]
     assert torch.equal(conv.weight[:24, :, 1, 1], torch.eye(24))  # Dirac start: passes the stem's channels through
@@ -82,7 +102,9 @@ def test_whitened_vgg_is_the_airbench_shape():
 def test_whitening_stem_decorrelates_training_patches():
     torch.manual_seed(0)
     mixing = torch.randn(3, 3)
-    images = torch.einsum("ij,njhw->nihw", mixing, torch.randn(64, 3, 16, 16)).cumsum(-1) / 4  # correlated channels and pixels
+    images = (
+        torch.einsum("ij,njhw->nihw", mixing, torch.randn(64, 3, 16, 16)).cumsum(-1) / 4
+    )  # correlated channels and pixels
     model = create_model("whitened_vgg")
     model.init_whitening(images, eps=0.0)
     out = model.stem(images) - model.stem.bias.view(1, -1, 1, 1)

@@ -42,21 +42,46 @@ def main() -> None:
         if (args.only and name not in args.only) or name in results:
             continue
         run_dir = out / name.replace(" ", "_").replace("(", "").replace(")", "").replace("×", "x").replace("/", "-")
-        command = [sys.executable, "-m", "edgecls", "train", "whitened_vgg", "--recipe", "fast", "--epochs", str(epochs),
-                   "--warmup-epochs", f"{0.23 * epochs:.3f}", "--model-arg", f"activation={args.activation}",
-                   "--out", str(run_dir), *(["--data-dir", args.data_dir] if args.data_dir else []), *extra]
+        command = [
+            sys.executable,
+            "-m",
+            "edgecls",
+            "train",
+            "whitened_vgg",
+            "--recipe",
+            "fast",
+            "--epochs",
+            str(epochs),
+            "--warmup-epochs",
+            f"{0.23 * epochs:.3f}",
+            "--model-arg",
+            f"activation={args.activation}",
+            "--out",
+            str(run_dir),
+            *(["--data-dir", args.data_dir] if args.data_dir else []),
+            *extra,
+        ]
         print(f"[{name}] {' '.join(command)}", flush=True)
         subprocess.run(command, check=True, stdout=sys.stdout, stderr=subprocess.STDOUT)
         summary = json.loads((run_dir / "summary.json").read_text())
-        results[name] = {"command": " ".join(command), "val_top1": summary["best_val_acc"], "test_top1": summary["test_top1"],
-                         "train_wall_s": summary["train_wall_s"], "allocator": summary.get("allocator")}
+        results[name] = {
+            "command": " ".join(command),
+            "val_top1": summary["best_val_acc"],
+            "test_top1": summary["test_top1"],
+            "train_wall_s": summary["train_wall_s"],
+            "allocator": summary.get("allocator"),
+        }
         results_path.write_text(json.dumps(results, indent=2))
     base = results.get("full recipe")
     lines = ["| variant | val top-1 | test top-1 | Δ test vs full | train wall |", "|---|---|---|---|---|"]
     for name, r in results.items():
         delta = f"{(r['test_top1'] - base['test_top1']) * 100:+.2f} pt" if base else "—"
-        lines.append(f"| {name} | {r['val_top1']:.2%} | {r['test_top1']:.2%} | {delta} | {r['train_wall_s'] / 60:.1f} min |")
-    (out / "results.md").write_text(f"{epochs}-epoch schedule, activation {args.activation}\n\n" + "\n".join(lines) + "\n")
+        lines.append(
+            f"| {name} | {r['val_top1']:.2%} | {r['test_top1']:.2%} | {delta} | {r['train_wall_s'] / 60:.1f} min |"
+        )
+    (out / "results.md").write_text(
+        f"{epochs}-epoch schedule, activation {args.activation}\n\n" + "\n".join(lines) + "\n"
+    )
     print("\n".join(lines))
 
 

@@ -20,7 +20,8 @@ from torch import nn
 
 from edgecls.data import load_dataset
 from edgecls.data.loader import BatchLoader
-from edgecls.data.transforms import Augment, Normalization
+from edgecls.data.transforms import Augment
+from edgecls.imaging import Normalization
 from edgecls.zoo import create_model
 
 
@@ -68,18 +69,23 @@ def main() -> None:
         x, y = next(batches)
         _step(nhwc, opt_nhwc, x.contiguous(memory_format=torch.channels_last), y, loss_fn)
 
-    loops = {"bare NCHW": lambda: _step(nchw, opt_nchw, x0, y0, loss_fn),
-             "bare NHWC": lambda: _step(nhwc, opt_nhwc, x0_nhwc, y0, loss_fn),
-             "full NHWC": full}
+    loops = {
+        "bare NCHW": lambda: _step(nchw, opt_nchw, x0, y0, loss_fn),
+        "bare NHWC": lambda: _step(nhwc, opt_nhwc, x0_nhwc, y0, loss_fn),
+        "full NHWC": full,
+    }
     results: dict[str, list[float]] = {name: [] for name in loops}
     for round_ in range(2):  # alternate to even out thermal/turbo drift
         for name, fn in loops.items():
             results[name].append(timed(fn))
         print(f"round {round_ + 1}: " + ", ".join(f"{name} {r[-1]:.0f} img/s" for name, r in results.items()))
     best = {name: max(r) for name, r in results.items()}
-    print(f"{args.model} on {device}, batch {args.batch_size}: channels_last {best['bare NHWC'] / best['bare NCHW']:.2f}x "
-          f"NCHW ({best['bare NHWC']:.0f} vs {best['bare NCHW']:.0f} img/s); input pipeline overhead "
-          f"{(1 - best['full NHWC'] / best['bare NHWC']) * 100:.1f}% ({best['full NHWC']:.0f} img/s)")
+    print(
+        f"{args.model} on {device}, batch {args.batch_size}: channels_last "
+        f"{best['bare NHWC'] / best['bare NCHW']:.2f}x "
+        f"NCHW ({best['bare NHWC']:.0f} vs {best['bare NCHW']:.0f} img/s); input pipeline overhead "
+        f"{(1 - best['full NHWC'] / best['bare NHWC']) * 100:.1f}% ({best['full NHWC']:.0f} img/s)"
+    )
 
 
 if __name__ == "__main__":

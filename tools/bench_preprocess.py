@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from edgecls.data import load_dataset
-from edgecls.imaging import area_resize, center_square
+from edgecls.imaging import ImageInput, Normalization, Policy, area_resize, center_square
 from edgecls.runtime.preprocess import Preprocessor
 
 
@@ -53,8 +53,7 @@ def main() -> None:
         frame[:, 80:560] = cv2.resize(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), (480, 480), interpolation=cv2.INTER_LINEAR)
         cifar_frames.append(frame)
     noise_frames = [cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (0, 0), 3) for _ in range(20)]
-    prep = Preprocessor({"size": 32, "channels": 3, "color": "rgb"},
-                        {"crop": "center", "normalization": {"kind": "zscore", "mean": [125.0] * 3, "std": [62.0] * 3}})
+    prep = Preprocessor(ImageInput(32, 3), Policy(Normalization("zscore", (125.0,) * 3, (62.0,) * 3)))
 
     def inter_area(f):
         return cv2.resize(center_square(f), (32, 32), interpolation=cv2.INTER_AREA)
@@ -81,10 +80,12 @@ def main() -> None:
         }
         row["resize_speedup"] = row["inter_area_resize_us"] / row["edgecls_resize_us"]
         results[name] = row
-        print(f"{name}: INTER_AREA {row['inter_area_resize_us']:.1f} µs, edgecls {row['edgecls_resize_us']:.1f} µs "
-              f"({row['resize_speedup']:.2f}×); full preprocess {row['inter_area_full_preprocess_us']:.1f} → "
-              f"{row['edgecls_full_preprocess_us']:.1f} µs; max |Δ| {row['max_abs_diff_grey_levels']} grey levels, "
-              f"mean {row['mean_abs_diff_grey_levels']:.3f}")
+        print(
+            f"{name}: INTER_AREA {row['inter_area_resize_us']:.1f} µs, edgecls {row['edgecls_resize_us']:.1f} µs "
+            f"({row['resize_speedup']:.2f}×); full preprocess {row['inter_area_full_preprocess_us']:.1f} → "
+            f"{row['edgecls_full_preprocess_us']:.1f} µs; max |Δ| {row['max_abs_diff_grey_levels']} grey levels, "
+            f"mean {row['mean_abs_diff_grey_levels']:.3f}"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"threads": args.threads, "results": results}, f, indent=2)

@@ -21,12 +21,19 @@ from pathlib import Path
 from edgecls.bench import BenchOptions, run_bench
 from edgecls.data.locate import data_root
 from edgecls.export.pipeline import ExportOptions, export_bundle
-from edgecls.export.sources import ForeignOptions, split_record
+from edgecls.export.sources import NO_SPLIT, ForeignOptions
 from edgecls.fileio import atomic_write_json, sha256_file
-from edgecls.train.checkpoint import load_checkpoint, save_checkpoint
-from edgecls.zoo.pretrained import WEIGHTS_DIR
+from edgecls.jsonrecord import read_record
+from edgecls.train.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
+from edgecls.zoo.pretrained import WEIGHTS_DIR, ModelCard
 
 DATA_FILES = {"cifar10": "cifar-10-batches-py", "fashion-mnist": "fashion-mnist"}
+
+
+def write_card(key: str, card: dict) -> None:
+    """Write the card once it reads back as a `ModelCard` (the format the package reads), atomically."""
+    read_record(ModelCard, card, lambda problem: SystemExit(f"the card for {key} is malformed: {problem}"))
+    atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
 
 
 def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: str) -> dict:
@@ -36,7 +43,9 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
     name = ckpt["model"]["name"]
     dst = WEIGHTS_DIR / f"{name}.{dataset}.pt"
     keep = ("model", "state_dict", "classes", "normalization", "input", "dataset", "metrics")
-    split = split_record(ckpt)
+    split = describe_checkpoint(run / "best.pt", ckpt).split
+    if split is None:
+        raise SystemExit(f"{run / 'best.pt'}: {NO_SPLIT}")
     save_checkpoint(dst, {**{k: ckpt[k] for k in keep}, "split": split})
     folder = data_root(data_dir) / DATA_FILES[dataset]
     return {
@@ -53,7 +62,9 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "test_top5": summary["test_top5"],
         "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1),
         "tta_top1": tta_accuracy(dst, dataset, data_dir, split),
-        "training_log_tail": [f"epoch {h['epoch']}: train {h['train_acc']:.4f} val {h['val_acc']:.4f}" for h in history[-3:]],
+        "training_log_tail": [
+            f"epoch {h['epoch']}: train {h['train_acc']:.4f} val {h['val_acc']:.4f}" for h in history[-3:]
+        ],
         "data_sha256": {p.name: sha256_file(p) for p in sorted(folder.iterdir()) if p.is_file()},
         "weights_sha256": sha256_file(dst),
         "weights_bytes": dst.stat().st_size,
@@ -64,8 +75,8 @@ def tta_accuracy(weights: Path, dataset: str, data_dir: str | None, split: dict)
     """Validation and test top-1 with 6-view test-time augmentation (`edgecls eval --tta`): an evaluation aid only."""
     from edgecls.data import load_dataset
     from edgecls.data.split import train_val_split
-    from edgecls.data.transforms import Normalization
     from edgecls.evaluate import evaluate_model
+    from edgecls.imaging import Normalization
     from edgecls.train.checkpoint import model_from_checkpoint
 
     ckpt = load_checkpoint(weights)
@@ -77,15 +88,24 @@ def tta_accuracy(weights: Path, dataset: str, data_dir: str | None, split: dict)
 
 def measured_latency(bundle: str, data_dir: str | None) -> dict:
     """Batch-1 latency of the deployed CPU graphs (ONNX Runtime FP32 and INT8 U8S8) from `edgecls bench`."""
-    result = run_bench(bundle, BenchOptions(backends=("onnxruntime",), precisions=("fp32", "int8"), data_dir=data_dir,
-                                            eval_images=500))
-    latency = {"cpu": result["host"]["cpu"], "logical_cores": result["host"]["logical_cores"],
-               "onnxruntime": result["host"]["versions"]["onnxruntime"], "frame_size": result["frame_size"],
-               "pace_ms": result["pace_ms"], "rows": {}}
+    result = run_bench(
+        bundle, BenchOptions(backends=("onnxruntime",), precisions=("fp32", "int8"), data_dir=data_dir, eval_images=500)
+    )
+    latency = {
+        "cpu": result["host"]["cpu"],
+        "logical_cores": result["host"]["logical_cores"],
+        "onnxruntime": result["host"]["versions"]["onnxruntime"],
+        "frame_size": result["frame_size"],
+        "pace_ms": result["pace_ms"],
+        "rows": {},
+    }
     for row in result["rows"]:
         if "skipped" not in row and row["flavour"] in ("", "u8s8"):
-            p50 = {f"{mode}_{part}_p50": round(row[mode][part]["p50"], 4)
-                   for mode in ("hot", "paced") for part in ("inference_ms", "end_to_end_ms")}
+            p50 = {
+                f"{mode}_{part}_p50": round(row[mode][part]["p50"], 4)
+                for mode in ("hot", "paced")
+                for part in ("inference_ms", "end_to_end_ms")
+            }
             latency["rows"][row["precision"]] = {"threads": row["threads"], **p50}
     return latency
 
@@ -94,7 +114,8 @@ SLICE = 2000  # tests/test_weights.py re-measures the FP32 export on the first S
 
 
 def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
-    """Export the shipped weights with the default options; the bundle's accuracy, calibration record and CPU latency."""
+    """Export the shipped weights with the default options; the bundle's accuracy, calibration record and CPU
+    latency."""
     name, dataset = weights.name.split(".")[:2]
     data = ForeignOptions(dataset=dataset)
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,11 +126,16 @@ def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
         sliced = export_bundle(name, ExportOptions(out=tmp, data_dir=data_dir, eval_images=SLICE, foreign=data))
     val, test = manifest["accuracy"]["validation"], manifest["accuracy"]["test"]
     dataset_flag = "" if dataset == "cifar10" else f" --dataset {dataset}"
-    return {"command": f"edgecls export {name}{dataset_flag} --fp16 --int8",
-            "val_samples": val["samples"], "val_top1": {name: row["top1"] for name, row in val["files"].items()},
-            "test_samples": test["samples"], "top1": {name: row["top1"] for name, row in test["files"].items()},
-            "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")}, "latency": latency,
-            "test_slice": {"images": SLICE, "model.onnx": sliced["accuracy"]["test"]["files"]["model.onnx"]["top1"]}}
+    return {
+        "command": f"edgecls export {name}{dataset_flag} --fp16 --int8",
+        "val_samples": val["samples"],
+        "val_top1": {name: row["top1"] for name, row in val["files"].items()},
+        "test_samples": test["samples"],
+        "top1": {name: row["top1"] for name, row in test["files"].items()},
+        "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")},
+        "latency": latency,
+        "test_slice": {"images": SLICE, "model.onnx": sliced["accuracy"]["test"]["files"]["model.onnx"]["top1"]},
+    }
 
 
 def choose_calibration(weights: Path, data_dir: str | None) -> dict:
@@ -119,14 +145,21 @@ def choose_calibration(weights: Path, data_dir: str | None) -> dict:
     scores, samples = {}, None
     for method in ("minmax", "entropy"):
         with tempfile.TemporaryDirectory() as tmp:
-            manifest = export_bundle(name, ExportOptions(int8=True, out=tmp, data_dir=data_dir, calib_method=method,
-                                                         foreign=ForeignOptions(dataset=dataset)))
+            manifest = export_bundle(
+                name,
+                ExportOptions(
+                    int8=True, out=tmp, data_dir=data_dir, calib_method=method, foreign=ForeignOptions(dataset=dataset)
+                ),
+            )
         val = manifest["accuracy"]["validation"]
         samples, scores[method] = val["samples"], {f: row["top1"] for f, row in val["files"].items()}
     best = max(scores, key=lambda m: min(top1 for f, top1 in scores[m].items() if f != "model.onnx"))
-    return {"method": best, "chosen_on": f"validation split ({samples:,} images): the method whose worse INT8 graph "
-                                         "scores higher, each exported with `edgecls export ... --int8 --calib-method M`",
-            "validation_top1": scores}
+    return {
+        "method": best,
+        "chosen_on": f"validation split ({samples:,} images): the method whose worse INT8 graph "
+        "scores higher, each exported with `edgecls export ... --int8 --calib-method M`",
+        "validation_top1": scores,
+    }
 
 
 def main() -> None:
@@ -136,9 +169,14 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--command", help="the exact command that trained the run")
     parser.add_argument("--hardware")
-    parser.add_argument("--refresh-export", metavar="MODEL", help="only re-measure the export of already shipped weights")
-    parser.add_argument("--choose-calibration", action="store_true",
-                        help="pick the card's INT8 calibration method on the validation split first")
+    parser.add_argument(
+        "--refresh-export", metavar="MODEL", help="only re-measure the export of already shipped weights"
+    )
+    parser.add_argument(
+        "--choose-calibration",
+        action="store_true",
+        help="pick the card's INT8 calibration method on the validation split first",
+    )
     args = parser.parse_args()
 
     if args.refresh_export:
@@ -153,11 +191,11 @@ def main() -> None:
     if sha256_file(weights) != card["weights_sha256"]:
         raise SystemExit(f"{weights} does not match its card; ship it again from its run")
     if args.choose_calibration:
-        atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)  # export reads the weights' card
+        write_card(key, card)  # export reads the weights' card
         card["calibration_method"] = choose_calibration(weights, args.data_dir)
-        atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
+        write_card(key, card)
     card["export"] = exported_accuracy(weights, args.data_dir)
-    atomic_write_json(WEIGHTS_DIR / f"{key}.json", card)
+    write_card(key, card)
     print(json.dumps({k: card[k] for k in ("model", "epochs_run", "val_top1", "test_top1", "weights_bytes", "export")}))
 
 

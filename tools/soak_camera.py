@@ -41,8 +41,24 @@ def soak(args, minutes: float, viewers: int, label: str) -> dict:
     port = free_ports(1)[0]
     frames = int(minutes * 60 * args.fps)
     summary_path = Path(f"{args.out}.{label}.summary.json")
-    cmd = [sys.executable, "-m", "edgecls", "camera", args.bundle, "--replay-test-set", args.dataset, "--fps", str(args.fps),
-           "--max-frames", str(frames), "--headless", "--serve", f"127.0.0.1:{port}", "--json", str(summary_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgecls",
+        "camera",
+        args.bundle,
+        "--replay-test-set",
+        args.dataset,
+        "--fps",
+        str(args.fps),
+        "--max-frames",
+        str(frames),
+        "--headless",
+        "--serve",
+        f"127.0.0.1:{port}",
+        "--json",
+        str(summary_path),
+    ]
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -54,8 +70,11 @@ def soak(args, minutes: float, viewers: int, label: str) -> dict:
     started, samples = time.monotonic(), []
     while proc.poll() is None:
         samples.append((round(time.monotonic() - started, 1), round(tree_rss_mb(proc.pid), 1)))
-        print(f"{label}: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.1f} MB, {sum(received) / 2**20:.0f} MB sent to viewers",
-              flush=True)
+        print(
+            f"{label}: {samples[-1][0]:.0f} s, RSS {samples[-1][1]:.1f} MB, {sum(received) / 2**20:.0f} MB sent to "
+            "viewers",
+            flush=True,
+        )
         time.sleep(10)
     stop.set()
     output = proc.stdout.read()
@@ -64,10 +83,21 @@ def soak(args, minutes: float, viewers: int, label: str) -> dict:
     summary = json.loads(summary_path.read_text())
     work = summary["latency"]["processing_ms"]
     steady = [rss for t, rss in samples if t >= 30] or [samples[-1][1]]
-    return {"label": label, "viewers": viewers, "minutes": minutes, "frames": summary["frames"], "dropped": summary["dropped"],
-            "fps": summary["fps"], "processing_p50_ms": work["p50"], "processing_p99_ms": work["p99"],
-            "rss_mb_at_30s": steady[0], "rss_mb_end": steady[-1], "rss_mb_max": max(steady),
-            "mb_sent_to_viewers": round(sum(received) / 2**20, 1), "rss_samples": samples}
+    return {
+        "label": label,
+        "viewers": viewers,
+        "minutes": minutes,
+        "frames": summary["frames"],
+        "dropped": summary["dropped"],
+        "fps": summary["fps"],
+        "processing_p50_ms": work["p50"],
+        "processing_p99_ms": work["p99"],
+        "rss_mb_at_30s": steady[0],
+        "rss_mb_end": steady[-1],
+        "rss_mb_max": max(steady),
+        "mb_sent_to_viewers": round(sum(received) / 2**20, 1),
+        "rss_samples": samples,
+    }
 
 
 def main() -> None:
@@ -78,20 +108,34 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--baseline-minutes", type=float, default=3.0)
     parser.add_argument("--viewers", type=int, default=20)
-    parser.add_argument("--fps", type=float, default=15.0, help="replay rate (10,000 test images last 11 min at 15 fps)")
+    parser.add_argument(
+        "--fps", type=float, default=15.0, help="replay rate (10,000 test images last 11 min at 15 fps)"
+    )
     parser.add_argument("--out", default="soak_camera")
     args = parser.parse_args()
-    runs = [soak(args, args.baseline_minutes, 0, "no viewers"), soak(args, args.minutes, args.viewers, f"{args.viewers} viewers")]
+    runs = [
+        soak(args, args.baseline_minutes, 0, "no viewers"),
+        soak(args, args.minutes, args.viewers, f"{args.viewers} viewers"),
+    ]
     base, loaded = runs
-    result = {"command": " ".join(sys.argv), "runs": runs,
-              "p99_ratio": loaded["processing_p99_ms"] / base["processing_p99_ms"],
-              "rss_growth_mb": loaded["rss_mb_end"] - loaded["rss_mb_at_30s"]}
+    result = {
+        "command": " ".join(sys.argv),
+        "runs": runs,
+        "p99_ratio": loaded["processing_p99_ms"] / base["processing_p99_ms"],
+        "rss_growth_mb": loaded["rss_mb_end"] - loaded["rss_mb_at_30s"],
+    }
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=1) + "\n")
     for run in runs:
-        print(f"{run['label']:>12}: {run['frames']} frames in {run['minutes']:g} min, {run['dropped']} dropped, processing p50 "
-              f"{run['processing_p50_ms']:.3f} ms p99 {run['processing_p99_ms']:.3f} ms, RSS {run['rss_mb_at_30s']:.1f} MB at 30 s → "
-              f"{run['rss_mb_end']:.1f} MB at the end (max {run['rss_mb_max']:.1f}), {run['mb_sent_to_viewers']} MB sent")
-    print(f"p99 with viewers / without: {result['p99_ratio']:.2f}×; RSS growth with viewers: {result['rss_growth_mb']:+.1f} MB")
+        print(
+            f"{run['label']:>12}: {run['frames']} frames in {run['minutes']:g} min, {run['dropped']} dropped, "
+            f"processing p50 {run['processing_p50_ms']:.3f} ms p99 {run['processing_p99_ms']:.3f} ms, "
+            f"RSS {run['rss_mb_at_30s']:.1f} MB at 30 s → {run['rss_mb_end']:.1f} MB at the end "
+            f"(max {run['rss_mb_max']:.1f}), {run['mb_sent_to_viewers']} MB sent"
+        )
+    print(
+        f"p99 with viewers / without: {result['p99_ratio']:.2f}×; RSS growth with viewers: "
+        f"{result['rss_growth_mb']:+.1f} MB"
+    )
 
     import matplotlib
 
@@ -102,8 +146,11 @@ def main() -> None:
     for run in runs:
         t, rss = zip(*run["rss_samples"], strict=True)
         ax.plot([x / 60 for x in t], rss, label=f"{run['label']} (p99 {run['processing_p99_ms']:.2f} ms)")
-    ax.set(xlabel="minutes", ylabel="camera process RSS, MB", title=f"edgecls camera soak: {Path(args.bundle).name}, "
-           f"{args.dataset} replay at {args.fps:g} fps, web view")
+    ax.set(
+        xlabel="minutes",
+        ylabel="camera process RSS, MB",
+        title=f"edgecls camera soak: {Path(args.bundle).name}, {args.dataset} replay at {args.fps:g} fps, web view",
+    )
     ax.legend()
     ax.grid(alpha=0.3)
     fig.tight_layout()

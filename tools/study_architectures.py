@@ -44,7 +44,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for dataset in args.datasets.split(","):
         try:
-            train_set, test = load_dataset(dataset, "train", args.data_dir), load_dataset(dataset, "test", args.data_dir)
+            train_set, test = (
+                load_dataset(dataset, "train", args.data_dir),
+                load_dataset(dataset, "test", args.data_dir),
+            )
         except DatasetError as exc:
             print(f"skipping {dataset}: {exc}")
             rows.append({"dataset": dataset, "model": "—", "note": f"not available: {str(exc)[:80]}"})
@@ -54,26 +57,61 @@ def main(argv: list[str] | None = None) -> list[dict]:
         points = []
         for model in args.models.split(","):
             run = out / "runs" / f"{dataset}-{model}"
-            summary = train(TrainConfig(model=model, dataset=dataset, out=str(run), epochs=epochs, device=args.device, lr=0.05),
-                            train_set, test, quiet=True)
-            bundle = export_bundle(summary["checkpoint"], ExportOptions(out=str(run / "bundle")), test_set=test, train_set=train_set)
+            summary = train(
+                TrainConfig(model=model, dataset=dataset, out=str(run), epochs=epochs, device=args.device, lr=0.05),
+                train_set,
+                test,
+                quiet=True,
+            )
+            bundle = export_bundle(
+                summary["checkpoint"], ExportOptions(out=str(run / "bundle")), test_set=test, train_set=train_set
+            )
             clf = Classifier.load(run / "bundle", backend="onnxruntime", precision="fp32", device="cpu")
             x = clf.preprocessor.batch_from_images(test.images[:1])
             latency = summarize(time_calls(clf.backend, x, args.latency_iterations, 20))
             net = create_model(model, in_channels=test.in_channels, input_size=test.input_size)
-            row = {"dataset": dataset, "model": model, "epochs": epochs, "test_top1": summary["test_top1"],
-                   "params": count_parameters(net), "mmacs": count_macs(net, test.in_channels, test.input_size) / 1e6,
-                   "s_per_epoch": float(np.mean([h["epoch_s"] for h in summary["history"]])),
-                   "ort_cpu_p50_ms": latency["p50"], "ort_cpu_p99_ms": latency["p99"],
-                   "onnx_mb": bundle["files"]["model.onnx"]["bytes"] / 1e6}
+            row = {
+                "dataset": dataset,
+                "model": model,
+                "epochs": epochs,
+                "test_top1": summary["test_top1"],
+                "params": count_parameters(net),
+                "mmacs": count_macs(net, test.in_channels, test.input_size) / 1e6,
+                "s_per_epoch": float(np.mean([h["epoch_s"] for h in summary["history"]])),
+                "ort_cpu_p50_ms": latency["p50"],
+                "ort_cpu_p99_ms": latency["p99"],
+                "onnx_mb": bundle["files"]["model.onnx"]["bytes"] / 1e6,
+            }
             rows.append(row)
             points.append({"latency p50 (ms)": row["ort_cpu_p50_ms"], "test top-1": row["test_top1"], "model": model})
             print(f"{dataset:14s} {model:14s} top-1 {row['test_top1']:.2%}  p50 {row['ort_cpu_p50_ms']:.3f} ms")
-        scatter(points, "latency p50 (ms)", "test top-1", "model", out / f"architectures-{dataset}.png",
-                f"{dataset}: accuracy vs ONNX Runtime CPU latency ({epochs} epochs)")
-    write_results(out, "architectures", rows, ["dataset", "model", "epochs", "test_top1", "params", "mmacs", "s_per_epoch",
-                                               "ort_cpu_p50_ms", "ort_cpu_p99_ms", "onnx_mb", "note"],
-                  {"epochs": epochs, "latency": "ONNX Runtime CPU, batch 1, p50/p99 after 20 warm-up calls"})
+        scatter(
+            points,
+            "latency p50 (ms)",
+            "test top-1",
+            "model",
+            out / f"architectures-{dataset}.png",
+            f"{dataset}: accuracy vs ONNX Runtime CPU latency ({epochs} epochs)",
+        )
+    write_results(
+        out,
+        "architectures",
+        rows,
+        [
+            "dataset",
+            "model",
+            "epochs",
+            "test_top1",
+            "params",
+            "mmacs",
+            "s_per_epoch",
+            "ort_cpu_p50_ms",
+            "ort_cpu_p99_ms",
+            "onnx_mb",
+            "note",
+        ],
+        {"epochs": epochs, "latency": "ONNX Runtime CPU, batch 1, p50/p99 after 20 warm-up calls"},
+    )
     return rows
 
 

@@ -37,15 +37,38 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for metric in ("l1", "l2", "cosine"):
             for method, k in (("knn", 1), ("knn", 3), ("centroid", None)):
                 t0 = time.perf_counter()
-                report = (knn(train_set, test, k, metric, normalization) if method == "knn"
-                          else nearest_centroid(train_set, test, metric, normalization))
-                published = PUBLISHED.get((method, k, metric)) or (PUBLISHED[("centroid", None, None)] if method == "centroid" else None)
-                rows.append({"method": method, "k": k, "metric": metric, "normalization": normalization, "top1": report["top1"],
-                             "macro_f1": report["macro"]["f1"], "seconds": time.perf_counter() - t0, "published_top1": published})
+                report = (
+                    knn(train_set, test, k, metric, normalization)
+                    if method == "knn"
+                    else nearest_centroid(train_set, test, metric, normalization)
+                )
+                published = PUBLISHED.get((method, k, metric)) or (
+                    PUBLISHED[("centroid", None, None)] if method == "centroid" else None
+                )
+                rows.append(
+                    {
+                        "method": method,
+                        "k": k,
+                        "metric": metric,
+                        "normalization": normalization,
+                        "top1": report["top1"],
+                        "macro_f1": report["macro"]["f1"],
+                        "seconds": time.perf_counter() - t0,
+                        "published_top1": published,
+                    }
+                )
                 print(f"{method:8s} k={k or '-'} {metric:6s} {normalization:6s} top-1 {report['top1']:.2%}")
-    write_results(args.out, "baselines", rows, ["method", "k", "metric", "normalization", "top1", "macro_f1", "seconds", "published_top1"],
-                  {"train_images": len(train_set), "test_images": len(test),
-                   "note": "published centroid figure is the study's single nearest-centroid number (metric not stated)"})
+    write_results(
+        args.out,
+        "baselines",
+        rows,
+        ["method", "k", "metric", "normalization", "top1", "macro_f1", "seconds", "published_top1"],
+        {
+            "train_images": len(train_set),
+            "test_images": len(test),
+            "note": "published centroid figure is the study's single nearest-centroid number (metric not stated)",
+        },
+    )
     return rows
 
 

@@ -44,8 +44,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     train_set = load_dataset(args.dataset, "train", args.data_dir)
     test = load_dataset(args.dataset, "test", args.data_dir)
-    counts = [{"class": c, "train": int(n_tr), "test": int(n_te)}
-              for c, n_tr, n_te in zip(train_set.classes, train_set.class_counts(), test.class_counts(), strict=True)]
+    counts = [
+        {"class": c, "train": int(n_tr), "test": int(n_te)}
+        for c, n_tr, n_te in zip(train_set.classes, train_set.class_counts(), test.class_counts(), strict=True)
+    ]
     write_results(out, "class-distribution", counts, ["class", "train", "test"], {"dataset": args.dataset})
 
     plt = pyplot()
@@ -69,8 +71,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     x = sample.images.reshape(len(sample), -1).astype(np.float32) / 255.0
     pca = PCA(n_components=50 if x.shape[0] > 50 else 2, random_state=0).fit(x)
     reduced = pca.transform(x)
-    _projection(reduced[:, :2], sample.labels, sample.classes, out / "pca.png",
-                f"PCA of raw pixels ({pca.explained_variance_ratio_[:2].sum():.1%} variance in 2 components)")
+    _projection(
+        reduced[:, :2],
+        sample.labels,
+        sample.classes,
+        out / "pca.png",
+        f"PCA of raw pixels ({pca.explained_variance_ratio_[:2].sum():.1%} variance in 2 components)",
+    )
     tsne = TSNE(n_components=2, init="pca", random_state=0, perplexity=min(30, len(x) // 4)).fit_transform(reduced)
     _projection(tsne, sample.labels, sample.classes, out / "tsne.png", "t-SNE of raw pixels (after PCA to 50)")
 

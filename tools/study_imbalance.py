@@ -48,28 +48,60 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for lr in lrs:
             accs = []
             for k, (tr, va) in enumerate(kfold_indices(data.labels, args.folds, seed=0)):
-                cfg = TrainConfig(model=args.model, out=str(out / "runs" / f"cv-w{int(weighted)}-lr{lr}-f{k}"), epochs=epochs, lr=lr,
-                                  class_weighted=weighted, device=args.device)
+                cfg = TrainConfig(
+                    model=args.model,
+                    out=str(out / "runs" / f"cv-w{int(weighted)}-lr{lr}-f{k}"),
+                    epochs=epochs,
+                    lr=lr,
+                    class_weighted=weighted,
+                    device=args.device,
+                )
                 accs.append(train(cfg, data.take(tr), data.take(va), quiet=True)["test_top1"])
             cv[lr] = float(np.mean(accs))
-            selection.append({"loss": "weighted" if weighted else "plain", "lr": lr, "cv_mean_top1": cv[lr], "folds": args.folds})
+            selection.append(
+                {"loss": "weighted" if weighted else "plain", "lr": lr, "cv_mean_top1": cv[lr], "folds": args.folds}
+            )
         best_lr = max(cv, key=cv.get)
-        cfg = TrainConfig(model=args.model, out=str(out / "runs" / f"final-w{int(weighted)}"), epochs=epochs, lr=best_lr,
-                          class_weighted=weighted, device=args.device)
+        cfg = TrainConfig(
+            model=args.model,
+            out=str(out / "runs" / f"final-w{int(weighted)}"),
+            epochs=epochs,
+            lr=best_lr,
+            class_weighted=weighted,
+            device=args.device,
+        )
         summary = train(cfg, data, test, quiet=True)
         report = json.loads((Path(cfg.out) / "test_report.json").read_text())
         name = "class-weighted" if weighted else "plain"
-        confusion_matrix_png(np.array(report["confusion_matrix"]), test.classes, out / f"imbalance-{name}.confusion.png",
-                             title=f"{name} loss, long-tail ×{args.ratio:g}")
-        rows.append({"loss": name, "lr (by CV)": best_lr, "test_top1": summary["test_top1"], "macro_recall": report["macro"]["recall"],
-                     "macro_precision": report["macro"]["precision"], "macro_bcr": report["macro"]["bcr"],
-                     "best5": ", ".join(report["best"]), "worst5": ", ".join(report["worst"])})
+        confusion_matrix_png(
+            np.array(report["confusion_matrix"]),
+            test.classes,
+            out / f"imbalance-{name}.confusion.png",
+            title=f"{name} loss, long-tail ×{args.ratio:g}",
+        )
+        rows.append(
+            {
+                "loss": name,
+                "lr (by CV)": best_lr,
+                "test_top1": summary["test_top1"],
+                "macro_recall": report["macro"]["recall"],
+                "macro_precision": report["macro"]["precision"],
+                "macro_bcr": report["macro"]["bcr"],
+                "best5": ", ".join(report["best"]),
+                "worst5": ", ".join(report["worst"]),
+            }
+        )
         for r in report["per_class"]:
             rows[-1][f"recall:{r['class']}"] = r["recall"]
         print(f"{name:15s} lr {best_lr}: top-1 {summary['test_top1']:.2%}, macro BCR {report['macro']['bcr']:.3f}")
     meta = {"model": args.model, "epochs": epochs, "imbalance_ratio": args.ratio, "train_counts_per_class": counts}
-    write_results(out, "imbalance", rows, ["loss", "lr (by CV)", "test_top1", "macro_precision", "macro_recall", "macro_bcr",
-                                           "best5", "worst5"], meta)
+    write_results(
+        out,
+        "imbalance",
+        rows,
+        ["loss", "lr (by CV)", "test_top1", "macro_precision", "macro_recall", "macro_bcr", "best5", "worst5"],
+        meta,
+    )
     write_results(out, "imbalance-cv", selection, ["loss", "lr", "folds", "cv_mean_top1"], meta)
     return rows
 

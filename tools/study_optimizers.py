@@ -32,19 +32,48 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for optimizer in ("sgd", "adam", "adadelta"):
         for lr in (0.1, 0.01, 0.001):
             run = Path(args.out) / "runs" / f"{optimizer}-{lr}"
-            cfg = TrainConfig(model=args.model, data_dir=args.data_dir, out=str(run), epochs=epochs, subset=subset,
-                              optimizer=optimizer, lr=lr, schedule="constant", weight_decay=0.0 if optimizer != "sgd" else 5e-4,
-                              device=args.device, warmup_epochs=0)
+            cfg = TrainConfig(
+                model=args.model,
+                data_dir=args.data_dir,
+                out=str(run),
+                epochs=epochs,
+                subset=subset,
+                optimizer=optimizer,
+                lr=lr,
+                schedule="constant",
+                weight_decay=0.0 if optimizer != "sgd" else 5e-4,
+                device=args.device,
+                warmup_epochs=0,
+            )
             summary = train(cfg, quiet=True)
             history = summary["history"]
             curves[f"{optimizer} {lr}"] = [h["val_acc"] for h in history]
-            rows.append({"optimizer": optimizer, "lr": lr, "epochs": len(history), "test_top1": summary["test_top1"],
-                         "best_val": summary["best_val_acc"], "s_per_epoch": sum(h["epoch_s"] for h in history) / len(history),
-                         "published_top1": PUBLISHED.get((optimizer, lr))})
+            rows.append(
+                {
+                    "optimizer": optimizer,
+                    "lr": lr,
+                    "epochs": len(history),
+                    "test_top1": summary["test_top1"],
+                    "best_val": summary["best_val_acc"],
+                    "s_per_epoch": sum(h["epoch_s"] for h in history) / len(history),
+                    "published_top1": PUBLISHED.get((optimizer, lr)),
+                }
+            )
             print(f"{optimizer:9s} lr {lr:<6} test {summary['test_top1']:.2%}")
-    write_results(args.out, "optimizers", rows, ["optimizer", "lr", "epochs", "test_top1", "best_val", "s_per_epoch", "published_top1"],
-                  {"model": args.model, "epochs": epochs, "subset": subset or "full", "schedule": "constant lr"})
-    series_png(curves, Path(args.out) / "optimizers.png", "epoch", "validation top-1", f"{args.model}: optimizer × learning rate")
+    write_results(
+        args.out,
+        "optimizers",
+        rows,
+        ["optimizer", "lr", "epochs", "test_top1", "best_val", "s_per_epoch", "published_top1"],
+        {"model": args.model, "epochs": epochs, "subset": subset or "full", "schedule": "constant lr"},
+    )
+    series_png(
+        curves,
+        Path(args.out) / "optimizers.png",
+        "epoch",
+        "validation top-1",
+        f"{args.model}: optimizer × learning rate",
+    )
     return rows
 
 

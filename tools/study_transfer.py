@@ -37,8 +37,10 @@ def _synthetic_cifar100(root: Path) -> Path:
         data = np.clip(base + rng.normal(0, 25, base.shape), 0, 255).astype(np.uint8).reshape(n, 3072)
         batch = {b"data": data, b"fine_labels": fine.tolist(), b"coarse_labels": (fine // 5).tolist()}
         (folder / name).write_bytes(pickle.dumps(batch))
-    meta = {b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
-            b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)]}
+    meta = {
+        b"fine_label_names": [f"fine{i}".encode() for i in range(100)],
+        b"coarse_label_names": [f"coarse{i}".encode() for i in range(20)],
+    }
     (folder / "meta").write_bytes(pickle.dumps(meta))
     return root
 
@@ -61,19 +63,42 @@ def main(argv: list[str] | None = None) -> list[dict]:
         c100_dir = str(_synthetic_cifar100(out / "synthetic-data"))
         c100_source = "synthetic CIFAR-100 (official format; the real one is not available here)"
     common = dict(model=args.model, epochs=epochs, subset=subset, device=args.device, lr=0.05)
-    pre = train(TrainConfig(dataset="cifar100", data_dir=c100_dir, out=str(out / "runs" / "cifar100"), **common), quiet=True)
+    pre = train(
+        TrainConfig(dataset="cifar100", data_dir=c100_dir, out=str(out / "runs" / "cifar100"), **common), quiet=True
+    )
     rows, curves = [], {}
-    for name, extra in (("frozen backbone (head only)", {"init_from": pre["checkpoint"], "trainable_blocks": 1}),
-                        (f"last {args.unfrozen} blocks unfrozen", {"init_from": pre["checkpoint"], "trainable_blocks": args.unfrozen}),
-                        ("from scratch", {})):
+    for name, extra in (
+        ("frozen backbone (head only)", {"init_from": pre["checkpoint"], "trainable_blocks": 1}),
+        (f"last {args.unfrozen} blocks unfrozen", {"init_from": pre["checkpoint"], "trainable_blocks": args.unfrozen}),
+        ("from scratch", {}),
+    ):
         run = out / "runs" / name.split()[0]
-        summary = train(TrainConfig(dataset="cifar10", data_dir=args.data_dir, out=str(run), **common, **extra), quiet=True)
+        summary = train(
+            TrainConfig(dataset="cifar10", data_dir=args.data_dir, out=str(run), **common, **extra), quiet=True
+        )
         curves[name] = [h["val_acc"] for h in summary["history"]]
-        rows.append({"setting": name, "epochs": epochs, "test_top1": summary["test_top1"], "best_val": summary["best_val_acc"],
-                     "s_per_epoch": sum(h["epoch_s"] for h in summary["history"]) / len(summary["history"])})
+        rows.append(
+            {
+                "setting": name,
+                "epochs": epochs,
+                "test_top1": summary["test_top1"],
+                "best_val": summary["best_val_acc"],
+                "s_per_epoch": sum(h["epoch_s"] for h in summary["history"]) / len(summary["history"]),
+            }
+        )
         print(f"{name:32s} test {summary['test_top1']:.2%}")
-    write_results(out, "transfer", rows, ["setting", "epochs", "test_top1", "best_val", "s_per_epoch"],
-                  {"model": args.model, "pretrained_on": c100_source, "cifar100_test_top1": pre["test_top1"], "subset": subset or "full"})
+    write_results(
+        out,
+        "transfer",
+        rows,
+        ["setting", "epochs", "test_top1", "best_val", "s_per_epoch"],
+        {
+            "model": args.model,
+            "pretrained_on": c100_source,
+            "cifar100_test_top1": pre["test_top1"],
+            "subset": subset or "full",
+        },
+    )
     series_png(curves, out / "transfer.png", "epoch", "CIFAR-10 validation top-1", "CIFAR-100 → CIFAR-10")
     return rows
 

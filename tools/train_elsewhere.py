@@ -8,7 +8,8 @@ input named "input.1"). The script prints the plain-PyTorch test top-1 that the 
     python tools/train_elsewhere.py --data-dir ../shared/datasets --out runs/elsewhere --epochs 4
     edgecls export torchvision:resnet18 --model-arg num_classes=10 --weights runs/elsewhere/checkpoint.pth --size 32 \\
         --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --dataset cifar10 --fp16 --int8
-    edgecls export runs/elsewhere/resnet18.onnx --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 --dataset cifar10 --int8
+    edgecls export runs/elsewhere/resnet18.onnx --mean 0.485,0.456,0.406 --std 0.229,0.224,0.225 \\
+        --dataset cifar10 --int8
 """
 
 from __future__ import annotations
@@ -69,13 +70,27 @@ def main() -> None:
                 print(f"epoch {epoch + 1} step {step} {time.time() - started:.0f} s", flush=True)
     model.eval()
     with torch.no_grad():
-        predicted = torch.cat([model(normalize(test_x[i : i + 500])).argmax(1) for i in range(0, len(test_x), 500)]).numpy()
+        predicted = torch.cat(
+            [model(normalize(test_x[i : i + 500])).argmax(1) for i in range(0, len(test_x), 500)]
+        ).numpy()
     top1 = float((predicted == test_y).mean())
     torch.save({"state_dict": model.state_dict(), "epoch": args.epochs, "best_acc": top1}, args.out / "checkpoint.pth")
-    torch.onnx.export(model.module, (torch.zeros(1, 3, 32, 32),), str(args.out / f"{args.model}.onnx"), dynamo=False,
-                      opset_version=13, input_names=["input.1"], output_names=["output"])
-    result = {"model": f"torchvision {args.model}", "epochs": args.epochs, "train_s": round(time.time() - started, 1),
-              "plain_pytorch_test_top1": top1, "test_images": int(len(test_y))}
+    torch.onnx.export(
+        model.module,
+        (torch.zeros(1, 3, 32, 32),),
+        str(args.out / f"{args.model}.onnx"),
+        dynamo=False,
+        opset_version=13,
+        input_names=["input.1"],
+        output_names=["output"],
+    )
+    result = {
+        "model": f"torchvision {args.model}",
+        "epochs": args.epochs,
+        "train_s": round(time.time() - started, 1),
+        "plain_pytorch_test_top1": top1,
+        "test_images": int(len(test_y)),
+    }
     (args.out / "result.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

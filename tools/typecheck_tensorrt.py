@@ -2,7 +2,8 @@
 
 `tensorrt-stubs` (10.13) cannot be used as installed: it puts `tensorrt/__init__.pyi` in site-packages, which
 then imports as an empty namespace package and fools every `import tensorrt` probe (ModelOpt's included) into
-seeing a TensorRT; it has no py.typed marker, so mypy skips it; and its `tensorrt.pyi` does not parse (parameters named `in`, and a
+seeing a TensorRT; it has no py.typed marker, so mypy skips it; and its `tensorrt.pyi` does not parse (parameters
+named `in`, and a
 parameter without a default after defaulted ones, in six signatures). This script downloads the stubs
 into edgecls' cache (`pip install --no-deps --target`, never into the environment), copies them to a
 temporary folder, repairs exactly those signatures (`in` → `in_`, `= ...` for the missing defaults), puts the
@@ -33,8 +34,11 @@ def stub_files() -> dict[str, Path] | None:
     """Relative path in the stub packages → downloaded file; None when the registry cannot be reached."""
     folder = Path(os.environ.get("EDGECLS_CACHE", Path.home() / ".cache" / "edgecls")) / STUBS.replace("==", "-")
     if not (folder / "tensorrt_bindings" / "tensorrt.pyi").is_file():
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder), STUBS],
-                       capture_output=True, timeout=300)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(folder), STUBS],
+            capture_output=True,
+            timeout=300,
+        )
     files = {str(p.relative_to(folder)): p for package in STUB_PACKAGES for p in (folder / package).glob("*.pyi")}
     return files or None
 
@@ -67,8 +71,10 @@ def main() -> int:
             dst.parent.mkdir(parents=True, exist_ok=True)
             dst.write_text("\n".join(repair(line) for line in src.read_text().splitlines()) + "\n")
         config = Path(tmp) / "mypy.ini"
-        config.write_text("[mypy]\nfollow_imports = silent\nignore_missing_imports = True\n"
-                          "[mypy-tensorrt.*,tensorrt_bindings.*]\nignore_errors = True\n")  # the stubs' own flaws
+        config.write_text(
+            "[mypy]\nfollow_imports = silent\nignore_missing_imports = True\n"
+            "[mypy-tensorrt.*,tensorrt_bindings.*]\nignore_errors = True\n"
+        )  # the stubs' own flaws
         env = {**os.environ, "MYPYPATH": tmp}
         command = [sys.executable, "-m", "mypy", "--config-file", str(config), "--no-error-summary", *MODULES]
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)

@@ -13,8 +13,12 @@ def catalog_from_code() -> dict:
     models = {}
     for name in list_models():
         model, info = create_model(name), model_info(name)
-        models[name] = {"summary": info.summary, "paper": info.paper, "parameters": count_parameters(model),
-                        "macs_32x32": count_macs(model)}
+        models[name] = {
+            "summary": info.summary,
+            "paper": info.paper,
+            "parameters": count_parameters(model),
+            "macs_32x32": count_macs(model),
+        }
     return {"schema": SCHEMA, "models": models}
 
 

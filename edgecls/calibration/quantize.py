@@ -14,24 +14,36 @@ from pathlib import Path
 from edgecls.calibration.reader import ArrayCalibrationReader
 from edgecls.errors import ConfigError
 from edgecls.fileio import atomic_path
+from edgecls.names import CPU_CALIB_METHODS
 
-METHODS = ("minmax", "entropy", "percentile")
 FLAVOUR = "u8s8"
 
 
-def quantize_for_cpu(src: Path, dst: Path, reader: ArrayCalibrationReader, method: str = "minmax",
-                     exclude_nodes: tuple[str, ...] = ()) -> Path:
+def quantize_for_cpu(
+    src: Path, dst: Path, reader: ArrayCalibrationReader, method: str = "minmax", exclude_nodes: tuple[str, ...] = ()
+) -> Path:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if method not in METHODS:
-        raise ConfigError(f"--calib-method must be one of {', '.join(METHODS)}, got {method!r}")
-    calibrate = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                 "percentile": CalibrationMethod.Percentile}[method]
+    if method not in CPU_CALIB_METHODS:
+        raise ConfigError(f"--calib-method must be one of {', '.join(CPU_CALIB_METHODS)}, got {method!r}")
+    calibrate = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[method]
     reader.rewind()
     with atomic_path(dst) as tmp:
         quantize_static(
-            str(src), str(tmp), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=calibrate,
-            nodes_to_exclude=list(exclude_nodes), reduce_range=True, extra_options={"WeightSymmetric": True},
+            str(src),
+            str(tmp),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=calibrate,
+            nodes_to_exclude=list(exclude_nodes),
+            reduce_range=True,
+            extra_options={"WeightSymmetric": True},
         )
     return dst

@@ -29,4 +29,6 @@ class ArrayCalibrationReader:
         return next(self._iter, None)
 
     def rewind(self) -> None:
-        self._iter = ({self.input_name: self.batch[i : i + self.batch_size]} for i in range(0, len(self.batch), self.batch_size))
+        self._iter = (
+            {self.input_name: self.batch[i : i + self.batch_size]} for i in range(0, len(self.batch), self.batch_size)
+        )

@@ -29,7 +29,7 @@ import numpy as np
 
 from edgecls.errors import BackendUnavailableError, ConfigError, ExportError
 
-METHODS = {"minmax": "max", "entropy": "entropy"}
+METHODS = {"minmax": "max", "entropy": "entropy"}  # edgecls's names (names.TENSORRT_CALIB_METHODS) → ModelOpt's
 HIGH_PRECISION = "fp16"
 INSTALL_HINT = "NVIDIA ModelOpt makes the TensorRT INT8 graph: pip install 'edgecls[modelopt]'"
 
@@ -41,36 +41,71 @@ def modelopt_available() -> bool:
 TENSORRT8_OPSET = 17  # the newest opset TensorRT 8.6's ONNX parser reads
 
 
-def quantize_for_tensorrt(src: Path, dst: Path, calibration: np.ndarray, input_name: str, method: str = "minmax",
-                          exclude_nodes: tuple[str, ...] = (), high_precision: str = HIGH_PRECISION,
-                          opset: int | None = None) -> dict:
+def quantize_for_tensorrt(
+    src: Path,
+    dst: Path,
+    calibration: np.ndarray,
+    input_name: str,
+    method: str = "minmax",
+    exclude_nodes: tuple[str, ...] = (),
+    high_precision: str = HIGH_PRECISION,
+    opset: int | None = None,
+) -> dict:
     """Write the Q/DQ graph to `dst` (atomically) and return where the quantizers went.
 
     `high_precision="fp32", opset=17` is the graph TensorRT 8.6 (JetPack 5) can build: its importer reads Q/DQ scales
     as float32 only and parses opsets up to 17. ModelOpt writes opset 19 whatever it is asked for, so the graph is
-    converted down with `onnx.version_converter` (which refuses, and so fails this graph, where an operator cannot be)."""
+    converted down with `onnx.version_converter` (which refuses, and so fails this graph, where an operator cannot
+    be)."""
     if method not in METHODS:
-        raise ConfigError(f"ModelOpt calibrates INT8 with {' or '.join(METHODS)}, not {method!r}: "
-                          "pass --calib-method minmax (or entropy), or --target cpu for ONNX Runtime's quantizer alone")
+        raise ConfigError(
+            f"ModelOpt calibrates INT8 with {' or '.join(METHODS)}, not {method!r}: "
+            "pass --calib-method minmax (or entropy), or --target cpu for ONNX Runtime's quantizer alone"
+        )
     if not modelopt_available():
         raise BackendUnavailableError(INSTALL_HINT)
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f".{dst.name}.") as tmp:
         data, staged = Path(tmp) / "calibration.npz", Path(tmp) / dst.name
         np.savez(data, **{input_name: calibration})
-        command = [sys.executable, "-m", "modelopt.onnx.quantization", "--onnx_path", str(src), "--quantize_mode", "int8",
-                   "--calibration_data_path", str(data), "--calibration_method", METHODS[method], "--calibration_eps", "cpu",
-                   "--high_precision_dtype", high_precision, "--output_path", str(staged), "--log_level", "ERROR"]
+        command = [
+            sys.executable,
+            "-m",
+            "modelopt.onnx.quantization",
+            "--onnx_path",
+            str(src),
+            "--quantize_mode",
+            "int8",
+            "--calibration_data_path",
+            str(data),
+            "--calibration_method",
+            METHODS[method],
+            "--calibration_eps",
+            "cpu",
+            "--high_precision_dtype",
+            high_precision,
+            "--output_path",
+            str(staged),
+            "--log_level",
+            "ERROR",
+        ]
         if exclude_nodes:
             command += ["--nodes_to_exclude", *exclude_nodes]
         result = subprocess.run(command, capture_output=True, text=True)
         if result.returncode != 0 or not staged.is_file():
-            raise ExportError(f"NVIDIA ModelOpt could not quantize {src.name} (exit {result.returncode}):\n"
-                              f"{(result.stdout + result.stderr)[-3000:]}")
+            raise ExportError(
+                f"NVIDIA ModelOpt could not quantize {src.name} (exit {result.returncode}):\n"
+                f"{(result.stdout + result.stderr)[-3000:]}"
+            )
         if opset is not None:
             _convert_opset(staged, opset)
         os.replace(staged, dst)
-    return {"tool": f"nvidia-modelopt {importlib.metadata.version('nvidia-modelopt')}", "calibration_method": METHODS[method],
-            "high_precision": high_precision, **({"opset": opset} if opset else {}), **qdq_placement(dst)}
+    return {
+        "tool": f"nvidia-modelopt {importlib.metadata.version('nvidia-modelopt')}",
+        "calibration_method": METHODS[method],
+        "high_precision": high_precision,
+        **({"opset": opset} if opset else {}),
+        **qdq_placement(dst),
+    }
 
 
 def _convert_opset(path: Path, opset: int) -> None:
@@ -81,8 +116,10 @@ def _convert_opset(path: Path, opset: int) -> None:
         converted = version_converter.convert_version(onnx.load(str(path)), opset)
         onnx.checker.check_model(converted)
     except Exception as exc:  # the converter raises plain RuntimeError/ValueError for operators it cannot move
-        raise ExportError(f"the ModelOpt graph cannot be converted to opset {opset} for TensorRT 8.6 ({type(exc).__name__}: "
-                          f"{str(exc)[:300]}); build INT8 engines with TensorRT 10 or later instead") from exc
+        raise ExportError(
+            f"the ModelOpt graph cannot be converted to opset {opset} for TensorRT 8.6 ({type(exc).__name__}: "
+            f"{str(exc)[:300]}); build INT8 engines with TensorRT 10 or later instead"
+        ) from exc
     onnx.save(converted, str(path))
 
 
@@ -93,7 +130,13 @@ def qdq_placement(path: Path) -> dict:
     graph = onnx.load(str(path), load_external_data=False).graph
     ops = Counter(node.op_type for node in graph.node)
     dequantized = {out for node in graph.node if node.op_type == "DequantizeLinear" for out in node.output}
-    consumers = Counter(node.op_type for node in graph.node
-                        if node.op_type != "QuantizeLinear" and any(i in dequantized for i in node.input))
-    return {"quantize_linear": ops["QuantizeLinear"], "dequantize_linear": ops["DequantizeLinear"],
-            "quantized_inputs_of": dict(sorted(consumers.items()))}
+    consumers = Counter(
+        node.op_type
+        for node in graph.node
+        if node.op_type != "QuantizeLinear" and any(i in dequantized for i in node.input)
+    )
+    return {
+        "quantize_linear": ops["QuantizeLinear"],
+        "dequantize_linear": ops["DequantizeLinear"],
+        "quantized_inputs_of": dict(sorted(consumers.items())),
+    }

@@ -38,8 +38,12 @@ def _names(values) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
-_CIFAR10_HINT = _HINT.format(folder="cifar-10-batches-py", files="data_batch_1…5, test_batch, batches.meta",
-                             archive="cifar-10-python.tar.gz", tv="CIFAR10")
+_CIFAR10_HINT = _HINT.format(
+    folder="cifar-10-batches-py",
+    files="data_batch_1…5, test_batch, batches.meta",
+    archive="cifar-10-python.tar.gz",
+    tv="CIFAR10",
+)
 
 
 def load_cifar10(root: Path, split: str) -> ImageSet:
@@ -57,8 +61,13 @@ def load_cifar10(root: Path, split: str) -> ImageSet:
 def load_cifar100(root: Path, split: str, label_kind: str = "fine") -> ImageSet:
     if label_kind not in ("fine", "coarse"):
         raise DatasetError(f"CIFAR-100 labels are 'fine' or 'coarse', not {label_kind!r}")
-    folder = find_first(root, ["cifar-100-python", "."], _HINT.format(
-        folder="cifar-100-python", files="train, test, meta", archive="cifar-100-python.tar.gz", tv="CIFAR100"))
+    folder = find_first(
+        root,
+        ["cifar-100-python", "."],
+        _HINT.format(
+            folder="cifar-100-python", files="train, test, meta", archive="cifar-100-python.tar.gz", tv="CIFAR100"
+        ),
+    )
     path = folder / ("test" if split == "test" else "train")
     batch = _read(path)
     classes = _names(_read(folder / "meta")[f"{label_kind}_label_names"])

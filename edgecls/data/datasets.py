@@ -13,22 +13,31 @@ from edgecls.data.idx import load_idx_dataset
 from edgecls.data.imageset import ImageSet
 from edgecls.data.locate import data_root
 from edgecls.errors import ConfigError
-from edgecls.imaging import fit_dataset
+from edgecls.imaging import ModelImage, Policy, fit_dataset
+from edgecls.names import DATASETS
 
-DATASETS = ("cifar10", "cifar100", "cifar100-coarse", "mnist", "fashion-mnist", "folder")
 SPLITS = ("train", "test")
 
 
-def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = None, image_size: int | None = None,
-                 crop_fraction: float = 1.0, skip_bad_images: bool = False) -> ImageSet:
+def load_dataset(
+    name: str,
+    split: str,
+    data_dir: str | os.PathLike | None = None,
+    image_size: int | None = None,
+    crop_fraction: float = 1.0,
+    skip_bad_images: bool = False,
+) -> ImageSet:
     """Load `split` of `name`. For `folder`, `data_dir` is the dataset root itself (ROOT/train, ROOT/test), and
     `skip_bad_images` leaves out (and names) the files that cannot be decoded instead of failing."""
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     if name not in DATASETS:
         close = difflib.get_close_matches(name, DATASETS, n=2)
-        raise ConfigError(f"unknown dataset {name!r}." + (f" Did you mean {' or '.join(close)}?" if close else "")
-                          + f" Known: {', '.join(DATASETS)}.")
+        raise ConfigError(
+            f"unknown dataset {name!r}."
+            + (f" Did you mean {' or '.join(close)}?" if close else "")
+            + f" Known: {', '.join(DATASETS)}."
+        )
     root = data_root(data_dir)
     if name == "cifar10":
         return load_cifar10(root, split)
@@ -36,20 +45,28 @@ def load_dataset(name: str, split: str, data_dir: str | os.PathLike | None = Non
         return load_cifar100(root, split, "coarse" if name.endswith("coarse") else "fine")
     if name in ("mnist", "fashion-mnist"):
         return load_idx_dataset(root, split, name)
-    return load_image_folder(Path(root), split, image_size=image_size, crop_fraction=crop_fraction,
-                             skip_bad_images=skip_bad_images)
+    return load_image_folder(
+        Path(root), split, image_size=image_size, crop_fraction=crop_fraction, skip_bad_images=skip_bad_images
+    )
 
 
-def load_for_model(dataset: str, split: str, data_dir: str | os.PathLike | None, input_spec: dict,
-                   preprocess: dict | None = None, skip_bad_images: bool = False) -> ImageSet:
-    """`split` as a model with `input_spec` and `preprocess` takes it: every image through the runtime's own crop,
+def load_for_model(
+    dataset: str,
+    split: str,
+    data_dir: str | os.PathLike | None,
+    image: ModelImage,
+    policy: Policy | None = None,
+    skip_bad_images: bool = False,
+) -> ImageSet:
+    """`split` as a model taking `image` under `policy` sees it: every image through the runtime's own crop,
     reduction and channel conversion (`imaging.fit_dataset`), so a model is trained, evaluated, gated, benched and
     replayed on what it sees from a camera. Image folders are fitted from their original files."""
-    size, crop_fraction = int(input_spec["size"]), float((preprocess or {}).get("crop_fraction", 1.0))
+    size, crop_fraction = image.size, policy.crop_fraction if policy else 1.0
     if dataset == "folder":
-        data = load_dataset(dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction,
-                            skip_bad_images=skip_bad_images)
+        data = load_dataset(
+            dataset, split, data_dir, image_size=size, crop_fraction=crop_fraction, skip_bad_images=skip_bad_images
+        )
     else:
         data = load_dataset(dataset, split, data_dir)
-    images = fit_dataset(data.images, size, int(input_spec["channels"]), crop_fraction)
+    images = fit_dataset(data.images, size, image.channels, crop_fraction)
     return data if images is data.images else replace(data, images=images)

@@ -19,7 +19,7 @@ import numpy as np
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import DatasetError
 from edgecls.fileio import atomic_npy, atomic_write_json, cache_dir
-from edgecls.imaging import IMAGE_SUFFIXES, POLICY, fit_image, fit_to_input
+from edgecls.imaging import CROPS, IMAGE_SUFFIXES, RESIZES, fit_image, fit_to_input
 
 
 def _class_folders(split_dir: Path) -> tuple[str, ...]:
@@ -31,8 +31,10 @@ def _listing(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]
     found = _class_folders(split_dir)
     extra = sorted(set(found) - set(classes))
     if extra:
-        raise DatasetError(f"{split_dir} has class folders the training split lacks: {extra[:10]}; a model trained on "
-                           f"{split_dir.parent / 'train'} cannot answer them. Rename or remove them, or add them to train/")
+        raise DatasetError(
+            f"{split_dir} has class folders the training split lacks: {extra[:10]}; a model trained on "
+            f"{split_dir.parent / 'train'} cannot answer them. Rename or remove them, or add them to train/"
+        )
     files, empty = [], []
     for name in found:
         images = [p for p in sorted((split_dir / name).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
@@ -40,8 +42,10 @@ def _listing(split_dir: Path, classes: tuple[str, ...]) -> list[tuple[Path, int]
             empty.append(name)
         files.extend((path, classes.index(name)) for path in images)
     if empty:
-        raise DatasetError(f"class folder(s) {empty[:10]} under {split_dir} hold no images "
-                           f"({', '.join(sorted(IMAGE_SUFFIXES))}): add images or remove the folder(s)")
+        raise DatasetError(
+            f"class folder(s) {empty[:10]} under {split_dir} hold no images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}): add images or remove the folder(s)"
+        )
     return files
 
 
@@ -81,16 +85,21 @@ def _native_size(image: np.ndarray, path: Path, split_dir: Path, size: int | Non
     """Without --image-size, every image must already be the same square size."""
     height, width = image.shape[:2]
     if height != width:
-        raise DatasetError(f"{split_dir}: {path.name} is {width}×{height}, not square; pass --image-size N to "
-                           "centre-crop them, as the runtime does to camera frames")
+        raise DatasetError(
+            f"{split_dir}: {path.name} is {width}×{height}, not square; pass --image-size N to "
+            "centre-crop them, as the runtime does to camera frames"
+        )
     if size is not None and height != size:
-        raise DatasetError(f"{split_dir}: images differ in size ({size}×{size} vs {width}×{height} at {path.name}); pass "
-                           "--image-size N to centre-crop and resize them all, as the runtime does to camera frames")
+        raise DatasetError(
+            f"{split_dir}: images differ in size ({size}×{size} vs {width}×{height} at {path.name}); pass "
+            "--image-size N to centre-crop and resize them all, as the runtime does to camera frames"
+        )
     return height
 
 
 def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fraction: float = 1.0) -> np.ndarray:
-    """Every image under `folder` (sorted, recursively), fitted as the runtime fits a frame: uint8 N×size×size×channels."""
+    """Every image under `folder` (sorted, recursively), fitted as the runtime fits a frame: uint8
+    N×size×size×channels."""
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"--calib-dir {root} is not a directory of images")
@@ -103,17 +112,27 @@ def load_unlabelled_images(folder: str | Path, size: int, channels: int, crop_fr
     return images
 
 
-def load_image_folder(root: Path, split: str, image_size: int | None = None, grey: bool = False,
-                      crop_fraction: float = 1.0, skip_bad_images: bool = False) -> ImageSet:
+def load_image_folder(
+    root: Path,
+    split: str,
+    image_size: int | None = None,
+    grey: bool = False,
+    crop_fraction: float = 1.0,
+    skip_bad_images: bool = False,
+) -> ImageSet:
     """ROOT/`split`, labelled by the training split's class folders (matched by name). Empty or unknown class folders
     are errors; so are unreadable, undecodable and truncated images, unless `skip_bad_images`, which leaves them out
     and names them."""
     split_dir = root / split
     if not split_dir.is_dir():
-        raise DatasetError(f"{split_dir} not found: an image folder dataset needs ROOT/train/<class>/* and ROOT/test/<class>/*")
+        raise DatasetError(
+            f"{split_dir} not found: an image folder dataset needs ROOT/train/<class>/* and ROOT/test/<class>/*"
+        )
     if not (root / "train").is_dir():
-        raise DatasetError(f"{root / 'train'} not found: the class list of an image folder dataset is its training "
-                           "split's folder names (ROOT/train/<class>/*)")
+        raise DatasetError(
+            f"{root / 'train'} not found: the class list of an image folder dataset is its training "
+            "split's folder names (ROOT/train/<class>/*)"
+        )
     if image_size is not None and image_size < 1:
         raise DatasetError(f"--image-size must be ≥ 1, got {image_size}")
     classes = _class_folders(root / "train")
@@ -122,17 +141,29 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
     files = _listing(split_dir, classes)
     channels = 1 if grey else 3
     stamps = [_fingerprint(p) for p, _ in files]
-    key = hashlib.sha256(json.dumps(["v2", str(split_dir.resolve()), image_size, channels, POLICY, crop_fraction,
-                                     [(str(p.relative_to(split_dir)), s) for (p, _), s in zip(files, stamps, strict=True)]])
-                         .encode()).hexdigest()[:24]
+    key = hashlib.sha256(
+        json.dumps(
+            [
+                "v2",
+                str(split_dir.resolve()),
+                image_size,
+                channels,
+                [CROPS, RESIZES],
+                crop_fraction,
+                [(str(p.relative_to(split_dir)), s) for (p, _), s in zip(files, stamps, strict=True)],
+            ]
+        ).encode()
+    ).hexdigest()[:24]
     cached, bad_list = cache_dir("folders") / f"{key}.npy", cache_dir("folders") / f"{key}.bad.json"
     if not cached.is_file():
         _decode_into(cached, bad_list, files, image_size, grey, crop_fraction, split_dir)
     bad = json.loads(bad_list.read_text()) if bad_list.is_file() else {}
     if bad and not skip_bad_images:
-        raise DatasetError(f"{len(bad)} image(s) under {split_dir} cannot be used: "
-                           + "; ".join(f"{name}: {why}" for name, why in list(bad.items())[:10])
-                           + ". Delete or replace them, or pass --skip-bad-images to leave them out")
+        raise DatasetError(
+            f"{len(bad)} image(s) under {split_dir} cannot be used: "
+            + "; ".join(f"{name}: {why}" for name, why in list(bad.items())[:10])
+            + ". Delete or replace them, or pass --skip-bad-images to leave them out"
+        )
     images = np.load(cached, mmap_mode="r")
     labels = np.asarray([label for _, label in files], dtype=np.int64)
     data = ImageSet(f"{root.name}-{split}", images, labels, classes, tuple(str(p) for p, _ in files))
@@ -142,8 +173,15 @@ def load_image_folder(root: Path, split: str, image_size: int | None = None, gre
     return data
 
 
-def _decode_into(cached: Path, bad_list: Path, files: list[tuple[Path, int]], image_size: int | None, grey: bool,
-                 crop_fraction: float, split_dir: Path) -> None:
+def _decode_into(
+    cached: Path,
+    bad_list: Path,
+    files: list[tuple[Path, int]],
+    image_size: int | None,
+    grey: bool,
+    crop_fraction: float,
+    split_dir: Path,
+) -> None:
     """Decode every file once into the cache's .npy; the bad ones (named, with the reason) go to a list beside it. The
     files before the first decodable one (whose size sizes the array without --image-size) are the first bad ones."""
     bad: dict[str, str] = {}

@@ -12,7 +12,18 @@ from edgecls.data.locate import find_first
 from edgecls.errors import DatasetError
 
 MNIST_CLASSES = tuple(str(i) for i in range(10))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
@@ -32,12 +43,20 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def load_idx_dataset(root: Path, split: str, kind: str) -> ImageSet:
-    folder_names = ["fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "."] if kind == "fashion-mnist" else ["mnist", "MNIST/raw", "."]
+    folder_names = (
+        ["fashion-mnist", "fashion_mnist", "FashionMNIST/raw", "."]
+        if kind == "fashion-mnist"
+        else ["mnist", "MNIST/raw", "."]
+    )
     hint = (
         "Expected train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
-        f"t10k-labels-idx1-ubyte.gz. Get them with torchvision.datasets.{'FashionMNIST' if kind == 'fashion-mnist' else 'MNIST'}"
-        "(root, download=True)" + (", or on Debian `apt-get install dataset-fashion-mnist` and pass "
-                                   "--data-dir /usr/share/datasets" if kind == "fashion-mnist" else "")
+        f"t10k-labels-idx1-ubyte.gz. Get them with torchvision.datasets."
+        f"{'FashionMNIST' if kind == 'fashion-mnist' else 'MNIST'}(root, download=True)"
+        + (
+            ", or on Debian `apt-get install dataset-fashion-mnist` and pass --data-dir /usr/share/datasets"
+            if kind == "fashion-mnist"
+            else ""
+        )
     )
     prefix = _PREFIX["test" if split == "test" else "train"]
     image_file = f"{prefix}-images-idx3-ubyte"

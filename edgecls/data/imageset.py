@@ -27,7 +27,10 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.dtype != np.uint8 or self.images.ndim != 4 or self.images.shape[3] not in (1, 3):
-            raise ValueError(f"{self.name}: images must be uint8 N×H×W×C with C in (1, 3), got {self.images.dtype} {self.images.shape}")
+            raise ValueError(
+                f"{self.name}: images must be uint8 N×H×W×C with C in (1, 3), got {self.images.dtype} "
+                f"{self.images.shape}"
+            )
         if len(self.images) != len(self.labels):
             raise ValueError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= len(self.classes)):
@@ -60,11 +63,18 @@ class ImageSet:
             return
         from edgecls.errors import DatasetError
 
-        mismatch = "in another order" if sorted(self.classes) == sorted(classes) else (
-            f"model only: {sorted(set(classes) - set(self.classes))[:5]}, dataset only: "
-            f"{sorted(set(self.classes) - set(classes))[:5]}")
-        raise DatasetError(f"{model}'s classes and {self.name}'s differ ({mismatch}); accuracy would be measured against "
-                           "the wrong names. Use the dataset the model was trained on, or labels in its output order")
+        mismatch = (
+            "in another order"
+            if sorted(self.classes) == sorted(classes)
+            else (
+                f"model only: {sorted(set(classes) - set(self.classes))[:5]}, dataset only: "
+                f"{sorted(set(self.classes) - set(classes))[:5]}"
+            )
+        )
+        raise DatasetError(
+            f"{model}'s classes and {self.name}'s differ ({mismatch}); accuracy would be measured against "
+            "the wrong names. Use the dataset the model was trained on, or labels in its output order"
+        )
 
 
 def _memmap_subset(images: np.memmap, indices: np.ndarray, chunk: int = 1024) -> np.ndarray:

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from edgecls.data.imageset import ImageSet
-from edgecls.data.transforms import Augment, Normalization
+from edgecls.data.transforms import Augment
+from edgecls.imaging import Normalization
 
 
 def rank_seed(seed: int, rank: int) -> int:
@@ -26,12 +27,26 @@ class BatchLoader:
     (`pad=False`) does not, so no image is counted twice. Augmentation draws differ per rank.
     """
 
-    def __init__(self, data: ImageSet, batch_size: int, normalization: Normalization, augment: Augment | None = None,
-                 shuffle: bool = False, seed: int = 0, device: str | torch.device = "cpu", rank: int = 0, world_size: int = 1,
-                 pad: bool = True):
+    def __init__(
+        self,
+        data: ImageSet,
+        batch_size: int,
+        normalization: Normalization,
+        augment: Augment | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
+        pad: bool = True,
+    ):
         # An image folder's memory map stays on disk: each batch reads only its own rows.
         self.mapped = data.images if isinstance(data.images, np.memmap) else None
-        self.images = None if self.mapped is not None else torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
+        self.images = (
+            None
+            if self.mapped is not None
+            else torch.from_numpy(data.images).permute(0, 3, 1, 2).contiguous().to(device)
+        )
         self.device = torch.device(device)
         self.labels = torch.from_numpy(data.labels).to(device)
         self.batch_size = batch_size

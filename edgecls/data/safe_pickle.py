@@ -41,4 +41,6 @@ def safe_load(data: bytes, name: str = "pickle") -> Any:
     except UnsafePickleError:
         raise
     except Exception as exc:
-        raise UnsafePickleError(f"{name} is not a readable pickle ({exc}); re-extract it from a trusted archive") from exc
+        raise UnsafePickleError(
+            f"{name} is not a readable pickle ({exc}); re-extract it from a trusted archive"
+        ) from exc

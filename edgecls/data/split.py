@@ -65,7 +65,13 @@ def train_val_split(data: ImageSet, split: dict) -> tuple[ImageSet, ImageSet]:
     missing = len(np.unique(data.labels)) - len(np.unique(data.labels[train_idx]))
     if len(val_idx) == 0 or missing:
         need = int(np.ceil(len(data.classes) / split["val_fraction"]))
-        raise ConfigError(f"{len(data)} images with val_fraction {split['val_fraction']} leave "
-                          + (f"{missing} of {len(data.classes)} classes without training images" if missing else "no validation images")
-                          + f": use at least {need} images (--subset {need}) or a larger --val-fraction")
+        raise ConfigError(
+            f"{len(data)} images with val_fraction {split['val_fraction']} leave "
+            + (
+                f"{missing} of {len(data.classes)} classes without training images"
+                if missing
+                else "no validation images"
+            )
+            + f": use at least {need} images (--subset {need}) or a larger --val-fraction"
+        )
     return data.take(train_idx, f"{data.name}:train"), data.take(val_idx, f"{data.name}:val")

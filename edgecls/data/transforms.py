@@ -1,4 +1,4 @@
-"""Normalization and batched augmentation on uint8 tensors.
+"""Batched augmentation on uint8 tensors (normalization is the image contract's: `edgecls.imaging`).
 
 Augmentation runs on whole batches with tensor indexing (no per-image Python loop, no PIL), on the
 device the batch lives on, so a CPU or GPU training step is not starved by its input pipeline.
@@ -9,49 +9,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from edgecls.errors import ConfigError
-
-NORMALIZATIONS = ("zscore", "minmax")
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """Per-channel `(pixel - mean) / std`, with mean and std in pixel units (0–255)."""
-
-    kind: str
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-
-    @classmethod
-    def fit(cls, images: np.ndarray, kind: str = "zscore") -> Normalization:
-        if kind not in NORMALIZATIONS:
-            raise ConfigError(f"normalization must be one of {NORMALIZATIONS}, got {kind!r}")
-        channels = images.shape[-1]
-        if kind == "minmax":
-            return cls(kind, (0.0,) * channels, (255.0,) * channels)
-        flat = images.reshape(-1, channels)
-        sample = flat[:: max(1, len(flat) // 2_000_000)].astype(np.float64)
-        return cls(kind, tuple(float(v) for v in sample.mean(0)), tuple(float(v) for v in sample.std(0)))
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "mean": list(self.mean), "std": list(self.std)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> Normalization:
-        return cls(d["kind"], tuple(d["mean"]), tuple(d["std"]))
-
-    def apply(self, batch_uint8: torch.Tensor) -> torch.Tensor:
-        """N×C×H×W uint8 → normalized float32."""
-        mean = torch.tensor(self.mean, device=batch_uint8.device).view(1, -1, 1, 1)
-        inv_std = 1.0 / torch.tensor(self.std, device=batch_uint8.device).view(1, -1, 1, 1)
-        return (batch_uint8.float() - mean) * inv_std
-
-
-PAD_MODES = ("zeros", "reflect")
+from edgecls.names import PAD_MODES
 
 
 @dataclass(frozen=True)
@@ -111,7 +73,6 @@ class Augment:
         theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
         grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, align_corners=False, padding_mode="zeros")
-
 
     def random_erase(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One zeroed rectangle in each of a random `erase` share of a normalized float batch; a no-op at 0."""

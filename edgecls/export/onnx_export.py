@@ -33,9 +33,17 @@ def export_onnx(model: nn.Module, path: Path, in_channels: int, size: int) -> Pa
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (dummy,), str(raw), dynamo=False, opset_version=OPSET, input_names=[INPUT_NAME],
-                                  output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                                  do_constant_folding=True)
+                torch.onnx.export(
+                    model,
+                    (dummy,),
+                    str(raw),
+                    dynamo=False,
+                    opset_version=OPSET,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    do_constant_folding=True,
+                )
             quant_pre_process(str(raw), str(tmp), skip_symbolic_shape=False)
         finally:
             raw.unlink(missing_ok=True)
@@ -55,7 +63,9 @@ def check_parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, atol: flo
     worst = float(diff.max())
     if not np.allclose(got, expected, atol=atol, rtol=rtol):
         i = np.unravel_index(diff.argmax(), diff.shape)
-        raise ExportError(f"{onnx_path.name} disagrees with PyTorch: max |Δ| = {worst:.3g} at image {i[0]}, class {i[1]} "
-                          f"(PyTorch {expected[i]:.5g}, ONNX {got[i]:.5g}; tolerance atol={atol}, rtol={rtol}). "
-                          "An operator exported differently; report it with the model name.")
+        raise ExportError(
+            f"{onnx_path.name} disagrees with PyTorch: max |Δ| = {worst:.3g} at image {i[0]}, class {i[1]} "
+            f"(PyTorch {expected[i]:.5g}, ONNX {got[i]:.5g}; tolerance atol={atol}, rtol={rtol}). "
+            "An operator exported differently; report it with the model name."
+        )
     return worst

@@ -43,7 +43,9 @@ class OnnxInput:
 
 
 def _dims(value_info) -> tuple:
-    return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value_info.type.tensor_type.shape.dim)
+    return tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in value_info.type.tensor_type.shape.dim
+    )
 
 
 def inspect_input(path: Path) -> OnnxInput:
@@ -60,26 +62,38 @@ def inspect_input(path: Path) -> OnnxInput:
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]  # IR < 4 lists weights as inputs too
     if len(inputs) != 1:
-        raise ConfigError(f"{path.name} has {len(inputs)} inputs ({', '.join(repr(i.name) for i in inputs)}); edgecls feeds "
-                          "classifiers with one image input")
+        raise ConfigError(
+            f"{path.name} has {len(inputs)} inputs ({', '.join(repr(i.name) for i in inputs)}); edgecls feeds "
+            "classifiers with one image input"
+        )
     if len(graph.output) != 1:
-        raise ConfigError(f"{path.name} has {len(graph.output)} outputs ({', '.join(repr(o.name) for o in graph.output)}); "
-                          "edgecls reads classifiers with one output of class scores")
+        raise ConfigError(
+            f"{path.name} has {len(graph.output)} outputs ({', '.join(repr(o.name) for o in graph.output)}); "
+            "edgecls reads classifiers with one output of class scores"
+        )
     inp = inputs[0]
     elem = inp.type.tensor_type.elem_type
     if elem != onnx.TensorProto.FLOAT:
-        raise ConfigError(f"{path.name}'s input {inp.name!r} is {onnx.TensorProto.DataType.Name(elem)}; edgecls feeds "
-                          "float32 normalized images: export the model with a float input")
+        raise ConfigError(
+            f"{path.name}'s input {inp.name!r} is {onnx.TensorProto.DataType.Name(elem)}; edgecls feeds "
+            "float32 normalized images: export the model with a float input"
+        )
     dims = _dims(inp)
     if len(dims) != 4:
-        raise ConfigError(f"{path.name}'s input {inp.name!r} has shape {'×'.join(map(str, dims))}; edgecls feeds N×C×H×W images")
+        raise ConfigError(
+            f"{path.name}'s input {inp.name!r} has shape {'×'.join(map(str, dims))}; edgecls feeds N×C×H×W images"
+        )
     if dims[1] not in (1, 3):
         layout = " (NHWC: channels last)" if dims[3] in (1, 3) else ""
-        raise ConfigError(f"{path.name}'s input {inp.name!r} is {'×'.join(map(str, dims))}{layout}; edgecls feeds N×C×H×W "
-                          "with 1 or 3 channels: export the model channels-first (NCHW)")
+        raise ConfigError(
+            f"{path.name}'s input {inp.name!r} is {'×'.join(map(str, dims))}{layout}; edgecls feeds N×C×H×W "
+            "with 1 or 3 channels: export the model channels-first (NCHW)"
+        )
     if isinstance(dims[0], int) and dims[0] > 1:
-        raise ConfigError(f"{path.name}'s input {inp.name!r} has a fixed batch of {dims[0]}; export it with batch 1 or a "
-                          "dynamic batch axis")
+        raise ConfigError(
+            f"{path.name}'s input {inp.name!r} has a fixed batch of {dims[0]}; export it with batch 1 or a "
+            "dynamic batch axis"
+        )
     return OnnxInput(inp.name, dims, int(dims[1]))
 
 
@@ -97,8 +111,10 @@ def import_onnx(src: Path, dst: Path, size: int) -> dict:
         try:
             model = version_converter.convert_version(model, MIN_OPSET)
         except Exception as exc:  # the converter raises plain RuntimeError/ValueError for operators it cannot move
-            raise ExportError(f"{src.name} is opset {opset}; converting it to {MIN_OPSET} (per-channel INT8 needs it) failed: "
-                              f"{str(exc)[:300]}. Re-export it from its framework at opset {MIN_OPSET}–17") from exc
+            raise ExportError(
+                f"{src.name} is opset {opset}; converting it to {MIN_OPSET} (per-channel INT8 needs it) failed: "
+                f"{str(exc)[:300]}. Re-export it from its framework at opset {MIN_OPSET}–17"
+            ) from exc
         steps.append(f"opset {opset} → {MIN_OPSET} (onnx.version_converter)")
     _rename(model.graph, found.name, INPUT_NAME, is_input=True)
     _rename(model.graph, model.graph.output[0].name, OUTPUT_NAME, is_input=False)
@@ -110,8 +126,10 @@ def import_onnx(src: Path, dst: Path, size: int) -> dict:
             model, fixed = candidate, False
             steps.append("batch axis made dynamic (a batch of 3 gives each image its batch-1 answer)")
         else:
-            steps.append("batch fixed at 1: the graph does not run batches correctly with a dynamic axis; every backend "
-                         "runs it image by image")
+            steps.append(
+                "batch fixed at 1: the graph does not run batches correctly with a dynamic axis; every backend "
+                "runs it image by image"
+            )
     with atomic_path(dst) as tmp:
         raw = tmp.with_name(tmp.name + ".raw.onnx")
         try:
@@ -120,8 +138,10 @@ def import_onnx(src: Path, dst: Path, size: int) -> dict:
                 warnings.simplefilter("ignore")
                 quant_pre_process(str(raw), str(tmp), skip_symbolic_shape=False)
         except Exception as exc:
-            raise ExportError(f"{src.name} could not be prepared for quantization by ONNX Runtime's pre-processor "
-                              f"({type(exc).__name__}: {str(exc)[:300]})") from exc
+            raise ExportError(
+                f"{src.name} could not be prepared for quantization by ONNX Runtime's pre-processor "
+                f"({type(exc).__name__}: {str(exc)[:300]})"
+            ) from exc
         finally:
             raw.unlink(missing_ok=True)
         onnx.checker.check_model(str(tmp), full_check=True)
@@ -138,7 +158,7 @@ def _rename(graph, old: str, new: str, is_input: bool) -> None:
     for node in graph.node:
         node.input[:] = [new if t == old else t for t in node.input]
         node.output[:] = [new if t == old else t for t in node.output]
-    for value in (graph.input if is_input else graph.output):
+    for value in graph.input if is_input else graph.output:
         if value.name == old:
             value.name = new
 
@@ -178,7 +198,9 @@ def compare_with_source(src: Path, imported: Path, batch: np.ndarray) -> float:
     expected = np.concatenate([source.run(None, {name: batch[i : i + 1]})[0] for i in range(len(batch))])
     ours = ort.InferenceSession(str(imported), providers=["CPUExecutionProvider"])
     batch_size = len(batch) if _dynamic(ours) else 1
-    got = np.concatenate([ours.run(None, {INPUT_NAME: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)])
+    got = np.concatenate(
+        [ours.run(None, {INPUT_NAME: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)]
+    )
     return float(np.abs(got - expected).max())
 
 

@@ -25,7 +25,7 @@ import numpy as np
 from rich.markup import escape
 from rich.table import Table
 
-from edgecls.bundle import FORMAT_VERSION, MANIFEST, Bundle, file_entry, seal
+from edgecls.bundle import MANIFEST, Bundle, file_entry, seal
 from edgecls.calibration.quantize import quantize_for_cpu
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
 from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, TENSORRT8_OPSET, modelopt_available, quantize_for_tensorrt
@@ -37,39 +37,20 @@ from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, Expo
 from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
-from edgecls.export.sources import NO_SPLIT, ForeignOptions, ModelSource, check_output_width, resolve_source
+from edgecls.export.options import ExportOptions, ForeignOptions
+from edgecls.export.sources import NO_SPLIT, ModelSource, check_output_width, resolve_source
 from edgecls.fileio import atomic_write, atomic_write_json, staged_directory
+from edgecls.jsonrecord import to_json
+from edgecls.manifest import FORMAT_VERSION, InputSpec
 from edgecls.runtime.host import host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.train.checkpoint import save_checkpoint
-from edgecls.zoo.pretrained import model_card
-
-TARGETS = ("cpu", "tensorrt", "all")
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    fp16: bool = False
-    int8: bool = False
-    out: str | None = None
-    data_dir: str | None = None
-    calib_images: int = 1024
-    calib_method: str | None = None  # None: the model card's validated choice for bundled weights, else minmax
-    target: str = "all"
-    max_accuracy_drop: float = 1.0
-    allow_accuracy_drop: bool = False
-    eval_images: int | None = None
-    exclude_nodes: tuple[str, ...] = ()
-    seed: int = 0
-    foreign: ForeignOptions | None = None  # weights, preprocessing, classes and data of a model trained elsewhere
-    calib_dir: str | None = None  # unlabelled images: calibration, and a gate on agreement with FP32 (no dataset needed)
-    tensorrt8: bool = False  # also the INT8 graph TensorRT 8.6 can build (FP32 high precision, opset 17)
-
+from edgecls.zoo.pretrained import DEFAULT_DATASET, model_card
 
 EVALUATED_WITH = {
     "cpu": "onnxruntime CPU integer kernels on this machine (the deployed arithmetic)",
     "tensorrt": "onnxruntime with graph optimizations off: Q/DQ simulated in float, the arithmetic TensorRT's INT8 "
-                "kernels perform (int32 accumulation); ONNX Runtime's own integer kernels are not this graph's target",
+    "kernels perform (int32 accumulation); ONNX Runtime's own integer kernels are not this graph's target",
 }
 
 
@@ -93,9 +74,16 @@ def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
     val, test = accuracy["validation"], accuracy.get("test")
     measure = "agreement with FP32" if "measure" in val else "top-1"
-    title = f"Accuracy: validation {val['dataset']} ({val['samples']} images, the INT8 gate{', ' + measure if test is None else ''})"
-    table = Table(title=title + (f" and test {test['dataset']} ({test['samples']} images, reported only)" if test else ""))
-    columns = ("file", "precision", f"val {measure}", "val Δ vs FP32") + (("test top-1", "test Δ vs FP32") if test else ()) + ("size",)
+    gate = "the INT8 gate" if test is not None else f"the INT8 gate, {measure}"
+    title = f"Accuracy: validation {val['dataset']} ({val['samples']} images, {gate})"
+    table = Table(
+        title=title + (f" and test {test['dataset']} ({test['samples']} images, reported only)" if test else "")
+    )
+    columns = (
+        ("file", "precision", f"val {measure}", "val Δ vs FP32")
+        + (("test top-1", "test Δ vs FP32") if test else ())
+        + ("size",)
+    )
     for col in columns:
         table.add_column(col)
     val_base = val["files"]["model.onnx"]["top1"]
@@ -108,18 +96,24 @@ def _print_accuracy(accuracy: dict, sizes: dict) -> None:
     console.print(table)
 
 
-def export_bundle(source: str | ModelSource, options: ExportOptions, test_set: ImageSet | None = None,
-                  train_set: ImageSet | None = None) -> dict:
+def export_bundle(
+    source: str | ModelSource,
+    options: ExportOptions,
+    test_set: ImageSet | None = None,
+    train_set: ImageSet | None = None,
+) -> dict:
     """Write the bundle and return its manifest. `source` is anything `resolve_source` reads, or a `ModelSource`
     (the Python API); `test_set`/`train_set` skip loading from disk (tests)."""
-    if options.target not in TARGETS:
-        raise ConfigError(f"--target must be one of {', '.join(TARGETS)}, got {options.target!r}")
     started = time.perf_counter()
     src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
     if options.calib_method is None:
-        card = (model_card(source, src.dataset or "cifar10") if isinstance(source, str) and src.checkpoint
-                and not Path(source).exists() else None)
-        options = replace(options, calib_method=(card or {}).get("calibration_method", {}).get("method", "minmax"))
+        card = (
+            model_card(source, src.dataset or DEFAULT_DATASET)
+            if isinstance(source, str) and src.checkpoint and not Path(source).exists()
+            else None
+        )
+        chosen = card.calibration_method if card else None
+        options = replace(options, calib_method=chosen["method"] if chosen else "minmax")
     final = Path(options.out or f"exports/{src.name}")
     carried = _files_to_carry(final)
     with staged_directory(final) as out:
@@ -128,14 +122,26 @@ def export_bundle(source: str | ModelSource, options: ExportOptions, test_set: I
             (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
         if carried:
             console.print(f"  kept from the previous bundle: {', '.join(p.name for p in carried)}")
-    console.print(f"bundle written: {final}/{MANIFEST} ({len(manifest['files'])} files, digest {manifest['digest'][:19]}…, "
-                  f"{time.perf_counter() - started:.1f} s)")
+    console.print(
+        f"bundle written: {final}/{MANIFEST} ({len(manifest['files'])} files, digest {manifest['digest'][:19]}…, "
+        f"{time.perf_counter() - started:.1f} s)"
+    )
     return manifest
 
 
-def export_model(model, *, mean: tuple[float, ...], std: tuple[float, ...], classes: tuple[str, ...] | None = None,
-                 dataset: str | None = None, size: int | None = None, color: str = "rgb", resize_shorter: int | None = None,
-                 name: str | None = None, **options) -> dict:
+def export_model(
+    model,
+    *,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: tuple[str, ...] | None = None,
+    dataset: str | None = None,
+    size: int | None = None,
+    color: str = "rgb",
+    resize_shorter: int | None = None,
+    name: str | None = None,
+    **options,
+) -> dict:
     """The Python API for a model trained elsewhere: an `nn.Module` (weights loaded) or an ONNX file's path, with the
     preprocessing it was trained with (mean/std in torchvision's 0–1 convention) → a bundle; `options` are
     `ExportOptions` fields (out, fp16, int8, data_dir, …). Returns the manifest.
@@ -145,100 +151,109 @@ def export_model(model, *, mean: tuple[float, ...], std: tuple[float, ...], clas
     """
     from edgecls.export.sources import foreign_source
 
-    foreign = ForeignOptions(mean=tuple(mean), std=tuple(std), classes=tuple(classes) if classes else None, dataset=dataset,
-                             size=size, color=color, resize_shorter=resize_shorter, name=name)
+    foreign = ForeignOptions(
+        mean=tuple(mean),
+        std=tuple(std),
+        classes=tuple(classes) if classes else None,
+        dataset=dataset,
+        size=size,
+        color=color,
+        resize_shorter=resize_shorter,
+        name=name,
+    )
     export_options = ExportOptions(**options, foreign=foreign)
     return export_bundle(foreign_source(model, foreign, export_options.seed), export_options)
 
 
 def _files_to_carry(final: Path) -> list[Path]:
-    """A user's own files in the bundle directory being replaced (e.g. bench reports); refuse to replace a non-bundle."""
+    """A user's own files in the bundle directory being replaced (e.g. bench reports); refuse to replace a
+    non-bundle."""
     if final.exists() and not final.is_dir():
         raise ExportError(f"--out {final} is a file; export into a directory")
     if not final.is_dir():
         return []
     bundle_files = {f.file for f in FORMATS} | {MANIFEST}
-    others = [p for p in sorted(final.iterdir()) if p.name not in bundle_files and not p.name.endswith((".engine", ".engine.json"))]
+    others = [
+        p
+        for p in sorted(final.iterdir())
+        if p.name not in bundle_files and not p.name.endswith((".engine", ".engine.json"))
+    ]
     if others and not (final / MANIFEST).is_file():
-        raise ExportError(f"--out {final} holds files that are not an edgecls bundle ({', '.join(p.name for p in others[:5])}); "
-                          "export into a new or empty directory, or remove it first")
+        raise ExportError(
+            f"--out {final} holds files that are not an edgecls bundle ({', '.join(p.name for p in others[:5])}); "
+            "export into a new or empty directory, or remove it first"
+        )
     return others
 
 
-def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptions,
-                  test_set: ImageSet | None, train_set: ImageSet | None) -> dict:
-    """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass."""
-    size, channels = src.input["size"], src.input["channels"]
-    files: dict[str, dict] = {}
+@dataclass(frozen=True)
+class _Data:
+    """The images export measures on, cut once: test (reported only), train without validation (calibration),
+    validation (the INT8 gate), and the class names they share with the model. All None without data."""
 
-    def record(key: str) -> Path:
+    test: ImageSet | None
+    train: ImageSet | None
+    val: ImageSet | None
+    classes: tuple[str, ...]
+
+
+class _Files(dict):
+    """The manifest's `files` section, one entry per file written, recorded as it is written."""
+
+    def __init__(self, out: Path):
+        super().__init__()
+        self.out = out
+
+    def record(self, key: str) -> Path:
         fmt = format_by_key(key)
-        files[fmt.file] = file_entry(out / fmt.file, fmt.format, fmt.precision, fmt.target, fmt.flavour)
-        return out / fmt.file
+        path = self.out / fmt.file
+        self[fmt.file] = file_entry(path, fmt.format, fmt.precision, fmt.target, fmt.flavour)
+        return path
 
+
+def _write_bundle(
+    out: Path,
+    final: Path,
+    src: ModelSource,
+    options: ExportOptions,
+    test_set: ImageSet | None,
+    train_set: ImageSet | None,
+) -> dict:
+    """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass:
+    model.onnx, the data cut once, the PyTorch and FP16/INT8 graphs, their accuracy and the gate, then the seal."""
     console.print(f"exporting {src.name} from {src.description} → {final}/")
-    onnx_import = None
-    if src.module is not None:
-        fp32 = export_onnx(src.module, out / "model.onnx", channels, size)
-    else:
-        from edgecls.export.onnx_import import import_onnx
-
-        onnx_import = import_onnx(src.onnx_path, out / "model.onnx", size)
-        fp32 = out / "model.onnx"
-        console.print(f"  model.onnx from {src.onnx_path.name}: {'; '.join(onnx_import['steps'])}")
-    batch_axis = 1 if onnx_import and onnx_import["batch"] == 1 else -1
-    input_spec = {"name": INPUT_NAME, "shape": [batch_axis, channels, size, size], "layout": "NCHW", "dtype": "float32",
-                  "size": size, "channels": channels, "color": src.input["color"]}
+    files = _Files(out)
+    fp32, onnx_import = _write_fp32(src, out)
+    input_spec = _input_spec(src, onnx_import)
     prep = Preprocessor(input_spec, src.preprocess)
-
-    test_set, train_set, val_set = _datasets(src, options, input_spec, test_set, train_set)
-    classes = _classes(src, test_set)
-    check_output_width(_output_width(fp32, channels, size), classes, f"{src.name} (model.onnx)")
-    if options.calib_dir:
-        train_set, unlabelled_val = _unlabelled(options.calib_dir, fp32, prep, classes, options.seed)
-        val_set = unlabelled_val if val_set is None else val_set
-
+    data = _cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
     if src.checkpoint is not None:
-        ckpt = src.checkpoint
-        minimal = {k: ckpt[k] for k in ("model", "state_dict", "classes", "normalization", "input") if k in ckpt}
-        save_checkpoint(out / "model.pt", {**minimal, "dataset": src.dataset, "metrics": ckpt.get("metrics", {})})
-        record("pytorch")
-    record("onnx")
-    parity = _parity(src, fp32, prep, test_set, onnx_import)
-
+        _write_checkpoint(out / "model.pt", src)
+        files.record("pytorch")
+    files.record("onnx")
+    parity = _parity(src, fp32, prep, data.test, onnx_import)
     if options.fp16:
         convert_fp16(fp32, out / "model.fp16.onnx")
-        record("onnx-fp16")
-
-    calibration = _quantize(fp32, out, train_set, prep, options, record, batch_axis == 1) if options.int8 else None
-    if calibration:
-        calibration["dataset"] = (f"{options.calib_dir}: unlabelled images, the held-out ones excluded" if options.calib_dir
-                                  else f"{src.dataset} train split, validation images excluded")
-
-    accuracy = None
-    if val_set is not None:
-        sample = _write_sample(out, test_set or val_set, record)
-        validation = {**_evaluate(out, files, val_set, prep), "use": "INT8 gate"}
-        if test_set is not None:
-            validation["split"] = src.split
-        else:
-            validation["measure"] = AGREEMENT
-        accuracy = {"validation": validation,
-                    "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"}}
-        if test_set is not None:
-            accuracy["test"] = {**_evaluate(out, files, test_set, prep), "use": "reported only; no choice is made on it"}
-        _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
-
+        files.record("onnx-fp16")
+    calibration = None
+    if options.int8:
+        calibration = _quantize(fp32, out, data.train, prep, options, files.record, input_spec.shape[0] == 1)
+        calibration["dataset"] = (
+            f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
+            if options.calib_dir
+            else f"{src.dataset} train split, validation images excluded"
+        )
+    accuracy = _accuracy(out, files, data, src.split, prep) if data.val is not None else None
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": src.name,
         **({"dataset": src.dataset} if src.dataset else {}),
         "source": src.description,
-        "classes": list(classes),
-        "input": input_spec,
+        "classes": list(data.classes),
+        "input": to_json(input_spec),
         "output": {"name": OUTPUT_NAME, "kind": "logits"},
-        "preprocess": src.preprocess,
-        "files": files,
+        "preprocess": to_json(src.preprocess),
+        "files": dict(files),
         "parity": parity,
         "accuracy": accuracy,
         "calibration": calibration,
@@ -258,16 +273,94 @@ def _write_bundle(out: Path, final: Path, src: ModelSource, options: ExportOptio
     return manifest
 
 
-def _datasets(src: ModelSource, options: ExportOptions, input_spec: dict, test_set: ImageSet | None,
-              train_set: ImageSet | None) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
+def _write_fp32(src: ModelSource, out: Path) -> tuple[Path, dict | None]:
+    """model.onnx, exported from the PyTorch module or imported from the user's ONNX file (with what was changed)."""
+    fp32 = out / "model.onnx"
+    if src.module is not None:
+        return export_onnx(src.module, fp32, src.input.channels, src.input.size), None
+    from edgecls.export.onnx_import import import_onnx
+
+    onnx_import = import_onnx(src.onnx_path, fp32, src.input.size)
+    console.print(f"  model.onnx from {src.onnx_path.name}: {'; '.join(onnx_import['steps'])}")
+    return fp32, onnx_import
+
+
+def _input_spec(src: ModelSource, onnx_import: dict | None) -> InputSpec:
+    size, channels = src.input.size, src.input.channels
+    batch_axis = 1 if onnx_import and onnx_import["batch"] == 1 else -1
+    return InputSpec(
+        name=INPUT_NAME,
+        shape=(batch_axis, channels, size, size),
+        layout="NCHW",
+        dtype="float32",
+        size=size,
+        channels=channels,
+        color=src.input.color,
+    )
+
+
+def _write_checkpoint(path: Path, src: ModelSource) -> None:
+    """model.pt: the weights and what rebuilds the model, for the bench's PyTorch baseline (no optimizer state)."""
+    ckpt = src.checkpoint
+    minimal = {k: ckpt[k] for k in ("model", "state_dict", "classes", "normalization", "input") if k in ckpt}
+    save_checkpoint(path, {**minimal, "dataset": src.dataset, "metrics": ckpt.get("metrics", {})})
+
+
+def _accuracy(out: Path, files: dict, data: _Data, split: dict | None, prep: Preprocessor) -> dict:
+    """Every graph's accuracy on validation (the gate), the doctor's sample and the test set (reported only)."""
+    sample = _write_sample(out, data.test or data.val, files.record)
+    validation = {**_evaluate(out, files, data.val, prep), "use": "INT8 gate"}
+    if data.test is not None:
+        validation["split"] = split
+    else:
+        validation["measure"] = AGREEMENT
+    accuracy = {
+        "validation": validation,
+        "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"},
+    }
+    if data.test is not None:
+        accuracy["test"] = {**_evaluate(out, files, data.test, prep), "use": "reported only; no choice is made on it"}
+    _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
+    return accuracy
+
+
+def _cut_data(
+    src: ModelSource,
+    options: ExportOptions,
+    input_spec: InputSpec,
+    fp32: Path,
+    prep: Preprocessor,
+    test_set: ImageSet | None,
+    train_set: ImageSet | None,
+) -> _Data:
+    """The dataset's test, train and validation splits, fitted to the model's input; with --calib-dir, its images
+    as calibration and (without a labelled validation split) as the held-out gate; checked against the classes."""
+    test_set, train_set, val_set = _datasets(src, options, input_spec, test_set, train_set)
+    classes = _classes(src, test_set)
+    check_output_width(_output_width(fp32, prep.channels, prep.size), classes, f"{src.name} (model.onnx)")
+    if options.calib_dir:
+        train_set, unlabelled_val = _unlabelled(options.calib_dir, fp32, prep, classes, options.seed)
+        val_set = unlabelled_val if val_set is None else val_set
+    return _Data(test_set, train_set, val_set, classes)
+
+
+def _datasets(
+    src: ModelSource,
+    options: ExportOptions,
+    input_spec: InputSpec,
+    test_set: ImageSet | None,
+    train_set: ImageSet | None,
+) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
     """(test, train without validation, validation), each fitted to the model's input; all None without data."""
     needs_data = options.fp16 or options.int8
     if test_set is None and src.dataset and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
         test_set = load_for_model(src.dataset, "test", options.data_dir, input_spec, src.preprocess)
     if test_set is None:
         if options.int8 and not options.calib_dir:
-            raise ConfigError("--int8 calibrates on training images and gates on validation images: name the dataset "
-                              "(--dataset NAME --data-dir DIR), or give unlabelled images of the scene (--calib-dir DIR)")
+            raise ConfigError(
+                "--int8 calibrates on training images and gates on validation images: name the dataset "
+                "(--dataset NAME --data-dir DIR), or give unlabelled images of the scene (--calib-dir DIR)"
+            )
         return None, None, None
     if src.split is None:
         raise CheckpointError(NO_SPLIT)
@@ -280,31 +373,40 @@ def _datasets(src: ModelSource, options: ExportOptions, input_spec: dict, test_s
     return test_set, train_set, val_set
 
 
-AGREEMENT = ("top-1 agreement with model.onnx (FP32) on held-out images of --calib-dir: they have no labels, so this is "
-             "how often each graph answers as FP32 does, not accuracy")
+AGREEMENT = (
+    "top-1 agreement with model.onnx (FP32) on held-out images of --calib-dir: they have no labels, so this is "
+    "how often each graph answers as FP32 does, not accuracy"
+)
 
 
-def _unlabelled(folder: str, fp32: Path, prep: Preprocessor, classes: tuple[str, ...], seed: int) -> tuple[ImageSet, ImageSet]:
+def _unlabelled(
+    folder: str, fp32: Path, prep: Preprocessor, classes: tuple[str, ...], seed: int
+) -> tuple[ImageSet, ImageSet]:
     """--calib-dir's images as (calibration, held out), labelled with model.onnx's own answers: the INT8 gate on the
     held-out part then measures agreement with FP32."""
     from edgecls.data.folder import load_unlabelled_images
 
     images = load_unlabelled_images(folder, prep.size, prep.channels, prep.crop_fraction)
     if len(images) < 10:
-        raise ConfigError(f"--calib-dir {folder} holds {len(images)} images; give at least 10 (a few hundred calibrate well)")
+        raise ConfigError(
+            f"--calib-dir {folder} holds {len(images)} images; give at least 10 (a few hundred calibrate well)"
+        )
     predicted = _onnx_scores(fp32, images, prep).argmax(1)
     data = ImageSet(f"{Path(folder).name} (labels: model.onnx's answers)", images, predicted, classes)
     order = np.random.default_rng(seed).permutation(len(images))
     held = max(5, len(images) // 5)
-    return data.take(np.sort(order[held:]), f"{data.name}:calibration"), data.take(np.sort(order[:held]), f"{data.name}:held out")
+    return data.take(np.sort(order[held:]), f"{data.name}:calibration"), data.take(
+        np.sort(order[:held]), f"{data.name}:held out"
+    )
 
 
 def _classes(src: ModelSource, data: ImageSet | None) -> tuple[str, ...]:
     """The model's class names, matched by name and order against the dataset it is measured on."""
     if src.classes is None:
         if data is None:
-            raise ConfigError(f"the classes of {src.name} come from its dataset: pass --data-dir (or $EDGECLS_DATA), or "
-                              "--labels FILE")
+            raise ConfigError(
+                f"the classes of {src.name} come from its dataset: pass --data-dir (or $EDGECLS_DATA), or --labels FILE"
+            )
         return tuple(data.classes)
     if data is not None:
         data.require_classes(src.classes, src.name)
@@ -321,33 +423,54 @@ def _output_width(path: Path, channels: int, size: int) -> int:
     return int(logits.shape[1])
 
 
-def _parity(src: ModelSource, fp32: Path, prep: Preprocessor, test_set: ImageSet | None, onnx_import: dict | None) -> dict:
+def _parity(
+    src: ModelSource, fp32: Path, prep: Preprocessor, test_set: ImageSet | None, onnx_import: dict | None
+) -> dict:
     """model.onnx against what it came from, on real images where there are some."""
     rng = np.random.default_rng(0)
     channels, size = prep.channels, prep.size
-    batch = (prep.batch_from_images(test_set.images[:64]) if test_set is not None
-             else rng.standard_normal((16, channels, size, size)).astype(np.float32))
+    batch = (
+        prep.batch_from_images(test_set.images[:64])
+        if test_set is not None
+        else rng.standard_normal((16, channels, size, size)).astype(np.float32)
+    )
     inputs = f"{len(batch)} {'test images' if test_set is not None else 'random inputs'}"
     if src.module is not None:
-        parity = {"reference": "PyTorch", "max_abs_diff": check_parity(src.module, fp32, batch), "atol": 1e-3, "rtol": 1e-3,
-                  "inputs": inputs}
+        parity = {
+            "reference": "PyTorch",
+            "max_abs_diff": check_parity(src.module, fp32, batch),
+            "atol": 1e-3,
+            "rtol": 1e-3,
+            "inputs": inputs,
+        }
         console.print(f"  model.onnx: checker ok, max |Δ| vs PyTorch {parity['max_abs_diff']:.2e} on {inputs}")
         return parity
     from edgecls.export.onnx_import import compare_with_source
 
     worst = compare_with_source(src.onnx_path, fp32, batch)
     if worst > 1e-3:
-        raise ExportError(f"model.onnx disagrees with {src.onnx_path.name} by up to {worst:.3g} (logits) on {inputs}; the "
-                          "import changed what the graph computes: report it with the file")
-    console.print(f"  model.onnx: checker ok, max |Δ| vs {src.onnx_path.name} {worst:.2e} on {inputs}; no PyTorch model "
-                  "to compare with")
-    return {"reference": "the source ONNX file (no PyTorch model: an ONNX source)", "max_abs_diff": worst, "atol": 1e-3,
-            "inputs": inputs, "import": onnx_import}
+        raise ExportError(
+            f"model.onnx disagrees with {src.onnx_path.name} by up to {worst:.3g} (logits) on {inputs}; the "
+            "import changed what the graph computes: report it with the file"
+        )
+    console.print(
+        f"  model.onnx: checker ok, max |Δ| vs {src.onnx_path.name} {worst:.2e} on {inputs}; no PyTorch model "
+        "to compare with"
+    )
+    return {
+        "reference": "the source ONNX file (no PyTorch model: an ONNX source)",
+        "max_abs_diff": worst,
+        "atol": 1e-3,
+        "inputs": inputs,
+        "import": onnx_import,
+    }
 
 
-def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record,
-              fixed_batch: bool) -> dict:
-    """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration record.
+def _quantize(
+    fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record, fixed_batch: bool
+) -> dict:
+    """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration
+    record.
 
     CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it).
     With --target all and no ModelOpt installed, the TensorRT graph is skipped and the manifest says so.
@@ -355,29 +478,54 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
     calib = calibration_images(train_set, options.calib_images, options.seed)
     batch = prep.batch_from_images(calib.images)
     reader_batch = 1 if fixed_batch else 64
-    calibration = {"images": len(calib), "per_class": calib.class_counts().tolist(), "method": options.calib_method,
-                   "seed": options.seed, "excluded_nodes": list(options.exclude_nodes), "test_images_used": 0}
+    calibration = {
+        "images": len(calib),
+        "per_class": calib.class_counts().tolist(),
+        "method": options.calib_method,
+        "seed": options.seed,
+        "excluded_nodes": list(options.exclude_nodes),
+        "test_images_used": 0,
+    }
     if options.target in ("cpu", "all"):
         dst = out / format_by_key("onnx-int8").file
-        quantize_for_cpu(fp32, dst, ArrayCalibrationReader(batch, INPUT_NAME, reader_batch), options.calib_method, options.exclude_nodes)
+        quantize_for_cpu(
+            fp32,
+            dst,
+            ArrayCalibrationReader(batch, INPUT_NAME, reader_batch),
+            options.calib_method,
+            options.exclude_nodes,
+        )
         record("onnx-int8")
-        console.print(f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images")
+        console.print(
+            f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images"
+        )
     if options.target in ("tensorrt", "all"):
         dst = out / format_by_key("onnx-int8-trt").file
         if options.target == "all" and not modelopt_available():
             console.print(f"  [yellow]{dst.name} skipped:[/] {escape(INSTALL_HINT)}")
             calibration["tensorrt"] = {"skipped": INSTALL_HINT}
         else:
-            calibration["tensorrt"] = quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, options.calib_method, options.exclude_nodes)
+            calibration["tensorrt"] = quantize_for_tensorrt(
+                fp32, dst, batch, INPUT_NAME, options.calib_method, options.exclude_nodes
+            )
             record("onnx-int8-trt")
             placed = ", ".join(f"{n} {op}" for op, n in calibration["tensorrt"]["quantized_inputs_of"].items())
-            console.print(f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
-                          f"{options.calib_method} calibration on {len(calib)} images")
+            console.print(
+                f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
+                f"{options.calib_method} calibration on {len(calib)} images"
+            )
             if options.tensorrt8:
                 dst = out / format_by_key("onnx-int8-trt8").file
-                calibration["tensorrt8"] = quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, options.calib_method,
-                                                                 options.exclude_nodes, high_precision="fp32",
-                                                                 opset=TENSORRT8_OPSET)
+                calibration["tensorrt8"] = quantize_for_tensorrt(
+                    fp32,
+                    dst,
+                    batch,
+                    INPUT_NAME,
+                    options.calib_method,
+                    options.exclude_nodes,
+                    high_precision="fp32",
+                    opset=TENSORRT8_OPSET,
+                )
                 record("onnx-int8-trt8")
                 console.print(f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET})")
     return calibration
@@ -385,10 +533,14 @@ def _quantize(fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, op
 
 def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) -> ImageSet:
     """A class-balanced slice of the test set, stored in the bundle for `edgecls doctor` (plain arrays, no pickle)."""
-    sample = test_set.take(balanced_subset(test_set.labels, per_class * len(test_set.classes), seed=0),
-                           name=f"{test_set.name}[doctor sample]")
-    atomic_write(out / format_by_key("sample").file,
-                 lambda f: np.savez_compressed(f, images=sample.images, labels=sample.labels.astype(np.int64)))
+    sample = test_set.take(
+        balanced_subset(test_set.labels, per_class * len(test_set.classes), seed=0),
+        name=f"{test_set.name}[doctor sample]",
+    )
+    atomic_write(
+        out / format_by_key("sample").file,
+        lambda f: np.savez_compressed(f, images=sample.images, labels=sample.labels.astype(np.int64)),
+    )
     record("sample")
     return sample
 
@@ -404,13 +556,18 @@ def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dic
             started = time.perf_counter()
             scores = _onnx_scores(out / fname, data.images, prep, target)
             fp32 = scores if fp32 is None else fp32
-            accuracy["files"][fname] = {"precision": entry["precision"], "flavour": entry["flavour"],
-                                        "top1": float(np.mean(scores.argmax(1) == data.labels)),
-                                        "agreement_with_fp32": float(np.mean(scores.argmax(1) == fp32.argmax(1))),
-                                        "max_abs_diff_vs_fp32": float(np.abs(scores - fp32).max()),
-                                        "evaluated_with": EVALUATED_WITH[target]}
-            console.print(f"  scored {fname} on {data.name} ({len(data):,} images): top-1 "
-                          f"{accuracy['files'][fname]['top1']:.2%} in {time.perf_counter() - started:.1f} s")
+            accuracy["files"][fname] = {
+                "precision": entry["precision"],
+                "flavour": entry["flavour"],
+                "top1": float(np.mean(scores.argmax(1) == data.labels)),
+                "agreement_with_fp32": float(np.mean(scores.argmax(1) == fp32.argmax(1))),
+                "max_abs_diff_vs_fp32": float(np.abs(scores - fp32).max()),
+                "evaluated_with": EVALUATED_WITH[target],
+            }
+            console.print(
+                f"  scored {fname} on {data.name} ({len(data):,} images): top-1 "
+                f"{accuracy['files'][fname]['top1']:.2%} in {time.perf_counter() - started:.1f} s"
+            )
     return accuracy
 
 
@@ -422,11 +579,13 @@ def _check_int8_drop(accuracy: dict, options: ExportOptions, final: Path) -> Non
         drop = (base - row["top1"]) * 100
         if row["precision"] == "int8" and drop > options.max_accuracy_drop:
             raise AccuracyDropError(
-                f"{fname} loses {drop:.2f} points against FP32 on the validation split ({row['top1']:.2%} vs {base:.2%}, "
-                f"{val['samples']} images), more than --max-accuracy-drop {options.max_accuracy_drop}. Try more calibration "
-                f"images (--calib-images {options.calib_images * 2}), another method (--calib-method entropy or percentile), or "
-                "keeping sensitive layers in float (--exclude-node NAME), judging each on this validation figure; or accept "
-                f"it with --allow-accuracy-drop. Nothing was written: {final} is as it was.")
+                f"{fname} loses {drop:.2f} points against FP32 on the validation split ({row['top1']:.2%} vs "
+                f"{base:.2%}, {val['samples']} images), more than --max-accuracy-drop {options.max_accuracy_drop}. "
+                f"Try more calibration images (--calib-images {options.calib_images * 2}), another method "
+                "(--calib-method entropy or percentile), or keeping sensitive layers in float (--exclude-node NAME), "
+                "judging each on this validation figure; or accept it with --allow-accuracy-drop. Nothing was "
+                f"written: {final} is as it was."
+            )
 
 
 def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list[dict]:
@@ -447,6 +606,8 @@ def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list
     try:
         return build_bundle_engines(out, tuple(precisions), out_dir=out) if precisions else []
     except (EdgeclsError, RuntimeError, OSError) as exc:
-        console.print(f"[yellow]engines not built ({escape(str(exc)[:300])}); the bundle is complete without them.[/] "
-                      f"On the target run: edgecls build-engine {final}")
+        console.print(
+            f"[yellow]engines not built ({escape(str(exc)[:300])}); the bundle is complete without them.[/] "
+            f"On the target run: edgecls build-engine {final}"
+        )
         return []

@@ -38,32 +38,39 @@ _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the re
 )
 
 
-def triton_config(name: str, backend: str, bundle: Bundle, instance_kind: str, max_batch_size: int = 64,
-                  note: str = "") -> str:
+def triton_config(
+    name: str, backend: str, bundle: Bundle, instance_kind: str, max_batch_size: int = 64, note: str = ""
+) -> str:
     inp = bundle.input
-    if inp["shape"][0] == 1:  # no batch axis to give Triton: it sends the graph's own shape, one image per call
+    if inp.shape[0] == 1:  # no batch axis to give Triton: it sends the graph's own shape, one image per call
         max_batch_size = 0
-    dims = ", ".join(str(d) for d in (inp["shape"] if max_batch_size == 0 else inp["shape"][1:]))
-    out = bundle.manifest.get("output", {"name": "logits"})
+    dims = ", ".join(str(d) for d in (inp.shape if max_batch_size == 0 else inp.shape[1:]))
+    out = bundle.manifest.output or {"name": "logits"}
     out_dims = f"1, {len(bundle.classes)}" if max_batch_size == 0 else f"{len(bundle.classes)}"
-    batching = "" if max_batch_size == 0 else f"""dynamic_batching {{
+    batching = (
+        ""
+        if max_batch_size == 0
+        else f"""dynamic_batching {{
   preferred_batch_size: [ {", ".join(str(b) for b in (8, 32) if b <= max_batch_size) or max_batch_size} ]
   max_queue_delay_microseconds: 500
 }}
 """
-    return (f"# {note}\n" if note else "") + f"""name: "{name}"
+    )
+    return (
+        (f"# {note}\n" if note else "")
+        + f"""name: "{name}"
 backend: "{backend}"
 max_batch_size: {max_batch_size}
 input [
   {{
-    name: "{inp['name']}"
+    name: "{inp.name}"
     data_type: TYPE_FP32
     dims: [ {dims} ]
   }}
 ]
 output [
   {{
-    name: "{out['name']}"
+    name: "{out["name"]}"
     data_type: TYPE_FP32
     dims: [ {out_dims} ]
     label_filename: "labels.txt"
@@ -76,9 +83,12 @@ output [
   }}
 ]
 """
+    )
 
 
-def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike, max_batch_size: int = 64) -> list[Path]:
+def write_triton_repository(
+    bundle_dir: str | os.PathLike, repo_dir: str | os.PathLike, max_batch_size: int = 64
+) -> list[Path]:
     """Write one Triton model per file the bundle has; returns the model directories written."""
     bundle = Bundle.open(bundle_dir)
     repo = Path(repo_dir)
@@ -95,9 +105,11 @@ def write_triton_repository(bundle_dir: str | os.PathLike, repo_dir: str | os.Pa
             continue  # engines are served only where the manifest vouches for them
         else:
             batch = min(max_batch_size, int(engine["max_batch"]))
-            note = (f"plan built by TensorRT {engine['tensorrt']} for {engine['gpu']} sm_{engine['compute_capability']}: "
-                    "Triton's tensorrt backend must link that same TensorRT version, on that GPU model")
-        model_name = f"{bundle.manifest['model']}_{variant}"
+            note = (
+                f"plan built by TensorRT {engine['tensorrt']} for {engine['gpu']} sm_{engine['compute_capability']}: "
+                "Triton's tensorrt backend must link that same TensorRT version, on that GPU model"
+            )
+        model_name = f"{bundle.manifest.model}_{variant}"
         model_dir = repo / model_name
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(model_dir / "1" / target, data)
@@ -144,7 +156,7 @@ parameters {{
 
 def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path:
     """<model>_python: the model.py above and a verified copy of the bundle's ONNX files and manifest."""
-    name = f"{bundle.manifest['model']}_python"
+    name = f"{bundle.manifest.model}_python"
     model_dir = repo / name
     copy = model_dir / "1" / "bundle"
     copy.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,12 @@ class TritonPythonModel:
         for request in requests:
             frames = pb_utils.get_input_tensor_by_name(request, "frame").as_numpy()
             arrays = self.arrays(self.classifier.predict_batch(list(frames)), self.index_of)
-            responses.append(pb_utils.InferenceResponse(output_tensors=[
-                pb_utils.Tensor(name, arrays[name].astype(np.object_) if kind == "BYTES" else arrays[name])
-                for name, kind in self.outputs]))
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[
+                        pb_utils.Tensor(name, arrays[name].astype(np.object_) if kind == "BYTES" else arrays[name])
+                        for name, kind in self.outputs
+                    ]
+                )
+            )
         return responses

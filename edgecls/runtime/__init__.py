@@ -1,10 +1,11 @@
 """The deploy runtime: load a bundle, classify frames, drive a camera. Never imports torch.
 
-`Classifier`, `Prediction` and `RemoteClassifier` are resolved on first use, so that importing one runtime module
-(the camera's sources, the web view) does not load the inference backends.
+`Classifier`, `Prediction`, `Predictor` (what both classifiers offer) and `RemoteClassifier` are resolved on
+first use, so that importing one runtime module (the camera's sources, the web view) does not load the inference
+backends.
 """
 
-__all__ = ["Classifier", "Prediction", "RemoteClassifier"]
+__all__ = ["Classifier", "Prediction", "Predictor", "RemoteClassifier"]
 
 
 def __getattr__(name: str):

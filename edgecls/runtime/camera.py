@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import cv2
 from rich.markup import escape
@@ -21,6 +23,7 @@ from rich.table import Table
 
 from edgecls.console import console
 from edgecls.fileio import atomic_write_json
+from edgecls.imaging import ModelImage, Policy
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.display import Recorder, gui_unavailable
 from edgecls.runtime.host import host_info
@@ -59,14 +62,17 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _make_source(options: CameraOptions, input_spec: dict, preprocess: dict):
+def _make_source(options: CameraOptions, image: ModelImage, policy: Policy):
     if options.replay_test_set:
         from edgecls.data import load_for_model
 
-        test = load_for_model(options.replay_test_set, "test", options.data_dir, input_spec, preprocess)
-        crop_fraction = preprocess.get("crop_fraction", 1.0)
-        size = (exact_frame_size((640, 480), test.images.shape[1], crop_fraction) if options.frame_size == "auto"
-                else parse_size(options.frame_size))
+        test = load_for_model(options.replay_test_set, "test", options.data_dir, image, policy)
+        crop_fraction = policy.crop_fraction
+        size = (
+            exact_frame_size((640, 480), test.images.shape[1], crop_fraction)
+            if options.frame_size == "auto"
+            else parse_size(options.frame_size)
+        )
         return ReplaySource(test.images, test.labels, size, options.fps, crop_fraction)
     return open_source(options.source)
 
@@ -85,126 +91,243 @@ def _open_view(options: CameraOptions, title: str) -> WebView | None:
         return None
     host, port = parse_address(options.serve)
     view = WebView(host, port, title)
-    where = "[bold yellow]reachable from the network[/]" if host not in ("127.0.0.1", "localhost", "::1") else "this machine only"
-    console.print(f"live view: {view.address} ({where}; video at {view.address}stream.mjpg, numbers at {view.address}stats.json)")
+    where = (
+        "[bold yellow]reachable from the network[/]"
+        if host not in ("127.0.0.1", "localhost", "::1")
+        else "this machine only"
+    )
+    console.print(
+        f"live view: {view.address} ({where}; video at {view.address}stream.mjpg, numbers at {view.address}stats.json)"
+    )
     return view
 
 
+@dataclass
+class _Tally:
+    """Frames classified so far and, for labelled frames, how many were right."""
+
+    started: float = field(default_factory=time.perf_counter)
+    cpu_started: float = field(default_factory=time.process_time)
+    frames: int = 0
+    labelled: int = 0
+    correct: int = 0
+
+    def start(self) -> None:
+        self.started, self.cpu_started = time.perf_counter(), time.process_time()
+
+    def count(self, frame, pred) -> None:
+        self.frames += 1
+        if frame.label is not None:
+            self.labelled += 1
+            self.correct += int(pred.index == frame.label)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / (time.perf_counter() - self.started)
+
+    @property
+    def accuracy(self) -> tuple[float, int] | None:
+        return (self.correct / self.labelled, self.labelled) if self.labelled else None
+
+
+@dataclass
+class _Outputs:
+    """Where each classified frame goes besides the summary: the JSONL log, the recording, the web view, the window.
+    Opened on an ExitStack, so whatever was opened is closed however the loop ends."""
+
+    log: Any = None
+    recorder: Recorder | None = None
+    view: WebView | None = None
+    window: str | None = None
+
+    @classmethod
+    def open(cls, options: CameraOptions, show: bool, title: str, source_fps: float, stack: ExitStack) -> _Outputs:
+        outputs = cls(window=options.window if show else None)
+        if options.jsonl:
+            outputs.log = stack.enter_context(open(options.jsonl, "w"))
+        if options.record:
+            outputs.recorder = Recorder(options.record, source_fps)
+            stack.callback(outputs._close_recording)
+        outputs.view = _open_view(options, title)
+        if outputs.view:
+            stack.callback(outputs.view.close)
+        if show:
+            stack.callback(cv2.destroyAllWindows)
+        return outputs
+
+    def _close_recording(self) -> None:
+        if written := self.recorder.close():
+            console.print(f"recording: {written} ({self.recorder.frames} frames)")
+
+    def draw(self, frame, pred, timings: dict, tally: _Tally, dropped: int) -> bool:
+        """The overlaid frame to the recording, web view and window; False when q or Esc was pressed there."""
+        if not (self.recorder or self.view or self.window):
+            return True
+        fps, accuracy = tally.fps, tally.accuracy
+        shown = draw_overlay(frame.image.copy(), overlay_lines(pred, timings, fps, dropped, accuracy))
+        if self.recorder:
+            self.recorder.write(shown)
+        if self.view:
+            self.view.publish(shown, _live_stats(pred, timings, fps, tally.frames, dropped, accuracy))
+        if self.window:
+            cv2.imshow(self.window, shown)
+            return cv2.waitKey(1) & 0xFF not in (27, ord("q"))
+        return True
+
+
 def _live_stats(pred, timings: dict, fps: float, frames: int, dropped: int, accuracy) -> dict:
-    return {"label": f"{pred.label} {pred.confidence:.0%}", "fps": round(fps, 2), "frames": frames, "dropped": dropped,
-            **{k: round(v, 3) for k, v in timings.items()},
-            "accuracy": f"{accuracy[0]:.2%} of {accuracy[1]}" if accuracy else None}
+    return {
+        "label": f"{pred.label} {pred.confidence:.0%}",
+        "fps": round(fps, 2),
+        "frames": frames,
+        "dropped": dropped,
+        **{k: round(v, 3) for k, v in timings.items()},
+        "accuracy": f"{accuracy[0]:.2%} of {accuracy[1]}" if accuracy else None,
+    }
 
 
 def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict[str, float]:
     work = pred.timings_ms
-    return {"capture_wait_ms": wait_s * 1e3, "preprocess_ms": work["preprocess"], "inference_ms": work["inference"],
-            "postprocess_ms": work["postprocess"], "processing_ms": sum(work.values()), "frame_age_ms": (done - captured_at) * 1e3}
+    return {
+        "capture_wait_ms": wait_s * 1e3,
+        "preprocess_ms": work["preprocess"],
+        "inference_ms": work["inference"],
+        "postprocess_ms": work["postprocess"],
+        "processing_ms": sum(work.values()),
+        "frame_age_ms": (done - captured_at) * 1e3,
+    }
+
+
+def _log_record(frame, pred, timings: dict, warmup: bool, dropped: int) -> dict:
+    record = {
+        "frame": frame.index,
+        "time": time.time(),
+        "label": pred.label,
+        "index": pred.index,
+        "confidence": round(pred.confidence, 5),
+        "topk": [[name, round(p, 5)] for name, p in pred.topk],
+        **{k: round(v, 4) for k, v in timings.items()},
+        "warmup": warmup,
+        "dropped_so_far": dropped,
+    }
+    if frame.label is not None:
+        record["true_index"] = frame.label
+    if frame.source:
+        record["source"] = frame.source
+    return record
+
+
+def _window_possible(options: CameraOptions) -> bool:
+    if options.headless:
+        return False
+    if reason := gui_unavailable():
+        hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"
+        console.print(f"[yellow]no window:[/] {escape(reason)}, so the loop runs headless{hint}")
+        return False
+    return True
 
 
 def run_camera(clf: Classifier, options: CameraOptions) -> dict:
+    """Classify the newest frame of the source, over and over, until the source ends, --max-frames, q/Esc in the
+    window or Ctrl-C; then print, return and (with --json) write the summary."""
     source = _make_source(options, clf.bundle.input, clf.bundle.preprocess)
-    show = not options.headless
-    if show and (reason := gui_unavailable()):
-        hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"
-        console.print(f"[yellow]no window:[/] {escape(reason)}, so the loop runs headless{hint}")
-        show = False
-    title = f"{clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}"
-    view = _open_view(options, title)
-    grabber = LatestFrameGrabber(source).start()
-    timer = StageTimer()
-    recorder = Recorder(options.record, getattr(source, "fps", 0.0)) if options.record else None
-    log = open(options.jsonl, "w") if options.jsonl else None  # noqa: SIM115 (closed in finally)
-    frames = correct = labelled = 0
-    started, cpu_started = time.perf_counter(), time.process_time()
-    interrupted = False
-    try:
-        while options.max_frames is None or frames < options.max_frames:
-            t0 = time.perf_counter()
-            frame = grabber.next_frame()
-            if frame is None:
-                break
-            t1 = time.perf_counter()
-            pred = clf.predict(frame.image)
-            timings = _frame_timings(t1 - t0, pred, frame.captured_at, time.perf_counter())
-            warmup = frames < options.warmup_frames
-            if not warmup:
-                timer.add(timings)
-            frames += 1
-            if frame.label is not None:
-                labelled += 1
-                correct += int(pred.index == frame.label)
-            fps = frames / (time.perf_counter() - started)
-            if log:
-                record = {"frame": frame.index, "time": time.time(), "label": pred.label, "index": pred.index,
-                          "confidence": round(pred.confidence, 5), "topk": [[name, round(p, 5)] for name, p in pred.topk],
-                          **{k: round(v, 4) for k, v in timings.items()}, "warmup": warmup, "dropped_so_far": grabber.dropped}
-                if frame.label is not None:
-                    record["true_index"] = frame.label
-                if frame.source:
-                    record["source"] = frame.source
-                log.write(json.dumps(record) + "\n")
-            if recorder or show or view:
-                accuracy = (correct / labelled, labelled) if labelled else None
-                shown = draw_overlay(frame.image.copy(), overlay_lines(pred, timings, fps, grabber.dropped, accuracy))
-                if recorder:
-                    recorder.write(shown)
-                if view:
-                    view.publish(shown, _live_stats(pred, timings, fps, frames, grabber.dropped, accuracy))
-                if show:
-                    cv2.imshow(options.window, shown)
-                    if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                        break
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        grabber.stop()
-        if recorder and (written := recorder.close()):
-            console.print(f"recording: {written} ({recorder.frames} frames)")
-        if log:
-            log.close()
-        if view:
-            view.close()
-        if show:
-            cv2.destroyAllWindows()
-    elapsed, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
-    summary = {
-        "schema": "edgecls.camera/1", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "model": clf.bundle.manifest["model"], "bundle": str(clf.bundle.root), "source": options.replay_test_set or options.source,
-        "host": host_info(), "backend": clf.info.to_dict(),
-        "frames": frames, "captured": grabber.captured, "dropped": grabber.dropped, "reconnects": grabber.reconnects,
-        "wall_s": elapsed, "fps": frames / elapsed if elapsed > 0 else 0.0, "interrupted": interrupted,
-        "cpu_ms_per_frame": cpu_s * 1e3 / frames if frames else None,  # the whole process: capture, model, drawing, viewers
-        "warmup_frames_excluded": min(frames, options.warmup_frames),
-        "latency": timer.summary(),
-        "accuracy": (correct / labelled) if labelled else None, "labelled_frames": labelled,
-    }
-    if isinstance(source, ReplaySource):
-        summary["replay"] = {"dataset": options.replay_test_set, "frame_size": "x".join(map(str, source.size)),
-                             "resampled": source.resampled,
-                             "exact_frame_size": "x".join(map(str, exact_frame_size(source.size, source.images.shape[1],
-                                                                                     source.crop_fraction)))}
+    title = f"{clf.bundle.manifest.model} {clf.info.name}/{clf.info.device} {clf.info.precision}"
+    timer, tally = StageTimer(), _Tally()
+    with ExitStack() as stack:
+        grabber = LatestFrameGrabber(source).start()
+        stack.callback(grabber.stop)
+        outputs = _Outputs.open(options, _window_possible(options), title, getattr(source, "fps", 0.0), stack)
+        interrupted = _classify_frames(clf, grabber, options, outputs, timer, tally)
+    summary = _summary(clf, options, source, grabber, timer, tally, interrupted)
     _print_summary(summary)
     if options.summary_json:
-        from edgecls.plots import latency_cdf
-
-        atomic_write_json(options.summary_json, summary)
-        console.print(f"wrote {options.summary_json} and {Path(options.summary_json).with_suffix('.png')}")
-        latency_cdf({s: timer.recent(s) for s in ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")},
-                          Path(options.summary_json).with_suffix(".png"),
-                          title=f"camera loop, {clf.bundle.manifest['model']} {clf.info.name}/{clf.info.device} {clf.info.precision}")
+        _write_summary(summary, timer, options.summary_json, f"camera loop, {title}")
     return summary
 
 
+def _classify_frames(clf, grabber, options: CameraOptions, outputs: _Outputs, timer: StageTimer, tally: _Tally) -> bool:
+    """The loop itself; True when Ctrl-C ended it."""
+    tally.start()
+    try:
+        while options.max_frames is None or tally.frames < options.max_frames:
+            waited_from = time.perf_counter()
+            frame = grabber.next_frame()
+            if frame is None:
+                return False
+            got_at = time.perf_counter()
+            pred = clf.predict(frame.image)
+            timings = _frame_timings(got_at - waited_from, pred, frame.captured_at, time.perf_counter())
+            warmup = tally.frames < options.warmup_frames
+            if not warmup:
+                timer.add(timings)
+            tally.count(frame, pred)
+            if outputs.log:
+                outputs.log.write(json.dumps(_log_record(frame, pred, timings, warmup, grabber.dropped)) + "\n")
+            if not outputs.draw(frame, pred, timings, tally, grabber.dropped):
+                return False
+    except KeyboardInterrupt:
+        return True
+    return False
+
+
+def _summary(clf, options: CameraOptions, source, grabber, timer: StageTimer, tally: _Tally, interrupted: bool) -> dict:
+    elapsed, frames = time.perf_counter() - tally.started, tally.frames
+    cpu_s = time.process_time() - tally.cpu_started
+    summary = {
+        "schema": "edgecls.camera/1",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": clf.bundle.manifest.model,
+        "bundle": str(clf.bundle.root),
+        "source": options.replay_test_set or options.source,
+        "host": host_info(),
+        "backend": clf.info.to_dict(),
+        "frames": frames,
+        "captured": grabber.captured,
+        "dropped": grabber.dropped,
+        "reconnects": grabber.reconnects,
+        "wall_s": elapsed,
+        "fps": frames / elapsed if elapsed > 0 else 0.0,
+        "interrupted": interrupted,
+        "cpu_ms_per_frame": cpu_s * 1e3 / frames if frames else None,  # the whole process: capture, model, drawing
+        "warmup_frames_excluded": min(frames, options.warmup_frames),
+        "latency": timer.summary(),
+        "accuracy": tally.correct / tally.labelled if tally.labelled else None,
+        "labelled_frames": tally.labelled,
+    }
+    if isinstance(source, ReplaySource):
+        exact = exact_frame_size(source.size, source.images.shape[1], source.crop_fraction)
+        summary["replay"] = {
+            "dataset": options.replay_test_set,
+            "frame_size": "x".join(map(str, source.size)),
+            "resampled": source.resampled,
+            "exact_frame_size": "x".join(map(str, exact)),
+        }
+    return summary
+
+
+def _write_summary(summary: dict, timer: StageTimer, path: str, title: str) -> None:
+    from edgecls.plots import latency_cdf
+
+    atomic_write_json(path, summary)
+    picture = Path(path).with_suffix(".png")
+    stages = ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")
+    latency_cdf({s: timer.recent(s) for s in stages}, picture, title=title)
+    console.print(f"wrote {path} and {picture}")
+
+
 def _print_summary(summary: dict) -> None:
-    table = Table(title=f"{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['dropped']} dropped; latency "
-                        f"after {summary['warmup_frames_excluded']} warm-up frames")
+    table = Table(
+        title=f"{summary['frames']} frames, {summary['fps']:.1f} FPS, {summary['dropped']} dropped; latency "
+        f"after {summary['warmup_frames_excluded']} warm-up frames"
+    )
     for col in ("stage", "p50 ms", "p90 ms", "p99 ms", "mean ms"):
         table.add_column(col)
     for stage in STAGES:
         s = summary["latency"].get(stage)
         if s and s.get("n"):
-            table.add_row(stage.removesuffix("_ms"), f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}", f"{s['mean']:.3f}")
+            table.add_row(
+                stage.removesuffix("_ms"), f"{s['p50']:.3f}", f"{s['p90']:.3f}", f"{s['p99']:.3f}", f"{s['mean']:.3f}"
+            )
     console.print(table)
     work = summary["latency"].get("processing_ms", {})
     line = f"frames {summary['frames']}  fps {summary['fps']:.1f}  dropped {summary['dropped']}"
@@ -217,6 +340,8 @@ def _print_summary(summary: dict) -> None:
         line += f"  accuracy {summary['accuracy']:.2%} on {summary['labelled_frames']} labelled frames"
         replay = summary.get("replay")
         if replay and replay["resampled"]:
-            line += (f" (RESAMPLED: frame size {replay['frame_size']} is no whole multiple of the image size, so the model "
-                     f"does not see the test images exactly; --frame-size {replay['exact_frame_size']} or auto would)")
+            line += (
+                f" (RESAMPLED: frame size {replay['frame_size']} is no whole multiple of the image size, so the model "
+                f"does not see the test images exactly; --frame-size {replay['exact_frame_size']} or auto would)"
+            )
     console.print(line, soft_wrap=True)

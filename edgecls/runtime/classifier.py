@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -35,6 +37,14 @@ class Prediction:
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
 
 
+@runtime_checkable
+class Predictor(Protocol):
+    """What robot code calls: a `Classifier` in this process, or a `RemoteClassifier` of a served bundle."""
+
+    def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction: ...
+    def predict_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> list[Prediction]: ...
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -52,8 +62,16 @@ class Classifier:
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, bundle_dir: str | os.PathLike, backend: str = "auto", precision: str = "auto", device: str = "auto",
-             top_k: int = DEFAULT_TOP_K, threads: int | None = None, public_key=None) -> Classifier:
+    def load(
+        cls,
+        bundle_dir: str | os.PathLike,
+        backend: str = "auto",
+        precision: str = "auto",
+        device: str = "auto",
+        top_k: int = DEFAULT_TOP_K,
+        threads: int | None = None,
+        public_key=None,
+    ) -> Classifier:
         """`threads`: host threads for CPU inference (None: the backend's measured default for batch 1, 0: all cores).
         `public_key` (Ed25519 key, PEM bytes or .pub path; default $EDGECLS_PUBLIC_KEY): load only bundles it signed."""
         bundle = Bundle.open(bundle_dir, public_key=public_key)
@@ -78,7 +96,8 @@ class Classifier:
     def describe(self) -> str:
         info = self.info
         threads = f", {info.threads} thread{'s' * (info.threads != 1)}" if info.threads else ""
-        return f"{self.bundle.manifest['model']} on {info.name}/{info.device} {info.precision} ({info.detail}{threads}) — {self.reason}"
+        engine = f"{info.name}/{info.device} {info.precision} ({info.detail}{threads})"
+        return f"{self.bundle.manifest.model} on {engine} — {self.reason}"
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Normalized N×C×H×W float32 → logits, serialized across threads."""
@@ -87,13 +106,22 @@ class Classifier:
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):
-            raise BundleError(f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
-                              f"{len(self.classes)} classes; the bundle is inconsistent, re-export it")
+            raise BundleError(
+                f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
+                f"{len(self.classes)} classes; the bundle is inconsistent, re-export it"
+            )
         probs = softmax(logits)
         # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
-        return [(self.classes[int(row[0])], int(row[0]), float(p[row[0]]), tuple((self.classes[int(i)], float(p[i])) for i in row))
-                for p, row in zip(probs, order, strict=True)]
+        return [
+            (
+                self.classes[int(row[0])],
+                int(row[0]),
+                float(p[row[0]]),
+                tuple((self.classes[int(i)], float(p[i])) for i in row),
+            )
+            for p, row in zip(probs, order, strict=True)
+        ]
 
     def predict_tensor(self, batch: np.ndarray, preprocess_ms: float = 0.0) -> list[Prediction]:
         """Classify an already preprocessed N×C×H×W float32 batch (the bundle's normalization applied)."""
@@ -102,19 +130,24 @@ class Classifier:
         t1 = time.perf_counter()
         fields = self._postprocess(logits)
         n = len(batch)
-        timing = {"preprocess": preprocess_ms / n, "inference": (t1 - t0) * 1e3 / n,
-                  "postprocess": (time.perf_counter() - t1) * 1e3 / n}
+        timing = {
+            "preprocess": preprocess_ms / n,
+            "inference": (t1 - t0) * 1e3 / n,
+            "postprocess": (time.perf_counter() - t1) * 1e3 / n,
+        }
         return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]
 
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
         """Classify one frame: BGR by default, `color="rgb"` for RGB arrays, grey accepted as it is."""
         return self.predict_batch([frame], color)[0]
 
-    def predict_batch(self, frames, color: str = "bgr") -> list[Prediction]:
+    def predict_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> list[Prediction]:
         """Classify several frames in one inference call; `frames` is a list of frames or an N×H×W×C array."""
         if not isinstance(frames, list | tuple | np.ndarray):
-            raise InputError(f"predict_batch takes a list of frames (numpy arrays), got {type(frames).__name__}; "
-                             "for one frame call predict(frame)")
+            raise InputError(
+                f"predict_batch takes a list of frames (numpy arrays), got {type(frames).__name__}; "
+                "for one frame call predict(frame)"
+            )
         if len(frames) == 0:
             raise InputError("predict_batch needs at least one frame")
         t0 = time.perf_counter()

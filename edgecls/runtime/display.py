@@ -13,8 +13,14 @@ import numpy as np
 
 def gui_unavailable() -> str | None:
     """Why `cv2.imshow` cannot work here, or None."""
-    gui = next((line.split(":", 1)[1].strip() for line in cv2.getBuildInformation().splitlines()
-                if line.strip().startswith("GUI:")), "NONE")
+    gui = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cv2.getBuildInformation().splitlines()
+            if line.strip().startswith("GUI:")
+        ),
+        "NONE",
+    )
     if gui.upper() == "NONE":
         return "this OpenCV has no GUI (opencv-python-headless)"
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
@@ -32,7 +38,9 @@ class Recorder:
     def __init__(self, path: str | os.PathLike, fps: float):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.stem}.write-{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}")
+        self.tmp = self.path.with_name(
+            f".{self.path.stem}.write-{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}"
+        )
         self.fps = fps or 30.0
         self.writer: cv2.VideoWriter | None = None
         self.frames = 0

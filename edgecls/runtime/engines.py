@@ -31,15 +31,21 @@ import json
 import os
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edgecls.errors import BackendUnavailableError, EngineMismatchError, ExportError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json, cache_dir, sha256_file
 
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 IDENTITY_KEYS = ("gpu", "compute_capability", "sm_count", "memory_mib", "tensorrt", "onnx_sha256", "precision")
 
-INSTALL_HINT = ("TensorRT is not installed here. On a Jetson it comes with JetPack (python3-libnvinfer); on a desktop "
-                "GPU: pip install 'edgecls[tensorrt-cu12]' or 'edgecls[tensorrt-cu13]' (match the driver's CUDA). "
-                "Then run: edgecls build-engine {bundle}")
+INSTALL_HINT = (
+    "TensorRT is not installed here. On a Jetson it comes with JetPack (python3-libnvinfer); on a desktop "
+    "GPU: pip install 'edgecls[tensorrt-cu12]' or 'edgecls[tensorrt-cu13]' (match the driver's CUDA). "
+    "Then run: edgecls build-engine {bundle}"
+)
 
 
 def tensorrt_installed() -> bool:
@@ -71,7 +77,12 @@ def gpu_identity(device_index: int = 0) -> dict:
 
 
 def engine_identity(trt, onnx_sha256: str, precision: str, device_index: int = 0) -> dict:
-    return {"tensorrt": trt.__version__, **gpu_identity(device_index), "onnx_sha256": onnx_sha256, "precision": precision}
+    return {
+        "tensorrt": trt.__version__,
+        **gpu_identity(device_index),
+        "onnx_sha256": onnx_sha256,
+        "precision": precision,
+    }
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -87,11 +98,15 @@ def cached_engine_path(identity: dict) -> Path:
 def read_sidecar(engine_path: Path) -> dict:
     sidecar = sidecar_path(engine_path)
     if not sidecar.is_file():
-        raise EngineMismatchError(f"{engine_path} has no sidecar {sidecar.name}; rebuild it with `edgecls build-engine`")
+        raise EngineMismatchError(
+            f"{engine_path} has no sidecar {sidecar.name}; rebuild it with `edgecls build-engine`"
+        )
     try:
         recorded = json.loads(sidecar.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EngineMismatchError(f"{sidecar} is not valid JSON ({exc}); rebuild the engine with `edgecls build-engine`") from exc
+        raise EngineMismatchError(
+            f"{sidecar} is not valid JSON ({exc}); rebuild the engine with `edgecls build-engine`"
+        ) from exc
     if not isinstance(recorded, dict):
         raise EngineMismatchError(f"{sidecar} is not a JSON object; rebuild the engine with `edgecls build-engine`")
     return recorded
@@ -106,9 +121,12 @@ def check_engine(engine_path: Path, expected: dict, data: bytes, recorded: dict 
         if recorded.get(key) != expected.get(key):
             raise EngineMismatchError(
                 f"{engine_path} was built for {key}={recorded.get(key)!r} but this machine has {expected.get(key)!r}. "
-                "TensorRT engines run only where they were built: rebuild with `edgecls build-engine BUNDLE` here.")
+                "TensorRT engines run only where they were built: rebuild with `edgecls build-engine BUNDLE` here."
+            )
     if recorded.get("engine_sha256") != hashlib.sha256(data).hexdigest():
-        raise EngineMismatchError(f"{engine_path} does not match the hash in its sidecar (truncated or edited); rebuild it")
+        raise EngineMismatchError(
+            f"{engine_path} does not match the hash in its sidecar (truncated or edited); rebuild it"
+        )
     return recorded
 
 
@@ -122,8 +140,16 @@ def build_plan(trt, precision: str) -> dict:
     if strongly_typed and (precision == "int8" or not has_precision_flags):
         return {"creation_flags": [*explicit_batch, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
     if precision == "int8":
-        return {"creation_flags": explicit_batch, "builder_flags": ["FP16", "INT8"], "mode": "explicit-qdq-weakly-typed"}
-    return {"creation_flags": explicit_batch, "builder_flags": ["FP16"] if precision == "fp16" else [], "mode": "weakly-typed"}
+        return {
+            "creation_flags": explicit_batch,
+            "builder_flags": ["FP16", "INT8"],
+            "mode": "explicit-qdq-weakly-typed",
+        }
+    return {
+        "creation_flags": explicit_batch,
+        "builder_flags": ["FP16"] if precision == "fp16" else [],
+        "mode": "weakly-typed",
+    }
 
 
 def timing_cache_path(identity: dict) -> Path:
@@ -132,11 +158,12 @@ def timing_cache_path(identity: dict) -> Path:
     return cache_dir("timing") / f"trt-{identity['tensorrt']}-{gpu}-sm{identity['compute_capability']}.cache"
 
 
-def _attach_timing_cache(config, path: Path):
-    """The timing cache from `path`; a corrupt or foreign one (TensorRT raises, or refuses it) is replaced by an empty
-    one and rewritten after the build."""
+def _attach_timing_cache(config: trt.IBuilderConfig, path: Path) -> tuple[trt.ITimingCache, bool]:
+    """The timing cache from `path` and whether it held earlier timings; a corrupt or foreign one (TensorRT raises, or
+    refuses it) is replaced by an empty one and rewritten after the build."""
+    known = path.read_bytes() if path.is_file() else b""
     try:
-        cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+        cache = config.create_timing_cache(known)
         accepted = cache is not None and config.set_timing_cache(cache, False)
     except Exception as exc:  # TensorRT raises its own error types for bytes it cannot read
         warnings.warn(f"TensorRT could not read the timing cache {path} ({exc})", stacklevel=3)
@@ -145,11 +172,20 @@ def _attach_timing_cache(config, path: Path):
         warnings.warn(f"building without the timing cache {path}; it will be rewritten", stacklevel=3)
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
-    return cache
+    return cache, bool(known) and accepted
 
 
-def build_engine(onnx: bytes, onnx_name: str, engine_path: str | os.PathLike, precision: str, *,
-                 max_batch: int = 64, opt_batch: int = 1, workspace_mib: int = 1024, device_index: int = 0) -> dict:
+def build_engine(
+    onnx: bytes,
+    onnx_name: str,
+    engine_path: str | os.PathLike,
+    precision: str,
+    *,
+    max_batch: int = 64,
+    opt_batch: int = 1,
+    workspace_mib: int = 1024,
+    device_index: int = 0,
+) -> dict:
     """Build and save an engine plus its sidecar; returns the sidecar's contents.
 
     `onnx` holds the bytes (as verified against the manifest) of the graph whose precision the engine should have
@@ -182,7 +218,7 @@ def build_engine(onnx: bytes, onnx_name: str, engine_path: str | os.PathLike, pr
         config.clear_flag(trt.BuilderFlag.TF32)
         tf32 = False
     timing_path = timing_cache_path(identity)
-    timing_cache = _attach_timing_cache(config, timing_path)
+    timing_cache, timings_reused = _attach_timing_cache(config, timing_path)
 
     profile = builder.create_optimization_profile()
     for i in range(network.num_inputs):
@@ -190,15 +226,24 @@ def build_engine(onnx: bytes, onnx_name: str, engine_path: str | os.PathLike, pr
         chw = tuple(tensor.shape)[1:]  # type: ignore[var-annotated,arg-type]  # Dims iterates; the stubs omit __iter__
         profile.set_shape(tensor.name, (1, *chw), (opt_batch, *chw), (max_batch, *chw))  # type: ignore[arg-type]  # tuple → Dims
     if config.add_optimization_profile(profile) < 0:
-        raise ExportError(f"TensorRT refused the optimization profile batch 1..{max_batch} (opt {opt_batch}) for {onnx_name}")
+        raise ExportError(
+            f"TensorRT refused the optimization profile batch 1..{max_batch} (opt {opt_batch}) for {onnx_name}"
+        )
 
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise ExportError(f"TensorRT failed to build a {precision} engine from {onnx_name}; see the log above")
     atomic_write_bytes(engine_path, bytes(serialized))
     atomic_write_bytes(timing_path, bytes(timing_cache.serialize()))
-    identity.update(mode=plan["mode"], max_batch=max_batch, onnx=onnx_name, engine_sha256=sha256_file(engine_path),
-                    timing_cache=str(timing_path), tf32=tf32)
+    identity.update(
+        mode=plan["mode"],
+        max_batch=max_batch,
+        onnx=onnx_name,
+        engine_sha256=sha256_file(engine_path),
+        timing_cache=str(timing_path),
+        timing_cache_reused=timings_reused,
+        tf32=tf32,
+    )
     atomic_write_json(sidecar_path(engine_path), identity)
     return identity
 
@@ -210,9 +255,11 @@ def engine_sources(bundle, precision: str, has_precision_flags: bool, strongly_t
     if precision == "int8" and not strongly_typed:
         entry = bundle.find("onnx", "int8", "tensorrt", "modelopt-fp32-opset17")
         if entry is None and bundle.find("onnx", "int8", "tensorrt", "modelopt") is not None:
-            raise ExportError("this TensorRT (8.x) cannot parse model.int8.trt.onnx (ModelOpt's opset 19 with FP16 scales): "
-                              "re-export with --tensorrt8 for the graph it can build, use an FP16 engine, or upgrade to "
-                              "TensorRT 10 (JetPack 6)")
+            raise ExportError(
+                "this TensorRT (8.x) cannot parse model.int8.trt.onnx (ModelOpt's opset 19 with FP16 scales): "
+                "re-export with --tensorrt8 for the graph it can build, use an FP16 engine, or upgrade to "
+                "TensorRT 10 (JetPack 6)"
+            )
         return entry
     if precision == "int8":
         return bundle.find("onnx", "int8", "tensorrt", "modelopt")
@@ -221,8 +268,13 @@ def engine_sources(bundle, precision: str, has_precision_flags: bool, strongly_t
     return bundle.find("onnx", "fp32")
 
 
-def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, ...] = ("fp16", "int8"),
-                         out_dir: str | os.PathLike | None = None, public_key=None, **kwargs) -> list[dict]:
+def build_bundle_engines(
+    bundle_dir: str | os.PathLike,
+    precisions: tuple[str, ...] = ("fp16", "int8"),
+    out_dir: str | os.PathLike | None = None,
+    public_key=None,
+    **kwargs,
+) -> list[dict]:
     """`edgecls build-engine BUNDLE`: one engine per precision, into the local engine cache where the runtime looks
     (or as model.<precision>.engine in `out_dir`: export records those in the manifest it is about to seal)."""
     from edgecls.bundle import Bundle
@@ -233,12 +285,20 @@ def build_bundle_engines(bundle_dir: str | os.PathLike, precisions: tuple[str, .
     bundle = Bundle.open(bundle_dir, public_key=public_key)
     built = []
     for precision in precisions:
-        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"),
-                               hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
+        entry = engine_sources(
+            bundle,
+            precision,
+            hasattr(trt.BuilderFlag, "FP16"),
+            hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+        )
         if entry is None:
-            raise ExportError(f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
-                              + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else ""))
+            raise ExportError(
+                f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
+                + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else "")
+            )
         identity = engine_identity(trt, entry.sha256, precision, kwargs.get("device_index", 0))
         target = Path(out_dir) / f"model.{precision}.engine" if out_dir else cached_engine_path(identity)
-        built.append({**build_engine(bundle.read_verified(entry), entry.name, target, precision, **kwargs), "file": target.name})
+        built.append(
+            {**build_engine(bundle.read_verified(entry), entry.name, target, precision, **kwargs), "file": target.name}
+        )
     return built

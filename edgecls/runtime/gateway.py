@@ -27,6 +27,7 @@ from http.server import BaseHTTPRequestHandler
 import numpy as np
 
 from edgecls.errors import ConfigError, InputError
+from edgecls.imaging import ModelImage
 from edgecls.runtime.httpserver import BoundedHTTPServer
 
 DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype(np.float32)}
@@ -39,7 +40,8 @@ OUTPUT_PARAMETERS = {"binary_data", "classification"}
 @dataclass(frozen=True)
 class ModelInput:
     """What one served model takes: its input's name and datatype, one item's shape (None: any size up to the
-    gateway's max_side), the allowed sizes of the last axis (frames: grey, BGR, BGRA) and whether values must be finite."""
+    gateway's max_side), the allowed sizes of the last axis (frames: grey, BGR, BGRA) and whether values must be
+    finite."""
 
     name: str
     datatype: str
@@ -58,8 +60,8 @@ def frames_input() -> ModelInput:
     return ModelInput("frame", "UINT8", (None, None, None), last_axis=(1, 3, 4))
 
 
-def tensors_input(spec: dict) -> ModelInput:
-    return ModelInput("input", "FP32", (spec["channels"], spec["size"], spec["size"]), finite=True)
+def tensors_input(image: ModelImage) -> ModelInput:
+    return ModelInput("input", "FP32", (image.channels, image.size, image.size), finite=True)
 
 
 def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_side: int) -> None:
@@ -77,16 +79,23 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
     for output in outputs:
         unknown |= set(_parameters(output)) - OUTPUT_PARAMETERS
     if unknown:
-        raise InputError(f"unsupported parameters {sorted(unknown)}: edgecls serve takes the data in the request "
-                         "(JSON or binary), not through shared memory")
+        raise InputError(
+            f"unsupported parameters {sorted(unknown)}: edgecls serve takes the data in the request "
+            "(JSON or binary), not through shared memory"
+        )
     expected = rule.describe(max_batch, max_side)
     if tensor.get("name") != rule.name or tensor.get("datatype") != rule.datatype:
-        raise InputError(f"this model takes one input {rule.name!r} of {expected}, got {tensor.get('name')!r} "
-                         f"of {tensor.get('datatype')}")
+        raise InputError(
+            f"this model takes one input {rule.name!r} of {expected}, got {tensor.get('name')!r} "
+            f"of {tensor.get('datatype')}"
+        )
     shape = tensor.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int for d in shape) or len(shape) != 1 + len(rule.item_shape):
         raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
-    fits = [1 <= got <= max_side if want is None else got == want for got, want in zip(shape[1:], rule.item_shape, strict=True)]
+    fits = [
+        1 <= got <= max_side if want is None else got == want
+        for got, want in zip(shape[1:], rule.item_shape, strict=True)
+    ]
     if not 1 <= shape[0] <= max_batch or not all(fits) or (rule.last_axis and shape[-1] not in rule.last_axis):
         raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
     dtype = DTYPES[rule.datatype]
@@ -94,8 +103,10 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
     if "binary_data_size" in _parameters(tensor):
         size = tensor["parameters"]["binary_data_size"]
         if "data" in tensor or size != count * dtype.itemsize or len(binary) != size:
-            raise InputError(f"input {rule.name!r} of shape {shape} needs {count * dtype.itemsize} bytes of binary data, "
-                             f"got {len(binary)} (binary_data_size {size})")
+            raise InputError(
+                f"input {rule.name!r} of shape {shape} needs {count * dtype.itemsize} bytes of binary data, "
+                f"got {len(binary)} (binary_data_size {size})"
+            )
         values = np.frombuffer(binary, dtype) if rule.finite else None
     else:
         if binary:
@@ -105,8 +116,10 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
         except ValueError:
             raise InputError(f"input {rule.name!r}: 'data' is a ragged list; send {count} numbers") from None
         if values.dtype.kind not in "iuf" or values.size != count:
-            raise InputError(f"input {rule.name!r} of shape {shape} needs {count} numbers in 'data', got "
-                             f"{values.size if values.dtype.kind in 'iuf' else 'no numbers'}")
+            raise InputError(
+                f"input {rule.name!r} of shape {shape} needs {count} numbers in 'data', got "
+                f"{values.size if values.dtype.kind in 'iuf' else 'no numbers'}"
+            )
         if dtype.kind == "u" and (values.dtype.kind == "f" or values.min() < 0 or values.max() > 255):
             raise InputError(f"input {rule.name!r} holds pixels: integers 0–255")
     if rule.finite and not np.isfinite(values).all():
@@ -133,9 +146,19 @@ def _public_error(status: int, body: bytes) -> bytes:
 class Gateway:
     """Listens on (host, port), checks requests, forwards them to Triton's HTTP endpoint on 127.0.0.1:upstream_port."""
 
-    def __init__(self, host: str, port: int, upstream_port: int, models: dict[str, ModelInput], max_batch: int,
-                 max_side: int = 4096, max_request_bytes: int = 64 << 20, max_connections: int = 128,
-                 idle_timeout_s: float = 60.0, upstream_timeout_s: float = 120.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        upstream_port: int,
+        models: dict[str, ModelInput],
+        max_batch: int,
+        max_side: int = 4096,
+        max_request_bytes: int = 64 << 20,
+        max_connections: int = 128,
+        idle_timeout_s: float = 60.0,
+        upstream_timeout_s: float = 120.0,
+    ):
         gateway = self
         self.models, self.max_batch, self.max_side = models, max_batch, max_side
         self.max_request_bytes = max_request_bytes
@@ -183,13 +206,18 @@ class Gateway:
 
             def unknown_model(self, route) -> bool:
                 if route and route[1] not in gateway.models:
-                    self.refuse(404, f"unknown model {route[1]!r}; this server serves {', '.join(gateway.models)}", close=True)
+                    self.refuse(
+                        404, f"unknown model {route[1]!r}; this server serves {', '.join(gateway.models)}", close=True
+                    )
                     return True
                 return False
 
             def do_GET(self) -> None:
                 if self.path == "/v2/health/ready":
-                    ready = all(self.relay("GET", f"/v2/models/{m}/ready", None, {}, answer=False) == 200 for m in gateway.models)
+                    ready = all(
+                        self.relay("GET", f"/v2/models/{m}/ready", None, {}, answer=False) == 200
+                        for m in gateway.models
+                    )
                     return self.reply(200 if ready else 503, b"")
                 route = MODEL_ROUTE.match(self.path)
                 if self.unknown_model(route):
@@ -204,13 +232,20 @@ class Gateway:
                 if self.unknown_model(route):
                     return None
                 if not route or route[2] != "/infer":
-                    return self.refuse(404, f"edgecls serve takes POST /v2/models/NAME/infer only; models: "
-                                            f"{', '.join(gateway.models)}", close=True)
+                    return self.refuse(
+                        404,
+                        f"edgecls serve takes POST /v2/models/NAME/infer only; models: {', '.join(gateway.models)}",
+                        close=True,
+                    )
                 if length is None or not length.isdigit():
                     return self.refuse(411, "send a Content-Length (chunked requests are not taken)", close=True)
                 if int(length) > gateway.max_request_bytes:
-                    return self.refuse(413, f"request of {int(length)} bytes is over the server's limit of "
-                                            f"{gateway.max_request_bytes} (edgecls serve --max-request-mb)", close=True)
+                    return self.refuse(
+                        413,
+                        f"request of {int(length)} bytes is over the server's limit of "
+                        f"{gateway.max_request_bytes} (edgecls serve --max-request-mb)",
+                        close=True,
+                    )
                 body = self.rfile.read(int(length))
                 if self.headers.get("Content-Encoding", "identity") != "identity":
                     return self.refuse(415, "compressed requests are not taken; send the body uncompressed")
@@ -220,7 +255,9 @@ class Gateway:
                     request = json.loads(body[:split])
                     check_infer(gateway.models[route[1]], request, body[split:], gateway.max_batch, gateway.max_side)
                 except ValueError as exc:  # InputError, and JSON that does not parse
-                    return self.refuse(400, str(exc) if isinstance(exc, InputError) else f"the JSON header does not parse: {exc}")
+                    return self.refuse(
+                        400, str(exc) if isinstance(exc, InputError) else f"the JSON header does not parse: {exc}"
+                    )
                 headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
                 if header_length:
                     headers["Inference-Header-Content-Length"] = header_length
@@ -235,8 +272,11 @@ class Gateway:
                     return 503
                 if answer:
                     keep = {k: v for k, v in got.items() if k in ("Content-Type", "Inference-Header-Content-Length")}
-                    self.reply(status, _public_error(status, content) if status >= 500 else content,
-                               headers=keep if status < 500 else None)
+                    self.reply(
+                        status,
+                        _public_error(status, content) if status >= 500 else content,
+                        headers=keep if status < 500 else None,
+                    )
                 return status
 
         try:

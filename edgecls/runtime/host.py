@@ -8,10 +8,23 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
-PACKAGES = ("edgecls", "numpy", "opencv-python-headless", "onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorrt",
-            "nvidia-modelopt", "polygraphy", "cuda-python", "pycuda")
+PACKAGES = (
+    "edgecls",
+    "numpy",
+    "opencv-python-headless",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "torch",
+    "tensorrt",
+    "nvidia-modelopt",
+    "polygraphy",
+    "cuda-python",
+    "pycuda",
+)
 
 
 def _cpuinfo(*keys: str) -> str | None:
@@ -19,8 +32,14 @@ def _cpuinfo(*keys: str) -> str | None:
     cpuinfo = Path("/proc/cpuinfo")
     if not cpuinfo.is_file():
         return None
-    return next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text(errors="replace").splitlines()
-                 if line.startswith(keys)), None)
+    return next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cpuinfo.read_text(errors="replace").splitlines()
+            if line.startswith(keys)
+        ),
+        None,
+    )
 
 
 def cpu_model() -> str:
@@ -41,7 +60,9 @@ def gpu_names() -> list[str]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        result = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return []
     return [line.strip() for line in result.stdout.splitlines() if line.strip()] if result.returncode == 0 else []
@@ -59,6 +80,39 @@ def versions() -> dict[str, str | None]:
 
 @functools.cache
 def host_info() -> dict:
-    return {"cpu": cpu_model(), "logical_cores": os.cpu_count(), "int8_dot_product": int8_dot_product(),
-            "machine": platform.machine(), "os": platform.platform(),
-            "python": platform.python_version(), "gpus": gpu_names(), "versions": versions()}
+    return {
+        "cpu": cpu_model(),
+        "logical_cores": os.cpu_count(),
+        "int8_dot_product": int8_dot_product(),
+        "machine": platform.machine(),
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "gpus": gpu_names(),
+        "versions": versions(),
+    }
+
+
+class OtherWork:
+    """How many cores the rest of the machine kept busy while this process measured, from /proc/stat (Linux): the
+    CPU time every core spent working, less this process's own, over the wall time. Unlike the load average, which
+    trails by a minute, it sees a hog that started just before. None where /proc/stat is missing."""
+
+    def __init__(self):
+        self.started = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        try:
+            fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+        except OSError:
+            return None
+        user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        worked_s = (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+        return time.monotonic(), worked_s, time.process_time()
+
+    def cores(self) -> float | None:
+        now = self._sample()
+        if self.started is None or now is None or now[0] <= self.started[0]:
+            return None
+        (t0, worked0, own0), (t1, worked1, own1) = self.started, now
+        return max(0.0, ((worked1 - worked0) - (own1 - own0)) / (t1 - t0))

@@ -11,23 +11,17 @@ from collections.abc import Iterator
 import numpy as np
 
 from edgecls.errors import InputError
-from edgecls.imaging import COLORS, CROPS, POLICY, RESIZES, check_frame, checkpoint_policy, fit_to_input
+from edgecls.imaging import COLORS, ModelImage, Policy, check_frame, fit_to_input
 
 
 class Preprocessor:
     """Built once from the manifest; `__call__` turns one frame into a 1×C×H×W float32 tensor."""
 
-    def __init__(self, input_spec: dict, preprocess: dict):
-        self.size = int(input_spec["size"])
-        self.channels = int(input_spec["channels"])
-        self.model_color = input_spec.get("color", "rgb")
-        crop, resize = preprocess.get("crop", "center"), preprocess.get("resize", "area")
-        if crop not in CROPS or resize not in RESIZES:
-            raise InputError(f"preprocessing {crop!r}/{resize!r} is not this edgecls's policy {POLICY}; re-export the model")
-        self.crop_fraction = float(preprocess.get("crop_fraction", 1.0))
-        norm = preprocess["normalization"]
-        self.mean = np.asarray(norm["mean"], dtype=np.float32)
-        self.inv_std = (1.0 / np.asarray(norm["std"], dtype=np.float32)).astype(np.float32)
+    def __init__(self, image: ModelImage, policy: Policy):
+        self.size, self.channels, self.model_color = image.size, image.channels, image.color
+        self.crop_fraction = policy.crop_fraction
+        self.mean = np.asarray(policy.normalization.mean, dtype=np.float32)
+        self.inv_std = (1.0 / np.asarray(policy.normalization.std, dtype=np.float32)).astype(np.float32)
 
     def __call__(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
         return self.to_hwc(frame, color).transpose(2, 0, 1)[None]
@@ -44,13 +38,6 @@ class Preprocessor:
     def to_hwc(self, frame: np.ndarray, color: str = "bgr") -> np.ndarray:
         return (self.fit(frame, color).astype(np.float32) - self.mean) * self.inv_std
 
-
-    @classmethod
-    def for_checkpoint(cls, ckpt: dict) -> Preprocessor:
-        """The preprocessing a checkpoint's model was trained with."""
-        spec = ckpt["input"]
-        return cls({"size": spec["size"], "channels": spec["channels"], "color": spec.get("color", "rgb")}, checkpoint_policy(ckpt))
-
     def batches(self, images: np.ndarray, size: int = 500) -> Iterator[np.ndarray]:
         """`batch_from_images` over consecutive chunks of `size` images."""
         for start in range(0, len(images), size):
@@ -59,8 +46,10 @@ class Preprocessor:
     def batch_from_images(self, images: np.ndarray) -> np.ndarray:
         """Already-fitted uint8 N×H×W×C RGB (or grey) images (a dataset through `fit_dataset`) → N×C×H×W float32."""
         if images.shape[1:3] != (self.size, self.size) or images.shape[3] != self.channels:
-            raise InputError(f"images of shape {images.shape[1:]} do not match the model's input "
-                             f"{self.size}×{self.size}×{self.channels}; load the dataset with load_for_model")
+            raise InputError(
+                f"images of shape {images.shape[1:]} do not match the model's input "
+                f"{self.size}×{self.size}×{self.channels}; load the dataset with load_for_model"
+            )
         if self.channels == 3 and self.model_color == "bgr":
             images = images[..., ::-1]
         return ((images.astype(np.float32) - self.mean) * self.inv_std).transpose(0, 3, 1, 2).copy()

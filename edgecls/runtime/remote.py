@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -28,8 +29,14 @@ from edgecls.runtime.triton_schema import OUTPUTS
 
 
 class RemoteClassifier:
-    def __init__(self, url: str = "http://127.0.0.1:8000", model: str = "mobilenet_mod", deadline_s: float = 1.0,
-                 preprocess_with: str | os.PathLike | None = None, public_key=None):
+    def __init__(
+        self,
+        url: str = "http://127.0.0.1:8000",
+        model: str = "mobilenet_mod",
+        deadline_s: float = 1.0,
+        preprocess_with: str | os.PathLike | None = None,
+        public_key=None,
+    ):
         if deadline_s <= 0:
             raise InputError(f"deadline_s must be > 0, got {deadline_s}")
         scheme, _, address = url.partition("://")
@@ -40,9 +47,11 @@ class RemoteClassifier:
         self.preprocessor = None
         if preprocess_with is not None:
             bundle = Bundle.open(preprocess_with, public_key=public_key)
-            if bundle.manifest["model"] != model:
-                raise InputError(f"preprocess_with is a bundle of {bundle.manifest['model']!r}, but the served model asked for "
-                                 f"is {model!r}: give the bundle the server serves")
+            if bundle.manifest.model != model:
+                raise InputError(
+                    f"preprocess_with is a bundle of {bundle.manifest.model!r}, but the served model asked for "
+                    f"is {model!r}: give the bundle the server serves"
+                )
             self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
         self._local = threading.local()
 
@@ -53,21 +62,24 @@ class RemoteClassifier:
                 if self.scheme == "http":
                     import tritonclient.http as api
 
-                    client = api.InferenceServerClient(self.address, connection_timeout=self.deadline_s,
-                                                       network_timeout=self.deadline_s)
+                    client = api.InferenceServerClient(
+                        self.address, connection_timeout=self.deadline_s, network_timeout=self.deadline_s
+                    )
                 else:
                     import tritonclient.grpc as api
+
                     client = api.InferenceServerClient(self.address)
             except ImportError as exc:
-                raise BackendUnavailableError(f"RemoteClassifier needs tritonclient ({exc.name} is missing): "
-                                              "pip install 'edgecls[remote]'") from exc
+                raise BackendUnavailableError(
+                    f"RemoteClassifier needs tritonclient ({exc.name} is missing): pip install 'edgecls[remote]'"
+                ) from exc
             self._local.client, self._local.api = client, api
         return client, self._local.api
 
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
         return self.predict_batch([frame], color)[0]
 
-    def predict_batch(self, frames, color: str = "bgr") -> list[Prediction]:
+    def predict_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> list[Prediction]:
         """Frames of one size in one request (the server batches requests of many clients on its own)."""
         if not isinstance(frames, list | tuple | np.ndarray) or len(frames) == 0:
             raise InputError("predict_batch takes a non-empty list of frames (numpy arrays)")
@@ -87,12 +99,19 @@ class RemoteClassifier:
         started = time.perf_counter()
         result = self._infer(batch)
         elapsed_ms = (time.perf_counter() - started) * 1e3 / len(batch)
-        return [Prediction(label=result["label"][i, 0].decode(), index=int(result["index"][i, 0]),
-                           confidence=float(result["confidence"][i, 0]),
-                           topk=tuple((n.decode(), float(p))
-                                      for n, p in zip(result["topk_label"][i], result["topk_prob"][i], strict=True)),
-                           timings_ms={"remote": elapsed_ms}, logits=result["logits"][i])
-                for i in range(len(batch))]
+        return [
+            Prediction(
+                label=result["label"][i, 0].decode(),
+                index=int(result["index"][i, 0]),
+                confidence=float(result["confidence"][i, 0]),
+                topk=tuple(
+                    (n.decode(), float(p)) for n, p in zip(result["topk_label"][i], result["topk_prob"][i], strict=True)
+                ),
+                timings_ms={"remote": elapsed_ms},
+                logits=result["logits"][i],
+            )
+            for i in range(len(batch))
+        ]
 
     def _infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         client, api = self._client()
@@ -116,8 +135,10 @@ class RemoteClassifier:
             raise error from exc
         elapsed = time.perf_counter() - started
         if elapsed > self.deadline_s:  # HTTP's timeouts bound each socket operation, not the whole call
-            raise RemoteTimeoutError(f"{self.url} model {self.model!r}: answered in {elapsed * 1e3:.0f} ms, past the "
-                                     f"{self.deadline_s * 1e3:.0f} ms deadline")
+            raise RemoteTimeoutError(
+                f"{self.url} model {self.model!r}: answered in {elapsed * 1e3:.0f} ms, past the "
+                f"{self.deadline_s * 1e3:.0f} ms deadline"
+            )
         return {name: response.as_numpy(name) for name, _ in OUTPUTS}
 
     def _classify(self, exc: BaseException) -> RemoteError:

@@ -26,6 +26,7 @@ import signal
 import socket
 import sys
 import sysconfig
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,8 +73,10 @@ def pytriton_unavailable() -> str | None:
     if not sys.platform.startswith("linux"):
         return f"PyTriton runs on Linux only, this is {sys.platform}"
     if not sysconfig.get_config_var("Py_ENABLE_SHARED"):
-        return (f"this Python ({sys.executable}) has no shared libpython, which Triton's Python backend stub needs; use a "
-                "Python built with --enable-shared (Debian's python3, pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared)")
+        return (
+            f"this Python ({sys.executable}) has no shared libpython, which Triton's Python backend stub needs; use a "
+            "Python built with --enable-shared (Debian's python3, pyenv with PYTHON_CONFIGURE_OPTS=--enable-shared)"
+        )
     from pytriton.utils.distribution import get_stub_path
 
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -111,18 +114,41 @@ def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[s
     from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
-    handlers = [_Handler(Classifier.load(bundle_dir, options.backend, options.precision, top_k=options.top_k,
-                                         threads=options.threads, public_key=public_key)) for _ in range(options.instances)]
+    handlers = [
+        _Handler(
+            Classifier.load(
+                bundle_dir,
+                options.backend,
+                options.precision,
+                top_k=options.top_k,
+                threads=options.threads,
+                public_key=public_key,
+            )
+        )
+        for _ in range(options.instances)
+    ]
     clf = handlers[0].clf
-    name, spec, k = clf.bundle.manifest["model"], clf.bundle.input, clf.top_k
-    outputs = [Tensor(name=out, dtype=NUMPY[kind], shape=(output_width(out, k, len(clf.classes)),)) for out, kind in OUTPUTS]
-    config = ModelConfig(max_batch_size=options.max_batch,
-                         batcher=DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us))
-    triton.bind(model_name=name, infer_func=[batch(h.frames) for h in handlers],
-                inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))], outputs=outputs, config=config)
-    triton.bind(model_name=f"{name}_tensor", infer_func=[batch(h.tensors) for h in handlers],
-                inputs=[Tensor(name="input", dtype=np.float32, shape=(spec["channels"], spec["size"], spec["size"]))],
-                outputs=outputs, config=config)
+    name, spec, k = clf.bundle.manifest.model, clf.bundle.input, clf.top_k
+    outputs = [
+        Tensor(name=out, dtype=NUMPY[kind], shape=(output_width(out, k, len(clf.classes)),)) for out, kind in OUTPUTS
+    ]
+    config = ModelConfig(
+        max_batch_size=options.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us)
+    )
+    triton.bind(
+        model_name=name,
+        infer_func=[batch(h.frames) for h in handlers],
+        inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))],
+        outputs=outputs,
+        config=config,
+    )
+    triton.bind(
+        model_name=f"{name}_tensor",
+        infer_func=[batch(h.tensors) for h in handlers],
+        inputs=[Tensor(name="input", dtype=np.float32, shape=(spec.channels, spec.size, spec.size))],
+        outputs=outputs,
+        config=config,
+    )
     return name, clf
 
 
@@ -130,6 +156,23 @@ def _free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def _tritonserver_in_its_own_process_group():
+    """Start tritonserver in a process group of its own, so a terminal's Ctrl-C reaches `edgecls serve` alone, which
+    then stops Triton once (PyTriton's stop sends it SIGINT). In the terminal's group it was signalled twice, by
+    the terminal and by PyTriton, and on the second SIGINT Triton exits at once, with a failure and its warnings.
+    PyTriton starts the server through `sh` (nothing else here uses it), whose `new_group` default is set while
+    serving."""
+    import sh
+
+    previous = sh.Command._call_args["new_group"]
+    sh.Command._call_args["new_group"] = True
+    try:
+        yield
+    finally:
+        sh.Command._call_args["new_group"] = previous
 
 
 def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
@@ -141,10 +184,19 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     from pytriton.triton import Triton, TritonConfig
 
     internal_http = _free_loopback_port()
-    config = TritonConfig(http_address="127.0.0.1", http_port=internal_http, grpc_address=options.host,
-                          grpc_port=options.grpc_port, metrics_address=options.host, metrics_port=options.metrics_port,
-                          allow_metrics=True, allow_cpu_metrics=True, allow_gpu_metrics=False, exit_timeout_secs=5,
-                          log_verbose=0)
+    config = TritonConfig(
+        http_address="127.0.0.1",
+        http_port=internal_http,
+        grpc_address=options.host,
+        grpc_port=options.grpc_port,
+        metrics_address=options.host,
+        metrics_port=options.metrics_port,
+        allow_metrics=True,
+        allow_cpu_metrics=True,
+        allow_gpu_metrics=False,
+        exit_timeout_secs=5,
+        log_verbose=0,
+    )
     stopping = []
 
     def stop(signum, frame) -> None:
@@ -156,12 +208,18 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     gateway = None
     try:
-        with Triton(config=config) as triton:  # a signal anywhere inside (even before serve()) stops it the same way
+        # a signal anywhere inside (even before serve()) stops it the same way
+        with _tritonserver_in_its_own_process_group(), Triton(config=config) as triton:
             name, clf = _bind(triton, bundle_dir, options, public_key)
-            gateway = Gateway(options.host, options.http_port, internal_http,
-                              {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)},
-                              max_batch=options.max_batch, max_side=options.max_frame_side,
-                              max_request_bytes=options.max_request_mb << 20)
+            gateway = Gateway(
+                options.host,
+                options.http_port,
+                internal_http,
+                {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)},
+                max_batch=options.max_batch,
+                max_side=options.max_frame_side,
+                max_request_bytes=options.max_request_mb << 20,
+            )
             gateway.start()
             triton.run()
             if ready:
@@ -176,5 +234,7 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not stopping:  # serve() returns on its own only when the Triton process or its model proxies died
-        raise ServerDiedError("Triton Inference Server stopped without being asked (crashed, killed or out of memory; its "
-                              "log above says which): exiting non-zero so a supervisor restarts `edgecls serve`")
+        raise ServerDiedError(
+            "Triton Inference Server stopped without being asked (crashed, killed or out of memory; its "
+            "log above says which): exiting non-zero so a supervisor restarts `edgecls serve`"
+        )

@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -28,6 +29,18 @@ class Frame:
     captured_at: float
     label: int | None = None
     source: str | None = None  # the file an image directory's frame came from
+
+
+class FrameSource(Protocol):
+    """What `LatestFrameGrabber` reads: `VideoSource`, `ImageDirSource`, `ReplaySource`, or a robot's own source.
+    `read` gives (image, label), or (None, None) at the end or on a failure; a `live` source is then reopened
+    with its `reopen()`. `fps` > 0 paces a recorded source to its rate."""
+
+    live: bool
+    fps: float
+
+    def read(self) -> tuple[np.ndarray | None, int | None]: ...
+    def close(self) -> None: ...
 
 
 class VideoSource:
@@ -49,8 +62,10 @@ class VideoSource:
         if not cap.isOpened():
             how = f"{self.uri.kind} via OpenCV {self.uri.api_name.removeprefix('CAP_')}"
             detail = f": {self.uri.target}" if self.uri.kind == "csi" else ""
-            raise SourceError(f"cannot open video source {self.spec!r} ({how}{detail}); check that the device or stream "
-                              "exists and is not held by another process (`edgecls doctor` lists what this OpenCV opens)")
+            raise SourceError(
+                f"cannot open video source {self.spec!r} ({how}{detail}); check that the device or stream "
+                "exists and is not held by another process (`edgecls doctor` lists what this OpenCV opens)"
+            )
         return cap
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
@@ -113,8 +128,14 @@ class ReplaySource:
 
     live = False
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, size: tuple[int, int], fps: float = 0.0,
-                 crop_fraction: float = 1.0):
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        size: tuple[int, int],
+        fps: float = 0.0,
+        crop_fraction: float = 1.0,
+    ):
         self.images, self.labels, self.size, self.fps = images, labels, size, fps
         self.position, self.crop_fraction = 0, crop_fraction
         self.box = center_box(size[1], size[0], crop_fraction)
@@ -137,7 +158,7 @@ class ReplaySource:
         pass
 
 
-def open_source(spec: str):
+def open_source(spec: str) -> FrameSource:
     uri = parse_source(spec)
     if uri.kind == "directory":
         return ImageDirSource(str(uri.target))
@@ -155,7 +176,7 @@ class LatestFrameGrabber:
     `stop()` interrupts a back-off at once and joins the thread before it releases the source.
     """
 
-    def __init__(self, source, max_reconnects: int = 10, backoff_s: float = 0.5):
+    def __init__(self, source: FrameSource, max_reconnects: int = 10, backoff_s: float = 0.5):
         self.source = source
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
@@ -197,7 +218,9 @@ class LatestFrameGrabber:
                         break
                     if self.latest is not None:
                         self.dropped += 1
-                    self.latest = Frame(image, self.captured, time.perf_counter(), label, getattr(self.source, "current", None))
+                    self.latest = Frame(
+                        image, self.captured, time.perf_counter(), label, getattr(self.source, "current", None)
+                    )
                     self.captured += 1
                     self.cond.notify_all()
         except Exception as exc:  # surfaced to the loop by `next_frame`
@@ -209,7 +232,7 @@ class LatestFrameGrabber:
 
     def _reconnect(self) -> bool:
         while self.failures < self.max_reconnects:
-            delay = min(10.0, self.backoff_s * 2 ** self.failures)
+            delay = min(10.0, self.backoff_s * 2**self.failures)
             self.failures += 1
             if self._stop.wait(delay):
                 return False

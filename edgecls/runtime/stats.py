@@ -23,8 +23,15 @@ def summarize(samples_ms) -> dict:
     if values.size == 0:
         return {"n": 0}
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
-    return {"n": int(values.size), "p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(values.mean()),
-            "min": float(values.min()), "max": float(values.max())}
+    return {
+        "n": int(values.size),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "mean": float(values.mean()),
+        "min": float(values.min()),
+        "max": float(values.max()),
+    }
 
 
 class StageStats:
@@ -51,9 +58,17 @@ class StageStats:
             index = int(np.searchsorted(cumulative, q * self.n))
             return min(self.max, max(self.min, LOW_MS * RATIO ** (index + 0.5)))  # the bin's geometric centre
 
-        return {"n": self.n, "p50": quantile(0.5), "p90": quantile(0.9), "p99": quantile(0.99), "mean": self.total / self.n,
-                "min": self.min, "max": self.max, "percentiles": f"±{(RATIO - 1) / 2:.1%} (log histogram of all "
-                                                                 f"{self.n} samples; the last {len(self.recent)} kept)"}
+        return {
+            "n": self.n,
+            "p50": quantile(0.5),
+            "p90": quantile(0.9),
+            "p99": quantile(0.99),
+            "mean": self.total / self.n,
+            "min": self.min,
+            "max": self.max,
+            "percentiles": f"±{(RATIO - 1) / 2:.1%} (log histogram of all "
+            f"{self.n} samples; the last {len(self.recent)} kept)",
+        }
 
 
 class StageTimer:

@@ -9,8 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-OUTPUTS = (("label", "BYTES"), ("index", "INT64"), ("confidence", "FP32"), ("topk_index", "INT64"),
-           ("topk_label", "BYTES"), ("topk_prob", "FP32"), ("logits", "FP32"))
+OUTPUTS = (
+    ("label", "BYTES"),
+    ("index", "INT64"),
+    ("confidence", "FP32"),
+    ("topk_index", "INT64"),
+    ("topk_label", "BYTES"),
+    ("topk_prob", "FP32"),
+    ("logits", "FP32"),
+)
 NUMPY = {"BYTES": np.bytes_, "INT64": np.int64, "FP32": np.float32}
 PBTXT = {"BYTES": "TYPE_STRING", "INT64": "TYPE_INT64", "FP32": "TYPE_FP32"}
 
@@ -37,5 +44,7 @@ def config_outputs(top_k: int, classes: int) -> str:
     rows = []
     for name, kind in OUTPUTS:
         labels = ', label_filename: "labels.txt"' if name == "logits" else ""
-        rows.append(f'  {{ name: "{name}", data_type: {PBTXT[kind]}, dims: [ {output_width(name, top_k, classes)} ]{labels} }}')
+        rows.append(
+            f'  {{ name: "{name}", data_type: {PBTXT[kind]}, dims: [ {output_width(name, top_k, classes)} ]{labels} }}'
+        )
     return "output [\n" + ",\n".join(rows) + "\n]\n"

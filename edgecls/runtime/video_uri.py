@@ -2,7 +2,7 @@
 
 | source | opened as |
 |---|---|
-| `csi://N` (`?width=&height=&fps=&flip=`) | GStreamer: `nvarguscamerasrc sensor-id=N` → `nvvidconv` → BGRx → BGR appsink |
+| `csi://N` (`?width=&height=&fps=&flip=`) | GStreamer: `nvarguscamerasrc sensor-id=N` → `nvvidconv` → BGR appsink |
 | `v4l2:///dev/videoN`, `/dev/videoN`, `N` | OpenCV's V4L2 backend (no GStreamer needed) |
 | `rtsp://…`, `http(s)://…`, `rtmp://…` | OpenCV's default stream backend (FFmpeg in the pip wheel) |
 | `file://path`, a path | a video file (a directory: its images in order) |
@@ -47,10 +47,12 @@ class VideoURI:
 
 
 def csi_pipeline(sensor_id: int, width: int, height: int, fps: int, flip: int) -> str:
-    return (f"nvarguscamerasrc sensor-id={sensor_id} ! "
-            f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, format=(string)NV12, "
-            f"framerate=(fraction){fps}/1 ! nvvidconv flip-method={flip} ! video/x-raw, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false")
+    return (
+        f"nvarguscamerasrc sensor-id={sensor_id} ! "
+        f"video/x-raw(memory:NVMM), width=(int){width}, height=(int){height}, format=(string)NV12, "
+        f"framerate=(fraction){fps}/1 ! nvvidconv flip-method={flip} ! video/x-raw, format=(string)BGRx ! "
+        "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
+    )
 
 
 def parse_source(source: str) -> VideoURI:
@@ -71,7 +73,9 @@ def parse_source(source: str) -> VideoURI:
         options = dict(CSI_DEFAULTS)
         for key, values in parse_qs(parts.query).items():
             if key not in options or not values[-1].isdigit():
-                raise SourceError(f"{source!r}: csi:// takes {', '.join(f'{k}=N' for k in CSI_DEFAULTS)}, got {key}={values[-1]}")
+                raise SourceError(
+                    f"{source!r}: csi:// takes {', '.join(f'{k}=N' for k in CSI_DEFAULTS)}, got {key}={values[-1]}"
+                )
             options[key] = int(values[-1])
         return VideoURI(source, "csi", csi_pipeline(int(sensor), **options), "CAP_GSTREAMER", live=True)
     if scheme == "v4l2" or source.startswith("/dev/video"):
@@ -85,9 +89,11 @@ def parse_source(source: str) -> VideoURI:
     if Path(path).is_dir():
         return VideoURI(source, "directory", path, "CAP_ANY", live=False)
     if not Path(path).is_file():
-        raise SourceError(f"video source {source!r} is not a camera (N, csi://N, v4l2:///dev/videoN), a stream "
-                          f"({', '.join(s + '://' for s in STREAM_SCHEMES[:3])}…), a GStreamer pipeline (with '!'), a "
-                          "video file or an image directory")
+        raise SourceError(
+            f"video source {source!r} is not a camera (N, csi://N, v4l2:///dev/videoN), a stream "
+            f"({', '.join(s + '://' for s in STREAM_SCHEMES[:3])}…), a GStreamer pipeline (with '!'), a "
+            "video file or an image directory"
+        )
     return VideoURI(source, "file", path, "CAP_ANY", live=False)
 
 
@@ -102,11 +108,14 @@ def opencv_video_io() -> dict:
         if name in ("GStreamer", "FFMPEG", "v4l/v4l2"):
             build[name] = value.strip()
     registry = cv2.videoio_registry
-    return {"opencv": cv2.__version__, "module": getattr(cv2, "__file__", None),
-            "gstreamer": build.get("GStreamer", "NO").upper().startswith("YES"),
-            "ffmpeg": build.get("FFMPEG", "NO").upper().startswith("YES"),
-            "camera_backends": [registry.getBackendName(b) for b in registry.getCameraBackends()],
-            "stream_backends": [registry.getBackendName(b) for b in registry.getStreamBackends()]}
+    return {
+        "opencv": cv2.__version__,
+        "module": getattr(cv2, "__file__", None),
+        "gstreamer": build.get("GStreamer", "NO").upper().startswith("YES"),
+        "ffmpeg": build.get("FFMPEG", "NO").upper().startswith("YES"),
+        "camera_backends": [registry.getBackendName(b) for b in registry.getCameraBackends()],
+        "stream_backends": [registry.getBackendName(b) for b in registry.getStreamBackends()],
+    }
 
 
 def gstreamer_missing(uri: VideoURI) -> str | None:
@@ -125,8 +134,16 @@ def openable_sources() -> dict[str, str]:
         "csi://N": "yes (GStreamer; needs nvarguscamerasrc, i.e. a Jetson)" if io["gstreamer"] else no_gst,
         "GStreamer pipeline": "yes" if io["gstreamer"] else no_gst,
         "v4l2:///dev/videoN, N": "yes (V4L2)" if "V4L2" in io["camera_backends"] else "no: OpenCV without V4L2",
-        "rtsp://, http(s)://": ("yes (" + ", ".join(b for b in ("FFMPEG", "GSTREAMER") if b in io["stream_backends"]
-                                                     and (b != "GSTREAMER" or io["gstreamer"])) + ")")
-        if io["ffmpeg"] or io["gstreamer"] else "no: OpenCV without FFmpeg or GStreamer",
+        "rtsp://, http(s)://": (
+            "yes ("
+            + ", ".join(
+                b
+                for b in ("FFMPEG", "GSTREAMER")
+                if b in io["stream_backends"] and (b != "GSTREAMER" or io["gstreamer"])
+            )
+            + ")"
+        )
+        if io["ffmpeg"] or io["gstreamer"]
+        else "no: OpenCV without FFmpeg or GStreamer",
         "video file": "yes (FFmpeg)" if io["ffmpeg"] else ("yes (GStreamer)" if io["gstreamer"] else "no: no decoder"),
     }

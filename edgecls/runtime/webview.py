@@ -36,12 +36,14 @@ spikes above the scale are marked in red with their value</p>
 <script>
 const rows = [["prediction","label"],["FPS","fps"],["dropped frames","dropped"],["frames","frames"],
   ["preprocess ms","preprocess_ms"],["inference ms","inference_ms"],["postprocess ms","postprocess_ms"],
-  ["processing ms","processing_ms"],["processing p50 / p99 ms (last 200)","processing_p50_p99"],["frame age ms","frame_age_ms"],
+  ["processing ms","processing_ms"],["processing p50 / p99 ms (last 200)","processing_p50_p99"],
+  ["frame age ms","frame_age_ms"],
   ["replay accuracy","accuracy"]];
 function fmt(v){{return typeof v==="number"?(Number.isInteger(v)?v:v.toFixed(2)):(v??"—")}}
 function draw(h){{const c=document.getElementById("chart"),g=c.getContext("2d");g.clearRect(0,0,c.width,c.height);
   const all=h.processing_ms.concat(h.frame_age_ms).sort((a,b)=>a-b);
-  const top=Math.max(1,(all.length?all[Math.floor(0.95*(all.length-1))]:1)*1.5);  /* spikes must not flatten the trace */
+  /* spikes must not flatten the trace */
+  const top=Math.max(1,(all.length?all[Math.floor(0.95*(all.length-1))]:1)*1.5);
   g.fillStyle="#888";g.fillText(top.toFixed(1)+" ms",4,12);g.fillText("0",4,c.height-4);
   for(const [k,col] of [["processing_ms","#5f5"],["frame_age_ms","#fa4"]]){{g.strokeStyle=col;g.beginPath();
     h[k].forEach((v,i)=>{{const x=i*c.width/Math.max(1,h[k].length-1),y=c.height-Math.min(v,top)/top*c.height;
@@ -49,15 +51,24 @@ function draw(h){{const c=document.getElementById("chart"),g=c.getContext("2d");
     g.fillStyle="#f44";h[k].forEach((v,i)=>{{if(v>top){{const x=i*c.width/Math.max(1,h[k].length-1);
       g.fillRect(x-1,0,3,6);g.fillText(v.toFixed(0),Math.min(x+3,c.width-24),16);}}}});}}}}
 async function tick(){{try{{const s=await (await fetch("/stats.json")).json();
-  document.getElementById("stats").innerHTML=rows.map(([n,k])=>`<tr><td>${{n}}</td><td class="v">${{fmt(s[k])}}</td></tr>`).join("");
+  document.getElementById("stats").innerHTML=
+    rows.map(([n,k])=>`<tr><td>${{n}}</td><td class="v">${{fmt(s[k])}}</td></tr>`).join("");
   draw(s.history);}}catch(e){{}} setTimeout(tick,500);}}
 tick();
 </script></body></html>"""
 
 
 class WebView:
-    def __init__(self, host: str, port: int, title: str = "", max_fps: float = 15.0, history: int = 200,
-                 max_connections: int = 32, idle_timeout_s: float = 10.0):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        title: str = "",
+        max_fps: float = 15.0,
+        history: int = 200,
+        max_connections: int = 32,
+        idle_timeout_s: float = 10.0,
+    ):
         self.title, self.max_fps = title, max_fps
         self._frame: np.ndarray | None = None
         self._frame_id = 0
@@ -112,7 +123,8 @@ class WebView:
             self._lock.notify_all()
 
     def stats(self) -> dict:
-        """The numbers of the frame the video last showed (the newest while no video viewer is connected), the recent history, and
+        """The numbers of the frame the video last showed (the newest while no video viewer is connected), the recent
+        history, and
         p50/p99 of processing over that history."""
         with self._lock:
             history = {k: list(v) for k, v in self._history.items()}
@@ -138,8 +150,11 @@ class WebView:
                 started = time.perf_counter()
                 jpeg, seen = self._newest_jpeg()
                 if jpeg and not self._closed:
-                    handler.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
-                                        + jpeg + b"\r\n")
+                    handler.wfile.write(
+                        b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                        + jpeg
+                        + b"\r\n"
+                    )
                 time.sleep(max(0.0, period - (time.perf_counter() - started)))
         except OSError:  # the viewer left, reset, or stalled past the timeout
             pass

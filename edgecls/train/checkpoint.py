@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,27 @@ from torch import nn
 
 from edgecls.errors import CheckpointError
 from edgecls.fileio import atomic_write_bytes
+from edgecls.imaging import ImageInput, Policy
+from edgecls.jsonrecord import read_record
 from edgecls.zoo import create_model
+from edgecls.zoo.pretrained import DEFAULT_DATASET
 
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What export, eval and the bench read from a checkpoint, typed. `payload` is the whole dict: the weights, and
+    the optimizer state `--resume` needs."""
+
+    model: str
+    model_args: dict
+    classes: tuple[str, ...]
+    image: ImageInput
+    policy: Policy
+    dataset: str
+    split: dict | None
+    payload: dict
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
@@ -30,7 +49,9 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", data: bytes | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", data: bytes | None = None
+) -> dict[str, Any]:
     """A checkpoint, unpickled with weights_only=True; from `data` (bytes already verified) when given, named `path`."""
     path = Path(path)
     if data is None and not path.is_file():
@@ -42,40 +63,81 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"cannot load {path} with weights_only=True ({type(exc).__name__}: {exc}). It is truncated, not an "
             "edgecls checkpoint, or holds arbitrary Python objects, which edgecls refuses to unpickle."
         ) from exc
-    _check(path, ckpt)
+    describe_checkpoint(path, ckpt)
     if ckpt["format"] > FORMAT_VERSION:
-        raise CheckpointError(f"{path} has checkpoint format {ckpt['format']}; this edgecls reads ≤ {FORMAT_VERSION}: upgrade edgecls")
+        raise CheckpointError(
+            f"{path} has checkpoint format {ckpt['format']}; this edgecls reads ≤ {FORMAT_VERSION}: upgrade edgecls"
+        )
     return ckpt
 
 
-def _check(path: Path, ckpt: Any) -> None:
+def describe_checkpoint(path: Path, ckpt: Any) -> Checkpoint:
     """The fields export, eval and resume read, present and typed: a malformed file fails here with its name."""
+
     def fail(problem: str) -> CheckpointError:
-        return CheckpointError(f"{path} is not a usable edgecls checkpoint: {problem}. Use a best.pt/last.pt written by "
-                               "`edgecls train`, or re-save it from its run.")
+        return CheckpointError(
+            f"{path} is not a usable edgecls checkpoint: {problem}. Use a best.pt/last.pt written by "
+            "`edgecls train`, or re-save it from its run."
+        )
 
     if not isinstance(ckpt, dict):
         raise fail(f"it holds a {type(ckpt).__name__}, not a dict")
-    missing = {"format", "model", "state_dict", "classes", "normalization"} - set(ckpt)
+    missing = {"format", "model", "state_dict", "classes", "normalization", "input"} - set(ckpt)
     if missing:
         raise fail(f"missing {sorted(missing)}")
-    model, norm, spec = ckpt["model"], ckpt["normalization"], ckpt.get("input", {"size": 1, "channels": 1})
+    model, norm, spec = ckpt["model"], ckpt["normalization"], ckpt["input"]
     checks = [
-        (isinstance(ckpt["format"], int) and not isinstance(ckpt["format"], bool),
-         f"format must be an integer, got {ckpt['format']!r:.40}"),
-        (isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("args"), dict),
-         "model must be {'name': str, 'args': dict}"),
+        (
+            isinstance(ckpt["format"], int) and not isinstance(ckpt["format"], bool),
+            f"format must be an integer, got {ckpt['format']!r:.40}",
+        ),
+        (
+            isinstance(model, dict) and isinstance(model.get("name"), str) and isinstance(model.get("args"), dict),
+            "model must be {'name': str, 'args': dict}",
+        ),
         (isinstance(ckpt["state_dict"], dict), "state_dict must be a dict of tensors"),
-        (isinstance(ckpt["classes"], list | tuple) and len(ckpt["classes"]) > 0 and all(isinstance(c, str) for c in ckpt["classes"]),
-         "classes must be a non-empty list of names"),
-        (isinstance(norm, dict) and all(isinstance(norm.get(k), list | tuple) and len(norm[k]) > 0 for k in ("mean", "std")),
-         "normalization must hold mean and std lists"),
-        (isinstance(spec, dict) and all(isinstance(spec.get(k), int) and spec[k] > 0 for k in ("size", "channels")),
-         "input must hold a positive integer size and channels"),
+        (
+            isinstance(ckpt["classes"], list | tuple)
+            and len(ckpt["classes"]) > 0
+            and all(isinstance(c, str) for c in ckpt["classes"]),
+            "classes must be a non-empty list of names",
+        ),
+        (
+            isinstance(norm, dict)
+            and all(isinstance(norm.get(k), list | tuple) and len(norm[k]) > 0 for k in ("mean", "std")),
+            "normalization must hold mean and std lists",
+        ),
+        (
+            isinstance(spec, dict) and isinstance(spec.get("size"), int) and spec["size"] > 0,
+            "input must hold a positive integer size",
+        ),
     ]
     for ok, problem in checks:
         if not ok:
             raise fail(problem)
+    image = read_record(ImageInput, spec, fail, "input")
+    policy = read_record(Policy, {**ckpt.get("preprocess", {}), "normalization": norm}, fail, "preprocess")
+    return Checkpoint(
+        model=model["name"],
+        model_args=model["args"],
+        classes=tuple(ckpt["classes"]),
+        image=image,
+        policy=policy,
+        dataset=ckpt.get("dataset", DEFAULT_DATASET),
+        split=_split(ckpt),
+        payload=ckpt,
+    )
+
+
+def _split(ckpt: dict) -> dict | None:
+    """The run's {seed, val_fraction, subset}: recorded by `edgecls train` (or by a bundled model's card), or read
+    from the run's config by older checkpoints; None when neither says."""
+    if "split" in ckpt:
+        return ckpt["split"]
+    if "config" in ckpt:
+        cfg = ckpt["config"]
+        return {"seed": cfg["seed"], "val_fraction": cfg["val_fraction"], "subset": cfg.get("subset")}
+    return None
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
@@ -83,8 +145,10 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> nn.Module:
     try:
         model = create_model(spec["name"], **spec["args"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"the checkpoint's model {spec['name']}{spec['args']} cannot be built by this edgecls: {exc}. "
-                              "Was it written by another version? Re-train or re-save it with this one.") from exc
+        raise CheckpointError(
+            f"the checkpoint's model {spec['name']}{spec['args']} cannot be built by this edgecls: {exc}. "
+            "Was it written by another version? Re-train or re-save it with this one."
+        ) from exc
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

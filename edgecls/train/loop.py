@@ -19,26 +19,26 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from torch import nn
 
-from edgecls.console import console
+from edgecls.console import console, progress_bar
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
 from edgecls.data.loader import BatchLoader, rank_seed
 from edgecls.data.split import train_val_split
-from edgecls.data.transforms import Augment, Normalization
+from edgecls.data.transforms import Augment
 from edgecls.errors import CheckpointError, ConfigError, TrainingDivergedError
 from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
-from edgecls.imaging import POLICY
+from edgecls.imaging import ImageInput, Normalization, Policy
+from edgecls.jsonrecord import to_json
 from edgecls.plots import training_curves
 from edgecls.train.allocator import allocator_in_use
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig
 from edgecls.train.distributed import init_distributed, shutdown_distributed
-from edgecls.train.optim import Schedule, build_optimizer, freeze_all_but_last, param_groups
-from edgecls.train.recipes import Lookahead
+from edgecls.train.optim import Lookahead, Schedule, build_optimizer, freeze_all_but_last, param_groups
 from edgecls.zoo import create_model
 
 
@@ -51,8 +51,11 @@ def pick_device(name: str) -> torch.device:
 def describe_hardware(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return (f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} threads, "
-            f"{allocator_in_use()} allocator")
+    return (
+        f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.get_num_threads()} "
+        "threads, "
+        f"{allocator_in_use()} allocator"
+    )
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -81,30 +84,65 @@ class _Run:
         self.test_set = test_set
         self.classes = self.train_set.classes
         self.normalization = Normalization.fit(self.train_set.images, cfg.normalization)
-        self.model_args = {"num_classes": len(self.classes), "in_channels": self.train_set.in_channels,
-                           "input_size": self.train_set.input_size, **cfg.model_kwargs}
+        self.model_args = {
+            "num_classes": len(self.classes),
+            "in_channels": self.train_set.in_channels,
+            "input_size": self.train_set.input_size,
+            **cfg.model_kwargs,
+        }
         # channels_last: cuDNN's tensor-core kernels and oneDNN's CPU kernels both want NHWC (2.1x on a 2-core CPU)
         self.model = create_model(cfg.model, **self.model_args).to(self.device, memory_format=torch.channels_last)
         resuming = cfg.resume
         if resuming and not (self.out / "last.pt").is_file():
-            raise CheckpointError(f"--resume: {self.out / 'last.pt'} not found, so there is nothing to continue; drop --resume "
-                                  f"to start a new run, or pass the run's directory with --out")
+            raise CheckpointError(
+                f"--resume: {self.out / 'last.pt'} not found, so there is nothing to continue; drop --resume "
+                f"to start a new run, or pass the run's directory with --out"
+            )
         if cfg.init_from and not resuming:
             self._init_from(cfg.init_from)
-        elif resuming and cfg.trainable_blocks is not None:  # the optimizer state saved holds only the trainable tensors
+        elif (
+            resuming and cfg.trainable_blocks is not None
+        ):  # the optimizer state saved holds only the trainable tensors
             freeze_all_but_last(self.model, cfg.trainable_blocks)
 
-        augment = Augment(crop_padding=cfg.crop_padding, flip=cfg.dataset != "mnist", rotate_degrees=cfg.rotate_degrees,
-                          shift_fraction=cfg.shift_fraction, pad_mode=cfg.pad_mode, alternating_flip=cfg.alternating_flip,
-                          erase=cfg.erase) if cfg.augment else None  # digits are not mirror-symmetric; garments are
-        self.train_loader = BatchLoader(self.train_set, cfg.batch_size, self.normalization, augment, shuffle=True,
-                                        seed=cfg.seed, device=self.device, rank=self.dist.rank, world_size=self.dist.world_size)
-        self.val_loader = BatchLoader(self.val_set, 512, self.normalization, device=self.device,
-                                      rank=self.dist.rank, world_size=self.dist.world_size, pad=False)
+        augment = (
+            Augment(
+                crop_padding=cfg.crop_padding,
+                flip=cfg.dataset != "mnist",
+                rotate_degrees=cfg.rotate_degrees,
+                shift_fraction=cfg.shift_fraction,
+                pad_mode=cfg.pad_mode,
+                alternating_flip=cfg.alternating_flip,
+                erase=cfg.erase,
+            )
+            if cfg.augment
+            else None
+        )  # digits are not mirror-symmetric; garments are
+        self.train_loader = BatchLoader(
+            self.train_set,
+            cfg.batch_size,
+            self.normalization,
+            augment,
+            shuffle=True,
+            seed=cfg.seed,
+            device=self.device,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+        )
+        self.val_loader = BatchLoader(
+            self.val_set,
+            512,
+            self.normalization,
+            device=self.device,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            pad=False,
+        )
         self.net = self.model
         if self.dist.enabled:
             self.net = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         weight = class_weights(self.train_set.labels, len(self.classes)).to(self.device) if cfg.class_weighted else None
         self.criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
         if cfg.whiten_init and not resuming:
@@ -122,8 +160,10 @@ class _Run:
 
     def _init_whitening(self, max_images: int = 5000) -> None:
         if not hasattr(self.model, "init_whitening"):
-            raise ConfigError(f"whiten_init needs a model with a whitening stem (e.g. whitened_vgg); {self.cfg.model} has none: "
-                              "pass --no-whiten-init")
+            raise ConfigError(
+                f"whiten_init needs a model with a whitening stem (e.g. whitened_vgg); {self.cfg.model} has none: "
+                "pass --no-whiten-init"
+            )
         images = torch.from_numpy(np.array(self.train_set.images[:max_images])).permute(0, 3, 1, 2).to(self.device)
         self.model.init_whitening(self.normalization.apply(images))
         self.log(f"whitening stem fitted to the 2×2 patches of {len(images):,} training images")
@@ -144,9 +184,11 @@ class _Run:
         if changed:
             listed = ", ".join(f"{k} {old!r} → {new!r}" for k, (old, new) in changed.items())
             if not self.cfg.resume_override:
-                raise ConfigError(f"--resume with options that differ from the run in {path}: {listed}. These change the model, "
-                                  "the data or the schedule (e.g. more epochs stretch the learning-rate schedule mid-run). "
-                                  "Resume with the run's own options, or pass --resume-override to accept the change.")
+                raise ConfigError(
+                    f"--resume with options that differ from the run in {path}: {listed}. These change the model, "
+                    "the data or the schedule (e.g. more epochs stretch the learning-rate schedule mid-run). "
+                    "Resume with the run's own options, or pass --resume-override to accept the change."
+                )
             self.log(f"[yellow]--resume-override:[/] continuing {path} with changed options: {listed}")
         self.model.load_state_dict(ckpt["state_dict"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -169,8 +211,8 @@ class _Run:
             "state_dict": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "classes": list(self.classes),
             "normalization": self.normalization.to_dict(),
-            "input": {"size": self.train_set.input_size, "channels": self.train_set.in_channels, "color": "rgb"},
-            "preprocess": POLICY,
+            "input": to_json(ImageInput(self.train_set.input_size, self.train_set.in_channels)),
+            "preprocess": Policy(self.normalization).geometry(),
             "dataset": self.cfg.dataset,
             "split": self.split,
             "metrics": metrics,
@@ -224,11 +266,18 @@ class _Run:
         if progress:
             progress.remove_task(task)
         loss_sum, correct, seen = self.dist.all_sum([float(loss_sum), float(correct), float(seen)], self.device)
-        return {"train_loss": loss_sum / seen, "train_acc": correct / seen, "images_per_s": seen / elapsed,
-                "data_fraction": data_time / elapsed, "epoch_s": elapsed, "samples_seen": int(seen)}
+        return {
+            "train_loss": loss_sum / seen,
+            "train_acc": correct / seen,
+            "images_per_s": seen / elapsed,
+            "data_fraction": data_time / elapsed,
+            "epoch_s": elapsed,
+            "samples_seen": int(seen),
+        }
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gradients of the batch's mean loss, in micro-batches when configured (their gradients add up to the batch's)."""
+        """Gradients of the batch's mean loss, in micro-batches when configured (their gradients add up to the
+        batch's)."""
         size = self.cfg.micro_batch_size or len(y)
         logits, losses = [], []
         for start in range(0, len(y), size):
@@ -258,21 +307,26 @@ class _Run:
         return {"val_loss": loss_sum / seen, "val_acc": correct / seen}
 
 
-def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None, quiet: bool = False) -> dict:
+def train(
+    cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSet | None = None, quiet: bool = False
+) -> dict:
     """Train `cfg.model`; returns a summary with the best checkpoint's path and its test report."""
     if train_set is None:
-        train_set = load_dataset(cfg.dataset, "train", cfg.data_dir, cfg.image_size, skip_bad_images=cfg.skip_bad_images)
+        train_set = load_dataset(
+            cfg.dataset, "train", cfg.data_dir, cfg.image_size, skip_bad_images=cfg.skip_bad_images
+        )
     if test_set is None:
         test_set = load_dataset(cfg.dataset, "test", cfg.data_dir, cfg.image_size, skip_bad_images=cfg.skip_bad_images)
     run = _Run(cfg, train_set, test_set, quiet)
     out = run.out
     if run.dist.is_main:
         out.mkdir(parents=True, exist_ok=True)
-    run.log(f"[bold]{cfg.model}[/] on {run.train_set.name} ({len(run.train_set)} train / {len(run.val_set)} val), "
-            f"device {run.device}, world size {run.dist.world_size}")
+    run.log(
+        f"[bold]{cfg.model}[/] on {run.train_set.name} ({len(run.train_set)} train / {len(run.val_set)} val), "
+        f"device {run.device}, world size {run.dist.world_size}"
+    )
     show_progress = run.dist.is_main and not quiet
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=console, transient=True, disable=not show_progress)
+    progress = progress_bar(disable=not show_progress)
     with progress:
         for epoch in range(run.start_epoch, cfg.epochs + 1):
             stats = run.train_epoch(epoch, progress if show_progress else None)
@@ -280,9 +334,10 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
             if not (math.isfinite(stats["train_loss"]) and math.isfinite(stats["val_loss"])):
                 kept = f"{out / 'last.pt'} (epoch {epoch - 1})" if epoch > 1 else "no checkpoint (first epoch)"
                 raise TrainingDivergedError(
-                    f"epoch {epoch}: the loss became {stats['train_loss']} (validation {stats['val_loss']}); the weights are no "
-                    f"longer numbers, so nothing of this epoch was saved. Kept: {kept}. Lower --lr (now {cfg.lr}) or add "
-                    "--warmup-epochs, then start again.")
+                    f"epoch {epoch}: the loss became {stats['train_loss']} (validation {stats['val_loss']}); the "
+                    f"weights are no longer numbers, so nothing of this epoch was saved. Kept: {kept}. Lower --lr "
+                    f"(now {cfg.lr}) or add --warmup-epochs, then start again."
+                )
             run.schedule.after_epoch(stats["val_loss"])
             stats.update(epoch=epoch, lr=run.optimizer.param_groups[0]["lr"])
             run.history.append(stats)
@@ -291,9 +346,12 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
                 run.best_val, run.bad_epochs = stats["val_acc"], 0
             else:
                 run.bad_epochs += 1
-            run.log(f"epoch {epoch:3d}  loss {stats['train_loss']:.4f}  train {stats['train_acc']:.2%}  "
-                    f"val {stats['val_acc']:.2%} (loss {stats['val_loss']:.4f})  lr {stats['lr']:.4g}  "
-                    f"{stats['images_per_s']:.0f} img/s  data {stats['data_fraction']:.0%}" + ("  *best*" if improved else ""))
+            run.log(
+                f"epoch {epoch:3d}  loss {stats['train_loss']:.4f}  train {stats['train_acc']:.2%}  "
+                f"val {stats['val_acc']:.2%} (loss {stats['val_loss']:.4f})  lr {stats['lr']:.4g}  "
+                f"{stats['images_per_s']:.0f} img/s  data {stats['data_fraction']:.0%}"
+                + ("  *best*" if improved else "")
+            )
             if run.dist.is_main:
                 metrics = {"val_acc": stats["val_acc"], "val_loss": stats["val_loss"], "epoch": epoch}
                 payload = run.payload(epoch, metrics)
@@ -305,19 +363,34 @@ def train(cfg: TrainConfig, train_set: ImageSet | None = None, test_set: ImageSe
             if cfg.early_stopping and run.bad_epochs >= cfg.early_stopping:
                 run.log(f"early stop: no validation improvement for {cfg.early_stopping} epochs")
                 break
-    summary = {"out": str(out), "best_val_acc": run.best_val, "epochs_run": len(run.history), "history": run.history,
-               "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]), "hardware": describe_hardware(run.device),
-               "world_size": run.dist.world_size, "allocator": allocator_in_use(), "train_wall_s": sum(h["epoch_s"] for h in run.history),
-               "config": cfg.to_dict()}
+    summary = {
+        "out": str(out),
+        "best_val_acc": run.best_val,
+        "epochs_run": len(run.history),
+        "history": run.history,
+        "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "hardware": describe_hardware(run.device),
+        "world_size": run.dist.world_size,
+        "allocator": allocator_in_use(),
+        "train_wall_s": sum(h["epoch_s"] for h in run.history),
+        "config": cfg.to_dict(),
+    }
     if run.dist.is_main:
-        training_curves(run.history, out / "curves.png", f"{cfg.model} on {run.train_set.name}, {describe_hardware(run.device)}")
+        training_curves(
+            run.history, out / "curves.png", f"{cfg.model} on {run.train_set.name}, {describe_hardware(run.device)}"
+        )
         best = load_checkpoint(out / "best.pt")
         run.model.load_state_dict(best["state_dict"])
-        report = evaluate_model(run.model, test_set, run.normalization, device=str(run.device), out_json=out / "test_report.json")
+        report = evaluate_model(
+            run.model, test_set, run.normalization, device=str(run.device), out_json=out / "test_report.json"
+        )
         best["metrics"]["test_top1"] = report["top1"]
         save_checkpoint(out / "best.pt", best)
         summary.update(test_top1=report["top1"], test_top5=report["top5"], checkpoint=str(out / "best.pt"))
-        run.log(f"test top-1 {report['top1']:.2%}  top-5 {report['top5']:.2%}  (best val {run.best_val:.2%}) → {out / 'best.pt'}")
+        run.log(
+            f"test top-1 {report['top1']:.2%}  top-5 {report['top5']:.2%}  (best val {run.best_val:.2%}) → "
+            f"{out / 'best.pt'}"
+        )
         atomic_write_json(out / "summary.json", {k: v for k, v in summary.items() if k != "history"})
     run.dist.barrier()
     shutdown_distributed(run.dist)

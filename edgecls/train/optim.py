@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules by name."""
+"""Optimizers and learning-rate schedules by name, and Lookahead (the `fast` recipe's weight averaging)."""
 
 from __future__ import annotations
 
@@ -16,18 +16,28 @@ def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     if cfg.bias_lr_scale == 1.0:
         return [{"params": [p for _, p in trainable]}]
-    norm_shifts = {id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None}
+    norm_shifts = {
+        id(m.bias) for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+    }
     return [
         {"params": [p for _, p in trainable if id(p) not in norm_shifts]},
-        {"params": [p for _, p in trainable if id(p) in norm_shifts], "lr": cfg.lr * cfg.bias_lr_scale,
-         "weight_decay": cfg.weight_decay / cfg.bias_lr_scale},
+        {
+            "params": [p for _, p in trainable if id(p) in norm_shifts],
+            "lr": cfg.lr * cfg.bias_lr_scale,
+            "weight_decay": cfg.weight_decay / cfg.bias_lr_scale,
+        },
     ]
 
 
 def build_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -47,17 +57,21 @@ class Schedule:
         total = cfg.epochs * steps_per_epoch
         warmup = int(cfg.warmup_epochs * steps_per_epoch)
         if self.kind == "cosine":
+
             def factor(step: int) -> float:
                 if step < warmup:
                     return (step + 1) / warmup
                 progress = (step - warmup) / max(1, total - warmup)
                 return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         elif self.kind == "linear":
+
             def linear(step: int) -> float:
                 if step < warmup:
                     return 0.2 + 0.8 * step / warmup
                 return 1.0 - 0.93 * min(1.0, (step - warmup) / max(1, total - warmup))
+
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
         elif self.kind == "step":
             self.scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.step_size, cfg.gamma)
@@ -103,7 +117,42 @@ def freeze_all_but_last(model: nn.Module, trainable_blocks: int) -> int:
     blocks = [b for b in model_blocks(model) if any(True for _ in b.parameters())]
     for p in model.parameters():
         p.requires_grad_(False)
-    for block in blocks[len(blocks) - max(1, trainable_blocks):]:
+    for block in blocks[len(blocks) - max(1, trainable_blocks) :]:
         for p in block.parameters():
             p.requires_grad_(True)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+class Lookahead:
+    """Lookahead as airbench runs it: every `every` steps the weights are pulled into a slow copy and reset to it.
+
+    The slow copy's decay grows as 0.95^5 · (step/total)^3 — no averaging early, heavy averaging at the end —
+    and the final step copies the slow weights into the model. BatchNorm statistics are averaged too.
+    """
+
+    def __init__(self, model: nn.Module, total_steps: int, every: int = 5):
+        self.model = model
+        self.total_steps = total_steps
+        self.every = every
+        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
+
+    @torch.no_grad()
+    def after_step(self, step: int) -> None:
+        """`step` counts optimizer steps from 1 over the whole run."""
+        if step >= self.total_steps:
+            decay = 1.0
+        elif step % self.every == 0:
+            decay = 0.95**self.every * (step / self.total_steps) ** 3
+        else:
+            return
+        current = self.model.state_dict()
+        for name, slow in self.slow.items():
+            slow.lerp_(current[name], 1 - decay)
+            current[name].copy_(slow)
+
+    def state_dict(self) -> dict:
+        return {k: v.cpu() for k, v in self.slow.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            self.slow[k].copy_(v)

@@ -1,4 +1,4 @@
-"""Named training presets and the pieces only they use (Lookahead).
+"""Named training presets: plain `TrainConfig` settings, so the command line reads them without torch.
 
 `fast` is the airbench recipe (Keller Jordan, "94% on CIFAR-10 in 3.29 seconds on a single GPU", 2024),
 re-derived for `edgecls train`'s mean-reduced loss: airbench sums the loss over a 1024-image batch with
@@ -12,9 +12,6 @@ BatchNorm statistics per micro-batch), because under glibc's allocator a 2-core 
 """
 
 from __future__ import annotations
-
-import torch
-from torch import nn
 
 from edgecls.errors import ConfigError
 
@@ -49,38 +46,3 @@ def recipe_settings(name: str | None) -> dict:
     if name not in RECIPES:
         raise ConfigError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
     return dict(RECIPES[name])
-
-
-class Lookahead:
-    """Lookahead as airbench runs it: every `every` steps the weights are pulled into a slow copy and reset to it.
-
-    The slow copy's decay grows as 0.95^5 · (step/total)^3 — no averaging early, heavy averaging at the end —
-    and the final step copies the slow weights into the model. BatchNorm statistics are averaged too.
-    """
-
-    def __init__(self, model: nn.Module, total_steps: int, every: int = 5):
-        self.model = model
-        self.total_steps = total_steps
-        self.every = every
-        self.slow = {k: v.detach().clone() for k, v in model.state_dict().items() if v.is_floating_point()}
-
-    @torch.no_grad()
-    def after_step(self, step: int) -> None:
-        """`step` counts optimizer steps from 1 over the whole run."""
-        if step >= self.total_steps:
-            decay = 1.0
-        elif step % self.every == 0:
-            decay = 0.95 ** self.every * (step / self.total_steps) ** 3
-        else:
-            return
-        current = self.model.state_dict()
-        for name, slow in self.slow.items():
-            slow.lerp_(current[name], 1 - decay)
-            current[name].copy_(slow)
-
-    def state_dict(self) -> dict:
-        return {k: v.cpu() for k, v in self.slow.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        for k, v in state.items():
-            self.slow[k].copy_(v)

@@ -13,7 +13,13 @@ from edgecls.zoo.registry import register_model
 class SequentialClassifier(nn.Module):
     """`features` → flatten → `classifier`; the common shape of the classic and custom CNNs."""
 
-    def __init__(self, features: nn.Sequential, classifier_from: Callable[[int], nn.Sequential], in_channels: int, input_size: int):
+    def __init__(
+        self,
+        features: nn.Sequential,
+        classifier_from: Callable[[int], nn.Sequential],
+        in_channels: int,
+        input_size: int,
+    ):
         super().__init__()
         self.features = features
         self.classifier = classifier_from(flat_features(features, in_channels, input_size))
@@ -26,12 +32,22 @@ class SequentialClassifier(nn.Module):
 def lenet5(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     pad = 2 if input_size < 32 else 0
     features = nn.Sequential(
-        nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+        nn.Conv2d(in_channels, 6, 5, padding=pad),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
     )
+
     def head(n: int) -> nn.Sequential:
-        return nn.Sequential(nn.Linear(n, 120), nn.ReLU(inplace=True), nn.Linear(120, 84), nn.ReLU(inplace=True),
-                             nn.Linear(84, num_classes))
+        return nn.Sequential(
+            nn.Linear(n, 120),
+            nn.ReLU(inplace=True),
+            nn.Linear(120, 84),
+            nn.ReLU(inplace=True),
+            nn.Linear(84, num_classes),
+        )
 
     return SequentialClassifier(features, head, in_channels, input_size)
 
@@ -39,15 +55,23 @@ def lenet5(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) ->
 @register_model("AlexNet, CIFAR-sized, batch-norm")
 def alexnet(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> nn.Module:
     features = nn.Sequential(
-        *conv_bn_relu(in_channels, 64), nn.MaxPool2d(2),
-        *conv_bn_relu(64, 192), nn.MaxPool2d(2),
-        *conv_bn_relu(192, 384), *conv_bn_relu(384, 256), *conv_bn_relu(256, 256), nn.MaxPool2d(2),
+        *conv_bn_relu(in_channels, 64),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(64, 192),
+        nn.MaxPool2d(2),
+        *conv_bn_relu(192, 384),
+        *conv_bn_relu(384, 256),
+        *conv_bn_relu(256, 256),
+        nn.MaxPool2d(2),
         nn.AdaptiveAvgPool2d(2),
     )
     return SequentialClassifier(
         features,
-        lambda n: nn.Sequential(nn.Dropout(0.5), nn.Linear(n, 1024), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(1024, num_classes)),
-        in_channels, input_size,
+        lambda n: nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(n, 1024), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(1024, num_classes)
+        ),
+        in_channels,
+        input_size,
     )
 
 
@@ -66,6 +90,9 @@ def vgg16(num_classes: int = 10, in_channels: int = 3, input_size: int = 32) -> 
             channels = item
     return SequentialClassifier(
         nn.Sequential(*layers),
-        lambda n: nn.Sequential(nn.Dropout(0.5), nn.Linear(n, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, num_classes)),
-        in_channels, input_size,
+        lambda n: nn.Sequential(
+            nn.Dropout(0.5), nn.Linear(n, 512), nn.ReLU(inplace=True), nn.Dropout(0.5), nn.Linear(512, num_classes)
+        ),
+        in_channels,
+        input_size,
     )

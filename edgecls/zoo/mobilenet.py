@@ -19,7 +19,9 @@ def _mobilenet(setting: list[list[int]] | None, num_classes: int, in_channels: i
     model = MobileNetV2(num_classes=num_classes, inverted_residual_setting=setting, dropout=dropout)
     if in_channels != 3:
         stem: nn.Conv2d = model.features[0][0]
-        model.features[0][0] = nn.Conv2d(in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+        model.features[0][0] = nn.Conv2d(
+            in_channels, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+        )
         nn.init.kaiming_normal_(model.features[0][0].weight, mode="fan_out")
     return model
 

@@ -51,7 +51,11 @@ def model_info(name: str) -> ModelInfo:
 def create_model(name: str, num_classes: int = 10, in_channels: int = 3, input_size: int = 32, **kwargs) -> nn.Module:
     """Build a registered model for `in_channels`×`input_size`² inputs and `num_classes` outputs."""
     info = model_info(name)
-    for arg, value, low in (("num_classes", num_classes, 2), ("in_channels", in_channels, 1), ("input_size", input_size, 16)):
+    for arg, value, low in (
+        ("num_classes", num_classes, 2),
+        ("in_channels", in_channels, 1),
+        ("input_size", input_size, 16),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
             raise ConfigError(f"{arg} must be an integer ≥ {low}, got {value!r}")
     if in_channels not in (1, 3):

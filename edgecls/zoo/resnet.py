@@ -52,8 +52,11 @@ class _ShortcutA(nn.Module):
 class _CifarBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int):
         super().__init__()
-        self.body = nn.Sequential(*conv_bn_relu(in_ch, out_ch, stride=stride), nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
-                                  nn.BatchNorm2d(out_ch))
+        self.body = nn.Sequential(
+            *conv_bn_relu(in_ch, out_ch, stride=stride),
+            nn.Conv2d(out_ch, out_ch, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(out_ch),
+        )
         self.shortcut = _ShortcutA(out_ch - in_ch) if stride != 1 or in_ch != out_ch else nn.Identity()
         self.relu = nn.ReLU(inplace=True)
 

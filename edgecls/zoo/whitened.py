@@ -29,14 +29,26 @@ def _batchnorm(channels: int) -> nn.BatchNorm2d:
 class ConvGroup(nn.Sequential):
     def __init__(self, in_ch: int, out_ch: int, activation: type[nn.Module]):
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.MaxPool2d(2), _batchnorm(out_ch), activation(),
-            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False), _batchnorm(out_ch), activation(),
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.MaxPool2d(2),
+            _batchnorm(out_ch),
+            activation(),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            _batchnorm(out_ch),
+            activation(),
         )
 
 
 class WhitenedVGG(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int], activation: str,
-                 dirac_init: bool, scale: float = 1 / 9):
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: tuple[int, int, int],
+        activation: str,
+        dirac_init: bool,
+        scale: float = 1 / 9,
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
@@ -71,10 +83,20 @@ class WhitenedVGG(nn.Module):
         return self.head(x) * self.scale
 
 
-@register_model("airbench-style VGG: 2×2 whitening stem, 3 conv-pool-BN blocks 64/256/256; `--recipe fast` trains it",
-                paper="94.01% CIFAR-10 (6-view TTA, Jordan 2024)")
-def whitened_vgg(num_classes: int = 10, in_channels: int = 3, input_size: int = 32, widths: tuple[int, int, int] = (64, 256, 256),
-                 activation: str = "gelu", dirac_init: bool = True) -> nn.Module:
+@register_model(
+    "airbench-style VGG: 2×2 whitening stem, 3 conv-pool-BN blocks 64/256/256; `--recipe fast` trains it",
+    paper="94.01% CIFAR-10 (6-view TTA, Jordan 2024)",
+)
+def whitened_vgg(
+    num_classes: int = 10,
+    in_channels: int = 3,
+    input_size: int = 32,
+    widths: tuple[int, int, int] = (64, 256, 256),
+    activation: str = "gelu",
+    dirac_init: bool = True,
+) -> nn.Module:
     if input_size < 17:
-        raise ConfigError(f"whitened_vgg needs inputs of at least 17×17 (three 2× pools after the 2×2 stem), got {input_size}")
+        raise ConfigError(
+            f"whitened_vgg needs inputs of at least 17×17 (three 2× pools after the 2×2 stem), got {input_size}"
+        )
     return WhitenedVGG(num_classes, in_channels, tuple(widths), activation, dirac_init)

@@ -45,7 +45,9 @@ def _has_precision(bundle: Bundle, precision: str, target: str | None = None) ->
     return entry is not None and (target is None or entry.target in (target, "any"))
 
 
-def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", device: str = "auto") -> tuple[str, str, str, str]:
+def choose(
+    bundle: Bundle, backend: str = "auto", precision: str = "auto", device: str = "auto"
+) -> tuple[str, str, str, str]:
     """(backend, precision, device, reason) for the request, resolving every 'auto'."""
     if precision != "auto" and precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)} or 'auto', got {precision!r}")
@@ -53,12 +55,19 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
         if tensorrt_installed() and installed_cuda_api():
             devices, problem = cuda_device_count()
             if devices:
-                backend, why = "tensorrt", f"tensorrt and {installed_cuda_api()} are installed and see {devices} CUDA device(s)"
+                backend, why = (
+                    "tensorrt",
+                    f"tensorrt and {installed_cuda_api()} are installed and see {devices} CUDA device(s)",
+                )
             else:
                 backend, why = "onnxruntime", f"TensorRT is installed but no CUDA device is usable ({problem})"
         else:
             backend = "onnxruntime"
-            why = "TensorRT is not installed" if not tensorrt_installed() else "TensorRT is installed but neither pycuda nor cuda-python"
+            why = (
+                "TensorRT is not installed"
+                if not tensorrt_installed()
+                else "TensorRT is installed but neither pycuda nor cuda-python"
+            )
     else:
         backend_class(backend)
         why = "asked for"
@@ -76,10 +85,17 @@ def choose(bundle: Bundle, backend: str = "auto", precision: str = "auto", devic
     if precision == "auto":
         if device == "cpu":
             precision = "int8" if _has_precision(bundle, "int8", "cpu") else "fp32"
-            why += "; on a CPU the U8S8 INT8 graph is fastest" if precision == "int8" else "; no CPU INT8 graph in the bundle"
+            why += (
+                "; on a CPU the U8S8 INT8 graph is fastest"
+                if precision == "int8"
+                else "; no CPU INT8 graph in the bundle"
+            )
         else:
-            precision = "int8" if _has_precision(bundle, "int8", "tensorrt") and backend == "tensorrt" else (
-                "fp16" if _has_precision(bundle, "fp16") or backend == "tensorrt" else "fp32")
+            precision = (
+                "int8"
+                if _has_precision(bundle, "int8", "tensorrt") and backend == "tensorrt"
+                else ("fp16" if _has_precision(bundle, "fp16") or backend == "tensorrt" else "fp32")
+            )
             why += f"; {precision} is the fastest this GPU path has in the bundle"
     return backend, precision, device, why
 

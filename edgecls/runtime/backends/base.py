@@ -39,14 +39,16 @@ class Backend(ABC):
         self.bundle = bundle
         self.precision = precision
         self.device = device
-        self.input_shape = (int(bundle.input["channels"]), int(bundle.input["size"]), int(bundle.input["size"]))
+        self.input_shape = (bundle.input.channels, bundle.input.size, bundle.input.size)
         # A graph exported with a fixed batch of 1 (and no dynamic axis to give it) runs image by image.
-        self.fixed_batch = bundle.input["shape"][0] == 1
+        self.fixed_batch = bundle.input.shape[0] == 1
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 normalized input → N×num_classes float32 logits."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
-            raise InputError(f"batch must be a float32 numpy array, got {getattr(batch, 'dtype', type(batch).__name__)}")
+            raise InputError(
+                f"batch must be a float32 numpy array, got {getattr(batch, 'dtype', type(batch).__name__)}"
+            )
         if batch.ndim != 4 or tuple(batch.shape[1:]) != self.input_shape:
             raise InputError(f"batch must be N×{'×'.join(map(str, self.input_shape))}, got {batch.shape}")
         if batch.shape[0] == 0:

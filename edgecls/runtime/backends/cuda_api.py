@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
-from contextlib import contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Protocol
 
 import numpy as np
 
 from edgecls.errors import BackendUnavailableError
 
-INSTALL_HINT = ("the TensorRT backend needs pycuda or cuda-python: pip install cuda-python "
-                "(wheels; on a Jetson pick the major version of JetPack's CUDA) or pip install pycuda (compiles)")
+INSTALL_HINT = (
+    "the TensorRT backend needs pycuda or cuda-python: pip install cuda-python "
+    "(wheels; on a Jetson pick the major version of JetPack's CUDA) or pip install pycuda (compiles)"
+)
 
 
 def installed_cuda_api() -> str | None:
@@ -40,7 +42,31 @@ def _cudart_spec():
     return None
 
 
-def open_cuda(device_index: int = 0):
+class CudaAPI(Protocol):
+    """What the TensorRT backend asks of CUDA; `PyCuda` and `CudaPython` each provide it for one device."""
+
+    name: str
+
+    def active(self) -> AbstractContextManager: ...
+    def identity(self) -> dict: ...
+    def stream(self) -> Any: ...
+    def stream_handle(self, stream) -> int: ...
+    def pinned(self, shape: tuple, dtype) -> np.ndarray: ...
+    def alloc(self, nbytes: int) -> Any: ...
+    def to_device(self, device_buffer, host: np.ndarray, stream) -> None: ...
+    def to_host(self, host: np.ndarray, device_buffer, stream) -> None: ...
+    def event(self) -> Any: ...
+    def record(self, event, stream) -> None: ...
+    def elapsed_ms(self, start, end) -> float: ...
+    def synchronize(self, stream) -> None: ...
+    def free(self, device_buffer) -> None: ...
+    def memory_info(self) -> tuple[int, int]: ...
+    def free_pinned(self, host: np.ndarray) -> None: ...
+    def destroy_stream(self, stream) -> None: ...
+    def destroy_event(self, event) -> None: ...
+
+
+def open_cuda(device_index: int = 0) -> CudaAPI:
     """The installed adapter, bound to one device. Raises BackendUnavailableError with the fix if neither is there."""
     kind = installed_cuda_api()
     if kind == "pycuda":
@@ -91,8 +117,12 @@ class PyCuda:
     def identity(self) -> dict:
         major, minor = self.device.compute_capability()
         sm_count = self.device.get_attribute(self.cuda.device_attribute.MULTIPROCESSOR_COUNT)
-        return {"gpu": self.device.name(), "compute_capability": f"{major}.{minor}", "sm_count": int(sm_count),
-                "memory_mib": int(self.device.total_memory()) >> 20}
+        return {
+            "gpu": self.device.name(),
+            "compute_capability": f"{major}.{minor}",
+            "sm_count": int(sm_count),
+            "memory_mib": int(self.device.total_memory()) >> 20,
+        }
 
     def stream(self):
         return self.cuda.Stream()
@@ -182,8 +212,12 @@ class CudaPython:
     def identity(self) -> dict:
         props = self._call(self.rt.cudaGetDeviceProperties(self.index))
         name = props.name.split(b"\0", 1)[0].decode() if isinstance(props.name, bytes) else str(props.name)
-        return {"gpu": name, "compute_capability": f"{props.major}.{props.minor}", "sm_count": int(props.multiProcessorCount),
-                "memory_mib": int(props.totalGlobalMem) >> 20}
+        return {
+            "gpu": name,
+            "compute_capability": f"{props.major}.{props.minor}",
+            "sm_count": int(props.multiProcessorCount),
+            "memory_mib": int(props.totalGlobalMem) >> 20,
+        }
 
     def stream(self):
         return self._call(self.rt.cudaStreamCreate())
@@ -200,12 +234,18 @@ class CudaPython:
         return self._call(self.rt.cudaMalloc(nbytes))
 
     def to_device(self, device_buffer: int, host: np.ndarray, stream) -> None:
-        self._call(self.rt.cudaMemcpyAsync(device_buffer, host.ctypes.data, host.nbytes,
-                                           self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream))
+        self._call(
+            self.rt.cudaMemcpyAsync(
+                device_buffer, host.ctypes.data, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice, stream
+            )
+        )
 
     def to_host(self, host: np.ndarray, device_buffer: int, stream) -> None:
-        self._call(self.rt.cudaMemcpyAsync(host.ctypes.data, device_buffer, host.nbytes,
-                                           self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream))
+        self._call(
+            self.rt.cudaMemcpyAsync(
+                host.ctypes.data, device_buffer, host.nbytes, self.rt.cudaMemcpyKind.cudaMemcpyDeviceToHost, stream
+            )
+        )
 
     def event(self):
         return self._call(self.rt.cudaEventCreate())

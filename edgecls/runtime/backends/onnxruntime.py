@@ -31,25 +31,38 @@ def available_devices() -> list[str]:
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, bundle: Bundle, precision: str = "fp32", device: str = "cpu", threads: int | None = None,
-                 flavour: str | None = None, spin_wait: bool = True):
+    def __init__(
+        self,
+        bundle: Bundle,
+        precision: str = "fp32",
+        device: str = "cpu",
+        threads: int | None = None,
+        flavour: str | None = None,
+        spin_wait: bool = True,
+    ):
         super().__init__(bundle, precision, device)
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendUnavailableError("onnxruntime is not installed: pip install 'edgecls[cpu]' (or [gpu]; on a Jetson, "
-                                          "NVIDIA's onnxruntime-gpu wheel)") from exc
+            raise BackendUnavailableError(
+                "onnxruntime is not installed: pip install 'edgecls[cpu]' (or [gpu]; on a Jetson, "
+                "NVIDIA's onnxruntime-gpu wheel)"
+            ) from exc
         if device not in PROVIDERS:
             raise BackendUnavailableError(f"onnxruntime device must be one of {', '.join(PROVIDERS)}, got {device!r}")
         if device not in available_devices():
             raise BackendUnavailableError(
                 f"onnxruntime here has no {PROVIDERS[device]} (it has {', '.join(ort.get_available_providers())}); "
-                "install onnxruntime-gpu for CUDA/TensorRT, or use device='cpu'")
+                "install onnxruntime-gpu for CUDA/TensorRT, or use device='cpu'"
+            )
         target = "tensorrt" if device == "tensorrt" else "cpu"
         entry = bundle.find("onnx", precision, target, flavour)
         if entry is None:
-            raise BundleError(f"bundle {bundle.root} has no {precision} ONNX model; export it with "
-                              f"`edgecls export ... --{precision}`" if precision != "fp32" else f"bundle {bundle.root} has no model.onnx")
+            raise BundleError(
+                f"bundle {bundle.root} has no {precision} ONNX model; export it with `edgecls export ... --{precision}`"
+                if precision != "fp32"
+                else f"bundle {bundle.root} has no model.onnx"
+            )
         self.entry = entry
         model = bundle.read_verified(entry)
         path = bundle.root / entry.name
@@ -72,31 +85,43 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
-            raise BundleError(f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {str(exc)[:200]}); "
-                              "the file is corrupt or was not written by edgecls: re-run `edgecls export`") from exc
+            raise BundleError(
+                f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {str(exc)[:200]}); "
+                "the file is corrupt or was not written by edgecls: re-run `edgecls export`"
+            ) from exc
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
         if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start
             raise BackendUnavailableError(
                 f"onnxruntime could not start {PROVIDERS[device]} for {path.name} and fell back to {self.providers[0]} "
                 "(its log above says why: typically a TensorRT or CUDA library it cannot load); fix that, or ask for "
-                f"device='{'cuda' if device == 'tensorrt' else 'cpu'}'")
+                f"device='{'cuda' if device == 'tensorrt' else 'cpu'}'"
+            )
 
     def tensorrt_options(self, onnx_sha256: str, max_batch: int = 64) -> dict:
         """The TensorRT provider's options. Its engine cache is keyed by model file name and graph structure, not the
         weights, so each ONNX file (by sha256) gets a directory of its own: a re-exported model never runs the previous
         model's engine. The directory exists before the session starts (a missing one makes the provider fail and
-        ONNX Runtime fall back). An explicit profile for batches 1..max_batch: a new batch size never rebuilds mid-run."""
+        ONNX Runtime fall back). An explicit profile for batches 1..max_batch: a new batch size never rebuilds
+        mid-run."""
         cache = cache_dir("ort-trt") / onnx_sha256[:24]
         cache.mkdir(parents=True, exist_ok=True)
-        options = {"trt_fp16_enable": self.precision != "fp32", "trt_int8_enable": self.precision == "int8",
-                   "trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache),
-                   "trt_timing_cache_enable": True, "trt_timing_cache_path": str(cache)}
+        options = {
+            "trt_fp16_enable": self.precision != "fp32",
+            "trt_int8_enable": self.precision == "int8",
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(cache),
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(cache),
+        }
         if not self.fixed_batch:
             chw = "x".join(map(str, self.input_shape))
-            name = self.bundle.input["name"]
-            options.update(trt_profile_min_shapes=f"{name}:1x{chw}", trt_profile_opt_shapes=f"{name}:1x{chw}",
-                           trt_profile_max_shapes=f"{name}:{max_batch}x{chw}")
+            name = self.bundle.input.name
+            options.update(
+                trt_profile_min_shapes=f"{name}:1x{chw}",
+                trt_profile_opt_shapes=f"{name}:1x{chw}",
+                trt_profile_max_shapes=f"{name}:{max_batch}x{chw}",
+            )
         return options
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -104,5 +129,12 @@ class OnnxRuntimeBackend(Backend):
 
     def describe(self) -> BackendInfo:
         flavour = f" ({self.entry.flavour})" if self.entry.flavour else ""
-        return BackendInfo(self.name, self.device, self.precision, self.entry.name, self.providers,
-                           detail=f"{self.entry.name}{flavour} on {self.providers[0]}", threads=self.threads)
+        return BackendInfo(
+            self.name,
+            self.device,
+            self.precision,
+            self.entry.name,
+            self.providers,
+            detail=f"{self.entry.name}{flavour} on {self.providers[0]}",
+            threads=self.threads,
+        )

@@ -41,10 +41,16 @@ class TensorRTBackend(Backend):
 
         self.trt = trt
         self.device_index = int(device.split(":")[1]) if ":" in device else 0
-        entry = engine_sources(bundle, precision, hasattr(trt.BuilderFlag, "FP16"),
-                               hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"))
+        entry = engine_sources(
+            bundle,
+            precision,
+            hasattr(trt.BuilderFlag, "FP16"),
+            hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
+        )
         if entry is None:
-            raise BundleError(f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}")
+            raise BundleError(
+                f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}"
+            )
         onnx = bundle.read_verified(entry)
         self.source_graph = entry.name  # what doctor compares the engine with
         self.cuda = open_cuda(self.device_index)
@@ -77,7 +83,9 @@ class TensorRTBackend(Backend):
             listed = self.bundle.engine_record(in_bundle.name, hashlib.sha256(data).hexdigest())
             try:
                 if listed is None:
-                    raise EngineMismatchError("the bundle's manifest does not list it, so its signature does not cover it")
+                    raise EngineMismatchError(
+                        "the bundle's manifest does not list it, so its signature does not cover it"
+                    )
                 return in_bundle, data, check_engine(in_bundle, expected, data, recorded=listed)
             except EngineMismatchError as exc:  # never run it; say so, then use (or build) one for this machine
                 warnings.warn(f"not using {in_bundle}: {exc}. Using the engine cache instead.", stacklevel=3)
@@ -133,14 +141,18 @@ class TensorRTBackend(Backend):
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) > self.max_batch:  # the engine's optimization profile stops at max_batch
-            return np.concatenate([self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
+            return np.concatenate(
+                [self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
+            )
         cuda = self.cuda
         with self.lock, cuda.active():
             if self.closed:
                 raise RuntimeError("this TensorRT backend was closed; load the Classifier again")
             host_in, host_out, dev_in, dev_out = self._buffers(batch.shape[0])
             if not self.context.set_input_shape(self.input_name, batch.shape):
-                raise EngineMismatchError(f"TensorRT refused input shape {batch.shape} (profile: batch 1..{self.max_batch})")
+                raise EngineMismatchError(
+                    f"TensorRT refused input shape {batch.shape} (profile: batch 1..{self.max_batch})"
+                )
             for name, address in ((self.input_name, dev_in), (self.output_name, dev_out)):
                 if not self.context.set_tensor_address(name, int(address)):
                     raise EngineMismatchError(f"TensorRT refused the device address of tensor {name!r}")
@@ -156,6 +168,11 @@ class TensorRTBackend(Backend):
             return host_out.astype(np.float32, copy=True)
 
     def describe(self) -> BackendInfo:
-        return BackendInfo(self.name, self.device, self.precision, self.engine_path.name,
-                           (f"tensorrt {self.trt.__version__}", self.cuda.name),
-                           detail=f"engine {self.engine_path}")
+        return BackendInfo(
+            self.name,
+            self.device,
+            self.precision,
+            self.engine_path.name,
+            (f"tensorrt {self.trt.__version__}", self.cuda.name),
+            detail=f"engine {self.engine_path}",
+        )

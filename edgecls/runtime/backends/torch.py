@@ -8,6 +8,11 @@ from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, BundleError
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
+# One thread on a CPU unless told otherwise, like ONNX Runtime's backend. `tools/bench_threads.py --backend torch` on
+# mobilenet_mod, 2-core EPYC: PyTorch's default (2 threads, OpenMP spinning) 6.39 ms paced p50, 19.4 ms p99, 20.1 ms
+# of CPU per frame paced every 33 ms; one thread 6.65 ms, 9.1 ms, 6.6 ms (hot p50 4.81 → 5.46 ms).
+DEFAULT_CPU_THREADS = 1
+
 
 class TorchBackend(Backend):
     name = "torch"
@@ -26,10 +31,13 @@ class TorchBackend(Backend):
             raise BackendUnavailableError("torch has no CUDA device here; use device='cpu'")
         entry = bundle.find("pytorch", "fp32")
         if entry is None:
-            raise BundleError(f"bundle {bundle.root} has no model.pt: its source ({bundle.manifest.get('source', '?')}) is not "
-                              "an edgecls checkpoint, so there is no PyTorch baseline to run")
+            raise BundleError(
+                f"bundle {bundle.root} has no model.pt: its source ({bundle.manifest.source or '?'}) is not "
+                "an edgecls checkpoint, so there is no PyTorch baseline to run"
+            )
         self.entry = entry
         self.torch = torch
+        threads = threads or (DEFAULT_CPU_THREADS if device == "cpu" else None)
         if threads:  # process-wide in PyTorch: the last backend created sets it
             torch.set_num_threads(threads)
         model = model_from_checkpoint(load_checkpoint(bundle.root / entry.name, data=bundle.read_verified(entry)))
@@ -46,5 +54,12 @@ class TorchBackend(Backend):
             self.torch.cuda.synchronize()
 
     def describe(self) -> BackendInfo:
-        return BackendInfo(self.name, self.device, self.precision, self.entry.name, (f"torch {self.torch.__version__}",),
-                           detail="eager PyTorch", threads=self.torch.get_num_threads() if self.device == "cpu" else None)
+        return BackendInfo(
+            self.name,
+            self.device,
+            self.precision,
+            self.entry.name,
+            (f"torch {self.torch.__version__}",),
+            detail="eager PyTorch",
+            threads=self.torch.get_num_threads() if self.device == "cpu" else None,
+        )
