@@ -304,14 +304,14 @@ def _add_ratios(rows: list[dict], has_baseline: bool = True, busy: bool = False)
     """`speedup_vs_torch_fp32[mode.part]` = baseline p50 / row p50, only where the baseline measurement is stable and
     the machine was not busy."""
     notes = []
-    if busy:
-        return notes
-    base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and "skipped" not in r), None)
-    if not has_baseline:
+    if not has_baseline:  # said whether or not the machine was busy: it is a property of the bundle
         return [
             "no PyTorch baseline: this bundle's source is a model edgecls did not train (an ONNX file or your own "
             "module), so the bundle holds no model.pt and no ratios are given"
         ]
+    if busy:
+        return notes
+    base = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32" and "skipped" not in r), None)
     if base is None:
         return ["no PyTorch FP32 row: no ratios"]
     for key in base["unstable"]:

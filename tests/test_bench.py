@@ -161,25 +161,29 @@ def test_a_run_slow_throughout_is_unstable_and_a_busy_machine_gets_no_ratios():
     assert not is_unstable({"p50": 4.7, "p99": 6.0, "min": 4.1})
     rows = [_row("torch", 2.0, 3.0), _row("onnxruntime", 0.5, 0.6)]
     assert _add_ratios(rows, busy=True) == [] and "speedup_vs_torch_fp32" not in rows[1]
+    assert "no PyTorch baseline" in _add_ratios(rows, has_baseline=False, busy=True)[0]  # busy or not, it has none
+
+
+def _short_bench(bundle_dir, cifar_root) -> dict:
+    """ONNX Runtime and its PyTorch baseline, FP32, a few calls each: enough for the busy-machine verdict."""
+    options = BenchOptions(
+        backends=("onnxruntime", "torch"),
+        precisions=("fp32",),
+        iterations=20,
+        warmup=2,
+        pace_ms=5.0,
+        throughput_batch=4,
+        data_dir=str(cifar_root),
+        eval_images=20,
+    )
+    return run_bench(str(bundle_dir), options)
 
 
 def test_bench_says_the_machine_was_busy_and_withholds_ratios(bundle_dir, cifar_root, monkeypatch):
     from edgecls import bench
 
     monkeypatch.setattr(bench, "load_average", lambda: 11.5)
-    result = bench.run_bench(
-        str(bundle_dir),
-        bench.BenchOptions(
-            backends=("onnxruntime", "torch"),
-            precisions=("fp32",),
-            iterations=5,
-            warmup=1,
-            pace_ms=1.0,
-            throughput_batch=4,
-            data_dir=str(cifar_root),
-            eval_images=20,
-        ),
-    )
+    result = _short_bench(bundle_dir, cifar_root)
     assert result["load_1m_before"] == 11.5 and "busy" in result["notes"][0]
     assert all("speedup_vs_torch_fp32" not in r for r in result["rows"])
 
@@ -194,19 +198,7 @@ def test_bench_beside_a_real_cpu_hog_warns_and_gives_no_ratios(bundle_dir, cifar
 
     hogs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
-        result = bench.run_bench(
-            str(bundle_dir),
-            bench.BenchOptions(
-                backends=("onnxruntime", "torch"),
-                precisions=("fp32",),
-                iterations=20,
-                warmup=2,
-                pace_ms=5.0,
-                throughput_batch=4,
-                data_dir=str(cifar_root),
-                eval_images=20,
-            ),
-        )
+        result = _short_bench(bundle_dir, cifar_root)
     finally:
         for hog in hogs:
             hog.kill()

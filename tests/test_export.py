@@ -219,10 +219,10 @@ def test_bad_sources_and_options(tmp_path):
 
 def test_bundled_weights_export_with_the_calibration_method_their_card_chose(cifar_root, tmp_path, monkeypatch):
     """A card's `calibration_method` (chosen on the validation split) is export's default; an explicit option wins."""
-    from edgecls.export import pipeline
+    from edgecls.zoo import pretrained
 
     card = replace(model_card("lenet5"), calibration_method={"method": "entropy"})
-    monkeypatch.setattr(pipeline, "model_card", lambda name, dataset="cifar10": card)
+    monkeypatch.setattr(pretrained, "model_card", lambda name, dataset="cifar10": card)
     options = ExportOptions(
         int8=True, target="cpu", data_dir=str(cifar_root), calib_images=50, allow_accuracy_drop=True
     )

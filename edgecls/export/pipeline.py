@@ -45,7 +45,6 @@ from edgecls.manifest import FORMAT_VERSION, InputSpec
 from edgecls.runtime.host import host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.train.checkpoint import save_checkpoint
-from edgecls.zoo.pretrained import DEFAULT_DATASET, model_card
 
 EVALUATED_WITH = {
     "cpu": "onnxruntime CPU integer kernels on this machine (the deployed arithmetic)",
@@ -107,12 +106,7 @@ def export_bundle(
     started = time.perf_counter()
     src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
     if options.calib_method is None:
-        card = (
-            model_card(source, src.dataset or DEFAULT_DATASET)
-            if isinstance(source, str) and src.checkpoint and not Path(source).exists()
-            else None
-        )
-        chosen = card.calibration_method if card else None
+        chosen = src.card.calibration_method if src.card else None
         options = replace(options, calib_method=chosen["method"] if chosen else "minmax")
     final = Path(options.out or f"exports/{src.name}")
     carried = _files_to_carry(final)

@@ -48,6 +48,7 @@ class ModelSource:
     module: Any = None  # torch.nn.Module, for PyTorch sources
     onnx_path: Path | None = None  # for ONNX sources
     checkpoint: dict | None = None  # an edgecls checkpoint: written as model.pt, the bench's PyTorch baseline
+    card: Any = None  # bundled weights' `ModelCard`: their validation split and chosen calibration method
     notes: tuple[str, ...] = ()  # what the manifest should tell about this source
 
 
@@ -85,7 +86,7 @@ def checkpoint_source(source: str, dataset: str | None = None) -> ModelSource:
     from edgecls.zoo.pretrained import DEFAULT_DATASET, bundled_weights, model_card
     from edgecls.zoo.registry import model_info
 
-    path = Path(source)
+    path, card = Path(source), None
     if path.is_dir() and (path / "best.pt").is_file():
         path = path / "best.pt"
     if path.suffix == ".pt" or path.is_file():
@@ -121,6 +122,7 @@ def checkpoint_source(source: str, dataset: str | None = None) -> ModelSource:
         split=record.split,
         module=model_from_checkpoint(ckpt),
         checkpoint=ckpt,
+        card=card,
     )
 
 
