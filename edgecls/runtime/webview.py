@@ -28,10 +28,12 @@ PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecls · {ti
 <style>body{{font:14px system-ui,sans-serif;background:#111;color:#eee;margin:16px}}
 .row{{display:flex;gap:16px;flex-wrap:wrap}} img{{max-width:100%;border:1px solid #333}}
 table{{border-collapse:collapse}} td{{padding:2px 10px}} td.v{{text-align:right;font-variant-numeric:tabular-nums}}
-canvas{{background:#1b1b1b;border:1px solid #333}} h1{{font-size:18px}} .dim{{color:#999}}</style></head>
+canvas{{background:#1b1b1b;border:1px solid #333}} h1{{font-size:18px}} .dim{{color:#999}}
+.panel{{flex:0 1 440px}}</style></head>
 <body><h1>edgecls camera · {title}</h1><div class="row"><img src="/stream.mjpg" alt="annotated video">
-<div><table id="stats"></table><p class="dim">processing ms (green) and frame age ms (orange), last 200 frames;
-spikes above the scale are marked in red with their value</p>
+<div class="panel"><table id="stats"></table>
+<p class="dim">processing ms (green) and frame age ms (orange), last 200 frames; spikes above the scale are marked in
+red with their value</p>
 <canvas id="chart" width="420" height="180"></canvas></div></div>
 <script>
 const rows = [["prediction","label"],["FPS","fps"],["dropped frames","dropped"],["frames","frames"],
