@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,11 +28,13 @@ from rich.table import Table
 
 from edgecls.bundle import Bundle
 from edgecls.console import console
-from edgecls.errors import ConfigError, EdgeclsError, IntegrityError, SignatureError
+from edgecls.errors import EdgeclsError, IntegrityError, SignatureError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json
+from edgecls.measure_options import BenchOptions
 from edgecls.runtime.backends import available_backends, backend_class
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.host import OtherWork, host_info
+from edgecls.runtime.options import parse_size
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.runtime.sources import ReplaySource
 from edgecls.runtime.stats import summarize
@@ -45,29 +46,6 @@ SLOW_P50_OVER_MIN = 3.0  # a run slow throughout (a busy core, spin-waiting thre
 MODES = ("hot", "paced")
 PARTS = ("end_to_end_ms", "inference_ms")
 CPU_OVER_LATENCY = 1.5  # CPU time per paced frame above this multiple of its latency: threads spin between frames
-
-
-@dataclass(frozen=True)
-class BenchOptions:
-    backends: tuple[str, ...] = ()
-    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
-    throughput_batch: int = 64
-    iterations: int = 300
-    warmup: int = 30
-    pace_ms: float = 33.0
-    frame_size: tuple[int, int] = (640, 480)
-    threads: int | None = None
-    data_dir: str | None = None
-    eval_images: int | None = None
-    json_path: str | None = None
-    public_key: str | None = None
-
-    def __post_init__(self) -> None:
-        for name in ("throughput_batch", "iterations"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
-        if self.warmup < 0 or self.pace_ms < 0:
-            raise ConfigError(f"warmup and pace_ms must be ≥ 0, got {self.warmup} and {self.pace_ms}")
 
 
 def _variants(bundle: Bundle, backend: str, precision: str) -> list[dict]:
@@ -205,7 +183,9 @@ def run_bench(target: str, options: BenchOptions) -> dict:
     test = _load_test(bundle, options)
     images = Preprocessor(bundle.input, bundle.preprocess).batch_from_images(test.images)
     crop_fraction = bundle.preprocess.crop_fraction
-    frame = ReplaySource(test.images[:1], test.labels[:1], options.frame_size, crop_fraction=crop_fraction).read()[0]
+    frame = ReplaySource(
+        test.images[:1], test.labels[:1], parse_size(options.frame_size), crop_fraction=crop_fraction
+    ).read()[0]
     names = list(options.backends or available_backends())
     if "torch" in names:  # the baseline goes first, so every later row has its ratio
         names.remove("torch")
@@ -264,7 +244,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
         "other_cores_busy_during": None if other_cores is None else round(other_cores, 2),
         "dataset": test.name,
         "samples": len(test),
-        "frame_size": f"{options.frame_size[0]}x{options.frame_size[1]}",
+        "frame_size": options.frame_size,
         "pace_ms": options.pace_ms,
         "iterations": options.iterations,
         "throughput_batch": options.throughput_batch,

@@ -1,7 +1,9 @@
 """The `edgecls` command line: every command parses its options and calls one library function.
 
 Heavy modules (torch, onnx, cv2) are imported inside the commands, so `edgecls --help` is instant and
-works on a runtime-only install.
+works on a runtime-only install. Options are declared once, as fields of the settings dataclasses that check them
+(`TrainConfig`, `export.options`, `runtime.options`, `measure_options`); `options_command` builds each command's
+parameters from those fields.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from rich.table import Table
 from edgecls.console import console
 from edgecls.errors import ConfigError, EdgeclsError
 from edgecls.export.options import ExportOptions, ForeignOptions
+from edgecls.measure_options import BaselineOptions, BenchOptions, EvalOptions
+from edgecls.options import PUBLIC_KEY
+from edgecls.runtime.options import CameraOptions, LoadOptions, ServeOptions
 from edgecls.train.config import TrainConfig
 
 app = typer.Typer(
@@ -62,59 +67,44 @@ def Flag(*names: str, **kwargs):  # noqa: N802 (used like typer.Option)
     return typer.Option(*names, metavar="", **kwargs)
 
 
-DataDir = Annotated[str | None, typer.Option("--data-dir", help="dataset root (default: $EDGECLS_DATA)")]
-PublicKey = Annotated[
-    str | None,
-    typer.Option(
-        help="use the bundle only if signed by this Ed25519 public key (PEM file; "
-        "default: $EDGECLS_PUBLIC_KEY when set)"
-    ),
-]
-SkipBadImages = Annotated[
-    bool,
-    Flag(
-        "--skip-bad-images",
-        help="image folders: leave out (and name) undecodable or truncated files instead of failing",
-    ),
-]
+PublicKey = Annotated[str | None, typer.Option(help=PUBLIC_KEY["help"])]
 
 
 def options_command(
     *classes: type,
     arguments: tuple[str, ...] = (),
-    shared: dict | None = None,
     converters: dict | None = None,
     extra: dict | None = None,
 ):
     """Decorate `fn(ctx, settings)` into a command whose options are the fields of `classes` (`edgecls.options.option`
-    metadata: help, flag, choices): each option declared once, on the dataclass that validates it. `shared` gives
-    a field an option type shared across commands (its default still the dataclass's); `converters` maps a field
-    to (the type the command line takes, a function from that to the field's value); `extra` adds parameters of
-    the command's own, {name: (annotation, default)}, ahead of the rest.
+    metadata: help, flag, choices): each option declared once, on the dataclass that validates it. `converters` maps
+    a field to (the type the command line takes, a function from that to the field's value; the dataclass's default
+    when the option is not given); `extra` adds parameters of the command's own, {name: (annotation, default)},
+    ahead of the rest.
 
     A small helper rather than tyro or cyclopts: both would replace typer for every command (its rich help, the
     shared option types, CliRunner tests), for one thing typer lacks: parameters from a dataclass."""
-    shared, converters, extra = shared or {}, converters or {}, extra or {}
+    converters, extra = converters or {}, extra or {}
     keyword = inspect.Parameter.POSITIONAL_OR_KEYWORD
 
     def parameter(f: dataclasses.Field, hint) -> inspect.Parameter:
         meta = f.metadata
+        shown = True
         if f.name in converters:
             hint = converters[f.name][0]
+            shown = ",".join(map(str, f.default)) if isinstance(f.default, tuple) and f.default else False
             default = [] if typing.get_origin(hint) is list else None
         else:
             default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
             default = inspect.Parameter.empty if default is dataclasses.MISSING else default
         help_text = meta["help"] + (f": {', '.join(meta['choices'])}" if meta["choices"] else "")
-        names = (meta["flag"],) if meta["flag"] else ()
-        if f.name in shared:
-            annotation = shared[f.name]
-        elif f.name in arguments:
+        names = (meta["flag"],) if isinstance(meta["flag"], str) else meta["flag"] or ()
+        if f.name in arguments:
             annotation = Annotated[hint, typer.Argument(help=help_text)]
         elif hint is bool:
             annotation = Annotated[hint, Flag(*names, help=help_text)]
         else:
-            annotation = Annotated[hint, typer.Option(*names, help=help_text)]
+            annotation = Annotated[hint, typer.Option(*names, help=help_text, show_default=shown)]
         return inspect.Parameter(f.name, keyword, default=default, annotation=annotation)
 
     def decorate(fn):
@@ -127,7 +117,10 @@ def options_command(
         @functools.wraps(fn)
         def command(ctx: typer.Context, **values):
             for name, (_, convert) in converters.items():
-                values[name] = convert(values[name])
+                if values[name] is None:
+                    del values[name]  # the dataclass's default
+                else:
+                    values[name] = convert(values[name])
             return fn(ctx, values)
 
         command.__signature__ = inspect.Signature(params)
@@ -221,7 +214,6 @@ def models(
 @options_command(
     TrainConfig,
     arguments=("model",),
-    shared={"data_dir": DataDir, "skip_bad_images": SkipBadImages},
     converters={"model_kwargs": (list[str], _parse_model_args)},
 )
 def train(ctx: typer.Context, settings: dict) -> None:
@@ -246,88 +238,78 @@ def train(ctx: typer.Context, settings: dict) -> None:
 
 
 @app.command("eval")
-def evaluate(
-    source: Annotated[
-        str, typer.Argument(help="checkpoint, run directory, zoo model with bundled weights, or an exported bundle")
-    ],
-    dataset: str | None = typer.Option(None, help="default: the dataset the model was trained on"),
-    data_dir: DataDir = None,
-    json_path: Annotated[
-        str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")
-    ] = None,
-    device: Annotated[str, typer.Option(help="checkpoints: auto, cpu, cuda; bundles: auto, cpu, cuda:N")] = "auto",
-    backend: Annotated[str, typer.Option(help="bundles only: auto, onnxruntime, tensorrt, torch")] = "auto",
-    precision: Annotated[str, typer.Option(help="bundles only: auto, fp32, fp16, int8")] = "auto",
-    tta: Annotated[
-        bool,
-        Flag(
-            help="checkpoints only: average 6 flipped/shifted views (an evaluation aid; deployed graphs see one view)"
-        ),
-    ] = False,
-    threads: Annotated[
-        int, typer.Option(help="bundles only: host inference threads (0: all cores; evaluation is a batch job)")
-    ] = 0,
-    skip_bad_images: SkipBadImages = False,
-    public_key: PublicKey = None,
-) -> None:
-    """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split."""
+@options_command(EvalOptions, LoadOptions, arguments=("source",))
+def evaluate(ctx: typer.Context, settings: dict) -> None:
+    """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split. A bundle runs
+    as `LoadOptions` choose, on all cores unless --threads says otherwise (evaluation is a batch job); a checkpoint
+    runs through PyTorch on --device."""
+    options = EvalOptions(**fields_of(EvalOptions, settings))
+    load = LoadOptions(**fields_of(LoadOptions, settings))
     from edgecls.zoo.catalog import check_bare_name
 
-    check_bare_name(source)
+    check_bare_name(options.source)
+    if (Path(options.source) / "edgecls.json").is_file():
+        _evaluate_bundle(options, dataclasses.replace(load, threads=0 if load.threads is None else load.threads))
+    else:
+        _evaluate_checkpoint(options, load)
+
+
+def _evaluate_bundle(options: EvalOptions, load: LoadOptions) -> None:
+    if options.tta:
+        raise ConfigError("--tta applies to checkpoints only: a bundle's graphs run one view, as deployed")
     from edgecls.data import load_for_model
+    from edgecls.evaluate import evaluate_classifier, report_header
+    from edgecls.runtime import Classifier
 
-    if (Path(source) / "edgecls.json").is_file():
-        if tta:
-            raise ConfigError("--tta applies to checkpoints only: a bundle's graphs run one view, as deployed")
-        from edgecls.evaluate import evaluate_classifier, report_header
-        from edgecls.runtime import Classifier
+    classifier = Classifier.load(options.source, **dataclasses.asdict(load))
+    bundle = classifier.bundle
+    dataset = options.dataset or bundle.manifest.dataset
+    if dataset is None:
+        raise ConfigError(
+            f"{options.source} records no dataset (it was exported from unlabelled images): pass --dataset NAME "
+            "--data-dir DIR, or check it on its own sample with `edgecls doctor`"
+        )
+    data = load_for_model(dataset, "test", options.data_dir, bundle.input, bundle.preprocess, options.skip_bad_images)
+    data.require_classes(classifier.classes, f"bundle {options.source}")
+    info = classifier.info
+    header = report_header(
+        bundle.manifest.model,
+        f"bundle {options.source} ({bundle.digest[:19]}…)",
+        f"{info.name}/{info.device}",
+        info.precision,
+        data,
+        file=info.file,
+        bundle=str(options.source),
+    )
+    report = evaluate_classifier(classifier, data, out_json=options.json_path, header=header)
+    _print_report(report, f"{classifier.describe()} on {data.name}", options.json_path)
 
-        classifier = Classifier.load(
-            source, backend=backend, precision=precision, device=device, threads=threads, public_key=public_key
-        )
-        dataset = dataset or classifier.bundle.manifest.dataset
-        if dataset is None:
-            raise ConfigError(
-                f"{source} records no dataset (it was exported from unlabelled images): pass --dataset NAME "
-                "--data-dir DIR, or check it on its own sample with `edgecls doctor`"
-            )
-        data = load_for_model(
-            dataset, "test", data_dir, classifier.bundle.input, classifier.bundle.preprocess, skip_bad_images
-        )
-        data.require_classes(classifier.classes, f"bundle {source}")
-        info = classifier.info
-        header = report_header(
-            classifier.bundle.manifest.model,
-            f"bundle {source} ({classifier.bundle.digest[:19]}…)",
-            f"{info.name}/{info.device}",
-            info.precision,
-            data,
-            file=info.file,
-            bundle=str(source),
-        )
-        report = evaluate_classifier(classifier, data, out_json=json_path, header=header)
-        _print_report(report, f"{classifier.describe()} on {data.name}", json_path)
-        return
 
+def _evaluate_checkpoint(options: EvalOptions, load: LoadOptions) -> None:
+    from edgecls.data import load_for_model
     from edgecls.evaluate import evaluate_model, report_header
     from edgecls.export.sources import checkpoint_source
     from edgecls.train.loop import pick_device
 
-    src = checkpoint_source(source, dataset=dataset)
-    data = load_for_model(dataset or src.dataset, "test", data_dir, src.input, src.preprocess, skip_bad_images)
+    if (load.backend, load.precision, load.threads) != ("auto", "auto", None):
+        raise ConfigError("--backend, --precision and --threads apply to bundles: a checkpoint runs in PyTorch FP32")
+    src = checkpoint_source(options.source, dataset=options.dataset)
+    dataset = options.dataset or src.dataset
+    data = load_for_model(dataset, "test", options.data_dir, src.input, src.preprocess, options.skip_bad_images)
     data.require_classes(src.classes, src.name)
-    torch_device = str(pick_device(device))
-    header = report_header(src.name, src.description, f"torch/{torch_device}", "fp32", data, tta=tta)
+    device = str(pick_device(load.device))
+    header = report_header(src.name, src.description, f"torch/{device}", "fp32", data, tta=options.tta)
     report = evaluate_model(
         src.module,
         data,
         src.preprocess.normalization,
-        device=torch_device,
-        out_json=json_path,
-        tta=tta,
+        device=device,
+        out_json=options.json_path,
+        tta=options.tta,
         header=header,
     )
-    _print_report(report, f"{src.name} ({src.description}) on {data.name}" + (", 6-view TTA" if tta else ""), json_path)
+    views = ", 6-view TTA" if options.tta else ""
+    _print_report(report, f"{src.name} ({src.description}) on {data.name}{views}", options.json_path)
 
 
 def _emit_json(obj, path: str) -> None:
@@ -375,39 +357,26 @@ def _print_report(report: dict, title: str, json_path: str | None = None) -> Non
 
 
 @app.command()
-def baseline(
-    method: Annotated[str, typer.Argument(help="knn or centroid")],
-    k: Annotated[int, typer.Option(help="neighbours, for knn")] = 1,
-    metric: Annotated[str, typer.Option(help="l1, l2 or cosine")] = "l2",
-    normalization: Annotated[str, typer.Option(help="zscore or minmax")] = "zscore",
-    dataset: Annotated[
-        str, typer.Option(help="cifar10, cifar100, cifar100-coarse, mnist, fashion-mnist, folder")
-    ] = "cifar10",
-    data_dir: DataDir = None,
-    subset: Annotated[int | None, typer.Option(help="use N class-balanced training images")] = None,
-    json_path: Annotated[
-        str | None, typer.Option("--json", help="write the report here (+ confusion/examples PNG)")
-    ] = None,
-) -> None:
+@options_command(BaselineOptions, arguments=("method",))
+def baseline(ctx: typer.Context, settings: dict) -> None:
     """Classical baselines on raw pixels (scikit-learn): kNN or nearest centroid."""
+    options = BaselineOptions(**settings)
     from edgecls import baselines
     from edgecls.data import load_dataset
     from edgecls.data.split import subset as take_subset
     from edgecls.fileio import atomic_write_json
 
-    train_set = take_subset(load_dataset(dataset, "train", data_dir), subset, 0)
-    test_set = load_dataset(dataset, "test", data_dir)
-    if method == "knn":
-        report = baselines.knn(train_set, test_set, k, metric, normalization)
-    elif method == "centroid":
-        report = baselines.nearest_centroid(train_set, test_set, metric, normalization)
+    train_set = take_subset(load_dataset(options.dataset, "train", options.data_dir), options.subset, 0)
+    test_set = load_dataset(options.dataset, "test", options.data_dir)
+    if options.method == "knn":
+        report = baselines.knn(train_set, test_set, options.k, options.metric, options.normalization)
+        title = f"knn ({options.metric}, {options.normalization}, k={options.k}) on {test_set.name}"
     else:
-        raise ConfigError(f"baseline method must be knn or centroid, got {method!r}")
-    if json_path:
-        atomic_write_json(json_path, report)
-    _print_report(
-        report, f"{method} ({metric}, {normalization}{', k=' + str(k) if method == 'knn' else ''}) on {test_set.name}"
-    )
+        report = baselines.nearest_centroid(train_set, test_set, options.metric, options.normalization)
+        title = f"centroid ({options.metric}, {options.normalization}) on {test_set.name}"
+    if options.json_path:
+        atomic_write_json(options.json_path, report)
+    _print_report(report, title)
 
 
 @app.command()
@@ -427,7 +396,6 @@ def formats() -> None:
 @options_command(
     ExportOptions,
     ForeignOptions,
-    shared={"data_dir": DataDir},
     converters={
         "exclude_nodes": (list[str], tuple),
         "model_args": (list[str], _parse_model_args),
@@ -670,179 +638,73 @@ def sign(
 
 
 @app.command()
-def camera(
-    bundle: Annotated[str, typer.Argument(help="bundle directory")],
-    source: Annotated[
-        str,
-        typer.Option(
-            help="camera (0, /dev/video0, v4l2:///dev/video0, csi://0 on a Jetson), rtsp/http "
-            "URL, video file, image directory or GStreamer pipeline"
-        ),
-    ] = "0",
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt, torch")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
-    headless: Annotated[
-        bool,
-        Flag(
-            help="no window (servers, CI, SSH); without a display or a GUI build of OpenCV the loop is headless anyway"
-        ),
-    ] = False,
-    serve: Annotated[
-        str | None,
-        typer.Option(
-            help="live web view at HOST:PORT (video, per-stage ms, frame age, FPS); "
-            "127.0.0.1:8080 for this machine, 0.0.0.0:8080 for the network"
-        ),
-    ] = None,
-    record: Annotated[str | None, typer.Option(help="write the annotated video here (.mp4)")] = None,
-    jsonl: Annotated[str | None, typer.Option(help="one JSON record per frame")] = None,
-    max_frames: Annotated[int | None, typer.Option(help="stop after N classified frames")] = None,
-    replay_test_set: Annotated[
-        str | None, typer.Option(help="stream a labelled test set (e.g. cifar10) as frames")
-    ] = None,
-    data_dir: DataDir = None,
-    frame_size: Annotated[
-        str,
-        typer.Option(
-            help="replayed frame size WxH, or auto: about 640x480, chosen so the model sees "
-            "each test image exactly (replay then scores what eval scores)"
-        ),
-    ] = "auto",
-    fps: Annotated[float, typer.Option(help="replay rate in frames/s (0: as fast as possible)")] = 0.0,
-    summary_json: Annotated[
-        str | None, typer.Option("--json", "--summary-json", help="write the latency summary here (+ latency PNG)")
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="host inference threads (default: the backend's batch-1 default; 0: all cores)")
-    ] = None,
-    warmup_frames: Annotated[
-        int, typer.Option(help="first N frames are classified but left out of the latency figures")
-    ] = 10,
-    public_key: PublicKey = None,
-) -> None:
+@options_command(
+    CameraOptions,
+    LoadOptions,
+    extra={"bundle": (Annotated[str, typer.Argument(help="bundle directory")], inspect.Parameter.empty)},
+)
+def camera(ctx: typer.Context, settings: dict) -> None:
     """Classify a live camera, video, stream or image directory; print per-stage latency and frame age at exit."""
-    from edgecls.runtime.camera import CameraOptions, run_camera
-    from edgecls.runtime.classifier import Classifier
+    options = CameraOptions(**fields_of(CameraOptions, settings))
+    load = LoadOptions(**fields_of(LoadOptions, settings))
+    from edgecls.runtime import Classifier
+    from edgecls.runtime.camera import run_camera
 
-    clf = Classifier.load(bundle, backend=backend, precision=precision, threads=threads, public_key=public_key)
+    clf = Classifier.load(settings["bundle"], **dataclasses.asdict(load))
     out.print(clf.describe())
-    options = CameraOptions(
-        source=source,
-        headless=headless,
-        record=record,
-        jsonl=jsonl,
-        max_frames=max_frames,
-        replay_test_set=replay_test_set,
-        data_dir=data_dir,
-        frame_size=frame_size,
-        fps=fps,
-        summary_json=summary_json,
-        warmup_frames=warmup_frames,
-        serve=serve,
-    )
     run_camera(clf, options)
 
 
 @app.command()
-def serve(
-    bundle: Annotated[str, typer.Argument(help="bundle directory")],
-    host: Annotated[
-        str, typer.Option(help="address to bind; anything but 127.0.0.1/localhost serves the network")
-    ] = "127.0.0.1",
-    http_port: Annotated[int, typer.Option(help="Triton HTTP/REST port")] = 8000,
-    grpc_port: Annotated[int, typer.Option(help="Triton gRPC port")] = 8001,
-    metrics_port: Annotated[int, typer.Option(help="Prometheus metrics port (/metrics)")] = 8002,
-    max_batch: Annotated[int, typer.Option(help="largest batch Triton's dynamic batcher forms")] = 64,
-    queue_delay_us: Annotated[int, typer.Option(help="how long a request may wait for others to batch with, µs")] = 500,
-    instances: Annotated[int, typer.Option(help="model instances (one Classifier each) serving in parallel")] = 1,
-    backend: Annotated[str, typer.Option(help="auto, onnxruntime, tensorrt")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, fp16, int8")] = "auto",
-    threads: Annotated[
-        int | None, typer.Option(help="host inference threads per instance (default: the backend's)")
-    ] = None,
-    max_request_mb: Annotated[int, typer.Option(help="largest HTTP request taken, MiB (larger: 413)")] = 64,
-    max_frame_side: Annotated[
-        int, typer.Option(help="largest frame height or width taken, pixels (larger: 400)")
-    ] = 4096,
-    public_key: PublicKey = None,
-) -> None:
+@options_command(
+    ServeOptions,
+    extra={
+        "bundle": (Annotated[str, typer.Argument(help="bundle directory")], inspect.Parameter.empty),
+        "public_key": (PublicKey, None),
+    },
+)
+def serve(ctx: typer.Context, settings: dict) -> None:
     """Serve a bundle through NVIDIA Triton Inference Server (PyTriton): raw frames or tensors in, labels out."""
-    from edgecls.runtime.serve import ServeOptions
+    options = ServeOptions(**fields_of(ServeOptions, settings))
     from edgecls.runtime.serve import serve as run_server
 
-    options = ServeOptions(
-        host=host,
-        http_port=http_port,
-        grpc_port=grpc_port,
-        metrics_port=metrics_port,
-        max_batch=max_batch,
-        queue_delay_us=queue_delay_us,
-        instances=instances,
-        backend=backend,
-        precision=precision,
-        threads=threads,
-        max_request_mb=max_request_mb,
-        max_frame_side=max_frame_side,
-    )
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    host, http = options.host, options.http_port
+    if options.network:
         out.print(f"[bold yellow]serving on {host}: reachable from the network[/] (default is 127.0.0.1)")
 
     def ready(name, clf) -> None:
         out.print(
-            f"serving {clf.describe()}\n  frames:  http://{host}:{http_port}/v2/models/{name}/infer  "
-            f"(grpc {host}:{grpc_port})\n  tensors: model {name}_tensor\n  ready:   http://{host}:{http_port}/v2/models/{name}/ready"
-            f"\n  metrics: http://{host}:{metrics_port}/metrics\nCtrl-C or SIGTERM stops it."
+            f"serving {clf.describe()}\n  frames:  http://{host}:{http}/v2/models/{name}/infer  "
+            f"(grpc {host}:{options.grpc_port})\n  tensors: model {name}_tensor\n"
+            f"  ready:   http://{host}:{http}/v2/models/{name}/ready\n"
+            f"  metrics: http://{host}:{options.metrics_port}/metrics\nCtrl-C or SIGTERM stops it."
         )
 
-    run_server(bundle, options, public_key=public_key, ready=ready)
+    run_server(settings["bundle"], options, public_key=settings["public_key"], ready=ready)
     out.print("server stopped")
 
 
 @app.command()
-def bench(
-    target: Annotated[str, typer.Argument(help="bundle directory (or a zoo model: exported to exports/MODEL first)")],
-    backends: Annotated[
-        str, typer.Option("--backend", "--backends", help="comma-separated backends (default: all available)")
-    ] = "",
-    precisions: Annotated[
-        str, typer.Option("--precision", "--precisions", help="comma-separated precisions")
-    ] = "fp32,fp16,int8",
-    throughput_batch: Annotated[int, typer.Option(help="batch size of the throughput (img/s) column")] = 64,
-    iterations: Annotated[int, typer.Option(help="timed batch-1 calls per row, hot and again paced")] = 300,
-    warmup: Annotated[int, typer.Option(help="untimed calls before the hot timing")] = 30,
-    pace_ms: Annotated[float, typer.Option(help="spacing of the paced calls (33 ms: a 30 fps camera)")] = 33.0,
-    frame_size: Annotated[str, typer.Option(help="camera frame WxH the end-to-end latency starts from")] = "640x480",
-    threads: Annotated[
-        int | None,
-        typer.Option(
-            help="host inference threads for every backend (default: each backend's batch-1 default; 0: all cores)"
-        ),
-    ] = None,
-    data_dir: DataDir = None,
-    eval_images: Annotated[int | None, typer.Option(help="accuracy on the first N test images (default all)")] = None,
-    json_path: Annotated[str | None, typer.Option("--json", help="write rows here (+ .md table and .png plot)")] = None,
-    public_key: PublicKey = None,
-) -> None:
+@options_command(
+    BenchOptions,
+    converters={
+        "backends": (str | None, lambda text: tuple(b for b in text.split(",") if b)),
+        "precisions": (str | None, lambda text: tuple(text.split(","))),
+    },
+    extra={
+        "target": (
+            Annotated[str, typer.Argument(help="bundle directory (or a zoo model: exported to exports/MODEL first)")],
+            inspect.Parameter.empty,
+        )
+    },
+)
+def bench(ctx: typer.Context, settings: dict) -> None:
     """Hot and paced batch-1 latency (end to end and inference), throughput and accuracy for every backend ×
     precision."""
-    from edgecls.bench import BenchOptions, run_bench
-    from edgecls.runtime.camera import parse_size
+    options = BenchOptions(**fields_of(BenchOptions, settings))
+    from edgecls.bench import run_bench
 
-    options = BenchOptions(
-        backends=tuple(b for b in backends.split(",") if b),
-        precisions=tuple(precisions.split(",")),
-        throughput_batch=throughput_batch,
-        iterations=iterations,
-        warmup=warmup,
-        pace_ms=pace_ms,
-        frame_size=parse_size(frame_size),
-        threads=threads,
-        data_dir=data_dir,
-        eval_images=eval_images,
-        json_path=json_path,
-        public_key=public_key,
-    )
-    run_bench(target, options)
+    run_bench(settings["target"], options)
 
 
 # Which extra brings a missing module: the base install is the deploy runtime only.

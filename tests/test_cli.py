@@ -278,18 +278,60 @@ def test_bad_options_are_refused_before_any_work(argv, problem, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_export_options_are_declared_once_on_their_dataclasses():
+@pytest.mark.parametrize(
+    "command, classes, own",
+    [
+        (
+            "export",
+            ("edgecls.export.options:ExportOptions", "edgecls.export.options:ForeignOptions"),
+            {"source", "triton"},
+        ),
+        ("eval", ("edgecls.measure_options:EvalOptions", "edgecls.runtime.options:LoadOptions"), set()),
+        ("baseline", ("edgecls.measure_options:BaselineOptions",), set()),
+        ("bench", ("edgecls.measure_options:BenchOptions",), {"target"}),
+        ("camera", ("edgecls.runtime.options:CameraOptions", "edgecls.runtime.options:LoadOptions"), {"bundle"}),
+        ("serve", ("edgecls.runtime.options:ServeOptions",), {"bundle", "public_key"}),
+    ],
+)
+def test_options_are_declared_once_on_their_dataclasses(command, classes, own):
+    """A command's options are its dataclasses' fields, with their help and default (what --help shows is what
+    the library does when the option is not given)."""
     import dataclasses
+    import importlib
 
     import typer.main
 
-    from edgecls.export.options import ExportOptions, ForeignOptions
-
-    params = {p.name: p for p in typer.main.get_command(app).commands["export"].params}
-    fields = [f for cls in (ExportOptions, ForeignOptions) for f in dataclasses.fields(cls) if f.metadata["cli"]]
-    assert set(params) == {f.name for f in fields} | {"source", "triton"}
+    params = {p.name: p for p in typer.main.get_command(app).commands[command].params}
+    fields = [
+        f
+        for spec in classes
+        for f in dataclasses.fields(getattr(importlib.import_module(spec.split(":")[0]), spec.split(":")[1]))
+        if f.metadata["cli"]
+    ]
+    assert set(params) == {f.name for f in fields} | own
     for f in fields:
         assert params[f.name].help.startswith(f.metadata["help"]), f.name
+        if f.default is not dataclasses.MISSING and not isinstance(f.default, tuple):
+            assert params[f.name].default == f.default, f.name
+
+
+@pytest.mark.parametrize(
+    "argv, problem",
+    [
+        (["camera", "no-bundle", "--frame-size", "640"], "--frame-size must look like 640x480"),
+        (["camera", "no-bundle", "--backend", "tensorrtt"], "--backend must be one of auto, onnxruntime"),
+        (["camera", "no-bundle", "--serve", "8080"], "--serve must look like 127.0.0.1:8080"),
+        (["serve", "no-bundle", "--grpc-port", "8000"], "three different ports"),
+        (["bench", "no-bundle", "--precision", "int4"], "unknown backend or precision 'int4'"),
+        (["bench", "no-bundle", "--iterations", "0"], "iterations must be an integer ≥ 1"),
+        (["eval", "no-bundle", "--dataset", "cifar11"], "--dataset must be one of"),
+        (["baseline", "svm"], "METHOD must be one of knn, centroid"),
+    ],
+)
+def test_runtime_and_measuring_options_are_refused_before_anything_loads(argv, problem):
+    """The bundle does not exist: an option error that came after loading it would be a missing-bundle error."""
+    result = _without_torch(*argv)
+    assert result.returncode == 2 and problem in result.stderr, result.stderr
 
 
 def test_the_zoo_table_is_listed_where_torch_is_not_installed():
@@ -323,3 +365,10 @@ def test_long_work_logs_progress_lines_outside_a_terminal(monkeypatch):
     assert len(lines) >= 3 and lines[-1].startswith("evaluating: 12/12 (100%)")
     assert lines[0].startswith("evaluating: 1/12 (8%)")  # the first line comes with the first item, not 10 s later
     assert any("about" in line and "s left" in line for line in lines[:-1])
+
+
+def test_the_backends_the_options_name_are_the_runtime_registry():
+    from edgecls import names
+    from edgecls.runtime.backends import BACKEND_NAMES
+
+    assert BACKEND_NAMES == names.BACKENDS

@@ -133,16 +133,17 @@ def test_parity_failure_reports_the_largest_difference(bundle_dir, trained_ckpt)
 
 
 def test_accuracy_drop_over_threshold_fails_and_writes_nothing(trained_ckpt, cifar_root, tmp_path, monkeypatch):
-    from edgecls.export import pipeline
+    from edgecls.export.scoring import Scorer
 
-    def int8_half_as_good(out, files, data, prep):
-        accuracy = real_evaluate(out, files, data, prep)
-        for row in accuracy["files"].values():
-            row["top1"] /= 2 if row["precision"] == "int8" else 1
-        return accuracy
+    def int8_half_as_good(self):
+        scored = real_rows(self)
+        for split in scored.values():
+            for row in split["files"].values():
+                row["top1"] /= 2 if row["precision"] == "int8" else 1
+        return scored
 
-    real_evaluate = pipeline._evaluate
-    monkeypatch.setattr(pipeline, "_evaluate", int8_half_as_good)
+    real_rows = Scorer.rows
+    monkeypatch.setattr(Scorer, "rows", int8_half_as_good)
     out = tmp_path / "strict"
     with pytest.raises(AccuracyDropError, match="--calib-images"):
         export_bundle(str(trained_ckpt), ExportOptions(int8=True, out=str(out), data_dir=str(cifar_root)))
@@ -171,6 +172,35 @@ def test_int8_gate_reads_the_validation_split_never_the_test_set():
     _check_int8_drop(_accuracy(val_int8=0.895, test_int8=0.70), options, Path("b"))  # a bad test figure decides nothing
     with pytest.raises(AccuracyDropError, match="validation split"):
         _check_int8_drop(_accuracy(val_int8=0.85, test_int8=0.90), options, Path("b"))
+
+
+def test_graphs_scored_side_by_side_score_what_each_scores_alone(bundle_dir, cifar_root, monkeypatch):
+    """Export scores every graph's chunks on all cores at once; each figure must be what scoring that graph alone,
+    in order, with ONNX Runtime's default threads, gives (chunks put back in the wrong order would not be)."""
+    from edgecls.data import load_for_model
+    from edgecls.export import scoring
+    from edgecls.runtime.preprocess import Preprocessor
+
+    monkeypatch.setattr(scoring, "CHUNK", 48)
+    bundle = Bundle.open(bundle_dir)
+    test = load_for_model("cifar10", "test", str(cifar_root), bundle.input, bundle.preprocess)
+    prep = Preprocessor(bundle.input, bundle.preprocess)
+    files = bundle.manifest.raw["files"]
+    graphs = [name for name, entry in files.items() if entry["format"] == "onnx"]
+    with scoring.Scorer({"test": test}, prep) as scorer:
+        for name in graphs:
+            scorer.add(bundle_dir / name, files[name])
+        scored = scorer.rows()["test"]["files"]
+    assert len(graphs) >= 3 and set(scored) == set(graphs)
+    alone = {
+        name: scoring.onnx_scores(
+            scoring.session(bundle_dir / name, scoring.evaluation_target(files[name])), test.images, prep
+        )
+        for name in graphs
+    }
+    for name in graphs:
+        assert scored[name]["top1"] == np.mean(alone[name].argmax(1) == test.labels), name
+        assert scored[name]["max_abs_diff_vs_fp32"] == np.abs(alone[name] - alone["model.onnx"]).max(), name
 
 
 @pytest.fixture()

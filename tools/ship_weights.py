@@ -18,12 +18,13 @@ import json
 import tempfile
 from pathlib import Path
 
-from edgecls.bench import BenchOptions, run_bench
+from edgecls.bench import run_bench
 from edgecls.data.locate import data_root
 from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.export.sources import NO_SPLIT, ForeignOptions
 from edgecls.fileio import atomic_write_json, sha256_file
 from edgecls.jsonrecord import read_record
+from edgecls.measure_options import BenchOptions
 from edgecls.train.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR, ModelCard
 

@@ -19,18 +19,22 @@ from edgecls.plots import series_png  # noqa: E402
 from edgecls.report import write_results  # noqa: E402
 from edgecls.train import TrainConfig, train  # noqa: E402
 
+OPTIMIZERS = ("sgd", "adam", "adadelta")
+LRS = (0.1, 0.01, 0.001)
 PUBLISHED = {("sgd", 0.01): 0.8327, ("adam", 0.01): 0.8207, ("adadelta", 0.1): 0.7625, ("adam", 0.1): 0.2895}
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = study_parser(__doc__)
     parser.add_argument("--model", default="mobilenet_mod")
+    parser.add_argument("--optimizers", default=",".join(OPTIMIZERS), help="part of the grid (default: all three)")
+    parser.add_argument("--lrs", default=",".join(map(str, LRS)), help="part of the grid (default: 0.1,0.01,0.001)")
     args = parser.parse_args(argv)
     epochs = args.epochs or (1 if args.quick else 30)
     subset = 600 if args.quick else args.subset
     rows, curves = [], {}
-    for optimizer in ("sgd", "adam", "adadelta"):
-        for lr in (0.1, 0.01, 0.001):
+    for optimizer in args.optimizers.split(","):
+        for lr in (float(v) for v in args.lrs.split(",")):
             run = Path(args.out) / "runs" / f"{optimizer}-{lr}"
             cfg = TrainConfig(
                 model=args.model,

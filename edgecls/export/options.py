@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 from edgecls.names import COLORS, CPU_CALIB_METHODS, EXPORT_TARGETS, TENSORRT_CALIB_METHODS
-from edgecls.options import option
+from edgecls.options import DATA_DIR, option
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ class ExportOptions:
     fp16: bool = field(default=False, metadata=option("add model.fp16.onnx", flag="--fp16"))
     int8: bool = field(default=False, metadata=option("add CIFAR-calibrated INT8 Q/DQ graphs", flag="--int8"))
     out: str | None = field(default=None, metadata=option("bundle directory (default: exports/MODEL)"))
-    data_dir: str | None = field(default=None, metadata=option("dataset root (default: $EDGECLS_DATA)"))
+    data_dir: str | None = field(default=None, metadata=DATA_DIR)
     calib_images: int = field(default=1024, metadata=option("training images for calibration, stratified by class"))
     calib_method: str | None = field(
         default=None,

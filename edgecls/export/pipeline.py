@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
 from edgecls.export.options import ExportOptions, ForeignOptions
+from edgecls.export.scoring import Scorer, onnx_scores, session
 from edgecls.export.sources import NO_SPLIT, ModelSource, check_output_width, resolve_source
 from edgecls.fileio import atomic_write, atomic_write_json, staged_directory
 from edgecls.jsonrecord import to_json
@@ -45,29 +48,6 @@ from edgecls.manifest import FORMAT_VERSION, InputSpec
 from edgecls.runtime.host import host_info
 from edgecls.runtime.preprocess import Preprocessor
 from edgecls.train.checkpoint import save_checkpoint
-
-EVALUATED_WITH = {
-    "cpu": "onnxruntime CPU integer kernels on this machine (the deployed arithmetic)",
-    "tensorrt": "onnxruntime with graph optimizations off: Q/DQ simulated in float, the arithmetic TensorRT's INT8 "
-    "kernels perform (int32 accumulation); ONNX Runtime's own integer kernels are not this graph's target",
-}
-
-
-def _onnx_scores(path: Path, images: np.ndarray, prep: Preprocessor, target: str = "cpu") -> np.ndarray:
-    """Scores of uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded whole);
-    a graph with a fixed batch of 1 is run image by image."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    if target == "tensorrt":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    fixed_batch = session.get_inputs()[0].shape[0] == 1
-    scores = []
-    for batch in prep.batches(images):
-        pieces = np.split(batch, len(batch)) if fixed_batch else [batch]
-        scores += [session.run(None, {INPUT_NAME: piece})[0] for piece in pieces]
-    return np.concatenate(scores)
 
 
 def _print_accuracy(accuracy: dict, sizes: dict) -> None:
@@ -183,25 +163,35 @@ def _files_to_carry(final: Path) -> list[Path]:
 @dataclass(frozen=True)
 class _Data:
     """The images export measures on, cut once: test (reported only), train without validation (calibration),
-    validation (the INT8 gate), and the class names they share with the model. All None without data."""
+    validation (the INT8 gate), the doctor's sample, and the class names they share with the model. All None
+    without data."""
 
     test: ImageSet | None
     train: ImageSet | None
     val: ImageSet | None
+    sample: ImageSet | None
     classes: tuple[str, ...]
+
+    def splits(self) -> dict[str, ImageSet]:
+        """What every graph is scored on."""
+        splits = {"validation": self.val, "sample": self.sample, "test": self.test}
+        return {name: images for name, images in splits.items() if images is not None}
 
 
 class _Files(dict):
-    """The manifest's `files` section, one entry per file written, recorded as it is written."""
+    """The manifest's `files` section, one entry per file written, recorded as it is written; with a `Scorer`, each
+    ONNX graph starts being scored as soon as it is recorded."""
 
-    def __init__(self, out: Path):
+    def __init__(self, out: Path, scorer: Scorer | None = None):
         super().__init__()
-        self.out = out
+        self.out, self.scorer = out, scorer
 
     def record(self, key: str) -> Path:
         fmt = format_by_key(key)
         path = self.out / fmt.file
         self[fmt.file] = file_entry(path, fmt.format, fmt.precision, fmt.target, fmt.flavour)
+        if self.scorer is not None and fmt.format == "onnx":
+            self.scorer.add(path, self[fmt.file])
         return path
 
 
@@ -216,28 +206,14 @@ def _write_bundle(
     """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass:
     model.onnx, the data cut once, the PyTorch and FP16/INT8 graphs, their accuracy and the gate, then the seal."""
     console.print(f"exporting {src.name} from {src.description} → {final}/")
-    files = _Files(out)
     fp32, onnx_import = _write_fp32(src, out)
     input_spec = _input_spec(src, onnx_import)
     prep = Preprocessor(input_spec, src.preprocess)
     data = _cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
-    if src.checkpoint is not None:
-        _write_checkpoint(out / "model.pt", src)
-        files.record("pytorch")
-    files.record("onnx")
-    parity = _parity(src, fp32, prep, data.test, onnx_import)
-    if options.fp16:
-        convert_fp16(fp32, out / "model.fp16.onnx")
-        files.record("onnx-fp16")
-    calibration = None
-    if options.int8:
-        calibration = _quantize(fp32, out, data.train, prep, options, files.record, input_spec.shape[0] == 1)
-        calibration["dataset"] = (
-            f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
-            if options.calib_dir
-            else f"{src.dataset} train split, validation images excluded"
-        )
-    accuracy = _accuracy(out, files, data, src.split, prep) if data.val is not None else None
+    with Scorer(data.splits(), prep) if data.val is not None else nullcontext() as scorer:
+        files = _Files(out, scorer)
+        parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import)
+        accuracy = _accuracy(scorer, files, data, src.split) if scorer else None
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": src.name,
@@ -267,6 +243,29 @@ def _write_bundle(
     return manifest
 
 
+def _write_graphs(
+    src: ModelSource, options: ExportOptions, data: _Data, prep: Preprocessor, files: _Files, onnx_import: dict | None
+) -> tuple[dict, dict | None]:
+    """model.pt, model.onnx (checked against its source), FP16 and INT8 graphs: (parity, calibration)."""
+    if src.checkpoint is not None:
+        _write_checkpoint(files.out / "model.pt", src)
+        files.record("pytorch")
+    fp32 = files.record("onnx")
+    parity = _parity(src, fp32, prep, data.test, onnx_import)
+    if options.fp16:
+        convert_fp16(fp32, files.out / "model.fp16.onnx")
+        files.record("onnx-fp16")
+    if not options.int8:
+        return parity, None
+    calibration = _quantize(fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import))
+    calibration["dataset"] = (
+        f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
+        if options.calib_dir
+        else f"{src.dataset} train split, validation images excluded"
+    )
+    return parity, calibration
+
+
 def _write_fp32(src: ModelSource, out: Path) -> tuple[Path, dict | None]:
     """model.onnx, exported from the PyTorch module or imported from the user's ONNX file (with what was changed)."""
     fp32 = out / "model.onnx"
@@ -281,7 +280,7 @@ def _write_fp32(src: ModelSource, out: Path) -> tuple[Path, dict | None]:
 
 def _input_spec(src: ModelSource, onnx_import: dict | None) -> InputSpec:
     size, channels = src.input.size, src.input.channels
-    batch_axis = 1 if onnx_import and onnx_import["batch"] == 1 else -1
+    batch_axis = 1 if _fixed_batch(onnx_import) else -1
     return InputSpec(
         name=INPUT_NAME,
         shape=(batch_axis, channels, size, size),
@@ -293,6 +292,11 @@ def _input_spec(src: ModelSource, onnx_import: dict | None) -> InputSpec:
     )
 
 
+def _fixed_batch(onnx_import: dict | None) -> bool:
+    """An imported ONNX file whose batch axis is fixed at 1 (it is run image by image)."""
+    return bool(onnx_import and onnx_import["batch"] == 1)
+
+
 def _write_checkpoint(path: Path, src: ModelSource) -> None:
     """model.pt: the weights and what rebuilds the model, for the bench's PyTorch baseline (no optimizer state)."""
     ckpt = src.checkpoint
@@ -300,20 +304,22 @@ def _write_checkpoint(path: Path, src: ModelSource) -> None:
     save_checkpoint(path, {**minimal, "dataset": src.dataset, "metrics": ckpt.get("metrics", {})})
 
 
-def _accuracy(out: Path, files: dict, data: _Data, split: dict | None, prep: Preprocessor) -> dict:
-    """Every graph's accuracy on validation (the gate), the doctor's sample and the test set (reported only)."""
-    sample = _write_sample(out, data.test or data.val, files.record)
-    validation = {**_evaluate(out, files, data.val, prep), "use": "INT8 gate"}
+def _accuracy(scorer: Scorer, files: _Files, data: _Data, split: dict | None) -> dict:
+    """Every graph's accuracy on validation (the gate), the doctor's sample (written into the bundle) and the test
+    set (reported only)."""
+    _write_sample(files.out, data.sample, files.record)
+    scored = scorer.rows()
+    validation = {**scored["validation"], "use": "INT8 gate"}
     if data.test is not None:
         validation["split"] = split
     else:
         validation["measure"] = AGREEMENT
     accuracy = {
         "validation": validation,
-        "sample": {**_evaluate(out, files, sample, prep), "use": "what `edgecls doctor` reproduces on the target"},
+        "sample": {**scored["sample"], "use": "what `edgecls doctor` reproduces on the target"},
     }
     if data.test is not None:
-        accuracy["test"] = {**_evaluate(out, files, data.test, prep), "use": "reported only; no choice is made on it"}
+        accuracy["test"] = {**scored["test"], "use": "reported only; no choice is made on it"}
     _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
     return accuracy
 
@@ -335,7 +341,8 @@ def _cut_data(
     if options.calib_dir:
         train_set, unlabelled_val = _unlabelled(options.calib_dir, fp32, prep, classes, options.seed)
         val_set = unlabelled_val if val_set is None else val_set
-    return _Data(test_set, train_set, val_set, classes)
+    sample = _pick_sample(test_set or val_set) if val_set is not None else None
+    return _Data(test_set, train_set, val_set, sample, classes)
 
 
 def _datasets(
@@ -385,7 +392,7 @@ def _unlabelled(
         raise ConfigError(
             f"--calib-dir {folder} holds {len(images)} images; give at least 10 (a few hundred calibrate well)"
         )
-    predicted = _onnx_scores(fp32, images, prep).argmax(1)
+    predicted = onnx_scores(session(fp32), images, prep).argmax(1)
     data = ImageSet(f"{Path(folder).name} (labels: model.onnx's answers)", images, predicted, classes)
     order = np.random.default_rng(seed).permutation(len(images))
     held = max(5, len(images) // 5)
@@ -466,12 +473,12 @@ def _quantize(
     """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration
     record.
 
-    CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it).
+    CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it),
+    whose child process runs beside ONNX Runtime's quantizer and the scoring of the graphs already written.
     With --target all and no ModelOpt installed, the TensorRT graph is skipped and the manifest says so.
     """
     calib = calibration_images(train_set, options.calib_images, options.seed)
     batch = prep.batch_from_images(calib.images)
-    reader_batch = 1 if fixed_batch else 64
     calibration = {
         "images": len(calib),
         "per_class": calib.class_counts().tolist(),
@@ -480,89 +487,69 @@ def _quantize(
         "excluded_nodes": list(options.exclude_nodes),
         "test_images_used": 0,
     }
-    if options.target in ("cpu", "all"):
-        dst = out / format_by_key("onnx-int8").file
-        quantize_for_cpu(
-            fp32,
-            dst,
-            ArrayCalibrationReader(batch, INPUT_NAME, reader_batch),
-            options.calib_method,
-            options.exclude_nodes,
-        )
-        record("onnx-int8")
-        console.print(
-            f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images"
-        )
-    if options.target in ("tensorrt", "all"):
-        dst = out / format_by_key("onnx-int8-trt").file
-        if options.target == "all" and not modelopt_available():
-            console.print(f"  [yellow]{dst.name} skipped:[/] {escape(INSTALL_HINT)}")
-            calibration["tensorrt"] = {"skipped": INSTALL_HINT}
-        else:
-            calibration["tensorrt"] = quantize_for_tensorrt(
-                fp32, dst, batch, INPUT_NAME, options.calib_method, options.exclude_nodes
-            )
-            record("onnx-int8-trt")
-            placed = ", ".join(f"{n} {op}" for op, n in calibration["tensorrt"]["quantized_inputs_of"].items())
+    tensorrt = options.target in ("tensorrt", "all")
+    if tensorrt and options.target == "all" and not modelopt_available():
+        console.print(f"  [yellow]{format_by_key('onnx-int8-trt').file} skipped:[/] {escape(INSTALL_HINT)}")
+        calibration["tensorrt"] = {"skipped": INSTALL_HINT}
+        tensorrt = False
+    with ThreadPoolExecutor(1, thread_name_prefix="modelopt") as child:
+        modelopt = child.submit(_quantize_for_tensorrt, fp32, out, batch, options) if tensorrt else None
+        if options.target in ("cpu", "all"):
+            dst = out / format_by_key("onnx-int8").file
+            reader = ArrayCalibrationReader(batch, INPUT_NAME, 1 if fixed_batch else 64)
+            quantize_for_cpu(fp32, dst, reader, options.calib_method, options.exclude_nodes)
+            record("onnx-int8")
             console.print(
-                f"  {dst.name}: {calibration['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, "
-                f"{options.calib_method} calibration on {len(calib)} images"
+                f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images"
             )
+        if modelopt is not None:
+            calibration.update(modelopt.result())
+            record("onnx-int8-trt")
             if options.tensorrt8:
-                dst = out / format_by_key("onnx-int8-trt8").file
-                calibration["tensorrt8"] = quantize_for_tensorrt(
-                    fp32,
-                    dst,
-                    batch,
-                    INPUT_NAME,
-                    options.calib_method,
-                    options.exclude_nodes,
-                    high_precision="fp32",
-                    opset=TENSORRT8_OPSET,
-                )
                 record("onnx-int8-trt8")
-                console.print(f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET})")
     return calibration
 
 
-def _write_sample(out: Path, test_set: ImageSet, record, per_class: int = 30) -> ImageSet:
-    """A class-balanced slice of the test set, stored in the bundle for `edgecls doctor` (plain arrays, no pickle)."""
-    sample = test_set.take(
+def _quantize_for_tensorrt(fp32: Path, out: Path, batch: np.ndarray, options: ExportOptions) -> dict:
+    """ModelOpt's graph for TensorRT 10+ (and with --tensorrt8 the one TensorRT 8.6 parses): their calibration
+    records."""
+    started = time.perf_counter()
+    dst = out / format_by_key("onnx-int8-trt").file
+    method, exclude = options.calib_method, options.exclude_nodes
+    made = {"tensorrt": quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, method, exclude)}
+    placed = ", ".join(f"{n} {op}" for op, n in made["tensorrt"]["quantized_inputs_of"].items())
+    console.print(
+        f"  {dst.name}: {made['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, {method} calibration on "
+        f"{len(batch)} images, {time.perf_counter() - started:.1f} s in ModelOpt"
+    )
+    if options.tensorrt8:
+        started = time.perf_counter()
+        dst = out / format_by_key("onnx-int8-trt8").file
+        made["tensorrt8"] = quantize_for_tensorrt(
+            fp32, dst, batch, INPUT_NAME, method, exclude, high_precision="fp32", opset=TENSORRT8_OPSET
+        )
+        console.print(
+            f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET}), "
+            f"{time.perf_counter() - started:.1f} s in ModelOpt"
+        )
+    return made
+
+
+def _pick_sample(test_set: ImageSet, per_class: int = 30) -> ImageSet:
+    """A class-balanced slice of the test set, for `edgecls doctor` to reproduce on the target."""
+    return test_set.take(
         balanced_subset(test_set.labels, per_class * len(test_set.classes), seed=0),
         name=f"{test_set.name}[doctor sample]",
     )
+
+
+def _write_sample(out: Path, sample: ImageSet, record) -> None:
+    """The doctor's sample, stored in the bundle as plain arrays (no pickle)."""
     atomic_write(
         out / format_by_key("sample").file,
         lambda f: np.savez_compressed(f, images=sample.images, labels=sample.labels.astype(np.int64)),
     )
     record("sample")
-    return sample
-
-
-def _evaluate(out: Path, files: dict, data: ImageSet, prep: Preprocessor) -> dict:
-    """Top-1 of every ONNX file on `data`, through the runtime's preprocessing and ONNX Runtime on the CPU, and how far
-    each is from model.onnx: top-1 agreement and the largest |Δ logit| (what `edgecls doctor` sets its bounds from)."""
-    accuracy = {"dataset": data.name, "samples": len(data), "files": {}}
-    fp32 = None
-    for fname, entry in files.items():
-        if entry["format"] == "onnx":
-            target = "tensorrt" if entry["precision"] == "int8" and entry["target"] == "tensorrt" else "cpu"
-            started = time.perf_counter()
-            scores = _onnx_scores(out / fname, data.images, prep, target)
-            fp32 = scores if fp32 is None else fp32
-            accuracy["files"][fname] = {
-                "precision": entry["precision"],
-                "flavour": entry["flavour"],
-                "top1": float(np.mean(scores.argmax(1) == data.labels)),
-                "agreement_with_fp32": float(np.mean(scores.argmax(1) == fp32.argmax(1))),
-                "max_abs_diff_vs_fp32": float(np.abs(scores - fp32).max()),
-                "evaluated_with": EVALUATED_WITH[target],
-            }
-            console.print(
-                f"  scored {fname} on {data.name} ({len(data):,} images): top-1 "
-                f"{accuracy['files'][fname]['top1']:.2%} in {time.perf_counter() - started:.1f} s"
-            )
-    return accuracy
 
 
 def _check_int8_drop(accuracy: dict, options: ExportOptions, final: Path) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 import edgecls
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
-from edgecls.runtime.classifier import DEFAULT_TOP_K
+from edgecls.runtime.options import DEFAULT_TOP_K
 from edgecls.runtime.triton_schema import config_outputs
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)

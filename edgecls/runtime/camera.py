@@ -27,39 +27,13 @@ from edgecls.imaging import ModelImage, Policy
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.display import Recorder, gui_unavailable
 from edgecls.runtime.host import host_info
+from edgecls.runtime.options import LOOPBACK, CameraOptions, parse_address, parse_size
 from edgecls.runtime.overlay import draw_overlay, overlay_lines
 from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
 from edgecls.runtime.stats import StageTimer
 from edgecls.runtime.webview import WebView
 
 STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
-
-
-@dataclass(frozen=True)
-class CameraOptions:
-    source: str = "0"
-    headless: bool = False
-    record: str | None = None
-    jsonl: str | None = None
-    max_frames: int | None = None
-    replay_test_set: str | None = None
-    data_dir: str | None = None
-    frame_size: str = "auto"  # replay: WxH, or "auto": about 640×480, exact for the test images (`exact_frame_size`)
-    fps: float = 0.0
-    summary_json: str | None = None
-    window: str = "edgecls"
-    warmup_frames: int = 10
-    serve: str | None = None  # HOST:PORT of the live web view
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError as exc:
-        from edgecls.errors import ConfigError
-
-        raise ConfigError(f"--frame-size must look like 640x480, got {text!r}") from exc
-    return w, h
 
 
 def _make_source(options: CameraOptions, image: ModelImage, policy: Policy):
@@ -77,25 +51,12 @@ def _make_source(options: CameraOptions, image: ModelImage, policy: Policy):
     return open_source(options.source)
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        from edgecls.errors import ConfigError
-
-        raise ConfigError(f"--serve must look like 127.0.0.1:8080 (HOST:PORT), got {text!r}")
-    return host, int(port)
-
-
 def _open_view(options: CameraOptions, title: str) -> WebView | None:
     if not options.serve:
         return None
     host, port = parse_address(options.serve)
     view = WebView(host, port, title)
-    where = (
-        "[bold yellow]reachable from the network[/]"
-        if host not in ("127.0.0.1", "localhost", "::1")
-        else "this machine only"
-    )
+    where = "[bold yellow]reachable from the network[/]" if host not in LOOPBACK else "this machine only"
     console.print(
         f"live view: {view.address} ({where}; video at {view.address}stream.mjpg, numbers at {view.address}stats.json)"
     )

@@ -22,9 +22,8 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, InputError
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
+from edgecls.runtime.options import DEFAULT_TOP_K
 from edgecls.runtime.preprocess import Preprocessor
-
-DEFAULT_TOP_K = 5  # also what edgecls serve and the `export --triton` Python model answer with
 
 
 @dataclass(frozen=True)

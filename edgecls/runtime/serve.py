@@ -27,43 +27,16 @@ import socket
 import sys
 import sysconfig
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 
-from edgecls.errors import BackendUnavailableError, ConfigError, ServerDiedError
-from edgecls.runtime.classifier import DEFAULT_TOP_K, Classifier, Prediction
+from edgecls.errors import BackendUnavailableError, ServerDiedError
+from edgecls.runtime.classifier import Classifier, Prediction
 from edgecls.runtime.gateway import Gateway, frames_input, tensors_input
+from edgecls.runtime.options import ServeOptions
 from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, output_width, prediction_arrays
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
-
-
-@dataclass(frozen=True)
-class ServeOptions:
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    max_batch: int = 64
-    queue_delay_us: int = 500
-    instances: int = 1
-    backend: str = "auto"
-    precision: str = "auto"
-    threads: int | None = None
-    top_k: int = DEFAULT_TOP_K
-    max_request_mb: int = 64
-    max_frame_side: int = 4096
-
-    def __post_init__(self) -> None:
-        for name in ("max_batch", "instances", "top_k", "max_request_mb", "max_frame_side"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.queue_delay_us < 0:
-            raise ConfigError(f"queue_delay_us must be ≥ 0, got {self.queue_delay_us}")
-        ports = (self.http_port, self.grpc_port, self.metrics_port)
-        if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
-            raise ConfigError(f"http, grpc and metrics ports must be three different ports in 1..65535, got {ports}")
 
 
 def pytriton_unavailable() -> str | None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 from edgecls.names import DATASETS, NORMALIZATIONS, OPTIMIZERS, PAD_MODES, SCHEDULES
-from edgecls.options import option
+from edgecls.options import DATA_DIR, SKIP_BAD_IMAGES, option
 
 # Where the run lives and how it is computed, not what it computes: free to change on --resume.
 FREE_ON_RESUME = frozenset(
@@ -23,7 +23,7 @@ class TrainConfig:
 
     model: str = field(metadata=option("zoo model name, see `edgecls models`"))
     dataset: str = field(default="cifar10", metadata=option("dataset", choices=DATASETS))
-    data_dir: str | None = field(default=None, metadata=option("dataset root (default: $EDGECLS_DATA)"))
+    data_dir: str | None = field(default=None, metadata=DATA_DIR)
     out: str | None = field(default=None, metadata=option("run directory (default: runs/MODEL)"))
     epochs: int = field(default=30, metadata=option("passes over the training split"))
     batch_size: int = field(default=128, metadata=option("images per optimizer step (per process under torchrun)"))
@@ -67,7 +67,7 @@ class TrainConfig:
     image_size: int | None = field(default=None, metadata=option("resize folder datasets to N×N"))
     skip_bad_images: bool = field(
         default=False,
-        metadata=option("image folders: leave out (and name) undecodable or truncated files instead of failing"),
+        metadata=SKIP_BAD_IMAGES,
     )
     model_kwargs: dict = field(
         default_factory=dict,

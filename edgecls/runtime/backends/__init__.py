@@ -7,7 +7,8 @@ import importlib.util
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, ConfigError
-from edgecls.runtime.backends.base import PRECISIONS, Backend, BackendInfo
+from edgecls.names import PRECISIONS
+from edgecls.runtime.backends.base import Backend, BackendInfo
 from edgecls.runtime.backends.cuda_api import cuda_device_count, installed_cuda_api
 from edgecls.runtime.engines import tensorrt_installed
 

@@ -15,8 +15,6 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.errors import InputError
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
 
 @dataclass(frozen=True)
 class BackendInfo:
