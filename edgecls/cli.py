@@ -241,8 +241,8 @@ def train(ctx: typer.Context, settings: dict) -> None:
 @options_command(EvalOptions, LoadOptions, arguments=("source",))
 def evaluate(ctx: typer.Context, settings: dict) -> None:
     """Accuracy, top-5, per-class precision/recall/F1/BCR and the confusion matrix on the test split. A bundle runs
-    as `LoadOptions` choose, on all cores unless --threads says otherwise (evaluation is a batch job); a checkpoint
-    runs through PyTorch on --device."""
+    through its runtime on all cores unless --threads says otherwise (evaluation is a batch job); a checkpoint runs
+    through PyTorch on --device."""
     options = EvalOptions(**fields_of(EvalOptions, settings))
     load = LoadOptions(**fields_of(LoadOptions, settings))
     from edgecls.zoo.catalog import check_bare_name
