@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 from edgecls.names import BACKENDS, DATASETS, NORMALIZATIONS, PRECISIONS
-from edgecls.options import DATA_DIR, PUBLIC_KEY, SKIP_BAD_IMAGES, option
+from edgecls.options import DATA_DIR, PUBLIC_KEY, SKIP_BAD_IMAGES, check_at_least, check_choice, option
 from edgecls.runtime.options import parse_size
 
 BASELINE_METHODS = ("knn", "centroid")
@@ -41,8 +41,8 @@ class EvalOptions:
     )
 
     def __post_init__(self) -> None:
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise ConfigError(f"--dataset must be one of {', '.join(DATASETS)}, got {self.dataset!r}")
+        if self.dataset is not None:
+            check_choice("--dataset", self.dataset, DATASETS)
 
 
 @dataclass(frozen=True)
@@ -57,16 +57,11 @@ class BaselineOptions:
     json_path: str | None = field(default=None, metadata=option(REPORT_HELP, flag="--json"))
 
     def __post_init__(self) -> None:
-        for flag, value, choices in (
-            ("METHOD", self.method, BASELINE_METHODS),
-            ("--metric", self.metric, BASELINE_METRICS),
-            ("--normalization", self.normalization, NORMALIZATIONS),
-            ("--dataset", self.dataset, DATASETS),
-        ):
-            if value not in choices:
-                raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
-        if self.k < 1 or (self.subset is not None and self.subset < 1):
-            raise ConfigError(f"--k and --subset must be ≥ 1, got {self.k} and {self.subset}")
+        check_choice("METHOD", self.method, BASELINE_METHODS)
+        check_choice("--metric", self.metric, BASELINE_METRICS)
+        check_choice("--normalization", self.normalization, NORMALIZATIONS)
+        check_choice("--dataset", self.dataset, DATASETS)
+        check_at_least({"--k": self.k, "--subset": self.subset}, 1)
 
 
 @dataclass(frozen=True)
@@ -100,8 +95,7 @@ class BenchOptions:
         for name in ("throughput_batch", "iterations"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be an integer ≥ 1, got {getattr(self, name)!r}")
-        if self.warmup < 0 or self.pace_ms < 0:
-            raise ConfigError(f"warmup and pace_ms must be ≥ 0, got {self.warmup} and {self.pace_ms}")
+        check_at_least({"--warmup": self.warmup, "--pace-ms": self.pace_ms}, 0)
         parse_size(self.frame_size)
         unknown = [b for b in self.backends if b not in BACKENDS] + [p for p in self.precisions if p not in PRECISIONS]
         if unknown:

@@ -1,8 +1,11 @@
 """Options declared once: a command's settings dataclass holds each option's default, help and choices in its
 field metadata (`option`), and the command line is built from it (`edgecls.cli.options_command`), so help, default
-and validation cannot drift apart. Here only the metadata: no typer, so library code declares its options freely."""
+and validation cannot drift apart. Here only the metadata and the two checks the option dataclasses share: no typer,
+so library code declares its options freely."""
 
 from __future__ import annotations
+
+from edgecls.errors import ConfigError
 
 
 def option(help: str, *, flag: str | tuple[str, ...] | None = None, choices: tuple = (), cli: bool = True) -> dict:
@@ -16,3 +19,15 @@ PUBLIC_KEY = option(
     "use the bundle only if signed by this Ed25519 public key (PEM file; default: $EDGECLS_PUBLIC_KEY when set)"
 )
 SKIP_BAD_IMAGES = option("image folders: leave out (and name) undecodable or truncated files instead of failing")
+
+
+def check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_at_least(values: dict, minimum: float) -> None:
+    """Each {flag: value} that is set must be ≥ `minimum`."""
+    for flag, value in values.items():
+        if value is not None and value < minimum:
+            raise ConfigError(f"{flag} must be ≥ {minimum}, got {value}")

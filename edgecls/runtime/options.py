@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 from edgecls.names import BACKENDS, PRECISIONS
-from edgecls.options import DATA_DIR, PUBLIC_KEY, option
+from edgecls.options import DATA_DIR, PUBLIC_KEY, check_at_least, check_choice, option
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_TOP_K = 5  # what Classifier, edgecls serve and the `export --triton` Python model answer with
@@ -37,17 +37,6 @@ def parse_address(text: str, flag: str = "--serve") -> tuple[str, int]:
     return host, int(port)
 
 
-def _check_choice(flag: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
-
-
-def _check_at_least(values: dict, minimum: float) -> None:
-    for flag, value in values.items():
-        if value is not None and value < minimum:
-            raise ConfigError(f"{flag} must be ≥ {minimum}, got {value}")
-
-
 @dataclass(frozen=True)
 class LoadOptions:
     """Which of a bundle's graphs runs, where, and whose signature it must carry: `Classifier.load`'s keyword
@@ -66,9 +55,9 @@ class LoadOptions:
     )
 
     def __post_init__(self) -> None:
-        _check_choice("--backend", self.backend, ("auto", *BACKENDS))
-        _check_choice("--precision", self.precision, ("auto", *PRECISIONS))
-        _check_at_least({"--threads": self.threads}, 0)
+        check_choice("--backend", self.backend, ("auto", *BACKENDS))
+        check_choice("--precision", self.precision, ("auto", *PRECISIONS))
+        check_at_least({"--threads": self.threads}, 0)
 
 
 @dataclass(frozen=True)
@@ -124,8 +113,8 @@ class CameraOptions:
             parse_size(self.frame_size)
         if self.serve:
             parse_address(self.serve)
-        _check_at_least({"--max-frames": self.max_frames}, 1)
-        _check_at_least({"--fps": self.fps, "--warmup-frames": self.warmup_frames}, 0)
+        check_at_least({"--max-frames": self.max_frames}, 1)
+        check_at_least({"--fps": self.fps, "--warmup-frames": self.warmup_frames}, 0)
 
 
 @dataclass(frozen=True)
@@ -159,9 +148,9 @@ class ServeOptions:
     )
 
     def __post_init__(self) -> None:
-        _check_choice("--backend", self.backend, ("auto", "onnxruntime", "tensorrt"))
-        _check_choice("--precision", self.precision, ("auto", *PRECISIONS))
-        _check_at_least(
+        check_choice("--backend", self.backend, ("auto", "onnxruntime", "tensorrt"))
+        check_choice("--precision", self.precision, ("auto", *PRECISIONS))
+        check_at_least(
             {
                 "--max-batch": self.max_batch,
                 "--instances": self.instances,
@@ -171,7 +160,7 @@ class ServeOptions:
             },
             1,
         )
-        _check_at_least({"--queue-delay-us": self.queue_delay_us, "--threads": self.threads}, 0)
+        check_at_least({"--queue-delay-us": self.queue_delay_us, "--threads": self.threads}, 0)
         ports = (self.http_port, self.grpc_port, self.metrics_port)
         if len(set(ports)) != 3 or not all(0 < p < 65536 for p in ports):
             raise ConfigError(f"http, grpc and metrics ports must be three different ports in 1..65535, got {ports}")
