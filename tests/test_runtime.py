@@ -220,6 +220,25 @@ def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
     assert [fields[1] for fields in clf._postprocess(logits)] == [int(np.argmax(row))] * 64 == [4] * 64
 
 
+def test_a_served_answer_is_the_classifier_s_prediction_field_by_field(bundle_dir):
+    from edgecls.runtime.triton_schema import OUTPUTS, answer, label_bytes
+
+    clf = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu", top_k=3)
+    logits = np.random.default_rng(0).normal(size=(32, len(clf.classes))).astype(np.float32)
+    logits[:4] = logits[:4].round(0)  # exact ties among the top classes
+    clf.infer = lambda batch: logits
+    want = clf.predict_tensor(np.zeros((32, 3, 32, 32), np.float32))
+    got = answer(clf, np.zeros((32, 3, 32, 32), np.float32), label_bytes(clf.classes))
+    assert set(got) == {name for name, _ in OUTPUTS} and all(len(v) == 32 for v in got.values())
+    assert got["index"][:, 0].tolist() == [p.index for p in want] == logits.argmax(axis=1).tolist()
+    assert [v.decode() for v in got["label"][:, 0]] == [p.label for p in want]
+    assert got["confidence"][:, 0].tolist() == pytest.approx([p.confidence for p in want])
+    assert [[v.decode() for v in row] for row in got["topk_label"]] == [[n for n, _ in p.topk] for p in want]
+    assert got["topk_index"].tolist() == [[clf.classes.index(n) for n, _ in p.topk] for p in want]
+    np.testing.assert_allclose(got["topk_prob"], [[q for _, q in p.topk] for p in want], rtol=1e-6)
+    assert np.array_equal(got["logits"], logits)
+
+
 @pytest.mark.parametrize("frames", [None, 3, "frame.jpg"])
 def test_predict_batch_names_what_it_takes(clf, frames):
     with pytest.raises(InputError, match="list of frames"):

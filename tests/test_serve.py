@@ -109,7 +109,13 @@ def test_the_tensor_model_takes_preprocessed_batches(server, bundle_dir, frames)
     inp = api.InferInput("input", list(batch.shape), "FP32")
     inp.set_data_from_numpy(batch)
     result = client.infer("lenet5_tensor", [inp])
-    assert result.as_numpy("index")[:, 0].tolist() == [p.index for p in local.predict_tensor(batch)]
+    want = local.predict_tensor(batch)
+    assert result.as_numpy("index")[:, 0].tolist() == [p.index for p in want]
+    assert [v.decode() for v in result.as_numpy("label")[:, 0]] == [p.label for p in want]
+    topk = [[v.decode() for v in row] for row in result.as_numpy("topk_label")]
+    assert topk == [[n for n, _ in p.topk] for p in want]
+    np.testing.assert_allclose(result.as_numpy("topk_prob"), [[q for _, q in p.topk] for p in want], atol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("logits"), np.stack([p.logits for p in want]), atol=1e-5)
 
 
 def test_remote_errors_are_typed(server):
@@ -321,4 +327,21 @@ def test_a_model_trained_elsewhere_is_served_like_a_zoo_model(foreign_onnx_bundl
         np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
     finally:
         proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def test_the_load_test_s_plain_pytriton_baseline_answers_as_the_classifier_does(bundle_dir, frames):
+    """tools/plain_pytriton_server.py, the server `edgecls serve` is measured against, runs the same graph."""
+    from load_test import free_ports, plain_predictor, start_plain_server
+
+    http, grpc, metrics = free_ports(3)
+    proc = start_plain_server(str(bundle_dir), [http, grpc, metrics])
+    try:
+        local = Classifier.load(bundle_dir)
+        want = [local.predict(f).index for f in frames[:40]]
+        for url in (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
+            predict = plain_predictor(url, local.preprocess_batch)
+            assert [predict(f).index for f in frames[:40]] == want
+    finally:
+        proc.terminate()
         proc.wait(timeout=60)

@@ -99,19 +99,27 @@ def test_whitened_vgg_is_the_airbench_shape():
     assert torch.equal(conv.weight[:24, :, 1, 1], torch.eye(24))  # Dirac start: passes the stem's channels through
 
 
-def test_whitening_stem_decorrelates_training_patches():
+@pytest.mark.parametrize("channels, patch", [(3, 2), (1, 3)])
+def test_whitening_stem_decorrelates_training_patches(channels, patch):
     torch.manual_seed(0)
-    mixing = torch.randn(3, 3)
+    mixing = torch.randn(channels, channels)
     images = (
-        torch.einsum("ij,njhw->nihw", mixing, torch.randn(64, 3, 16, 16)).cumsum(-1) / 4
+        torch.einsum("ij,njhw->nihw", mixing, torch.randn(64, channels, 20, 20)).cumsum(-1) / 4
     )  # correlated channels and pixels
-    model = create_model("whitened_vgg")
+    model = create_model("whitened_vgg", in_channels=channels, input_size=20, stem_patch=patch)
     model.init_whitening(images, eps=0.0)
     out = model.stem(images) - model.stem.bias.view(1, -1, 1, 1)
-    half = out[:, :12].permute(1, 0, 2, 3).reshape(12, -1)
+    n = channels * patch * patch
+    assert out.shape[1] == 2 * n
+    half = out[:, :n].permute(1, 0, 2, 3).reshape(n, -1)
     covariance = half @ half.T / half.shape[1]
-    assert torch.allclose(covariance, torch.eye(12), atol=1e-3)
-    assert torch.allclose(out[:, 12:], -out[:, :12], atol=1e-5)
+    assert torch.allclose(covariance, torch.eye(n), atol=1e-3)
+    assert torch.allclose(out[:, n:], -out[:, :n], atol=1e-5)
+
+
+def test_whitened_vgg_names_the_smallest_input_its_stem_allows():
+    with pytest.raises(ConfigError, match="at least 18×18 .*3×3 stem"):
+        create_model("whitened_vgg", in_channels=1, input_size=17, stem_patch=3)
 
 
 def test_the_catalog_matches_the_code():

@@ -1,19 +1,24 @@
-"""Load test an `edgecls serve` server: N concurrent clients × M requests, and a soak at a fixed rate.
+"""Load test an `edgecls serve` server against two baselines: N concurrent clients × M requests, and a soak.
 
-    python tools/load_test.py exports/mobilenet_mod --clients 8 --requests 500 --soak-s 60 --soak-rate 100
+    python tools/load_test.py exports/mobilenet_mod --clients 8 --requests 500 --repeats 3 --soak-s 60
 
-Starts the server itself (`edgecls serve` in a child process, on free localhost ports), sends real test
-images as camera-sized frames (RemoteClassifier, one Triton client per thread), and measures in the same run
-the baseline: the same N threads calling an in-process `Classifier`. Prints req/s, p50/p99 latency, failed
-requests and whether every remote top-1 equals the in-process top-1, for raw frames over HTTP and for frames
-preprocessed by the client (the model input sent to `<model>_tensor`) over HTTP and gRPC; the soak reports its error
-count and the
-server's memory (resident set of the server process tree) before and after. Writes JSON with --json.
+Starts the servers itself (child processes on free localhost ports) and sends real test images as camera-sized
+frames, one Triton client per thread. Paths, measured in interleaved rounds (`--repeats`):
+- `in_process`: the same N threads calling an in-process `Classifier` (the baseline of every ratio);
+- `remote`: raw frames over HTTP (`RemoteClassifier`, preprocessed on the server);
+- `remote_{http,grpc}_client_preprocessed`: frames preprocessed by the client, the model input sent to `<model>_tensor`;
+- `plain_pytriton_{http,grpc}`: the same tensors sent to `tools/plain_pytriton_server.py`, a plain PyTriton server
+  running the same graph with ONNX Runtime's defaults (skip with --no-plain).
+Prints each path's median req/s with every round's figure, p50/p99 latency, failed requests and whether every top-1
+equals the in-process top-1, and `<model>_tensor` against the plain server per protocol (median and spread of the
+per-round ratios). The soak reports its error count and the server's memory (resident set of the server process
+tree) before and after. Writes JSON with --json.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import socket
@@ -23,6 +28,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -59,20 +65,25 @@ def start_server(bundle: str, model: str, ports: list[int], extra: list[str], **
         *extra,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
-    deadline = time.monotonic() + 120
+    wait_ready(proc, http, [model, f"{model}_tensor"])
+    return proc
+
+
+def wait_ready(proc: subprocess.Popen, http_port: int, models: list[str], timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"edgecls serve exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
+            raise RuntimeError(f"{proc.args[:3]} exited with {proc.returncode}:\n{proc.stdout.read()[-3000:]}")
         try:
             if all(
-                urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/models/{name}/ready", timeout=1).status == 200
-                for name in (model, f"{model}_tensor")
+                urllib.request.urlopen(f"http://127.0.0.1:{http_port}/v2/models/{name}/ready", timeout=1).status == 200
+                for name in models
             ):
-                return proc
+                return
         except OSError:
             time.sleep(0.2)
     proc.kill()
-    raise RuntimeError("edgecls serve did not become ready in 120 s")
+    raise RuntimeError(f"{proc.args[:3]} did not become ready in {timeout_s:.0f} s")
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -171,16 +182,57 @@ def test_frames(clf: Classifier, data_dir: str | None, n: int, frame_size: tuple
     return [replay.read()[0] for _ in range(min(n, len(images)))]
 
 
+def start_plain_server(bundle: str, ports: list[int]) -> subprocess.Popen:
+    """tools/plain_pytriton_server.py in a child process, returned once its model answers readiness probes."""
+    http, grpc, metrics = ports
+    script = Path(__file__).with_name("plain_pytriton_server.py")
+    cmd = [sys.executable, str(script), bundle, "--http-port", str(http), "--grpc-port", str(grpc)]
+    proc = subprocess.Popen(
+        [*cmd, "--metrics-port", str(metrics)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    wait_ready(proc, http, ["plain"])
+    return proc
+
+
+def plain_predictor(url: str, preprocess_batch):
+    """What a plain client of the plain server does: preprocess here, send the tensor, argmax the logits."""
+    scheme, _, address = url.partition("://")
+    api = importlib.import_module(f"tritonclient.{scheme}")
+    client = api.InferenceServerClient(address)
+    outputs = [api.InferRequestedOutput("logits")]
+
+    def predict(frame: np.ndarray) -> SimpleNamespace:
+        batch = preprocess_batch([frame])
+        tensor = api.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch)
+        logits = client.infer("plain", [tensor], outputs=outputs).as_numpy("logits")
+        return SimpleNamespace(index=int(logits[0].argmax()))
+
+    return predict
+
+
+def summarize(runs: list[dict]) -> dict:
+    """Repeated runs of one path → the median run's figures, the req/s of every run, and all runs' top-1s."""
+    rates = [r["req_per_s"] for r in runs]
+    median = sorted(runs, key=lambda r: r["req_per_s"])[len(runs) // 2]
+    top1 = {}
+    for r in runs:
+        top1.update(r["top1"])
+    return {**{k: v for k, v in median.items() if k != "top1"}, "req_per_s_runs": rates, "top1": top1}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("bundle")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests", type=int, default=500, help="per client")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds over every path, interleaved")
     parser.add_argument("--images", type=int, default=300)
     parser.add_argument("--frame-size", default="640x480")
     parser.add_argument(
         "--data-dir", default=None, help="test set to draw frames from (default: the bundle's sample.npz)"
     )
+    parser.add_argument("--no-plain", action="store_true", help="skip the plain PyTriton baseline server")
     parser.add_argument("--soak-s", type=float, default=0.0)
     parser.add_argument("--soak-rate", type=float, default=100.0)
     parser.add_argument("--serve-args", default="", help="extra `edgecls serve` options, e.g. '--instances 2'")
@@ -188,55 +240,77 @@ def main() -> None:
     args = parser.parse_args()
 
     local = Classifier.load(args.bundle)
+    model = local.bundle.manifest.model
     frames = test_frames(local, args.data_dir, args.images, tuple(int(v) for v in args.frame_size.split("x")))
-    ports = free_ports(3)
-    server = start_server(args.bundle, local.bundle.manifest.model, ports, args.serve_args.split())
+    ports, plain_ports = free_ports(3), free_ports(3)
+    servers = [start_server(args.bundle, model, ports, args.serve_args.split())]
     try:
-        url = f"http://127.0.0.1:{ports[0]}"
-        remote = RemoteClassifier(url, local.bundle.manifest.model, deadline_s=10.0)
-        remote.predict(frames[0])  # connect and warm up
+        if not args.no_plain:
+            servers.append(start_plain_server(args.bundle, plain_ports))
+        http, grpc = f"http://127.0.0.1:{ports[0]}", f"grpc://127.0.0.1:{ports[1]}"
+        remote = RemoteClassifier(http, model, deadline_s=10.0)
+        paths = {
+            "in_process": lambda: local.predict,
+            "remote": lambda: remote.predict,
+            **{
+                f"remote_{url[:4]}_client_preprocessed": (
+                    lambda u=url: RemoteClassifier(u, model, deadline_s=10.0, preprocess_with=args.bundle).predict
+                )
+                for url in (http, grpc)
+            },
+        }
+        if not args.no_plain:
+            for url in (f"http://127.0.0.1:{plain_ports[0]}", f"grpc://127.0.0.1:{plain_ports[1]}"):
+                paths[f"plain_pytriton_{url[:4]}"] = lambda u=url: plain_predictor(u, local.preprocess_batch)
+        for make in paths.values():
+            make()(frames[0])  # connect and warm up
         result = {
             "bundle": args.bundle,
             "backend": local.describe(),
+            "serve_args": args.serve_args,
             "clients": args.clients,
             "requests_per_client": args.requests,
+            "repeats": args.repeats,
             "frame_size": args.frame_size,
             "host_cpus": os.cpu_count(),
         }
-        result["in_process"] = run_clients(lambda: local.predict, frames, args.clients, args.requests)
-        result["remote"] = run_clients(lambda: remote.predict, frames, args.clients, args.requests)
-        for protocol, port in (("http", ports[0]), ("grpc", ports[1])):  # preprocessed here, the model's input sent
-            client_side = RemoteClassifier(
-                f"{protocol}://127.0.0.1:{port}",
-                local.bundle.manifest.model,
-                deadline_s=10.0,
-                preprocess_with=args.bundle,
-            )
-            client_side.predict(frames[0])
-            result[f"remote_{protocol}_client_preprocessed"] = run_clients(
-                lambda c=client_side: c.predict, frames, args.clients, args.requests
-            )
+        runs = {name: [] for name in paths}
+        for _ in range(args.repeats):
+            for name, make in paths.items():
+                runs[name].append(run_clients(make, frames, args.clients, args.requests))
+        result.update({name: summarize(r) for name, r in runs.items()})
         a = result["in_process"].pop("top1")
-        remotes = [name for name in result if name.startswith("remote")]
         result["identical_top1"] = {}
-        for name in remotes:
+        for name in list(paths)[1:]:
             b = result[name].pop("top1")
             result["identical_top1"][name] = {"compared": len(b), "equal": sum(b[i] == a[i] for i in b)}
             result[name]["ratio_vs_in_process"] = result[name]["req_per_s"] / result["in_process"]["req_per_s"]
-        for name in ("in_process", *remotes):
-            r = result[name]
-            same = result["identical_top1"].get(name)
+        for name in paths:
+            r, same = result[name], result["identical_top1"].get(name)
             print(
-                f"{name:34s} {r['requests']} requests from {args.clients} clients: {r['req_per_s']:.0f} req/s"
-                + (f" ({r['ratio_vs_in_process']:.2f}× in-process)" if "ratio_vs_in_process" in r else "")
+                f"{name:34s} {r['requests']} requests from {args.clients} clients: {r['req_per_s']:.0f} req/s "
+                f"(runs {', '.join(f'{v:.0f}' for v in r['req_per_s_runs'])})"
+                + (f", {r['ratio_vs_in_process']:.2f}× in-process" if "ratio_vs_in_process" in r else "")
                 + f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, failed {r['failed']}"
                 + (f", identical top-1 {same['equal']}/{same['compared']}" if same else ""),
                 flush=True,
             )
+        if not args.no_plain:
+            result["tensor_vs_plain"] = {}
+            for protocol in ("http", "grpc"):
+                ours = runs[f"remote_{protocol}_client_preprocessed"]
+                theirs = runs[f"plain_pytriton_{protocol}"]
+                ratios = sorted(o["req_per_s"] / t["req_per_s"] for o, t in zip(ours, theirs, strict=True))
+                result["tensor_vs_plain"][protocol] = ratios
+                print(
+                    f"{model}_tensor vs plain PyTriton over {protocol}: {ratios[len(ratios) // 2]:.2f}× "
+                    f"(per round {ratios[0]:.2f}–{ratios[-1]:.2f}×)",
+                    flush=True,
+                )
         if args.soak_s:
-            before = tree_rss_mb(server.pid)
+            before = tree_rss_mb(servers[0].pid)
             result["soak"] = soak(remote.predict, frames, args.soak_rate, args.soak_s)
-            result["soak"].update(server_rss_mb_before=before, server_rss_mb_after=tree_rss_mb(server.pid))
+            result["soak"].update(server_rss_mb_before=before, server_rss_mb_after=tree_rss_mb(servers[0].pid))
             s = result["soak"]
             print(
                 f"soak {s['seconds']:.0f} s at {s['rate_per_s']:.0f} req/s: {s['requests']} requests, {s['failed']} "
@@ -246,8 +320,9 @@ def main() -> None:
                 flush=True,
             )
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=60)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")

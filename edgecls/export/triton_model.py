@@ -22,17 +22,17 @@ class TritonPythonModel:
             if path and path not in sys.path:
                 sys.path.insert(0, path)
         from edgecls.runtime import Classifier
-        from edgecls.runtime.triton_schema import OUTPUTS, prediction_arrays
+        from edgecls.runtime.triton_schema import OUTPUTS, answer, label_bytes
 
-        self.outputs, self.arrays = OUTPUTS, prediction_arrays
+        self.outputs, self.answer = OUTPUTS, answer
         self.classifier = Classifier.load(os.path.join(args["model_repository"], args["model_version"], "bundle"))
-        self.index_of = {name: i for i, name in enumerate(self.classifier.classes)}
+        self.labels = label_bytes(self.classifier.classes)
 
     def execute(self, requests):
         responses = []
         for request in requests:
             frames = pb_utils.get_input_tensor_by_name(request, "frame").as_numpy()
-            arrays = self.arrays(self.classifier.predict_batch(list(frames)), self.index_of)
+            arrays = self.answer(self.classifier, self.classifier.preprocess_batch(list(frames)), self.labels)
             responses.append(
                 pb_utils.InferenceResponse(
                     output_tensors=[

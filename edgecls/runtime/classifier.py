@@ -103,7 +103,8 @@ class Classifier:
         with self._lock:
             return self.backend.infer(batch)
 
-    def _postprocess(self, logits: np.ndarray) -> list[tuple]:
+    def rank(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """N×classes logits → the top-k class indices of each row, best first, and their probabilities (N×k each)."""
         if logits.ndim != 2 or logits.shape[1] != len(self.classes):
             raise BundleError(
                 f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
@@ -112,12 +113,16 @@ class Classifier:
         probs = softmax(logits)
         # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
         order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
+        return order, np.take_along_axis(probs, order, axis=1)
+
+    def _postprocess(self, logits: np.ndarray) -> list[tuple]:
+        order, probs = self.rank(logits)
         return [
             (
                 self.classes[int(row[0])],
                 int(row[0]),
-                float(p[row[0]]),
-                tuple((self.classes[int(i)], float(p[i])) for i in row),
+                float(p[0]),
+                tuple((self.classes[int(i)], float(q)) for i, q in zip(row, p, strict=True)),
             )
             for p, row in zip(probs, order, strict=True)
         ]
@@ -150,5 +155,9 @@ class Classifier:
         if len(frames) == 0:
             raise InputError("predict_batch needs at least one frame")
         t0 = time.perf_counter()
-        batch = np.concatenate([self.preprocessor(f, color) for f in frames])
+        batch = self.preprocess_batch(frames, color)
         return self.predict_tensor(batch, preprocess_ms=(time.perf_counter() - t0) * 1e3)
+
+    def preprocess_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> np.ndarray:
+        """Frames → the model's N×C×H×W float32 input, by the bundle's own preprocessing."""
+        return np.concatenate([self.preprocessor(f, color) for f in frames])

@@ -31,10 +31,10 @@ from contextlib import contextmanager
 import numpy as np
 
 from edgecls.errors import BackendUnavailableError, ServerDiedError
-from edgecls.runtime.classifier import Classifier, Prediction
+from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.gateway import Gateway, frames_input, tensors_input
 from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, output_width, prediction_arrays
+from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, answer, label_bytes, output_width
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
 
@@ -71,16 +71,13 @@ class _Handler:
 
     def __init__(self, clf: Classifier):
         self.clf = clf
-        self.index_of = {name: i for i, name in enumerate(clf.classes)}
-
-    def outputs(self, preds: list[Prediction]) -> dict[str, np.ndarray]:
-        return prediction_arrays(preds, self.index_of)
+        self.labels = label_bytes(clf.classes)
 
     def frames(self, frame: np.ndarray) -> dict[str, np.ndarray]:
-        return self.outputs(self.clf.predict_batch(list(frame)))
+        return answer(self.clf, self.clf.preprocess_batch(list(frame)), self.labels)
 
     def tensors(self, input: np.ndarray) -> dict[str, np.ndarray]:  # noqa: A002 (the Triton input's name)
-        return self.outputs(self.clf.predict_tensor(np.ascontiguousarray(input, dtype=np.float32)))
+        return answer(self.clf, np.ascontiguousarray(input, dtype=np.float32), self.labels)
 
 
 def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[str, Classifier]:

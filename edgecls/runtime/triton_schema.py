@@ -26,16 +26,23 @@ def output_width(name: str, top_k: int, classes: int) -> int:
     return classes if name == "logits" else top_k if name.startswith("topk_") else 1
 
 
-def prediction_arrays(preds, index_of: dict[str, int]) -> dict[str, np.ndarray]:
-    """Predictions → one row per request of each output."""
+def label_bytes(classes) -> np.ndarray:
+    return np.array([name.encode() for name in classes], dtype=np.bytes_)
+
+
+def answer(classifier, batch: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """A `Classifier`'s answer to an N×C×H×W input batch: one row per image of each output, built with whole-array
+    operations, so a served batch of 64 makes no per-image Python objects. `labels`: `label_bytes(classes)`."""
+    logits = classifier.infer(batch)
+    order, probs = classifier.rank(logits)
     return {
-        "label": np.array([[p.label.encode()] for p in preds], dtype=np.bytes_),
-        "index": np.array([[p.index] for p in preds], dtype=np.int64),
-        "confidence": np.array([[p.confidence] for p in preds], dtype=np.float32),
-        "topk_index": np.array([[index_of[name] for name, _ in p.topk] for p in preds], dtype=np.int64),
-        "topk_label": np.array([[name.encode() for name, _ in p.topk] for p in preds], dtype=np.bytes_),
-        "topk_prob": np.array([[prob for _, prob in p.topk] for p in preds], dtype=np.float32),
-        "logits": np.stack([p.logits for p in preds]).astype(np.float32),
+        "label": labels[order[:, :1]],
+        "index": order[:, :1].astype(np.int64),
+        "confidence": probs[:, :1].astype(np.float32),
+        "topk_index": order.astype(np.int64),
+        "topk_label": labels[order],
+        "topk_prob": probs.astype(np.float32),
+        "logits": logits.astype(np.float32, copy=False),
     }
 
 

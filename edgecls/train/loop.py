@@ -166,7 +166,8 @@ class _Run:
             )
         images = torch.from_numpy(np.array(self.train_set.images[:max_images])).permute(0, 3, 1, 2).to(self.device)
         self.model.init_whitening(self.normalization.apply(images))
-        self.log(f"whitening stem fitted to the 2×2 patches of {len(images):,} training images")
+        k = self.model.stem.kernel_size[0]
+        self.log(f"whitening stem fitted to the {k}×{k} patches of {len(images):,} training images")
 
     def _init_from(self, path: str) -> None:
         ckpt = load_checkpoint(path)
