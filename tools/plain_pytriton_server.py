@@ -18,6 +18,7 @@ from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 from edgecls.runtime import Classifier
+from edgecls.runtime.options import ServeOptions
 from edgecls.runtime.serve import prepare_environment
 
 
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=8010)
     parser.add_argument("--grpc-port", type=int, default=8011)
     parser.add_argument("--metrics-port", type=int, default=8012)
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=ServeOptions.max_batch, help="as `edgecls serve`'s default")
     args = parser.parse_args()
 
     clf = Classifier.load(args.bundle)  # only to learn which graph edgecls runs here
