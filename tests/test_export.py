@@ -427,3 +427,29 @@ def test_tensorrt8_gets_an_int8_graph_it_can_parse_or_a_refusal_that_says_how(
     assert engine_sources(Bundle.open(out), "int8", False, strongly_typed=True).name == "model.int8.trt.onnx"
     with pytest.raises(Refused, match="re-export with --tensorrt8"):
         engine_sources(Bundle.open(bundle_dir), "int8", True, strongly_typed=False)
+
+
+def test_modelopt_calibrating_in_batches_writes_the_graph_it_writes_one_image_at_a_time(tmp_path):
+    """Batches of 32 instead of ModelOpt's one image per call; its rule that a Gemm with one row (a camera's batch
+    of 1) stays unquantized must still hold for a head wide enough to be quantized at 32 rows."""
+    import torch
+
+    from edgecls.calibration.tensorrt_qdq import quantize_for_tensorrt
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 32, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 100),
+    ).eval()
+    src = tmp_path / "wide_head.onnx"
+    torch.onnx.export(
+        net, torch.zeros(1, 3, 8, 8), src, input_names=["input"], dynamic_axes={"input": {0: "n"}}, dynamo=False
+    )
+    images = np.random.default_rng(0).standard_normal((64, 3, 8, 8)).astype(np.float32)
+    batched = quantize_for_tensorrt(src, tmp_path / "batched.onnx", images, "input")
+    single = quantize_for_tensorrt(src, tmp_path / "single.onnx", images, "input", fixed_batch=True)
+    assert (tmp_path / "batched.onnx").read_bytes() == (tmp_path / "single.onnx").read_bytes()
+    assert batched == single and "Gemm" not in batched["quantized_inputs_of"]

@@ -2,7 +2,9 @@
 
 import json
 import socket
+import statistics
 import threading
+import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +14,7 @@ import pytest
 
 from edgecls.errors import ConfigError, InputError
 from edgecls.imaging import ImageInput
-from edgecls.runtime.gateway import Gateway, check_infer, frames_input, tensors_input
+from edgecls.runtime.gateway import Gateway, _NoDelayConnection, check_infer, frames_input, tensors_input
 
 TENSORS = tensors_input(ImageInput(size=4, channels=3))
 TRACEBACK = (
@@ -30,6 +32,7 @@ class FakeTriton:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as tritonserver's front end answers
 
             def log_message(self, *args):
                 pass
@@ -170,6 +173,22 @@ def test_good_requests_reach_triton_unchanged_and_bad_ones_never_do(gateway, tri
     assert status == 400 and "got [1, 100000, 100000, 3]" in json.loads(answer)["error"]
     assert call(f"{gateway}/v2/models/m/infer", b"{not json")[0] == 400
     assert len(triton.received) == 1
+
+
+def test_kept_alive_requests_are_not_held_for_delayed_acks(gateway):
+    """With Nagle's algorithm on either of the gateway's two connections, each answer waits ≥ 40 ms for the peer's
+    delayed ACK (measured: 48–56 ms a request through `edgecls serve`); without it a request here takes ~1 ms."""
+    header = json.dumps(frame_request([1, 2, 2, 1], binary_data_size=4)).encode()
+    headers = {"Inference-Header-Content-Length": str(len(header))}
+    client = _NoDelayConnection("127.0.0.1", int(gateway.rsplit(":", 1)[1]), timeout=10)  # as tritonclient connects
+    took = []
+    for _ in range(15):
+        started = time.perf_counter()
+        client.request("POST", "/v2/models/m/infer", header + b"\1\2\3\4", headers)
+        assert client.getresponse().read() == b'{"outputs":[]}'
+        took.append(time.perf_counter() - started)
+    client.close()
+    assert statistics.median(took) < 0.02
 
 
 def test_server_failures_reach_the_client_without_the_traceback(gateway, triton):

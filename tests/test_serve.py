@@ -4,6 +4,7 @@ Classifier."""
 import json
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -71,7 +72,10 @@ def test_a_client_that_preprocesses_sends_the_model_input_and_gets_the_same_answ
     for url in (f"http://127.0.0.1:{http}", f"grpc://127.0.0.1:{grpc}"):
         remote = RemoteClassifier(url, "lenet5", deadline_s=10.0, preprocess_with=bundle_dir)
         got = [remote.predict(f) for f in frames[:40]]
-        assert [g.index for g in got] == [w.index for w in want]
+        assert [(g.index, g.label) for g in got] == [(w.index, w.label) for w in want]
+        assert [[n for n, _ in g.topk] for g in got] == [[n for n, _ in w.topk] for w in want]
+        probs = [[p for _, p in g.topk] for g in got]
+        np.testing.assert_allclose(probs, [[p for _, p in w.topk] for w in want], atol=1e-6)
         np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
     with pytest.raises(InputError, match="bundle of 'lenet5'"):
         RemoteClassifier(f"http://127.0.0.1:{http}", "mobilenet_mod", preprocess_with=bundle_dir)
@@ -116,6 +120,27 @@ def test_the_tensor_model_takes_preprocessed_batches(server, bundle_dir, frames)
     assert topk == [[n for n, _ in p.topk] for p in want]
     np.testing.assert_allclose(result.as_numpy("topk_prob"), [[q for _, q in p.topk] for p in want], atol=1e-6)
     np.testing.assert_allclose(result.as_numpy("logits"), np.stack([p.logits for p in want]), atol=1e-5)
+
+
+def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked_for(bundle_dir, frames):
+    from pytriton.proxy.types import Request
+
+    from edgecls.runtime.serve import _Handler
+    from edgecls.runtime.triton_schema import OUTPUTS
+
+    local = Classifier.load(bundle_dir)
+    asked = [["logits"], [], ["label", "topk_index"]]
+    requests = [
+        Request({"frame": np.stack(frames[a:b])}, requested_output_names=names)
+        for (a, b), names in zip([(0, 3), (3, 4), (4, 6)], asked, strict=True)
+    ]
+    answers = _Handler(local).frames(requests)
+    want = [local.predict(f) for f in frames[:6]]
+    assert [set(a) for a in answers] == [{"logits"}, {name for name, _ in OUTPUTS}, {"label", "topk_index"}]
+    np.testing.assert_allclose(answers[0]["logits"], np.stack([w.logits for w in want[:3]]), atol=1e-5)
+    assert answers[1]["index"][:, 0].tolist() == [want[3].index]
+    assert answers[2]["topk_index"][:, 0].tolist() == [w.index for w in want[4:]]
+    assert [v.decode() for v in answers[2]["label"][:, 0]] == [w.label for w in want[4:]]
 
 
 def test_remote_errors_are_typed(server):
@@ -345,3 +370,23 @@ def test_the_load_test_s_plain_pytriton_baseline_answers_as_the_classifier_does(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_the_load_test_counts_the_cpu_time_of_the_server_s_whole_process_tree():
+    """A server's work happens in its children (tritonserver, the Python-backend stubs): a parent that only waits,
+    with a child that burns 0.5 s of CPU, must be counted at 0.5 s."""
+    from load_test import tree_cpu_s
+
+    burn = "import sys, time\nt = time.process_time()\nwhile time.process_time() - t < 0.5: pass\nsys.stdin.read()"
+    parent = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while tree_cpu_s(parent.pid) < 0.45 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert tree_cpu_s(parent.pid) >= 0.45
+    finally:
+        parent.stdin.close()
+        parent.wait(timeout=30)

@@ -86,8 +86,8 @@ def wait_ready(proc: subprocess.Popen, http_port: int, models: list[str], timeou
     raise RuntimeError(f"{proc.args[:3]} did not become ready in {timeout_s:.0f} s")
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants (the server: Python proxy + tritonserver + stubs)."""
+def process_tree(pid: int) -> list[int]:
+    """A process and all its descendants (the server: Python proxy + tritonserver + Python-backend stubs)."""
     children = {}
     for status in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -95,19 +95,50 @@ def tree_rss_mb(pid: int) -> float:
             children.setdefault(int(fields[1]), []).append(int(status.parent.name))
         except (OSError, IndexError, ValueError):
             continue
-    total, todo = 0, [pid]
+    tree, todo = [], [pid]
     while todo:
         p = todo.pop()
+        tree.append(p)
+        todo.extend(children.get(p, []))
+    return tree
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process tree."""
+    total = 0
+    for p in process_tree(pid):
         try:
             total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
         except OSError:
             pass
-        todo.extend(children.get(p, []))
     return total / 2**20
 
 
-def run_clients(predict_for_thread, frames: list[np.ndarray], clients: int, requests: int) -> dict:
-    """`clients` threads × `requests` calls each; returns throughput, latency percentiles, errors and top-1s."""
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system, all threads) spent so far by a process tree's living members."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def busy_cores() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle, iowait
+    return (sum(ticks) - idle) / os.sysconf("SC_CLK_TCK"), sum(ticks) / os.sysconf("SC_CLK_TCK")
+
+
+def run_clients(
+    predict_for_thread, frames: list[np.ndarray], clients: int, requests: int, server_pid: int | None = None
+) -> dict:
+    """`clients` threads × `requests` calls each; returns throughput, latency percentiles, errors, top-1s, and the CPU
+    time per request of this process (the clients, and the in-process Classifier) and of the server's process tree,
+    with the share of the machine's cores busy meanwhile."""
     latencies, errors, top1 = [[] for _ in range(clients)], [0] * clients, {}
     barrier = threading.Barrier(clients + 1)
 
@@ -127,10 +158,14 @@ def run_clients(predict_for_thread, frames: list[np.ndarray], clients: int, requ
     for t in threads:
         t.start()
     barrier.wait()
-    started = time.perf_counter()
+    started, client_cpu, machine = time.perf_counter(), time.process_time(), busy_cores()
+    server_cpu = tree_cpu_s(server_pid) if server_pid else 0.0
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
+    client_cpu = time.process_time() - client_cpu
+    server_cpu = tree_cpu_s(server_pid) - server_cpu if server_pid else 0.0
+    busy, total = (after - before for after, before in zip(busy_cores(), machine, strict=True))
     lat = np.concatenate([np.asarray(x) for x in latencies])
     return {
         "requests": clients * requests,
@@ -139,6 +174,9 @@ def run_clients(predict_for_thread, frames: list[np.ndarray], clients: int, requ
         "p50_ms": float(np.percentile(lat, 50)),
         "p99_ms": float(np.percentile(lat, 99)),
         "failed": sum(errors),
+        "client_cpu_ms_per_request": client_cpu * 1e3 / (clients * requests),
+        "server_cpu_ms_per_request": server_cpu * 1e3 / (clients * requests),
+        "cores_busy": busy / total if total else 0.0,
         "top1": {i: idx for i, idx in top1.values()},
     }
 
@@ -275,9 +313,10 @@ def main() -> None:
             "host_cpus": os.cpu_count(),
         }
         runs = {name: [] for name in paths}
+        server_of = {name: None if name == "in_process" else servers[name.startswith("plain")].pid for name in paths}
         for _ in range(args.repeats):
             for name, make in paths.items():
-                runs[name].append(run_clients(make, frames, args.clients, args.requests))
+                runs[name].append(run_clients(make, frames, args.clients, args.requests, server_of[name]))
         result.update({name: summarize(r) for name, r in runs.items()})
         a = result["in_process"].pop("top1")
         result["identical_top1"] = {}
@@ -292,6 +331,9 @@ def main() -> None:
                 f"(runs {', '.join(f'{v:.0f}' for v in r['req_per_s_runs'])})"
                 + (f", {r['ratio_vs_in_process']:.2f}× in-process" if "ratio_vs_in_process" in r else "")
                 + f", p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, failed {r['failed']}"
+                + f"; CPU ms/request: clients {r['client_cpu_ms_per_request']:.2f}"
+                + (f", server {r['server_cpu_ms_per_request']:.2f}" if name != "in_process" else "")
+                + f", cores busy {r['cores_busy']:.0%}"
                 + (f", identical top-1 {same['equal']}/{same['compared']}" if same else ""),
                 flush=True,
             )

@@ -30,7 +30,13 @@ from rich.table import Table
 from edgecls.bundle import MANIFEST, Bundle, file_entry, seal
 from edgecls.calibration.quantize import quantize_for_cpu
 from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
-from edgecls.calibration.tensorrt_qdq import INSTALL_HINT, TENSORRT8_OPSET, modelopt_available, quantize_for_tensorrt
+from edgecls.calibration.tensorrt_qdq import (
+    INSTALL_HINT,
+    TENSORRT8_OPSET,
+    ModelOptChild,
+    modelopt_available,
+    quantize_for_tensorrt,
+)
 from edgecls.console import console
 from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
@@ -84,23 +90,30 @@ def export_bundle(
     """Write the bundle and return its manifest. `source` is anything `resolve_source` reads, or a `ModelSource`
     (the Python API); `test_set`/`train_set` skip loading from disk (tests)."""
     started = time.perf_counter()
-    src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
-    if options.calib_method is None:
-        chosen = src.card.calibration_method if src.card else None
-        options = replace(options, calib_method=chosen["method"] if chosen else "minmax")
-    final = Path(options.out or f"exports/{src.name}")
-    carried = _files_to_carry(final)
-    with staged_directory(final) as out:
-        manifest = _write_bundle(out, final, src, options, test_set, train_set)
-        for path in carried:
-            (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
-        if carried:
-            console.print(f"  kept from the previous bundle: {', '.join(p.name for p in carried)}")
+    with _early_modelopt(options) as modelopt:
+        src = source if isinstance(source, ModelSource) else resolve_source(source, options.foreign, options.seed)
+        if options.calib_method is None:
+            chosen = src.card.calibration_method if src.card else None
+            options = replace(options, calib_method=chosen["method"] if chosen else "minmax")
+        final = Path(options.out or f"exports/{src.name}")
+        carried = _files_to_carry(final)
+        with staged_directory(final) as out:
+            manifest = _write_bundle(out, final, src, options, test_set, train_set, modelopt)
+            for path in carried:
+                (shutil.copytree if path.is_dir() else shutil.copy2)(path, out / path.name)
+            if carried:
+                console.print(f"  kept from the previous bundle: {', '.join(p.name for p in carried)}")
     console.print(
         f"bundle written: {final}/{MANIFEST} ({len(manifest['files'])} files, digest {manifest['digest'][:19]}…, "
         f"{time.perf_counter() - started:.1f} s)"
     )
     return manifest
+
+
+def _early_modelopt(options: ExportOptions) -> ModelOptChild | nullcontext:
+    """ModelOpt's child process, started now if the export will make a TensorRT INT8 graph."""
+    wanted = options.int8 and options.target in ("tensorrt", "all") and modelopt_available()
+    return ModelOptChild() if wanted else nullcontext()
 
 
 def export_model(
@@ -202,6 +215,7 @@ def _write_bundle(
     options: ExportOptions,
     test_set: ImageSet | None,
     train_set: ImageSet | None,
+    modelopt: ModelOptChild | None = None,
 ) -> dict:
     """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass:
     model.onnx, the data cut once, the PyTorch and FP16/INT8 graphs, their accuracy and the gate, then the seal."""
@@ -212,7 +226,7 @@ def _write_bundle(
     data = _cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
     with Scorer(data.splits(), prep) if data.val is not None else nullcontext() as scorer:
         files = _Files(out, scorer)
-        parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import)
+        parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import, modelopt)
         accuracy = _accuracy(scorer, files, data, src.split) if scorer else None
     manifest = {
         "format_version": FORMAT_VERSION,
@@ -244,7 +258,13 @@ def _write_bundle(
 
 
 def _write_graphs(
-    src: ModelSource, options: ExportOptions, data: _Data, prep: Preprocessor, files: _Files, onnx_import: dict | None
+    src: ModelSource,
+    options: ExportOptions,
+    data: _Data,
+    prep: Preprocessor,
+    files: _Files,
+    onnx_import: dict | None,
+    modelopt: ModelOptChild | None = None,
 ) -> tuple[dict, dict | None]:
     """model.pt, model.onnx (checked against its source), FP16 and INT8 graphs: (parity, calibration)."""
     if src.checkpoint is not None:
@@ -257,7 +277,9 @@ def _write_graphs(
         files.record("onnx-fp16")
     if not options.int8:
         return parity, None
-    calibration = _quantize(fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import))
+    calibration = _quantize(
+        fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import), modelopt
+    )
     calibration["dataset"] = (
         f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
         if options.calib_dir
@@ -468,7 +490,14 @@ def _parity(
 
 
 def _quantize(
-    fp32: Path, out: Path, train_set: ImageSet, prep: Preprocessor, options: ExportOptions, record, fixed_batch: bool
+    fp32: Path,
+    out: Path,
+    train_set: ImageSet,
+    prep: Preprocessor,
+    options: ExportOptions,
+    record,
+    fixed_batch: bool,
+    modelopt: ModelOptChild | None = None,
 ) -> dict:
     """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration
     record.
@@ -493,7 +522,9 @@ def _quantize(
         calibration["tensorrt"] = {"skipped": INSTALL_HINT}
         tensorrt = False
     with ThreadPoolExecutor(1, thread_name_prefix="modelopt") as child:
-        modelopt = child.submit(_quantize_for_tensorrt, fp32, out, batch, options) if tensorrt else None
+        made = (
+            child.submit(_quantize_for_tensorrt, fp32, out, batch, options, fixed_batch, modelopt) if tensorrt else None
+        )
         if options.target in ("cpu", "all"):
             dst = out / format_by_key("onnx-int8").file
             reader = ArrayCalibrationReader(batch, INPUT_NAME, 1 if fixed_batch else 64)
@@ -502,21 +533,27 @@ def _quantize(
             console.print(
                 f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images"
             )
-        if modelopt is not None:
-            calibration.update(modelopt.result())
+        if made is not None:
+            calibration.update(made.result())
             record("onnx-int8-trt")
             if options.tensorrt8:
                 record("onnx-int8-trt8")
     return calibration
 
 
-def _quantize_for_tensorrt(fp32: Path, out: Path, batch: np.ndarray, options: ExportOptions) -> dict:
-    """ModelOpt's graph for TensorRT 10+ (and with --tensorrt8 the one TensorRT 8.6 parses): their calibration
-    records."""
+def _quantize_for_tensorrt(
+    fp32: Path, out: Path, batch: np.ndarray, options: ExportOptions, fixed_batch: bool, modelopt: ModelOptChild | None
+) -> dict:
+    """ModelOpt's graph for TensorRT 10+ (in `modelopt`, the child started early) and with --tensorrt8 the one
+    TensorRT 8.6 parses: their calibration records."""
     started = time.perf_counter()
     dst = out / format_by_key("onnx-int8-trt").file
     method, exclude = options.calib_method, options.exclude_nodes
-    made = {"tensorrt": quantize_for_tensorrt(fp32, dst, batch, INPUT_NAME, method, exclude)}
+    made = {
+        "tensorrt": quantize_for_tensorrt(
+            fp32, dst, batch, INPUT_NAME, method, exclude, fixed_batch=fixed_batch, child=modelopt
+        )
+    }
     placed = ", ".join(f"{n} {op}" for op, n in made["tensorrt"]["quantized_inputs_of"].items())
     console.print(
         f"  {dst.name}: {made['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, {method} calibration on "
@@ -526,7 +563,7 @@ def _quantize_for_tensorrt(fp32: Path, out: Path, batch: np.ndarray, options: Ex
         started = time.perf_counter()
         dst = out / format_by_key("onnx-int8-trt8").file
         made["tensorrt8"] = quantize_for_tensorrt(
-            fp32, dst, batch, INPUT_NAME, method, exclude, high_precision="fp32", opset=TENSORRT8_OPSET
+            fp32, dst, batch, INPUT_NAME, method, exclude, "fp32", TENSORRT8_OPSET, fixed_batch
         )
         console.print(
             f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET}), "

@@ -50,6 +50,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def ranked(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """N×classes logits → each row's k best class indices, best first, and their probabilities (N×k each)."""
+    probs = softmax(logits)
+    # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(probs, order, axis=1)
+
+
 class Classifier:
     def __init__(self, bundle: Bundle, backend: Backend, reason: str = "", top_k: int = DEFAULT_TOP_K):
         self.bundle = bundle
@@ -110,10 +118,7 @@ class Classifier:
                 f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
                 f"{len(self.classes)} classes; the bundle is inconsistent, re-export it"
             )
-        probs = softmax(logits)
-        # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
-        order = np.argsort(-probs, axis=1, kind="stable")[:, : self.top_k]
-        return order, np.take_along_axis(probs, order, axis=1)
+        return ranked(logits, self.top_k)
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         order, probs = self.rank(logits)

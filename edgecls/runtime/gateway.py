@@ -20,6 +20,7 @@ import http.client
 import json
 import math
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
@@ -143,6 +144,16 @@ def _public_error(status: int, body: bytes) -> bytes:
     return json.dumps({"error": f"{message} (the server's log has the details)"}).encode()
 
 
+class _NoDelayConnection(http.client.HTTPConnection):
+    """An upstream connection with Nagle's algorithm off. http.client writes a request's headers and body in two
+    sends; with Nagle on, the body waits for the ACK of the headers, which the peer delays by up to 40 ms on a
+    kept-alive connection: measured here, every request through the gateway took 48–56 ms, against 7–13 over gRPC."""
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Gateway:
     """Listens on (host, port), checks requests, forwards them to Triton's HTTP endpoint on 127.0.0.1:upstream_port."""
 
@@ -166,7 +177,7 @@ class Gateway:
 
         def upstream() -> http.client.HTTPConnection:
             if getattr(local, "conn", None) is None:
-                local.conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=upstream_timeout_s)
+                local.conn = _NoDelayConnection("127.0.0.1", upstream_port, timeout=upstream_timeout_s)
             return local.conn
 
         def forward(method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
@@ -186,6 +197,7 @@ class Gateway:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
             timeout = idle_timeout_s
+            disable_nagle_algorithm = True  # the answer's headers and body are two writes: see _NoDelayConnection
 
             def log_message(self, *args) -> None:
                 pass

@@ -5,10 +5,11 @@
 
 Frames travel as raw uint8 and are preprocessed on the server by the bundle's own policy; or, given the bundle
 (`preprocess_with="exports/mobilenet_mod"`), they are preprocessed here exactly as `Classifier` does and only the
-model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB). Each request
-has a deadline; failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`,
-`RemoteError`), so robot code can fall back to a local Classifier. One Triton client per calling thread:
-tritonclient's clients are not thread-safe. `http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.
+model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB), and only the
+logits come back: the top-k and its names are ranked here as `Classifier` ranks them. Each request has a deadline;
+failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`, `RemoteError`), so robot code can fall
+back to a local Classifier. One Triton client per calling thread: tritonclient's clients are not thread-safe.
+`http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
 from edgecls.imaging import COLORS, check_frame
-from edgecls.runtime.classifier import Prediction
+from edgecls.runtime.classifier import Prediction, ranked
+from edgecls.runtime.options import DEFAULT_TOP_K
 from edgecls.runtime.preprocess import Preprocessor
-from edgecls.runtime.triton_schema import OUTPUTS
+
+ANSWER = ("topk_index", "topk_label", "topk_prob", "logits")  # a Prediction's fields (the top-1 is the top-k's first)
 
 
 class RemoteClassifier:
@@ -44,7 +47,7 @@ class RemoteClassifier:
             raise InputError(f"url must look like http://HOST:8000 or grpc://HOST:8001, got {url!r}")
         self.url, self.model, self.deadline_s = url, model, deadline_s
         self.scheme, self.address = scheme, address
-        self.preprocessor = None
+        self.preprocessor, self.classes = None, None
         if preprocess_with is not None:
             bundle = Bundle.open(preprocess_with, public_key=public_key)
             if bundle.manifest.model != model:
@@ -52,7 +55,7 @@ class RemoteClassifier:
                     f"preprocess_with is a bundle of {bundle.manifest.model!r}, but the served model asked for "
                     f"is {model!r}: give the bundle the server serves"
                 )
-            self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
+            self.preprocessor, self.classes = Preprocessor(bundle.input, bundle.preprocess), bundle.classes
         self._local = threading.local()
 
     def _client(self):
@@ -99,14 +102,18 @@ class RemoteClassifier:
         started = time.perf_counter()
         result = self._infer(batch)
         elapsed_ms = (time.perf_counter() - started) * 1e3 / len(batch)
+        if self.classes is None:
+            order, probs = result["topk_index"], result["topk_prob"]
+            names = [[name.decode() for name in row] for row in result["topk_label"]]
+        else:
+            order, probs = ranked(result["logits"], min(DEFAULT_TOP_K, len(self.classes)))
+            names = [[self.classes[i] for i in row] for row in order.tolist()]
         return [
             Prediction(
-                label=result["label"][i, 0].decode(),
-                index=int(result["index"][i, 0]),
-                confidence=float(result["confidence"][i, 0]),
-                topk=tuple(
-                    (n.decode(), float(p)) for n, p in zip(result["topk_label"][i], result["topk_prob"][i], strict=True)
-                ),
+                label=names[i][0],
+                index=int(order[i, 0]),
+                confidence=float(probs[i, 0]),
+                topk=tuple(zip(names[i], probs[i].tolist(), strict=True)),
                 timings_ms={"remote": elapsed_ms},
                 logits=result["logits"][i],
             )
@@ -119,7 +126,8 @@ class RemoteClassifier:
         model = f"{self.model}_tensor" if tensors else self.model
         inp = api.InferInput("input" if tensors else "frame", list(batch.shape), "FP32" if tensors else "UINT8")
         inp.set_data_from_numpy(batch)
-        outputs = [api.InferRequestedOutput(name) for name, _ in OUTPUTS]
+        wanted = ANSWER if self.classes is None else ("logits",)
+        outputs = [api.InferRequestedOutput(name) for name in wanted]
         started = time.perf_counter()
         try:
             if self.scheme == "grpc":
@@ -139,7 +147,7 @@ class RemoteClassifier:
                 f"{self.url} model {self.model!r}: answered in {elapsed * 1e3:.0f} ms, past the "
                 f"{self.deadline_s * 1e3:.0f} ms deadline"
             )
-        return {name: response.as_numpy(name) for name, _ in OUTPUTS}
+        return {name: response.as_numpy(name) for name in wanted}
 
     def _classify(self, exc: BaseException) -> RemoteError:
         """The typed error for whatever either protocol's client raised: by gRPC status code or HTTP status, and by

@@ -67,21 +67,32 @@ def prepare_environment() -> None:
 
 
 class _Handler:
-    """One Triton model instance: its own Classifier, so instances run in parallel."""
+    """One Triton model instance: its own Classifier, so instances run in parallel. Each call gets the requests the
+    dynamic batcher merged (of one shape), runs them as one batch and answers each with the outputs it asked for:
+    PyTriton's `@batch` would pass all seven through shared memory to Triton, which then drops the unrequested."""
 
     def __init__(self, clf: Classifier):
         self.clf = clf
         self.labels = label_bytes(clf.classes)
 
-    def frames(self, frame: np.ndarray) -> dict[str, np.ndarray]:
-        return answer(self.clf, self.clf.preprocess_batch(list(frame)), self.labels)
+    def frames(self, requests: list) -> list[dict[str, np.ndarray]]:
+        return self._answer(requests, "frame", lambda frames: self.clf.preprocess_batch(list(frames)))
 
-    def tensors(self, input: np.ndarray) -> dict[str, np.ndarray]:  # noqa: A002 (the Triton input's name)
-        return answer(self.clf, np.ascontiguousarray(input, dtype=np.float32), self.labels)
+    def tensors(self, requests: list) -> list[dict[str, np.ndarray]]:
+        return self._answer(requests, "input", lambda tensors: np.ascontiguousarray(tensors, dtype=np.float32))
+
+    def _answer(self, requests: list, name: str, prepare) -> list[dict[str, np.ndarray]]:
+        inputs = [request[name] for request in requests]
+        outputs = answer(self.clf, prepare(np.concatenate(inputs)), self.labels)
+        answers, start = [], 0
+        for request, items in zip(requests, inputs, strict=True):
+            wanted = request.requested_output_names or outputs
+            answers.append({out: outputs[out][start : start + len(items)] for out in wanted})
+            start += len(items)
+        return answers
 
 
 def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[str, Classifier]:
-    from pytriton.decorators import batch
     from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 
     handlers = [
@@ -107,14 +118,14 @@ def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[s
     )
     triton.bind(
         model_name=name,
-        infer_func=[batch(h.frames) for h in handlers],
+        infer_func=[h.frames for h in handlers],
         inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))],
         outputs=outputs,
         config=config,
     )
     triton.bind(
         model_name=f"{name}_tensor",
-        infer_func=[batch(h.tensors) for h in handlers],
+        infer_func=[h.tensors for h in handlers],
         inputs=[Tensor(name="input", dtype=np.float32, shape=(spec.channels, spec.size, spec.size))],
         outputs=outputs,
         config=config,
