@@ -9,8 +9,9 @@ frames, one Triton client per thread. Paths, measured in interleaved rounds (`--
 - `remote_{http,grpc}_client_preprocessed`: frames preprocessed by the client, the model input sent to `<model>_tensor`;
 - `plain_pytriton_{http,grpc}`: the same tensors sent to `tools/plain_pytriton_server.py`, a plain PyTriton server
   running the same graph with ONNX Runtime's defaults (skip with --no-plain).
-Prints each path's median req/s with every round's figure, p50/p99 latency, failed requests and whether every top-1
-equals the in-process top-1, and `<model>_tensor` against the plain server per protocol (median and spread of the
+Prints each path's median req/s with every round's figure, p50/p99 latency, failed requests, the CPU time per
+request of the clients' process and of the server's process tree with the share of the cores busy, whether every
+top-1 equals the in-process top-1, and `<model>_tensor` against the plain server per protocol (median and spread of the
 per-round ratios). The soak reports its error count and the server's memory (resident set of the server process
 tree) before and after. Writes JSON with --json.
 """

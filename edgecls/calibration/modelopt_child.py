@@ -6,11 +6,12 @@ FP32 graph, then reads one job from stdin, a JSON object {"argv": ModelOpt's com
 it. End of input instead of a job: nothing is wanted, exit.
 
 Calibration in batches: without --calibration_shapes ModelOpt calibrates one image per ONNX Runtime call (1,024
-calls, 8 of its 12 s on mobilenet_mod). Min/max ranges merge across batches exactly: the graph is byte-identical
-from batches of 1, 32, 128 and 1,024 images (measured). But ModelOpt also reads the calibration batch as the
-deployment batch: a Gemm or MatMul with one row there is a GEMV, which it leaves unquantized for TensorRT. A camera
-runs batch 1, so the GEMVs are found at batch 1 by ModelOpt's own rule (`find_nodes_from_matmul_to_exclude` with
-batch-1 shapes) and excluded by name, as the one-image-at-a-time run excludes them.
+calls; in batches of 32 its CPU time on mobilenet_mod went from 9.5 to 6.4 s). Min/max ranges merge across batches
+exactly: the graph is byte-identical from batches of 1, 32, 128 and 1,024 images (measured). But ModelOpt also reads
+the calibration batch as the deployment batch: a Gemm or MatMul with one row there is a GEMV, which it leaves
+unquantized for TensorRT. A camera runs batch 1, so the GEMVs are found at batch 1 by ModelOpt's own rule
+(`find_nodes_from_matmul_to_exclude` with batch-1 shapes) and excluded by name, as the one-image-at-a-time run
+excludes them.
 """
 
 from __future__ import annotations
