@@ -142,6 +142,11 @@ class ExportOptions:
         ),
     )
 
+    @property
+    def tensorrt_int8(self) -> bool:
+        """Whether the export makes a TensorRT INT8 graph (ModelOpt's)."""
+        return self.int8 and self.target != "cpu"
+
     def __post_init__(self) -> None:
         if self.target not in EXPORT_TARGETS:
             raise ConfigError(f"--target must be one of {', '.join(EXPORT_TARGETS)}, got {self.target!r}")
@@ -149,7 +154,7 @@ class ExportOptions:
             raise ConfigError(
                 f"--calib-method must be one of {', '.join(CPU_CALIB_METHODS)}, got {self.calib_method!r}"
             )
-        if self.int8 and self.target != "cpu" and self.calib_method not in (None, *TENSORRT_CALIB_METHODS):
+        if self.tensorrt_int8 and self.calib_method not in (None, *TENSORRT_CALIB_METHODS):
             raise ConfigError(
                 f"--calib-method {self.calib_method} is ONNX Runtime's only: NVIDIA ModelOpt calibrates the TensorRT "
                 f"graph with {' or '.join(TENSORRT_CALIB_METHODS)}. Pass one of those, or --target cpu"
@@ -160,7 +165,7 @@ class ExportOptions:
             raise ConfigError(f"--max-accuracy-drop must be ≥ 0 points, got {self.max_accuracy_drop}")
         if self.eval_images is not None and self.eval_images < 1:
             raise ConfigError(f"--eval-images must be ≥ 1, got {self.eval_images}")
-        if self.tensorrt8 and not (self.int8 and self.target != "cpu"):
+        if self.tensorrt8 and not self.tensorrt_int8:
             raise ConfigError(
                 "--tensorrt8 adds a TensorRT INT8 graph: pass it with --int8 and --target tensorrt or all"
             )

@@ -112,8 +112,7 @@ def export_bundle(
 
 def _early_modelopt(options: ExportOptions) -> ModelOptChild | nullcontext:
     """ModelOpt's child process, started now if the export will make a TensorRT INT8 graph."""
-    wanted = options.int8 and options.target in ("tensorrt", "all") and modelopt_available()
-    return ModelOptChild() if wanted else nullcontext()
+    return ModelOptChild() if options.tensorrt_int8 and modelopt_available() else nullcontext()
 
 
 def export_model(
@@ -516,7 +515,7 @@ def _quantize(
         "excluded_nodes": list(options.exclude_nodes),
         "test_images_used": 0,
     }
-    tensorrt = options.target in ("tensorrt", "all")
+    tensorrt = options.tensorrt_int8
     if tensorrt and options.target == "all" and not modelopt_available():
         console.print(f"  [yellow]{format_by_key('onnx-int8-trt').file} skipped:[/] {escape(INSTALL_HINT)}")
         calibration["tensorrt"] = {"skipped": INSTALL_HINT}
