@@ -213,6 +213,38 @@ def test_micro_batches_give_the_batch_gradient():
 
 
 @pytest.mark.parametrize(
+    "avx512_bf16,amx,expected", [(True, False, torch.bfloat16), (False, True, torch.bfloat16), (False, False, None)]
+)
+def test_cpu_training_computes_in_bf16_only_where_the_cpu_has_bf16_instructions(
+    monkeypatch, avx512_bf16, amx, expected
+):
+    from edgecls.train.loop import autocast_dtype
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert autocast_dtype(True, torch.device("cpu")) is expected
+    assert autocast_dtype(False, torch.device("cpu")) is None
+
+
+def test_validation_scores_in_fp32_while_training_computes_in_bf16():
+    """Checkpoints are chosen on validation figures of the FP32 model the export sees, not of bf16 arithmetic."""
+    from edgecls.train import loop
+
+    torch.manual_seed(0)
+    model = loop.create_model("lenet5")
+    x, y = torch.randn(64, 3, 32, 32), torch.arange(64) % 10
+    run = loop._Run.__new__(loop._Run)
+    run.net = run.model = model
+    run.device = torch.device("cpu")
+    run.dist = type("D", (), {"all_sum": staticmethod(lambda values, device: values)})()
+    run.val_loader = type("L", (), {"epoch": staticmethod(lambda: [(x, y)])})()
+    run.autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    with torch.no_grad():
+        fp32_loss = float(torch.nn.functional.cross_entropy(model.eval()(x), y))
+    assert run.validate()["val_loss"] == pytest.approx(fp32_loss, rel=1e-6)
+
+
+@pytest.mark.parametrize(
     ("edit", "message"),
     [
         (lambda c: c.update(format="1"), "format must be an integer"),

@@ -23,7 +23,7 @@ def test_mobilenet_mod_and_lenet5_are_shipped():
 def test_shipped_weights_match_their_card(key):
     card = CARDS[key]
     path = WEIGHTS_DIR / f"{key}.pt"
-    assert path.stat().st_size == card.weights_bytes < 10 * 2**20
+    assert path.stat().st_size == card.weights_bytes < 20 * 2**20  # docs/training_notes.md: the limit
     assert sha256_file(path) == card.weights_sha256
     assert set(card.data_sha256) >= DATA_FILES[card.dataset]
     ckpt = load_checkpoint(path)  # weights_only=True

@@ -8,10 +8,11 @@ end to end from a frame to a label, batch 1:
 - ONNX Runtime FP32 with its default threads, hand-written preprocessing;
 - ONNX Runtime INT8 U8S8 on one thread, hand-written preprocessing (the best hand-written path found);
 - `Classifier.predict` with its automatic choice, and with precision fp32.
-Each of `--processes` fresh processes times every path in `--blocks` alternating blocks: hot (back to back) and
-paced (one call every `--pace-ms`, as a camera delivers frames), with the process's CPU time per paced call. The
-table gives the median over processes of each figure, its spread (min–max), and the ratio to the best hand-written
-path's median; the ratios are what the comparison is about, the absolute times belong to this machine.
+Each of `--processes` fresh processes times every path in `--blocks` blocks, the order reversed in every other block
+(no path always follows the same neighbour): hot (back to back) and paced (one call every `--pace-ms`, as a camera
+delivers frames), with the process's CPU time per paced call. The table gives the median over processes of each
+figure, its spread (min–max), and the ratio to the best hand-written path's median; the ratios are what the
+comparison is about, the absolute times belong to this machine.
 """
 
 from __future__ import annotations
@@ -115,8 +116,9 @@ def worker(args) -> None:
     paths[f"Classifier.predict auto ({auto.info.precision}, {auto.info.threads} thread)"] = lambda f: auto.predict(f)
     paths["Classifier.predict precision fp32"] = lambda f: fp32.predict(f)
     results: dict = {name: [] for name in paths}
-    for _ in range(args.blocks):
-        for name, predict in paths.items():
+    order = list(paths.items())
+    for block in range(args.blocks):
+        for name, predict in order if block % 2 == 0 else order[::-1]:
             results[name].append(time_path(predict, frames, args.pace_ms))
     medians = {}
     for name, blocks in results.items():

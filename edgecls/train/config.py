@@ -44,7 +44,13 @@ class TrainConfig:
         default=0.1, metadata=option("share of the training set held out for validation (model selection)")
     )
     seed: int = field(default=0, metadata=option("seed of the split, the order and the augmentation"))
-    amp: bool = field(default=True, metadata=option("mixed precision on CUDA"))
+    amp: bool = field(
+        default=True,
+        metadata=option(
+            "mixed-precision training: bf16/fp16 on CUDA, bf16 on CPUs with bf16 instructions (AVX-512 BF16, AMX); "
+            "validation stays FP32"
+        ),
+    )
     device: str = field(default="auto", metadata=option("auto, cpu, cuda, cuda:N"))
     normalization: str = field(default="zscore", metadata=option("normalization", choices=NORMALIZATIONS))
     augment: bool = field(default=True, metadata=option("random crop and flip (no flip for MNIST digits)"))
