@@ -389,6 +389,7 @@ def train(
         "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
         "hardware": describe_hardware(run.device),
         "world_size": run.dist.world_size,
+        "compute": compute,
         "allocator": allocator_in_use(),
         "train_wall_s": sum(h["epoch_s"] for h in run.history),
         "config": cfg.to_dict(),
