@@ -664,7 +664,7 @@ def camera(ctx: typer.Context, settings: dict) -> None:
     },
 )
 def serve(ctx: typer.Context, settings: dict) -> None:
-    """Serve a bundle through NVIDIA Triton Inference Server (PyTriton): raw frames or tensors in, labels out."""
+    """Serve a bundle through NVIDIA Triton Inference Server: raw frames or tensors in, labels out."""
     options = ServeOptions(**fields_of(ServeOptions, settings))
     from edgecls.runtime.serve import serve as run_server
 

@@ -122,25 +122,136 @@ def test_the_tensor_model_takes_preprocessed_batches(server, bundle_dir, frames)
     np.testing.assert_allclose(result.as_numpy("logits"), np.stack([p.logits for p in want]), atol=1e-5)
 
 
-def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked_for(bundle_dir, frames):
-    from pytriton.proxy.types import Request
+class _FakeBackendUtils:
+    """The part of Triton's `triton_python_backend_utils` the model file uses, outside a Triton stub."""
 
-    from edgecls.runtime.serve import _Handler
+    class Tensor:
+        def __init__(self, name, array):
+            self.name, self.array = name, array
+
+        def as_numpy(self):
+            return self.array
+
+    class InferenceResponse:
+        def __init__(self, output_tensors=(), error=None):
+            self.outputs, self.error = {t.name: t.array for t in output_tensors}, error
+
+    class TritonError:
+        INVALID_ARG = 3
+
+        def __init__(self, message, code=None):
+            self.message, self.code = message, code
+
+    class Request:
+        def __init__(self, inputs, requested):
+            self.inputs, self.requested = inputs, requested
+
+        def requested_output_names(self):
+            return self.requested
+
+    @staticmethod
+    def get_input_tensor_by_name(request, name):
+        return _FakeBackendUtils.Tensor(name, request.inputs[name])
+
+
+def _triton_model(monkeypatch, bundle_dir=None, model_input=None, config=None):
+    """The model file, initialized as Triton does: with its config (a dict, as Triton passes it as JSON)."""
+    import importlib.util
+
+    from edgecls.runtime.triton_schema import MODEL_FILE
+
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
+    spec = importlib.util.spec_from_file_location("edgecls_triton_model_under_test", MODEL_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.TritonPythonModel()
+    if config is None:
+        parameters = {"bundle": str(bundle_dir), "input": model_input}
+        config = {"parameters": {key: {"string_value": value} for key, value in parameters.items()}}
+    model.initialize({"model_config": json.dumps(config), "model_repository": "unused", "model_version": "1"})
+    return model
+
+
+def test_served_model_instances_load_the_bundle_only_with_the_serving_key(monkeypatch, bundle_dir, tmp_path):
+    """The key `edgecls serve` was given travels in each model's config (PEM in protobuf text) to the instances,
+    which check the signature again when they load the bundle: a bundle changed after the start is refused."""
+    import shutil
+
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from edgecls.bundle import MANIFEST, seal, sign_bundle
+    from edgecls.errors import SignatureError
+    from edgecls.runtime.options import ServeOptions
+    from edgecls.runtime.serve import write_repository
+    from edgecls.signing import generate_key
+
+    key, pub = generate_key(tmp_path / "fleet.key")
+    copy = shutil.copytree(bundle_dir, tmp_path / "bundle")
+    sign_bundle(copy, key)
+    write_repository(tmp_path / "models", Classifier.load(copy, public_key=pub), ServeOptions(), public_key=pub)
+    text = (tmp_path / "models" / "lenet5_tensor" / "config.pbtxt").read_text()
+    config = json_format.MessageToDict(
+        text_format.Parse(text, model_config_pb2.ModelConfig()), preserving_proto_field_name=True
+    )
+    assert config["parameters"]["public_key"]["string_value"] == pub.read_text()
+    assert _triton_model(monkeypatch, config=config).classifier.classes == Classifier.load(copy).classes
+    manifest = json.loads((copy / MANIFEST).read_text())
+    signature = manifest.pop("signature")
+    manifest["classes"][0], manifest["classes"][1] = manifest["classes"][1], manifest["classes"][0]
+    (copy / MANIFEST).write_text(json.dumps({**seal(manifest), "signature": signature}))  # relabelled, resealed
+    with pytest.raises(SignatureError, match="does not verify"):
+        _triton_model(monkeypatch, config=config)
+
+
+def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked_for(monkeypatch, bundle_dir, frames):
     from edgecls.runtime.triton_schema import OUTPUTS
 
+    model = _triton_model(monkeypatch, bundle_dir, "frame")
     local = Classifier.load(bundle_dir)
     asked = [["logits"], [], ["label", "topk_index"]]
     requests = [
-        Request({"frame": np.stack(frames[a:b])}, requested_output_names=names)
+        _FakeBackendUtils.Request({"frame": np.stack(frames[a:b])}, names)
         for (a, b), names in zip([(0, 3), (3, 4), (4, 6)], asked, strict=True)
     ]
-    answers = _Handler(local).frames(requests)
+    answers = [response.outputs for response in model.execute(requests)]
     want = [local.predict(f) for f in frames[:6]]
     assert [set(a) for a in answers] == [{"logits"}, {name for name, _ in OUTPUTS}, {"label", "topk_index"}]
     np.testing.assert_allclose(answers[0]["logits"], np.stack([w.logits for w in want[:3]]), atol=1e-5)
     assert answers[1]["index"][:, 0].tolist() == [want[3].index]
     assert answers[2]["topk_index"][:, 0].tolist() == [w.index for w in want[4:]]
     assert [v.decode() for v in answers[2]["label"][:, 0]] == [w.label for w in want[4:]]
+
+
+def test_a_refused_frame_is_answered_alone_with_the_reason_and_its_batch_mates_still_run(
+    monkeypatch, bundle_dir, frames
+):
+    model = _triton_model(monkeypatch, bundle_dir, "frame")
+    requests = [
+        _FakeBackendUtils.Request({"frame": np.stack(frames[:2])}, ["index"]),
+        _FakeBackendUtils.Request({"frame": np.zeros((1, 8, 8, 2), np.uint8)}, ["index"]),
+        _FakeBackendUtils.Request({"frame": np.stack([cv2.resize(frames[2], (64, 48))])}, ["index"]),
+    ]
+    good, bad, resized = model.execute(requests)
+    local = Classifier.load(bundle_dir)
+    assert good.error is None and good.outputs["index"][:, 0].tolist() == [local.predict(f).index for f in frames[:2]]
+    assert resized.outputs["index"][:, 0].tolist() == [local.predict(cv2.resize(frames[2], (64, 48))).index]
+    assert bad.outputs == {} and bad.error.code == _FakeBackendUtils.TritonError.INVALID_ARG
+    assert "H×W×3" in bad.error.message and "Traceback" not in bad.error.message
+
+
+def test_the_tensor_model_file_answers_merged_tensor_requests(monkeypatch, bundle_dir, frames):
+    model = _triton_model(monkeypatch, bundle_dir, "input")
+    local = Classifier.load(bundle_dir)
+    batch = np.concatenate([local.preprocessor(f) for f in frames[:5]])
+    first, second = model.execute(
+        [
+            _FakeBackendUtils.Request({"input": batch[:2]}, ["index"]),
+            _FakeBackendUtils.Request({"input": batch[2:]}, []),
+        ]
+    )
+    want = [p.index for p in local.predict_tensor(batch)]
+    assert first.outputs["index"][:, 0].tolist() + second.outputs["index"][:, 0].tolist() == want
 
 
 def test_remote_errors_are_typed(server):
@@ -158,6 +269,46 @@ def test_remote_errors_are_typed(server):
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         with pytest.raises(RemoteTimeoutError, match="no answer within 300 ms"):
             RemoteClassifier(url, "lenet5", deadline_s=0.3).predict(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_a_bad_frame_over_grpc_is_refused_as_invalid_argument_with_the_reason(server):
+    import tritonclient.grpc as api
+    from tritonclient.utils import InferenceServerException
+
+    _, (_, grpc, _) = server
+    bad = api.InferInput("frame", [1, 8, 8, 2], "UINT8")
+    bad.set_data_from_numpy(np.zeros((1, 8, 8, 2), np.uint8))
+    with pytest.raises(InferenceServerException) as refused:
+        api.InferenceServerClient(f"127.0.0.1:{grpc}").infer("lenet5", [bad])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "H×W×3" in refused.value.message() and "Traceback" not in refused.value.message()
+
+
+def test_a_model_that_fails_to_load_stops_the_start_at_once_with_the_reason(bundle_dir, tmp_path, capfd):
+    """Triton exits when a model's instance fails to initialize; waiting for it to become ready must end there."""
+    import shutil
+
+    from load_test import free_ports
+
+    from edgecls.errors import ServerDiedError
+    from edgecls.runtime.options import ServeOptions
+    from edgecls.runtime.serve import write_repository
+    from edgecls.runtime.tritonserver import TritonServer
+
+    copy = shutil.copytree(bundle_dir, tmp_path / "bundle")
+    write_repository(tmp_path / "models", Classifier.load(copy), ServeOptions())
+    shutil.rmtree(copy)  # gone before Triton's model instances load it
+    http, grpc, metrics = free_ports(3)
+    server = TritonServer(tmp_path / "models", tmp_path, http, ("127.0.0.1", grpc), ("127.0.0.1", metrics))
+    server.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(ServerDiedError, match="exited with code 1 while starting"):
+            server.wait_ready(timeout_s=120)
+        assert time.monotonic() - started < 60
+    finally:
+        server.stop()
+    assert "bundle directory" in capfd.readouterr().err  # the instance's error, in Triton's log
 
 
 def _post(url: str, body: bytes) -> tuple[int, str]:
@@ -259,42 +410,36 @@ def test_ctrl_c_in_a_terminal_stops_the_server_quietly(bundle_dir):
         assert noise not in log, log[-2000:]
 
 
-def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch):
-    """Models answer ready before `triton.serve()` begins; a SIGINT in that gap must stop the server, not escape."""
+def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch, bundle_dir):
+    """Models answer ready before serve() waits on Triton; a SIGINT in that gap must stop the server, not escape."""
     import os
-
-    import pytriton.triton
 
     from edgecls.runtime import serve as serve_module
 
     events = []
 
     class ReadyButNotServing:
-        def __init__(self, config):
+        def __init__(self, *args, **kwargs):
             pass
 
-        def __enter__(self):
-            return self
+        def start(self):
+            pass
 
-        def __exit__(self, *exc):
-            events.append("stopped")
-
-        def run(self):
+        def wait_ready(self):
             os.kill(os.getpid(), signal.SIGINT)
 
-        def serve(self):
+        def wait(self):
             events.append("served")
 
-    monkeypatch.setattr(pytriton.triton, "Triton", ReadyButNotServing)
-    monkeypatch.setattr(
-        serve_module, "_bind", lambda *args: ("lenet5", SimpleNamespace(bundle=SimpleNamespace(input=None)))
-    )
+        def stop(self):
+            events.append("stopped")
+
+    monkeypatch.setattr(serve_module, "TritonServer", ReadyButNotServing)
     monkeypatch.setattr(
         serve_module, "Gateway", lambda *args, **kwargs: SimpleNamespace(start=lambda: None, close=lambda: None)
     )
-    monkeypatch.setattr(serve_module, "tensors_input", lambda spec: None)
     try:
-        serve_module.serve("unused", serve_module.ServeOptions())
+        serve_module.serve(str(bundle_dir), serve_module.ServeOptions())
     except KeyboardInterrupt:
         pytest.fail("the signal escaped serve() instead of stopping the server")
     assert events == ["stopped"]

@@ -77,11 +77,8 @@ def test_engines_the_manifest_lists_become_tensorrt_plans_within_their_profile(b
 
 def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_classifier(bundle_dir, cifar_root, tmp_path):
     """PyTriton's `tritonserver` binary (it ships the Python backend only) serves the repository `--triton` wrote."""
-    import os
-    import shutil
     import subprocess
     import sys
-    import sysconfig
     import time
     import urllib.request
 
@@ -89,12 +86,12 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
     import numpy as np
 
     from edgecls.runtime.serve import pytriton_unavailable
+    from edgecls.runtime.tritonserver import install_server, server_environment
 
     if pytriton_unavailable():
         pytest.skip(f"PyTriton cannot run here: {pytriton_unavailable()}")
     import tritonclient.http as api
     from load_test import free_ports
-    from pytriton.utils.distribution import get_libs_path, get_root_module_path, get_stub_path
     from tritonclient.utils import InferenceServerException
 
     from edgecls.data import load_dataset
@@ -105,17 +102,9 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
         capture_output=True,
         text=True,
     ).stdout.strip()
-    server = tmp_path / "tritonserver"
-    shutil.copytree(
-        get_root_module_path() / "tritonserver", server, ignore=shutil.ignore_patterns("python_backend_stubs")
-    )
-    shutil.copy(
-        get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}"),
-        server / "backends" / "python" / "triton_python_backend_stub",
-    )
+    server = install_server(tmp_path)
     write_triton_repository(bundle_dir, tmp_path / "repo")
     http, grpc, metrics = free_ports(3)
-    env = {**os.environ, "LD_LIBRARY_PATH": f"{sysconfig.get_config_var('LIBDIR')}:{get_libs_path()}"}
     proc = subprocess.Popen(
         [
             str(server / "bin" / "tritonserver"),
@@ -138,7 +127,7 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
             "--grpc-address",
             "127.0.0.1",
         ],
-        env=env,
+        env=server_environment(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

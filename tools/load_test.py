@@ -14,8 +14,9 @@ Prints each path's median req/s with every round's figure, p50/p99 latency, fail
 request of the clients' process and of the server's process tree with the share of the cores busy, whether every
 top-1 equals the in-process top-1, and `<model>_tensor` against the plain server per protocol, reached by the plain
 server's own client (the servers compared) and by `RemoteClassifier` (median and spread of the per-round ratios).
-The soak reports its error count and the server's memory (resident set of the server process tree) before and
-after. Writes JSON with --json.
+A paced run (`--paced-s`, one client-preprocessed gRPC client at `--paced-rate` requests a second) reports the
+server's CPU time per request at a camera's pace, where a spinning thread pool shows. The soak reports its error
+count and the server's memory (resident set of the server process tree) before and after. Writes JSON with --json.
 """
 
 from __future__ import annotations
@@ -208,6 +209,23 @@ def soak(predict, frames: list[np.ndarray], rate: float, seconds: float) -> dict
     }
 
 
+def paced(url: str, model: str, args, frames: list[np.ndarray], server_pid: int) -> dict:
+    """One client-preprocessed gRPC client at a camera's pace: the server's CPU time per request between frames,
+    where a spinning thread pool shows (it is hidden under load, when its threads have work)."""
+    predict = RemoteClassifier(url, model, deadline_s=10.0, preprocess_with=args.bundle).predict
+    predict(frames[0])
+    before = tree_cpu_s(server_pid)
+    result = soak(predict, frames, args.paced_rate, args.paced_s)
+    result["server_cpu_ms_per_request"] = (tree_cpu_s(server_pid) - before) * 1e3 / result["requests"]
+    print(
+        f"paced {result['seconds']:.0f} s at {result['rate_per_s']:.0f} req/s, one client-preprocessed gRPC client: "
+        f"server CPU {result['server_cpu_ms_per_request']:.2f} ms/request, p50 {result['p50_ms']:.2f} ms, "
+        f"p99 {result['p99_ms']:.2f} ms, failed {result['failed']}",
+        flush=True,
+    )
+    return result
+
+
 def test_frames(clf: Classifier, data_dir: str | None, n: int, frame_size: tuple[int, int]) -> list[np.ndarray]:
     """Test images as camera frames, placed as replay places them (the bundle's labelled sample without a dataset)."""
     sample = np.load(clf.bundle.root / "sample.npz")
@@ -277,6 +295,10 @@ def main() -> None:
     parser.add_argument("--no-plain", action="store_true", help="skip the plain PyTriton baseline server")
     parser.add_argument("--soak-s", type=float, default=0.0)
     parser.add_argument("--soak-rate", type=float, default=100.0)
+    parser.add_argument(
+        "--paced-s", type=float, default=20.0, help="seconds of requests at a camera's pace, one client (0: skip)"
+    )
+    parser.add_argument("--paced-rate", type=float, default=30.0)
     parser.add_argument("--serve-args", default="", help="extra `edgecls serve` options, e.g. '--instances 2'")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
@@ -360,6 +382,8 @@ def main() -> None:
                         f"{ratios[len(ratios) // 2]:.2f}× (per round {ratios[0]:.2f}–{ratios[-1]:.2f}×)",
                         flush=True,
                     )
+        if args.paced_s:
+            result["paced"] = paced(grpc, model, args, frames, servers[0].pid)
         if args.soak_s:
             before = tree_rss_mb(servers[0].pid)
             result["soak"] = soak(remote.predict, frames, args.soak_rate, args.soak_s)

@@ -10,6 +10,7 @@ The Triton model is `plain`: input `input` (the model's C×H×W float32 tensor),
 from __future__ import annotations
 
 import argparse
+import os
 
 import numpy as np
 import onnxruntime as ort
@@ -19,7 +20,7 @@ from pytriton.triton import Triton, TritonConfig
 
 from edgecls.runtime import Classifier
 from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.serve import prepare_environment
+from edgecls.runtime.tritonserver import server_environment
 
 
 def main() -> None:
@@ -43,7 +44,7 @@ def main() -> None:
     def infer(input):  # noqa: A002 (the Triton input's name)
         return {"logits": session.run(None, {input_name: input})[0]}
 
-    prepare_environment()
+    os.environ.update(server_environment())  # libpython for the stub, as `edgecls serve` gives it
     config = TritonConfig(http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port)
     with Triton(config=config) as triton:
         triton.bind(

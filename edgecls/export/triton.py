@@ -6,13 +6,14 @@
     DIR/<model>_python/1/model.py + 1/bundle/  (raw frames in, through the edgecls runtime)
 
 ONNX files are served by the onnxruntime backend, TensorRT engines by the tensorrt backend; the Python-backend
-variant takes raw uint8 frames and preprocesses them with the bundle's own policy; its config names the directories
-of this environment's edgecls (`python_path`), which the server's isolated interpreter then imports. It is the
-variant PyTriton's `tritonserver` (which ships only the Python backend) can load. Names,
-dtypes and dims come from the bundle's manifest; the batch axis is Triton's (max_batch_size, never above an engine's
-optimization profile), with dynamic batching on; a graph fixed at a batch of 1 gets max_batch_size 0 and its full
-shape. Engines are taken only where the sealed manifest lists them (a planted file is not served), and each config
-says which TensorRT and GPU built its plan: Triton's tensorrt backend loads only plans of the TensorRT it links.
+variant (the model file `edgecls serve` runs, `edgecls.runtime.triton_model`) takes raw uint8 frames and
+preprocesses them with the bundle's own policy; its config names the directories of this environment's edgecls
+(`python_path`), which the server's isolated interpreter then imports. It is the variant PyTriton's `tritonserver`
+(which ships only the Python backend) can load. Names, dtypes and dims come from the bundle's manifest; the batch
+axis is Triton's (max_batch_size, never above an engine's optimization profile), with dynamic batching on; a graph
+fixed at a batch of 1 gets max_batch_size 0 and its full shape. Engines are taken only where the sealed manifest
+lists them (a planted file is not served), and each config says which TensorRT and GPU built its plan: Triton's
+tensorrt backend loads only plans of the TensorRT it links.
 Configs are plain protobuf text; tests parse them with Triton's own ModelConfig schema.
 """
 
@@ -20,14 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sysconfig
 from pathlib import Path
 
-import edgecls
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
 from edgecls.runtime.options import DEFAULT_TOP_K
-from edgecls.runtime.triton_schema import config_outputs
+from edgecls.runtime.triton_schema import MODEL_FILE, config_outputs, python_path
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -121,12 +120,6 @@ def write_triton_repository(
     return written
 
 
-def python_path() -> str:
-    """Where this environment's edgecls and packages live: what the Python-backend model puts on its sys.path."""
-    paths = [str(Path(edgecls.__file__).parents[1]), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
-    return os.pathsep.join(dict.fromkeys(paths))
-
-
 def python_config(name: str, bundle: Bundle, max_batch_size: int) -> str:
     return f"""name: "{name}"
 backend: "python"
@@ -163,7 +156,7 @@ def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path
     for entry in bundle.files():
         atomic_write_bytes(copy / entry.name, bundle.read_verified(entry))
     atomic_write_bytes(copy / MANIFEST, (bundle.root / MANIFEST).read_bytes())
-    atomic_write_bytes(model_dir / "1" / "model.py", (Path(__file__).parent / "triton_model.py").read_bytes())
+    atomic_write_bytes(model_dir / "1" / "model.py", MODEL_FILE.read_bytes())
     atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())
     atomic_write_bytes(model_dir / "config.pbtxt", python_config(name, bundle, max_batch_size).encode())
     return model_dir

@@ -2,8 +2,8 @@
 
 Why a door of our own: tritonserver's HTTP front end sizes a JSON request's tensor from its declared shape before
 it reads the data, so one 90-byte request declaring [1, 100000, 100000, 3] kills the server (std::bad_alloc), and
-the Python backend answers every error, bad input included, with HTTP 500 and a traceback that names server paths.
-Neither PyTriton nor tritonserver can bound a declared shape. Here each inference request is checked against what
+a failure inside a Python-backend model comes back as HTTP 500 with a traceback that names server paths.
+tritonserver cannot bound a declared shape. Here each inference request is checked against what
 the bundle's two models accept (one input, its datatype, shape within limits, byte count equal to the shape,
 finite tensor values) and bad input is answered 400 with what is wrong and how to fix it. A failure on the server
 is answered 500 without the traceback (the server's log keeps it). `/v2/health/ready` answers 200 only when every
@@ -135,7 +135,7 @@ def _parameters(part: dict) -> dict:
 
 
 def _public_error(status: int, body: bytes) -> bytes:
-    """Triton's error answer without the Python traceback PyTriton puts in it (the server's log keeps it)."""
+    """Triton's error answer without the Python traceback the Python backend puts in it (the server's log keeps it)."""
     try:
         message = str(json.loads(body).get("error", ""))
     except (ValueError, AttributeError):

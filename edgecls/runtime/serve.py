@@ -1,4 +1,4 @@
-"""`edgecls serve`: a bundle behind NVIDIA Triton Inference Server, through PyTriton (no torch needed).
+"""`edgecls serve`: a bundle behind NVIDIA Triton Inference Server (no torch needed).
 
 Two Triton models per bundle, both answering with the outputs of `triton_schema` (label, index, confidence, top-k
 indices, labels and probabilities, logits):
@@ -6,13 +6,16 @@ indices, labels and probabilities, logits):
   own policy, exactly as `Classifier.predict` does;
 - `<model>_tensor`: ready N×C×H×W float32 tensors (the bundle's normalization already applied).
 
+Both are the runtime's Python-backend model (`triton_model.py`) in a model repository written here: Triton runs one
+stub process per model instance, each with its own `Classifier` (the backend is the runtime's own choice: ONNX
+Runtime on a CPU, TensorRT where present), and its dynamic batcher merges concurrent requests into one inference
+call. PyTriton is used for what it ships: the tritonserver binary and its Python-backend stubs (`tritonserver.py`
+starts and watches the server). Its own binding (`triton.bind`) is not used: it puts a ZeroMQ hop and a second
+Python process behind every request, and cost about 4× the server CPU per request (docs/serving.md).
+
 HTTP clients reach Triton through edgecls' gateway (`gateway.py`), which checks each request against these two
 inputs before Triton allocates anything; Triton's own HTTP endpoint listens on loopback only. gRPC clients reach
-Triton directly.
-
-Triton's dynamic batcher merges concurrent requests (of equal shape) into one inference call. The backend is
-the runtime's own choice (ONNX Runtime on a CPU, TensorRT where present); `instances` > 1 loads one
-Classifier per Triton model instance.
+Triton directly. A frame the runtime refuses is answered INVALID_ARGUMENT (HTTP 400) with the runtime's message.
 
 Two traps, handled here: the Python backend's stub needs this interpreter's shared libpython on the library
 path, and a stub built for another Python minor version fails to start; both are checked before starting.
@@ -21,20 +24,22 @@ path, and a stub built for another Python minor version fails to start; both are
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import signal
 import socket
 import sys
 import sysconfig
-from contextlib import contextmanager
+import tempfile
+from pathlib import Path
 
-import numpy as np
-
+from edgecls.bundle import PUBLIC_KEY_ENV
 from edgecls.errors import BackendUnavailableError, ServerDiedError
 from edgecls.runtime.classifier import Classifier
-from edgecls.runtime.gateway import Gateway, frames_input, tensors_input
+from edgecls.runtime.gateway import Gateway, ModelInput, frames_input, tensors_input
 from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.triton_schema import NUMPY, OUTPUTS, answer, label_bytes, output_width
+from edgecls.runtime.triton_schema import MODEL_FILE, config_outputs, python_path
+from edgecls.runtime.tritonserver import TritonServer
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
 
@@ -58,79 +63,59 @@ def pytriton_unavailable() -> str | None:
     return None
 
 
-def prepare_environment() -> None:
-    """Put this interpreter's libpython on the library path the Triton server process inherits."""
-    libdir = sysconfig.get_config_var("LIBDIR")
-    paths = [p for p in os.environ.get("LD_LIBRARY_PATH", "").split(os.pathsep) if p]
-    if libdir and libdir not in paths:
-        os.environ["LD_LIBRARY_PATH"] = os.pathsep.join([libdir, *paths])
+def _pem(public_key) -> str:
+    """The PEM text of the key the bundle must be signed by ('' for none), for the model config."""
+    key = os.environ.get(PUBLIC_KEY_ENV) if public_key is None else public_key
+    if not key:
+        return ""
+    from cryptography.hazmat.primitives import serialization
+
+    from edgecls.signing import load_public_key
+
+    return (
+        load_public_key(key)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
 
 
-class _Handler:
-    """One Triton model instance: its own Classifier, so instances run in parallel. Each call gets the requests the
-    dynamic batcher merged (of one shape), runs them as one batch and answers each with the outputs it asked for:
-    PyTriton's `@batch` would pass all seven through shared memory to Triton, which then drops the unrequested."""
-
-    def __init__(self, clf: Classifier):
-        self.clf = clf
-        self.labels = label_bytes(clf.classes)
-
-    def frames(self, requests: list) -> list[dict[str, np.ndarray]]:
-        return self._answer(requests, "frame", lambda frames: self.clf.preprocess_batch(list(frames)))
-
-    def tensors(self, requests: list) -> list[dict[str, np.ndarray]]:
-        return self._answer(requests, "input", lambda tensors: np.ascontiguousarray(tensors, dtype=np.float32))
-
-    def _answer(self, requests: list, name: str, prepare) -> list[dict[str, np.ndarray]]:
-        inputs = [request[name] for request in requests]
-        outputs = answer(self.clf, prepare(np.concatenate(inputs)), self.labels)
-        answers, start = [], 0
-        for request, items in zip(requests, inputs, strict=True):
-            wanted = request.requested_output_names or outputs
-            answers.append({out: outputs[out][start : start + len(items)] for out in wanted})
-            start += len(items)
-        return answers
-
-
-def _bind(triton, bundle_dir: str, options: ServeOptions, public_key) -> tuple[str, Classifier]:
-    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-
-    handlers = [
-        _Handler(
-            Classifier.load(
-                bundle_dir,
-                options.backend,
-                options.precision,
-                top_k=options.top_k,
-                threads=options.threads,
-                public_key=public_key,
-            )
+def _model_config(name: str, model_input: ModelInput, clf: Classifier, options: ServeOptions, pem: str) -> str:
+    dims = ", ".join("-1" if d is None else str(d) for d in model_input.item_shape)
+    parameters = {
+        "input": model_input.name,
+        "bundle": str(clf.bundle.root.resolve()),
+        "backend": clf.info.name,  # what was resolved and checked here, not "auto" resolved again
+        "precision": clf.info.precision,
+        "threads": "" if options.threads is None else str(options.threads),
+        "top_k": str(clf.top_k),
+        "public_key": pem,
+        "python_path": python_path(),
+    }
+    return (
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {options.max_batch}\n'
+        f'input [ {{ name: "{model_input.name}", data_type: TYPE_{model_input.datatype}, dims: [ {dims} ] }} ]\n'
+        f"{config_outputs(clf.top_k, len(clf.classes))}"
+        f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}\n"
+        f"instance_group [ {{ count: {options.instances}, kind: KIND_CPU }} ]\n"
+        + "".join(
+            f'parameters {{ key: "{key}", value: {{ string_value: {json.dumps(value, ensure_ascii=False)} }} }}\n'
+            for key, value in parameters.items()
         )
-        for _ in range(options.instances)
-    ]
-    clf = handlers[0].clf
-    name, spec, k = clf.bundle.manifest.model, clf.bundle.input, clf.top_k
-    outputs = [
-        Tensor(name=out, dtype=NUMPY[kind], shape=(output_width(out, k, len(clf.classes)),)) for out, kind in OUTPUTS
-    ]
-    config = ModelConfig(
-        max_batch_size=options.max_batch, batcher=DynamicBatcher(max_queue_delay_microseconds=options.queue_delay_us)
     )
-    triton.bind(
-        model_name=name,
-        infer_func=[h.frames for h in handlers],
-        inputs=[Tensor(name="frame", dtype=np.uint8, shape=(-1, -1, -1))],
-        outputs=outputs,
-        config=config,
-    )
-    triton.bind(
-        model_name=f"{name}_tensor",
-        infer_func=[h.tensors for h in handlers],
-        inputs=[Tensor(name="input", dtype=np.float32, shape=(spec.channels, spec.size, spec.size))],
-        outputs=outputs,
-        config=config,
-    )
-    return name, clf
+
+
+def write_repository(root: Path, clf: Classifier, options: ServeOptions, public_key=None) -> dict[str, ModelInput]:
+    """The Triton model repository of `edgecls serve`: `<model>` (frames) and `<model>_tensor` (tensors), each
+    the runtime's Python-backend model (`triton_model.py`) loading the bundle in place. Returns each model's input."""
+    name, pem = clf.bundle.manifest.model, _pem(public_key)
+    models = {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)}
+    model_file = MODEL_FILE.read_bytes()
+    for model, model_input in models.items():
+        (root / model / "1").mkdir(parents=True)
+        (root / model / "1" / "model.py").write_bytes(model_file)
+        (root / model / "labels.txt").write_text("\n".join(clf.classes) + "\n")
+        (root / model / "config.pbtxt").write_text(_model_config(model, model_input, clf, options, pem))
+    return models
 
 
 def _free_loopback_port() -> int:
@@ -139,44 +124,20 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def _tritonserver_in_its_own_process_group():
-    """Start tritonserver in a process group of its own, so a terminal's Ctrl-C reaches `edgecls serve` alone, which
-    then stops Triton once (PyTriton's stop sends it SIGINT). In the terminal's group it was signalled twice, by
-    the terminal and by PyTriton, and on the second SIGINT Triton exits at once, with a failure and its warnings.
-    PyTriton starts the server through `sh` (nothing else here uses it), whose `new_group` default is set while
-    serving."""
-    import sh
-
-    previous = sh.Command._call_args["new_group"]
-    sh.Command._call_args["new_group"] = True
-    try:
-        yield
-    finally:
-        sh.Command._call_args["new_group"] = previous
-
-
 def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
-    """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer."""
+    """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer. That classifier is
+    loaded here first, so a bad bundle or a missing backend is reported plainly and not in Triton's log; it is closed
+    once `ready` returns (the model instances run their own)."""
     reason = pytriton_unavailable()
     if reason:
         raise BackendUnavailableError(reason)
-    prepare_environment()
-    from pytriton.triton import Triton, TritonConfig
-
-    internal_http = _free_loopback_port()
-    config = TritonConfig(
-        http_address="127.0.0.1",
-        http_port=internal_http,
-        grpc_address=options.host,
-        grpc_port=options.grpc_port,
-        metrics_address=options.host,
-        metrics_port=options.metrics_port,
-        allow_metrics=True,
-        allow_cpu_metrics=True,
-        allow_gpu_metrics=False,
-        exit_timeout_secs=5,
-        log_verbose=0,
+    clf = Classifier.load(
+        bundle_dir,
+        options.backend,
+        options.precision,
+        top_k=options.top_k,
+        threads=options.threads,
+        public_key=public_key,
     )
     stopping = []
 
@@ -187,34 +148,48 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
 
     # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    gateway = None
-    try:
-        # a signal anywhere inside (even before serve()) stops it the same way
-        with _tritonserver_in_its_own_process_group(), Triton(config=config) as triton:
-            name, clf = _bind(triton, bundle_dir, options, public_key)
-            gateway = Gateway(
-                options.host,
-                options.http_port,
-                internal_http,
-                {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)},
-                max_batch=options.max_batch,
-                max_side=options.max_frame_side,
-                max_request_bytes=options.max_request_mb << 20,
-            )
-            gateway.start()
-            triton.run()
-            if ready:
-                ready(name, clf)
-            triton.serve()
+    workdir = tempfile.TemporaryDirectory(prefix="edgecls-serve-")
+    server = gateway = None
+    try:  # a signal anywhere inside stops it the same way
+        root = Path(workdir.name)
+        models = write_repository(root / "models", clf, options, public_key)
+        internal_http = _free_loopback_port()
+        server = TritonServer(
+            root / "models",
+            root,
+            internal_http,
+            grpc=(options.host, options.grpc_port),
+            metrics=(options.host, options.metrics_port),
+        )
+        server.start()
+        gateway = Gateway(
+            options.host,
+            options.http_port,
+            internal_http,
+            models,
+            max_batch=options.max_batch,
+            max_side=options.max_frame_side,
+            max_request_bytes=options.max_request_mb << 20,
+        )
+        gateway.start()
+        server.wait_ready()
+        if ready:
+            ready(clf.bundle.manifest.model, clf)
+        clf.close()
+        server.wait()
     except KeyboardInterrupt:
         if not stopping:
             raise
     finally:
         if gateway:
             gateway.close()
+        if server:
+            server.stop()
+        clf.close()
+        workdir.cleanup()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if not stopping:  # serve() returns on its own only when the Triton process or its model proxies died
+    if not stopping:  # wait() returns on its own only when the Triton process died
         raise ServerDiedError(
             "Triton Inference Server stopped without being asked (crashed, killed or out of memory; its "
             "log above says which): exiting non-zero so a supervisor restarts `edgecls serve`"

@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+import os
+import sysconfig
+from pathlib import Path
+
 import numpy as np
 
 OUTPUTS = (
@@ -18,6 +22,7 @@ OUTPUTS = (
     ("topk_prob", "FP32"),
     ("logits", "FP32"),
 )
+MODEL_FILE = Path(__file__).with_name("triton_model.py")  # the Python-backend model that answers with these
 NUMPY = {"BYTES": np.bytes_, "INT64": np.int64, "FP32": np.float32}
 PBTXT = {"BYTES": "TYPE_STRING", "INT64": "TYPE_INT64", "FP32": "TYPE_FP32"}
 
@@ -55,3 +60,11 @@ def config_outputs(top_k: int, classes: int) -> str:
             f'  {{ name: "{name}", data_type: {PBTXT[kind]}, dims: [ {output_width(name, top_k, classes)} ]{labels} }}'
         )
     return "output [\n" + ",\n".join(rows) + "\n]\n"
+
+
+def python_path() -> str:
+    """Where this environment's edgecls and packages live: what the Python-backend model puts on its sys.path."""
+    import edgecls
+
+    paths = [str(Path(edgecls.__file__).parents[1]), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
+    return os.pathsep.join(dict.fromkeys(paths))

@@ -1,0 +1,138 @@
+"""The tritonserver process behind `edgecls serve`: the binary and Python-backend stubs PyTriton ships (the one
+pip-installable Triton), started on a model repository, watched and stopped.
+
+Why not PyTriton's `Triton` class: it waits two minutes for a server that already exited (a model that failed to
+load), and it starts the server in the caller's process group, where a terminal's Ctrl-C reached Triton twice.
+Here the server runs in a process group of its own, dies with its parent (PR_SET_PDEATHSIG), exits are seen at once,
+and its log goes to this process's output.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import time
+import urllib.request
+from pathlib import Path
+
+from edgecls.errors import ServerDiedError
+
+SHM_BYTES, SHM_GROWTH_BYTES = 4 << 20, 1 << 20  # the Python backend's stub memory: PyTriton's sizes (defaults 64 MB)
+STOP_TIMEOUT_S = 30
+
+
+def server_environment() -> dict[str, str]:
+    """The server's environment: this interpreter's shared libpython and PyTriton's libraries on the library path,
+    and this environment's `python` first on PATH, from which the stub's embedded interpreter takes its prefix (and
+    so this environment's numpy)."""
+    from pytriton.utils.distribution import get_libs_path
+
+    env = dict(os.environ)
+    libs = [sysconfig.get_config_var("LIBDIR"), str(get_libs_path()), env.get("LD_LIBRARY_PATH", "")]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in libs if p)
+    env["PATH"] = os.pathsep.join([str(Path(sys.exec_prefix) / "bin"), env.get("PATH", "")])
+    return env
+
+
+def install_server(workdir: Path) -> Path:
+    """tritonserver with the stub built for this Python's minor version where the Python backend looks for it."""
+    from pytriton.utils.distribution import get_root_module_path, get_stub_path
+
+    server = workdir / "tritonserver"
+    shutil.copytree(
+        get_root_module_path() / "tritonserver", server, ignore=shutil.ignore_patterns("python_backend_stubs")
+    )
+    shutil.copy(
+        get_stub_path(f"{sys.version_info.major}.{sys.version_info.minor}"),
+        server / "backends" / "python" / "triton_python_backend_stub",
+    )
+    return server
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+class TritonServer:
+    """One tritonserver process: `start`, `wait_ready`, `wait` (returns when it exits), `stop`."""
+
+    def __init__(
+        self, repository: Path, workdir: Path, http_port: int, grpc: tuple[str, int], metrics: tuple[str, int]
+    ):
+        self.repository, self.workdir, self.http_port = repository, workdir, http_port
+        self.grpc, self.metrics = grpc, metrics
+        self.process: subprocess.Popen | None = None
+
+    def command(self, server: Path) -> list[str]:
+        return [
+            str(server / "bin" / "tritonserver"),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={server / 'backends'}",
+            "--model-control-mode=explicit",
+            "--load-model=*",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            f"--grpc-address={self.grpc[0]}",
+            f"--grpc-port={self.grpc[1]}",
+            "--allow-metrics=true",
+            "--allow-cpu-metrics=true",
+            "--allow-gpu-metrics=false",
+            f"--metrics-address={self.metrics[0]}",
+            f"--metrics-port={self.metrics[1]}",
+            "--exit-timeout-secs=5",
+            "--log-verbose=0",
+            f"--backend-config=python,shm-region-prefix-name=edgecls{os.getpid()}_",
+            f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
+            f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+        ]
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.command(install_server(self.workdir)),
+            env=server_environment(),
+            cwd=self.workdir,
+            process_group=0,  # a terminal's Ctrl-C reaches `edgecls serve` alone, which then stops Triton once
+            preexec_fn=_die_with_parent,
+        )
+
+    def wait_ready(self, timeout_s: float = 300) -> None:
+        """Return once every model answers; raise ServerDiedError if the server exits first or takes too long."""
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.http_port}/v2/health/ready"
+        while self.process.poll() is None:
+            try:
+                if urllib.request.urlopen(url, timeout=1).status == 200:
+                    return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerDiedError(
+                    f"Triton Inference Server was not ready after {timeout_s:.0f} s: its log above says what it "
+                    "is waiting for"
+                )
+            time.sleep(0.1)
+        raise ServerDiedError(
+            f"Triton Inference Server exited with code {self.process.returncode} while starting: its log above says "
+            "why (a model that failed to load shows its error there)"
+        )
+
+    def wait(self) -> int:
+        return self.process.wait()
+
+    def stop(self) -> None:
+        """SIGINT (Triton's clean stop: in-flight requests finish, models unload), then SIGKILL if it hangs."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout=STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
