@@ -209,13 +209,12 @@ def soak(predict, frames: list[np.ndarray], rate: float, seconds: float) -> dict
     }
 
 
-def paced(url: str, model: str, args, frames: list[np.ndarray], server_pid: int) -> dict:
-    """One client-preprocessed gRPC client at a camera's pace: the server's CPU time per request between frames,
-    where a spinning thread pool shows (it is hidden under load, when its threads have work)."""
-    predict = RemoteClassifier(url, model, deadline_s=10.0, preprocess_with=args.bundle).predict
-    predict(frames[0])
+def paced(remote: RemoteClassifier, frames: list[np.ndarray], rate: float, seconds: float, server_pid: int) -> dict:
+    """One client at a camera's pace: the server's CPU time per request between frames, where a spinning thread
+    pool shows (it is hidden under load, when its threads have work)."""
+    remote.predict(frames[0])
     before = tree_cpu_s(server_pid)
-    result = soak(predict, frames, args.paced_rate, args.paced_s)
+    result = soak(remote.predict, frames, rate, seconds)
     result["server_cpu_ms_per_request"] = (tree_cpu_s(server_pid) - before) * 1e3 / result["requests"]
     print(
         f"paced {result['seconds']:.0f} s at {result['rate_per_s']:.0f} req/s, one client-preprocessed gRPC client: "
@@ -383,7 +382,8 @@ def main() -> None:
                         flush=True,
                     )
         if args.paced_s:
-            result["paced"] = paced(grpc, model, args, frames, servers[0].pid)
+            remote_grpc = RemoteClassifier(grpc, model, deadline_s=10.0, preprocess_with=args.bundle)
+            result["paced"] = paced(remote_grpc, frames, args.paced_rate, args.paced_s, servers[0].pid)
         if args.soak_s:
             before = tree_rss_mb(servers[0].pid)
             result["soak"] = soak(remote.predict, frames, args.soak_rate, args.soak_s)

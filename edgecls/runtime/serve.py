@@ -162,7 +162,8 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
             metrics=(options.host, options.metrics_port),
         )
         server.start()
-        gateway = Gateway(
+        server.wait_ready()
+        gateway = Gateway(  # opened once Triton is ready: a client that finds the door open finds models behind it
             options.host,
             options.http_port,
             internal_http,
@@ -172,7 +173,6 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
             max_request_bytes=options.max_request_mb << 20,
         )
         gateway.start()
-        server.wait_ready()
         if ready:
             ready(clf.bundle.manifest.model, clf)
         clf.close()
