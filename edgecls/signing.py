@@ -49,12 +49,7 @@ def generate_key(path: str | os.PathLike) -> tuple[Path, Path]:
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     atomic_write_bytes(path, pem, private=True)  # 0600 from the first byte: no other user can read it mid-write
-    atomic_write_bytes(
-        public,
-        private_key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        ),
-    )
+    atomic_write_bytes(public, public_key_pem(private_key.public_key()).encode())
     return path, public
 
 
@@ -81,6 +76,15 @@ def load_public_key(source):
     if not isinstance(key, ed25519.Ed25519PublicKey):
         raise ConfigError(f"{source!r:.80} is a {type(key).__name__}; edgecls bundles are signed with Ed25519 keys")
     return key
+
+
+def public_key_pem(source) -> str:
+    """The PEM text (SubjectPublicKeyInfo) of a public key given as `load_public_key` takes it."""
+    serialization, _ = _crypto()
+    pem = load_public_key(source).public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return pem.decode()
 
 
 def load_private_key(source):

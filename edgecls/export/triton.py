@@ -25,8 +25,9 @@ from pathlib import Path
 
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
+from edgecls.runtime.gateway import frames_input
 from edgecls.runtime.options import DEFAULT_TOP_K
-from edgecls.runtime.triton_schema import MODEL_FILE, config_outputs, python_path
+from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config, python_path
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -121,30 +122,17 @@ def write_triton_repository(
 
 
 def python_config(name: str, bundle: Bundle, max_batch_size: int) -> str:
-    return f"""name: "{name}"
-backend: "python"
-max_batch_size: {max_batch_size}
-input [
-  {{
-    name: "frame"
-    data_type: TYPE_UINT8
-    dims: [ -1, -1, -1 ]
-  }}
-]
-{config_outputs(min(DEFAULT_TOP_K, len(bundle.classes)), len(bundle.classes))}dynamic_batching {{
-  max_queue_delay_microseconds: 500
-}}
-instance_group [
-  {{
-    count: 1
-    kind: KIND_CPU
-  }}
-]
-parameters {{
-  key: "python_path"
-  value: {{ string_value: "{python_path()}" }}
-}}
-"""
+    """Raw frames in, the runtime's own choice of graph: the model `edgecls serve` runs for frames."""
+    classes = len(bundle.classes)
+    return python_model_config(
+        name,
+        frames_input(),
+        min(DEFAULT_TOP_K, classes),
+        classes,
+        max_batch_size,
+        {"python_path": python_path()},
+        queue_delay_us=500,
+    )
 
 
 def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path:

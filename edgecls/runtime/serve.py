@@ -24,7 +24,6 @@ path, and a stub built for another Python minor version fails to start; both are
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import socket
@@ -38,8 +37,9 @@ from edgecls.errors import BackendUnavailableError, ServerDiedError
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.gateway import Gateway, ModelInput, frames_input, tensors_input
 from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.triton_schema import MODEL_FILE, config_outputs, python_path
+from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config, python_path
 from edgecls.runtime.tritonserver import TritonServer
+from edgecls.signing import public_key_pem
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
 
@@ -63,24 +63,7 @@ def pytriton_unavailable() -> str | None:
     return None
 
 
-def _pem(public_key) -> str:
-    """The PEM text of the key the bundle must be signed by ('' for none), for the model config."""
-    key = os.environ.get(PUBLIC_KEY_ENV) if public_key is None else public_key
-    if not key:
-        return ""
-    from cryptography.hazmat.primitives import serialization
-
-    from edgecls.signing import load_public_key
-
-    return (
-        load_public_key(key)
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def _model_config(name: str, model_input: ModelInput, clf: Classifier, options: ServeOptions, pem: str) -> str:
-    dims = ", ".join("-1" if d is None else str(d) for d in model_input.item_shape)
     parameters = {
         "input": model_input.name,
         "bundle": str(clf.bundle.root.resolve()),
@@ -91,23 +74,23 @@ def _model_config(name: str, model_input: ModelInput, clf: Classifier, options: 
         "public_key": pem,
         "python_path": python_path(),
     }
-    return (
-        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {options.max_batch}\n'
-        f'input [ {{ name: "{model_input.name}", data_type: TYPE_{model_input.datatype}, dims: [ {dims} ] }} ]\n'
-        f"{config_outputs(clf.top_k, len(clf.classes))}"
-        f"dynamic_batching {{ max_queue_delay_microseconds: {options.queue_delay_us} }}\n"
-        f"instance_group [ {{ count: {options.instances}, kind: KIND_CPU }} ]\n"
-        + "".join(
-            f'parameters {{ key: "{key}", value: {{ string_value: {json.dumps(value, ensure_ascii=False)} }} }}\n'
-            for key, value in parameters.items()
-        )
+    return python_model_config(
+        name,
+        model_input,
+        clf.top_k,
+        len(clf.classes),
+        options.max_batch,
+        parameters,
+        queue_delay_us=options.queue_delay_us,
+        instances=options.instances,
     )
 
 
 def write_repository(root: Path, clf: Classifier, options: ServeOptions, public_key=None) -> dict[str, ModelInput]:
     """The Triton model repository of `edgecls serve`: `<model>` (frames) and `<model>_tensor` (tensors), each
     the runtime's Python-backend model (`triton_model.py`) loading the bundle in place. Returns each model's input."""
-    name, pem = clf.bundle.manifest.model, _pem(public_key)
+    key = os.environ.get(PUBLIC_KEY_ENV) if public_key is None else public_key
+    name, pem = clf.bundle.manifest.model, public_key_pem(key) if key else ""
     models = {name: frames_input(), f"{name}_tensor": tensors_input(clf.bundle.input)}
     model_file = MODEL_FILE.read_bytes()
     for model, model_input in models.items():

@@ -7,11 +7,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sysconfig
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from edgecls.runtime.gateway import ModelInput
 
 OUTPUTS = (
     ("label", "BYTES"),
@@ -60,6 +65,31 @@ def config_outputs(top_k: int, classes: int) -> str:
             f'  {{ name: "{name}", data_type: {PBTXT[kind]}, dims: [ {output_width(name, top_k, classes)} ]{labels} }}'
         )
     return "output [\n" + ",\n".join(rows) + "\n]\n"
+
+
+def python_model_config(
+    name: str,
+    model_input: ModelInput,
+    top_k: int,
+    classes: int,
+    max_batch: int,
+    parameters: dict[str, str],
+    queue_delay_us: int = 0,
+    instances: int = 1,
+) -> str:
+    """The config of a Python-backend model running `MODEL_FILE` (its `parameters`: see that file)."""
+    dims = ", ".join("-1" if d is None else str(d) for d in model_input.item_shape)
+    return (
+        f'name: "{name}"\nbackend: "python"\nmax_batch_size: {max_batch}\n'
+        f'input [ {{ name: "{model_input.name}", data_type: TYPE_{model_input.datatype}, dims: [ {dims} ] }} ]\n'
+        f"{config_outputs(top_k, classes)}"
+        f"dynamic_batching {{ max_queue_delay_microseconds: {queue_delay_us} }}\n"
+        f"instance_group [ {{ count: {instances}, kind: KIND_CPU }} ]\n"
+        + "".join(
+            f'parameters {{ key: "{key}", value: {{ string_value: {json.dumps(value, ensure_ascii=False)} }} }}\n'
+            for key, value in parameters.items()
+        )
+    )
 
 
 def python_path() -> str:
