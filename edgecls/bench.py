@@ -389,12 +389,15 @@ def _print(result: dict, measured: list[dict]) -> None:
 
 
 def _write(result: dict, measured: list[dict], path: Path) -> None:
-    from edgecls.plots import scatter
+    from edgecls.plots import missing, scatter
 
     atomic_write_json(path, result)
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in measured]
     atomic_write_bytes(path.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
+    if missing():
+        console.print(f"wrote {path} and {path.with_suffix('.md')}; {missing()}")
+        return
     x = "paced end-to-end ms (dot p50, bar to p99; hollow: unstable)"
     points = [
         {

@@ -442,13 +442,24 @@ def export(ctx: typer.Context, settings: dict) -> None:
 @app.command("build-engine")
 def build_engine(
     bundle: Annotated[str, typer.Argument(help="bundle directory written by `edgecls export`")],
-    precision: Annotated[list[str], typer.Option(help="fp16 and/or int8 (repeatable)")] = ["fp16", "int8"],  # noqa: B006
+    precision: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="fp32, fp16 and/or int8 (repeatable); default: fp16 and int8 where this TensorRT builds them"
+        ),
+    ] = None,
     max_batch: Annotated[int, typer.Option(help="largest batch the engine's optimization profile accepts")] = 64,
+    device: Annotated[int, typer.Option(help="CUDA device index to build for (engines are tuned to one GPU)")] = 0,
 ) -> None:
     """Build TensorRT engines for this GPU from a bundle's ONNX files (run it on the target device)."""
     from edgecls.runtime.engines import build_bundle_engines
 
-    for engine in build_bundle_engines(bundle, tuple(precision), max_batch=max_batch):
+    def skipped(name: str, why: str) -> None:
+        out.print(f"[yellow]no {name} engine:[/] {escape(why)}")
+
+    for engine in build_bundle_engines(
+        bundle, tuple(precision) if precision else None, max_batch=max_batch, device_index=device, on_skip=skipped
+    ):
         out.print(
             f"built {engine['precision']} engine ({engine['mode']}) for {engine['gpu']} "
             f"sm_{engine['compute_capability']}, "
@@ -505,8 +516,12 @@ def doctor(
     out.print(
         f"TensorRT {env['tensorrt'] or 'not installed'}; CUDA API {env['cuda_api'] or 'none'}, "
         f"{env['cuda_devices']} device(s){' (' + env['cuda_problem'] + ')' if env['cuda_problem'] else ''}; "
-        f"ONNX Runtime {env['versions']['onnxruntime']} providers {', '.join(env['onnxruntime_providers'])}; "
-        f"cameras: {', '.join(env['cameras']) or 'none'}"
+        + (
+            f"ONNX Runtime {env['versions']['onnxruntime']} providers {', '.join(env['onnxruntime_providers'])}; "
+            if env["onnxruntime_providers"]
+            else "ONNX Runtime not installed; "
+        )
+        + f"cameras: {', '.join(env['cameras']) or 'none'}"
     )
     io = env["video_io"]
     out.print(
@@ -517,7 +532,8 @@ def doctor(
     for warning in env["warnings"]:
         out.print(f"[bold yellow]WARN[/] {escape(warning)}")
     table = Table(
-        title=f"{report['sample']['images']} labelled images carried by the bundle, against ONNX Runtime FP32 here"
+        title=f"{report['sample']['images']} labelled images carried by the bundle, "
+        f"against {report['reference']['kind']}"
     )
     for col in ("backend", "precision", "status", "top-1", "agreement", "max |Δ logit|", "batch-1 p50 ms", "note"):
         table.add_column(col)
@@ -740,6 +756,21 @@ def _print_error(markup: str) -> None:
     console.print(f"[bold red]error:[/] {markup}", soft_wrap=True)
 
 
+def numpy_abi_mismatch(exc: ImportError) -> str | None:
+    """The one-line cause and fix when a compiled module (JetPack's or Debian's OpenCV, TensorRT's bindings) was built
+    against numpy 1.x and the venv holds numpy 2: the import fails deep inside that module with numpy's own words."""
+    text = f"{exc} {exc.__cause__ or ''} {exc.__context__ or ''}"
+    if "numpy.core.multiarray failed to import" not in text and "compiled using NumPy 1.x" not in text:
+        return None
+    import numpy
+
+    return (
+        f"a compiled module (typically the system's OpenCV or TensorRT, built against numpy 1.x) cannot load beside "
+        f"numpy {numpy.__version__} from {Path(numpy.__file__).parent}: in this venv run `pip uninstall numpy` "
+        "(the system's numpy is then used, as JetPack's modules need) or `pip install 'numpy<2'`, then retry"
+    )
+
+
 def main() -> None:
     """The console entry point: only here may `train` replace the process (tcmalloc), never under a test runner."""
     global _ENTRY_POINT
@@ -757,6 +788,12 @@ def main() -> None:
             f"this command needs {exc.name}, which comes with the {escape(f'[{extra}]')} extra: "
             f"pip install {escape(repr(f'edgecls[{extra}]'))}" + (escape(FLAVOUR_HINT) if extra == "cpu" else "")
         )
+        sys.exit(2)
+    except ImportError as exc:
+        reason = numpy_abi_mismatch(exc)
+        if reason is None:
+            raise
+        _print_error(escape(reason))
         sys.exit(2)
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:

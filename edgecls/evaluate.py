@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgecls.console import progress
+from edgecls.console import console, progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
 from edgecls.imaging import ImageInput, Policy
 from edgecls.metrics import classification_report
-from edgecls.plots import confusion_matrix_png, example_grid
+from edgecls.plots import confusion_matrix_png, example_grid, missing
 from edgecls.runtime.preprocess import Preprocessor
 
 if TYPE_CHECKING:
@@ -66,6 +66,9 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
     stem = out_json.with_suffix("")
     atomic_write_json(out_json, report)
     title = report_title(report, data)
+    if missing():
+        console.print(missing())
+        return out_json
     confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png", title=title)
     example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png", title=title)
     return out_json

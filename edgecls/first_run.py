@@ -200,14 +200,18 @@ def check_engines(bundle_dir: Path) -> list[Check]:
 
     from edgecls.runtime import Classifier
     from edgecls.runtime.backends.cuda_api import open_cuda
-    from edgecls.runtime.engines import build_bundle_engines, check_engine, read_sidecar
+    from edgecls.runtime.engines import build_bundle_engines, buildable_precisions, check_engine, read_sidecar
 
     checks = []
     bundle = Bundle.open(bundle_dir)
+    can, cannot = buildable_precisions(bundle, trt)
     for precision in ("fp32", "fp16", "int8"):
         if bundle.find("onnx", precision) is None:
             continue
         name = f"engine {precision}"
+        if precision not in can:
+            checks.append(Check(name, "SKIP", cannot[precision]))
+            continue
         with tempfile.TemporaryDirectory(prefix="edgecls-first-run-") as tmp:
             try:
                 times = []
@@ -339,15 +343,15 @@ def check_cuda_adapters() -> list[Check]:
 
 def run_first_run(bundle_dir: str | Path, progress: Callable[[Check], None] | None = None) -> dict:
     from edgecls.doctor import environment, load_sample
-    from edgecls.runtime import Classifier
+    from edgecls.runtime.preprocess import Preprocessor
 
     bundle_dir = Path(bundle_dir)
     bundle = Bundle.open(bundle_dir)
     bundle.verify_all()
     env = environment()
     images, _ = load_sample(bundle)
-    reference = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu")
-    x = reference.preprocessor.batch_from_images(np.resize(images, (max(BATCH_SIZES), *images.shape[1:])))
+    prep = Preprocessor(bundle.input, bundle.preprocess)
+    x = prep.batch_from_images(np.resize(images, (max(BATCH_SIZES), *images.shape[1:])))
     checks: list[Check] = []
 
     def add(found: Check | list[Check]) -> None:

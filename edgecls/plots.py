@@ -13,6 +13,19 @@ import numpy as np
 
 from edgecls.fileio import atomic_path
 
+MATPLOTLIB_HINT = (
+    "no PNG: matplotlib is not installed (on a Jetson `sudo apt install python3-matplotlib`, which the venv sees "
+    "through --system-site-packages and which keeps JetPack's numpy; elsewhere pip install matplotlib)"
+)
+
+
+def missing() -> str | None:
+    """Why no figure can be drawn here (None when it can): the runtime-only Jetson install brings no matplotlib, since
+    its wheels would replace the numpy JetPack's OpenCV and TensorRT were built against."""
+    import importlib.util
+
+    return MATPLOTLIB_HINT if importlib.util.find_spec("matplotlib") is None else None
+
 
 def pyplot():
     import matplotlib

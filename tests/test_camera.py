@@ -1,4 +1,5 @@
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 from edgecls.errors import SourceError
 from edgecls.runtime import Classifier
 from edgecls.runtime.camera import CameraOptions, run_camera
-from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource
+from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, VideoSource
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +195,8 @@ class FlakyLiveSource:
 
 def test_live_source_reconnects_with_backoff():
     source = FlakyLiveSource()
-    grabber = LatestFrameGrabber(source, max_reconnects=5, backoff_s=0.01).start()
+    said: list[str] = []
+    grabber = LatestFrameGrabber(source, max_reconnects=5, backoff_s=0.01, on_reconnect=said.append).start()
     frames = []
     while (frame := grabber.next_frame()) is not None:
         frames.append(frame)
@@ -202,6 +204,9 @@ def test_live_source_reconnects_with_backoff():
     grabber.stop()
     assert grabber.reconnects >= 2 and source.opens >= 2 and source.closed
     assert grabber.captured == 6 and len(frames) + grabber.dropped == 6
+    # every reopening is said, with the attempt; the end names the lost source
+    assert len(said) >= 3 and "after 3 frames" in said[0] and "(attempt 1 of 5)" in said[0]
+    assert "(attempt 2 of 5)" in said[1] and grabber.end_reason.startswith("source lost")
 
 
 class DeadLiveSource:
@@ -501,3 +506,72 @@ def test_the_panel_shows_the_numbers_of_the_frame_the_video_shows():
         assert stats() == "truck"
     finally:
         view.close()
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "live"),
+    [
+        ("videotestsrc num-buffers=90 ! videoconvert ! appsink", False),
+        ("videotestsrc ! videoconvert ! appsink", False),
+        ("filesrc location=a.mp4 ! decodebin ! videoconvert ! appsink", False),
+        ("v4l2src device=/dev/video0 ! video/x-raw, width=640 ! videoconvert ! appsink", True),
+        ("v4l2src num-buffers=10 ! videoconvert ! appsink", False),
+        ("rtspsrc location=rtsp://cam/1 latency=0 ! rtph264depay ! avdec_h264 ! videoconvert ! appsink", True),
+    ],
+)
+def test_a_pipeline_is_live_only_when_a_capture_element_feeds_it_without_end(pipeline, live):
+    """A pipeline that ends (num-buffers, a file, a test source) ends the loop; a camera or a stream is reopened."""
+    from edgecls.runtime.video_uri import parse_source
+
+    assert parse_source(pipeline).live is live
+
+
+def test_pipeline_elements_skip_caps_and_branch_references():
+    from edgecls.runtime.video_uri import csi_pipeline, pipeline_elements
+
+    assert pipeline_elements(csi_pipeline(0, 1280, 720, 30, 0)) == [
+        "nvarguscamerasrc",
+        "nvvidconv",
+        "videoconvert",
+        "appsink",
+    ]
+    assert pipeline_elements("videotestsrc ! tee name=t ! queue ! appsink t. ! queue ! fakesink") == [
+        "videotestsrc",
+        "tee",
+        "queue",
+        "appsink",
+        "queue",
+        "fakesink",
+    ]
+
+
+def test_a_csi_camera_without_argus_fails_at_once_naming_the_element(monkeypatch):
+    """OpenCV hangs opening a pipeline whose source element is missing; the element check refuses it first."""
+    from edgecls.runtime import video_uri
+
+    monkeypatch.setattr(video_uri, "opencv_video_io", lambda: {"gstreamer": True, "module": "cv2"})
+    monkeypatch.setattr(video_uri, "missing_gstreamer_elements", lambda names: [n for n in names if n.startswith("nv")])
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: pytest.fail("OpenCV must not be asked to open it"))
+    with pytest.raises(SourceError, match="no element nvarguscamerasrc, nvvidconv.*nvargus-daemon"):
+        VideoSource("csi://0")
+
+
+def test_a_live_source_that_never_opens_is_given_up_after_the_timeout(monkeypatch):
+    from edgecls.runtime import sources
+
+    never = threading.Event()
+    monkeypatch.setattr(sources, "gstreamer_missing", lambda uri: None)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: never.wait(30))
+    started = time.perf_counter()
+    with pytest.raises(SourceError, match="did not open within 0.2 s.*nvargus-daemon"):
+        VideoSource("csi://0", open_timeout_s=0.2)
+    never.set()
+    assert time.perf_counter() - started < 5
+
+
+def test_gstreamer_registry_answers_for_real_elements():
+    from edgecls.runtime.video_uri import missing_gstreamer_elements
+
+    if missing_gstreamer_elements(["appsink"]) is None:
+        pytest.skip("GStreamer's library is not installed here (the Jetson-shaped lane of .ci/run installs it)")
+    assert missing_gstreamer_elements(["videotestsrc", "appsink", "nvarguscamerasrc"]) == ["nvarguscamerasrc"]

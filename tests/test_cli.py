@@ -372,3 +372,22 @@ def test_the_backends_the_options_name_are_the_runtime_registry():
     from edgecls.runtime.backends import BACKEND_NAMES
 
     assert BACKEND_NAMES == names.BACKENDS
+
+
+def test_a_numpy_2_under_a_numpy_1_opencv_is_one_line_with_the_fix(monkeypatch, capsys):
+    """What the README's Jetson recipe did before: numpy 2 in the venv, JetPack's (or Debian's) cv2 built against 1.x;
+    `import cv2` then fails inside OpenCV with numpy's own words. The user gets the cause and the fix, no traceback."""
+    from edgecls import cli
+
+    def broken():
+        try:
+            raise AttributeError("_ARRAY_API not found")
+        except AttributeError as inner:
+            raise ImportError("numpy.core.multiarray failed to import") from inner
+
+    monkeypatch.setattr(cli, "app", broken)
+    with pytest.raises(SystemExit) as stopped:
+        cli.main()
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "pip uninstall numpy" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3  # one message (rich may wrap it on a narrow terminal)

@@ -117,9 +117,14 @@ class FakeRuntime:
 
     def __init__(self, fail: bool = False):
         self.fail = fail
+        self.current = 0
 
     def cudaSetDevice(self, index):
+        self.current = index
         return (_Error.cudaSuccess,)
+
+    def cudaGetDevice(self):
+        return _Error.cudaSuccess, self.current
 
     def cudaMallocHost(self, nbytes):
         if self.fail:
@@ -142,6 +147,21 @@ def test_cuda_python_pinned_buffers_are_numpy_views_and_errors_are_named(monkeyp
     monkeypatch.setattr(cuda_api.CudaPython, "_runtime", staticmethod(lambda: FakeRuntime(fail=True)))
     with pytest.raises(RuntimeError, match="cudaErrorMemoryAllocation: out of memory"):
         cuda_api.CudaPython(0).pinned((4,), np.float32)
+
+
+def test_cuda_python_gives_the_calling_thread_its_device_back_after_each_block(monkeypatch):
+    """The runtime API's current device belongs to the thread: a robot's own code on GPU 0 must still be on GPU 0 after
+    edgecls ran on GPU 1, also when the block raised."""
+    runtime = FakeRuntime()
+    monkeypatch.setattr(cuda_api.CudaPython, "_runtime", staticmethod(lambda: runtime))
+    adapter = cuda_api.CudaPython(1)
+    runtime.current = 0
+    with adapter.active():
+        assert runtime.current == 1
+    assert runtime.current == 0
+    with pytest.raises(ValueError), adapter.active():
+        raise ValueError("inside")
+    assert runtime.current == 0
 
 
 class FakePycudaDriver:

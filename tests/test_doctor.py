@@ -12,6 +12,8 @@ from edgecls.bundle import MANIFEST, Bundle, seal
 from edgecls.cli import app
 from edgecls.errors import BundleError, IntegrityError
 
+spec = doctor.importlib.util.find_spec  # the real one, for the tests that hide a module
+
 
 def test_doctor_runs_every_onnxruntime_precision_and_says_what_it_could_not_run(bundle_dir):
     report = doctor.run_doctor(bundle_dir, iterations=3)
@@ -127,3 +129,80 @@ def test_first_run_fails_when_a_batch_changes_an_answer(bundle_dir, monkeypatch)
     failed = [c for c in report["checks"] if c["status"] == "FAIL"]
     assert not report["ok"] and failed and all(c["name"].startswith("batches") for c in failed)
     assert "65, 130 differ" in failed[0]["detail"]
+
+
+@pytest.fixture()
+def engine_row(bundle_dir, monkeypatch):
+    """A TensorRT FP32 row in doctor's table, run here by ONNX Runtime on model.onnx in its place (no GPU here): what
+    doctor does around an engine, without one."""
+    from edgecls.runtime import Classifier
+
+    candidates, load = doctor._candidates, Classifier.load
+
+    def fake_load(path, backend="auto", precision="auto", device="auto", **kw):
+        if backend != "tensorrt":
+            return load(path, backend=backend, precision=precision, device=device, **kw)
+        clf = load(path, backend="onnxruntime", precision="fp32", device="cpu")
+        clf.backend.source_graph, clf.backend.engine_path = "model.onnx", bundle_dir / "model.onnx"
+        return clf
+
+    monkeypatch.setattr(
+        doctor, "_candidates", lambda b, env: [*candidates(b, env), ("tensorrt", "cuda:0", "fp32", None)]
+    )
+    monkeypatch.setattr(doctor.Classifier, "load", staticmethod(fake_load))
+
+
+def _engine(report):
+    return next(r for r in report["rows"] if r["backend"] == "tensorrt" and r["status"] != "not run")
+
+
+def test_without_polygraphy_the_engine_row_says_so_instead_of_a_traceback(bundle_dir, engine_row, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "polygraphy", None)  # `import polygraphy...` now raises ImportError
+    monkeypatch.setattr(
+        doctor.importlib.util, "find_spec", lambda name, *a: None if name == "polygraphy" else spec(name)
+    )
+    report = doctor.run_doctor(bundle_dir, iterations=1)
+    row = _engine(report)
+    assert row["status"] == "ok" and "polygraphy not installed" in row["polygraphy"]["skipped"] and report["ok"]
+
+
+def test_a_polygraphy_that_cannot_load_cuda_is_a_fail_row_with_the_reason(bundle_dir, engine_row, monkeypatch):
+    def cannot(*args):
+        raise OSError("libcudart.so.12: cannot open shared object file")
+
+    monkeypatch.setattr(doctor, "polygraphy_check", cannot)
+    report = doctor.run_doctor(bundle_dir, iterations=1)
+    row = _engine(report)
+    assert row["status"] == "FAIL" and "libcudart.so.12" in row["why"] and not report["ok"]
+
+
+def test_a_tensorrt_only_target_is_checked_against_the_logits_export_recorded(bundle_dir, engine_row, monkeypatch):
+    """No ONNX Runtime (a Jetson with JetPack's TensorRT alone): the ONNX Runtime rows are skipped with the reason, and
+    the engine is compared with model.onnx's logits on the sample as export computed them."""
+    monkeypatch.setattr(doctor, "onnxruntime_missing", lambda: "onnxruntime is not installed (test)")
+    monkeypatch.setattr(doctor, "polygraphy_check", lambda *a: pytest.fail("Polygraphy needs ONNX Runtime"))
+    monkeypatch.setattr(
+        doctor.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else spec(name)
+    )
+    report = doctor.run_doctor(bundle_dir, iterations=1)
+    assert report["reference"]["kind"] == "logits recorded at export" and report["ok"], report["verdict"]
+    skipped = [r for r in report["rows"] if r["backend"] == "onnxruntime"]
+    assert skipped and all(r["status"] == "not run" and "onnxruntime is not installed" in r["why"] for r in skipped)
+    row = _engine(report)
+    assert row["agreement"] == 1.0 and row["max_abs_diff"] < 1e-4 and "skipped" in row["polygraphy"]
+    assert "the FP32 logits recorded at export" in report["verdict"]
+
+
+def test_a_near_tie_flipping_on_another_cpu_does_not_fail_the_reference(bundle_dir, tmp_path):
+    """Export's FP32 top-1 on the sample is reproduced within one image (a near tie may flip with the summation order
+    of another CPU), not exactly; two images is a real difference."""
+    for images, ok in ((1, True), (2, False)):
+        copy = tmp_path / f"off-by-{images}"
+        shutil.copytree(bundle_dir, copy)
+        manifest = json.loads((copy / MANIFEST).read_text())
+        row = manifest["accuracy"]["sample"]["files"]["model.onnx"]
+        row["top1"] += images / manifest["accuracy"]["sample"]["samples"]
+        (copy / MANIFEST).write_text(json.dumps(seal(manifest)))
+        assert doctor.run_doctor(copy, iterations=1)["ok"] is ok, images

@@ -174,9 +174,17 @@ def test_int8_gate_reads_the_validation_split_never_the_test_set():
         _check_int8_drop(_accuracy(val_int8=0.85, test_int8=0.90), options, Path("b"))
 
 
+LOGIT_RTOL = 1e-3  # float32 sums in another order, relative to the largest |Δ logit|; seen: 2.4e-5 on Zen 3
+
+
 def test_graphs_scored_side_by_side_score_what_each_scores_alone(bundle_dir, cifar_root, monkeypatch):
     """Export scores every graph's chunks on all cores at once; each figure must be what scoring that graph alone,
-    in order, with ONNX Runtime's default threads, gives (chunks put back in the wrong order would not be)."""
+    in order, with ONNX Runtime's default threads, gives (chunks put back in the wrong order would not be).
+
+    The two ways run different thread counts, so kernels may sum in another order: on an AVX2-only Zen 3 the INT8
+    TensorRT graph's largest |Δ logit| came out 0.0405111 one way and 0.0405102 the other. Held within
+    `LOGIT_RTOL` (logits of about ±20 in float32), and top-1 within one near-tied image; a chunk out of place moves
+    both by orders of magnitude more."""
     from edgecls.data import load_for_model
     from edgecls.export import scoring
     from edgecls.runtime.preprocess import Preprocessor
@@ -199,8 +207,10 @@ def test_graphs_scored_side_by_side_score_what_each_scores_alone(bundle_dir, cif
         for name in graphs
     }
     for name in graphs:
-        assert scored[name]["top1"] == np.mean(alone[name].argmax(1) == test.labels), name
-        assert scored[name]["max_abs_diff_vs_fp32"] == np.abs(alone[name] - alone["model.onnx"]).max(), name
+        top1 = np.mean(alone[name].argmax(1) == test.labels)
+        assert abs(scored[name]["top1"] - top1) <= 1 / len(test.labels) + 1e-12, name
+        largest = np.abs(alone[name] - alone["model.onnx"]).max()
+        assert scored[name]["max_abs_diff_vs_fp32"] == pytest.approx(largest, rel=LOGIT_RTOL, abs=1e-6), name
 
 
 @pytest.fixture()

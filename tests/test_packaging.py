@@ -27,8 +27,17 @@ def test_no_dependency_outside_the_flavour_extras_names_an_onnxruntime_or_opencv
         if group in ("cpu", "gpu"):
             continue
         assert not [n for n in _names(requirements) if n.startswith(FLAVOURED)], group
-    assert set(_names(extras["cpu"])) == {"onnxruntime", "opencv-python-headless"}
-    assert set(_names(extras["gpu"])) == {"onnxruntime-gpu", "opencv-python-headless"}
+    assert set(_names(extras["cpu"])) == {"onnxruntime", "opencv-python-headless", "matplotlib"}
+    assert set(_names(extras["gpu"])) == {"onnxruntime-gpu", "opencv-python-headless", "matplotlib"}
+
+
+def test_the_jetson_install_asks_for_no_numpy_newer_than_jetpacks():
+    """JetPack 6 ships numpy 1.21 and builds OpenCV and TensorRT against it: the core and [jetson] requirements accept
+    it and bring nothing whose wheels need a newer one (matplotlib's contourpy asks for numpy >= 1.25)."""
+    requirements = PROJECT["dependencies"] + PROJECT["optional-dependencies"]["jetson"]
+    assert "matplotlib" not in _names(requirements)
+    (numpy,) = [r for r in requirements if r.startswith("numpy")]
+    assert numpy == "numpy>=1.21"
 
 
 def test_doctor_warns_when_two_onnxruntime_builds_share_the_module_and_a_jetson_lacks_gstreamer():

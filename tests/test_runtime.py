@@ -283,3 +283,27 @@ def test_stage_timer_is_exact_while_short_and_bounded_and_close_once_long():
     assert bounded["mean"] == pytest.approx(exact["mean"], rel=1e-9)
     for q in ("p50", "p90", "p99"):
         assert bounded[q] == pytest.approx(exact[q], rel=0.01)
+
+
+def test_a_provider_failing_mid_run_is_raised_not_swapped_for_the_next_one(bundle_dir):
+    """ONNX Runtime's Python session, on an execution provider failure during a run, rebuilds itself on the next
+    provider and retries, printing only to stdout; describe() would still name the first. The backend turns that off."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as C
+
+    from edgecls.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    backend = OnnxRuntimeBackend(Bundle.open(bundle_dir), "fp32", device="cpu")
+    session = backend.session
+    session._fallback_providers = ["CPUExecutionProvider"]  # what a CUDA or TensorRT session falls back to
+
+    class FailingProvider:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def run(self, *args):
+            raise C.EPFail("CUDA failure 700: an illegal memory access was encountered")
+
+    real = session._sess
+    session._sess = FailingProvider()
+    with pytest.raises(C.EPFail, match="illegal memory access"):
+        backend.infer(np.zeros((1, *backend.input_shape), np.float32))

@@ -84,7 +84,7 @@ PATHS = {
             "IExecutionContext.execute_async_v3",
         ],
     ),
-    "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8"]),
+    "builder-flags": (WITH_PRECISION_FLAGS, ["BuilderFlag.FP16", "BuilderFlag.INT8", "BuilderFlag.__doc__"]),
     "explicit-batch": (
         WITH_PRECISION_FLAGS,
         ["NetworkDefinitionCreationFlag.EXPLICIT_BATCH"],
@@ -232,7 +232,7 @@ def real_apis(tmp_path_factory) -> dict[str, dict]:
         assert result.returncode == 0, (
             f"TensorRT {version} bindings did not load against the stubs: {result.stderr[-2000:]}"
         )
-        apis[version] = json.loads(result.stdout)
+        apis[version] = {**json.loads(result.stdout), "env": env}
     if missing:
         pytest.skip(f"could not download {', '.join(missing)} (no registry access?); the API check needs all four")
     return apis
@@ -251,10 +251,16 @@ def test_each_code_path_uses_only_names_its_tensorrt_versions_have(real_apis):
 
 
 def test_feature_checks_pick_the_path_each_version_needs(real_apis):
-    for version in WITH_PRECISION_FLAGS:
+    for version in ("8.6.1", "10.3.0"):  # precisions from builder flags
         plans = real_apis[version]["plans"]
         assert plans["fp16"]["builder_flags"] == ["FP16"] and plans["fp32"]["builder_flags"] == []
         assert plans["fp16"]["mode"] == plans["fp32"]["mode"] == "weakly-typed"
+    # 10.12 deprecated the FP16 flag ("superseded by strong typing"): FP16 from the FP16 graph, strongly typed
+    assert real_apis["10.13.3"]["plans"]["fp16"] == {
+        "creation_flags": ["EXPLICIT_BATCH", "STRONGLY_TYPED"],
+        "builder_flags": [],
+        "mode": "strongly-typed",
+    }
     # 8.6 cannot type networks strongly: the Q/DQ graph is built weakly typed, with the flags its FP16 parts need
     assert real_apis["8.6.1"]["plans"]["int8"] == {
         "creation_flags": ["EXPLICIT_BATCH"],
@@ -273,3 +279,47 @@ def test_feature_checks_pick_the_path_each_version_needs(real_apis):
         )
     for precision, plan in real_apis["11.4.0"]["plans"].items():
         assert plan == {"creation_flags": ["STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}, precision
+
+
+CHOOSE = """
+import json, sys
+import tensorrt_bindings
+sys.modules["tensorrt"] = tensorrt_bindings  # the real module of this version, under the name edgecls imports
+from edgecls.bundle import Bundle
+from edgecls.runtime import backends
+from edgecls.runtime.engines import buildable_precisions, engine_source
+
+backends.tensorrt_installed = lambda: True  # a GPU machine: TensorRT, cuda-python and one device
+backends.installed_cuda_api = lambda: "cuda-python"
+backends.cuda_device_count = lambda: (1, "")
+bundle = Bundle.open(sys.argv[1])
+backend, precision, device, why = backends.choose(bundle)
+can, cannot = buildable_precisions(bundle, tensorrt_bindings)
+print(json.dumps({"choice": [backend, precision, device], "why": why, "can": can, "cannot": cannot,
+                  "fp16_from": engine_source(bundle, "fp16", tensorrt_bindings).name}))
+"""
+
+
+def test_auto_on_a_default_bundle_picks_what_each_real_tensorrt_can_build(real_apis, bundle_dir):
+    """JetPack 6.0's TensorRT 8.6 cannot parse the default INT8 graph (ModelOpt, opset 19, FP16 scales): `auto` must
+    pick FP16 there and say why, and build-engine's default must leave INT8 out; 10.x and 11.x take INT8. FP16 comes
+    from the FP16 graph, strongly typed, where the FP16 builder flag is deprecated (10.12 on) or gone (11)."""
+    choices = {}
+    for version, api in real_apis.items():
+        result = subprocess.run(
+            [sys.executable, "-c", CHOOSE, str(bundle_dir)], capture_output=True, text=True, env=api["env"], timeout=120
+        )
+        assert result.returncode == 0, f"{version}: {result.stderr[-2000:]}"
+        choices[version] = json.loads(result.stdout)
+    old = choices["8.6.1"]
+    assert old["choice"] == ["tensorrt", "fp16", "cuda:0"] and old["can"] == ["fp16", "fp32"]
+    assert "not int8" in old["why"] and "--tensorrt8" in old["why"] and "JetPack 6.0" in old["cannot"]["int8"]
+    for version in ("10.3.0", "10.13.3", "11.4.0"):
+        assert choices[version]["choice"] == ["tensorrt", "int8", "cuda:0"], version
+        assert choices[version]["can"] == ["int8", "fp16", "fp32"], version
+    assert {v: c["fp16_from"] for v, c in choices.items()} == {
+        "8.6.1": "model.onnx",
+        "10.3.0": "model.onnx",
+        "10.13.3": "model.fp16.onnx",
+        "11.4.0": "model.fp16.onnx",
+    }

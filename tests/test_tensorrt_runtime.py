@@ -138,7 +138,7 @@ def test_auto_picks_tensorrt_only_with_a_cuda_device(bundle_dir, monkeypatch):
     name, _, device, why = choose(Bundle.open(bundle_dir))
     assert (name, device) == ("onnxruntime", "cpu") and "no CUDA device is usable" in why and "cuInit" in why
     monkeypatch.setattr(backends, "cuda_device_count", lambda: (1, ""))
-    assert choose(Bundle.open(bundle_dir))[0] == "tensorrt"
+    assert choose(Bundle.open(bundle_dir), precision="fp16")[0] == "tensorrt"
 
 
 def test_tensorrt_stubs_alone_do_not_count_as_tensorrt(tmp_path, monkeypatch):

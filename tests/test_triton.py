@@ -1,3 +1,5 @@
+import json
+import os
 import sys
 from pathlib import Path
 
@@ -75,6 +77,60 @@ def test_engines_the_manifest_lists_become_tensorrt_plans_within_their_profile(b
     assert text.startswith("# plan built by TensorRT 10.3.0 for Orin sm_8.7")
 
 
+def _packages_as_a_container_has_them(config: Path) -> None:
+    """What `pip install -r requirements.txt` gives a Triton container: numpy, OpenCV, ONNX Runtime where the stub's
+    interpreter finds them (this venv's site-packages); edgecls itself still comes from the copy beside model.py."""
+    import json
+    import sysconfig
+
+    packages = os.pathsep.join(dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib")))
+    with config.open("a") as f:
+        f.write(f'parameters {{ key: "python_path", value: {{ string_value: {json.dumps(packages)} }} }}\n')
+
+
+def test_the_python_variant_imports_its_own_copy_of_edgecls_in_a_clean_interpreter(bundle_dir, tmp_path):
+    """NVIDIA's Triton container has none of this machine's paths: the repository must carry what model.py imports
+    from edgecls, and name no path of the export machine. Run by the system's python3 in isolated mode (no venv, no
+    PYTHONPATH), with a stand-in for the stub's `triton_python_backend_utils`, from a copy of the repository."""
+    import shutil
+    import subprocess
+
+    write_triton_repository(bundle_dir, tmp_path / "written")
+    repo = tmp_path / "moved"
+    shutil.copytree(tmp_path / "written", repo)
+    shutil.rmtree(tmp_path / "written")
+    config = (repo / "lenet5_python" / "config.pbtxt").read_text()
+    assert str(Path(__file__).parents[1]) not in config and sys.prefix not in config
+    assert "onnxruntime" in (repo / "lenet5_python" / "requirements.txt").read_text()
+    (tmp_path / "utils").mkdir()
+    (tmp_path / "utils" / "triton_python_backend_utils.py").write_text("")
+    script = f"""
+import json, sys
+sys.path.append({str(tmp_path / "utils")!r})
+import runpy
+model = runpy.run_path({str(repo / "lenet5_python" / "1" / "model.py")!r})["TritonPythonModel"]()
+try:
+    model.initialize({{"model_config": json.dumps({{"parameters": {{}}}}),
+                      "model_repository": {str(repo / "lenet5_python")!r}, "model_version": "1"}})
+    loaded = "loaded"
+except Exception as exc:  # a clean interpreter may lack ONNX Runtime: the error must come from the copied edgecls
+    loaded = type(exc).__name__ + ": " + str(exc)[:200]
+print(json.dumps({{"edgecls": sys.modules["edgecls"].__file__, "loaded": loaded}}))
+"""
+    python = (
+        Path("/usr/bin/python3") if Path("/usr/bin/python3").is_file() else Path(sys.base_prefix) / "bin" / "python3"
+    )
+    result = subprocess.run([str(python), "-I", "-c", script], capture_output=True, text=True, timeout=120)
+    if "No module named 'numpy'" in result.stderr:
+        pytest.skip(f"{python} has no numpy to run the model file with")
+    assert result.returncode == 0, result.stderr[-2000:]
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["edgecls"].startswith(str(repo / "lenet5_python" / "1" / "edgecls")), found
+    required = (repo / "lenet5_python" / "requirements.txt").read_text().split()
+    missing = found["loaded"].partition("No module named ")[2].strip("'").replace("cv2", "opencv-python-headless")
+    assert found["loaded"] == "loaded" or missing in required or "onnxruntime" in found["loaded"], found
+
+
 def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_classifier(bundle_dir, cifar_root, tmp_path):
     """PyTriton's `tritonserver` binary (it ships the Python backend only) serves the repository `--triton` wrote."""
     import subprocess
@@ -104,6 +160,7 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
     ).stdout.strip()
     server = install_server(tmp_path)
     write_triton_repository(bundle_dir, tmp_path / "repo")
+    _packages_as_a_container_has_them(tmp_path / "repo" / "lenet5_python" / "config.pbtxt")
     http, grpc, metrics = free_ports(3)
     proc = subprocess.Popen(
         [

@@ -100,7 +100,7 @@ def quantize_for_tensorrt(
     """Write the Q/DQ graph to `dst` (atomically) and return where the quantizers went. `child`: a `ModelOptChild`
     started earlier (else one is started now); `fixed_batch`: the graph takes one image at a time.
 
-    `high_precision="fp32", opset=17` is the graph TensorRT 8.6 (JetPack 5) can build: its importer reads Q/DQ scales
+    `high_precision="fp32", opset=17` is the graph TensorRT 8.6 (JetPack 6.0) can build: its importer reads Q/DQ scales
     as float32 only and parses opsets up to 17. ModelOpt writes opset 19 whatever it is asked for, so the graph is
     converted down with `onnx.version_converter` (which refuses, and so fails this graph, where an operator cannot
     be)."""

@@ -59,7 +59,7 @@ FORMATS = (
         "tensorrt",
         "modelopt-fp32-opset17",
         "tensorrt 8.6 (nvidia-modelopt to make)",
-        "the same Q/DQ INT8 with FP32 scales and layers, opset 17: the graph TensorRT 8.6 (JetPack 5) parses "
+        "the same Q/DQ INT8 with FP32 scales and layers, opset 17: the graph TensorRT 8.6 (JetPack 6.0) parses "
         "(--tensorrt8)",
     ),
     Format(

@@ -13,7 +13,7 @@ from edgecls.errors import ExportError
 from edgecls.fileio import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
-# Opset 17 is the newest that TensorRT 8.6 (JetPack 5/6) parses; newer TensorRT reads it too.
+# Opset 17 is the newest that TensorRT 8.6 (JetPack 6.0) parses; newer TensorRT reads it too.
 OPSET = 17
 
 

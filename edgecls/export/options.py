@@ -137,7 +137,7 @@ class ExportOptions:
     tensorrt8: bool = field(
         default=False,
         metadata=option(
-            "also write the INT8 graph TensorRT 8.6 (JetPack 5) can build: ModelOpt with FP32 layers, opset 17",
+            "also write the INT8 graph TensorRT 8.6 (JetPack 6.0) can build: ModelOpt with FP32 layers, opset 17",
             flag="--tensorrt8",
         ),
     )

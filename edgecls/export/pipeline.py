@@ -328,8 +328,8 @@ def _write_checkpoint(path: Path, src: ModelSource) -> None:
 def _accuracy(scorer: Scorer, files: _Files, data: _Data, split: dict | None) -> dict:
     """Every graph's accuracy on validation (the gate), the doctor's sample (written into the bundle) and the test
     set (reported only)."""
-    _write_sample(files.out, data.sample, files.record)
     scored = scorer.rows()
+    _write_sample(files.out, data.sample, scorer.scores["model.onnx", "sample"], files.record)
     validation = {**scored["validation"], "use": "INT8 gate"}
     if data.test is not None:
         validation["split"] = split
@@ -579,11 +579,14 @@ def _pick_sample(test_set: ImageSet, per_class: int = 30) -> ImageSet:
     )
 
 
-def _write_sample(out: Path, sample: ImageSet, record) -> None:
-    """The doctor's sample, stored in the bundle as plain arrays (no pickle)."""
+def _write_sample(out: Path, sample: ImageSet, logits: np.ndarray, record) -> None:
+    """The doctor's sample, stored in the bundle as plain arrays (no pickle), with model.onnx's logits on it as
+    ONNX Runtime computed them here: the reference a target without ONNX Runtime (TensorRT alone) compares with."""
     atomic_write(
         out / format_by_key("sample").file,
-        lambda f: np.savez_compressed(f, images=sample.images, labels=sample.labels.astype(np.int64)),
+        lambda f: np.savez_compressed(
+            f, images=sample.images, labels=sample.labels.astype(np.int64), logits=logits.astype(np.float32)
+        ),
     )
     record("sample")
 

@@ -73,6 +73,7 @@ class Scorer:
         self.jobs: dict[str, dict[str, list[Future]]] = {}
         self.entries: dict[str, dict] = {}
         self.started = time.perf_counter()
+        self.scores: dict[tuple[str, str], np.ndarray] = {}  # (file, split) → logits, once `rows` has run
 
     def __enter__(self) -> Scorer:
         return self
@@ -106,6 +107,7 @@ class Scorer:
             f"  scored {len(self.jobs)} graphs on {images:,} images each ({', '.join(self.splits)}), "
             f"{time.perf_counter() - self.started:.1f} s from the first graph"
         )
+        self.scores = scores
         reference = next(iter(self.jobs))
         return {
             split: {

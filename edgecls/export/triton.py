@@ -7,8 +7,9 @@
 
 ONNX files are served by the onnxruntime backend, TensorRT engines by the tensorrt backend; the Python-backend
 variant (the model file `edgecls serve` runs, `edgecls.runtime.triton_model`) takes raw uint8 frames and
-preprocesses them with the bundle's own policy; its config names the directories of this environment's edgecls
-(`python_path`), which the server's isolated interpreter then imports. It is the variant PyTriton's `tritonserver`
+preprocesses them with the bundle's own policy; a copy of edgecls' Python modules sits beside its model.py, which
+imports them from there (not from this machine's venv, absent in NVIDIA's Triton container), and its
+requirements.txt lists the packages the container must add. It is the variant PyTriton's `tritonserver`
 (which ships only the Python backend) can load. Names, dtypes and dims come from the bundle's manifest; the batch
 axis is Triton's (max_batch_size, never above an engine's optimization profile), with dynamic batching on; a graph
 fixed at a batch of 1 gets max_batch_size 0 and its full shape. Engines are taken only where the sealed manifest
@@ -27,7 +28,7 @@ from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
 from edgecls.runtime.gateway import frames_input
 from edgecls.runtime.options import DEFAULT_TOP_K
-from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config, python_path
+from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),
@@ -130,9 +131,26 @@ def python_config(name: str, bundle: Bundle, max_batch_size: int) -> str:
         min(DEFAULT_TOP_K, classes),
         classes,
         max_batch_size,
-        {"python_path": python_path()},
+        {},
         queue_delay_us=500,
     )
+
+
+REQUIREMENTS = (
+    "# What edgecls' Python-backend model imports besides itself (a copy of edgecls sits beside model.py).\n"
+    "# In NVIDIA's Triton container: pip install -r requirements.txt (onnxruntime-gpu for its CUDA provider).\n"
+    "numpy\nopencv-python-headless\nonnxruntime\ncryptography\n"
+)
+
+
+def _copy_runtime_package(dst: Path) -> None:
+    """edgecls' Python modules (no weights, nothing compiled) into `dst`/edgecls: the model file imports them from
+    there, so the repository runs in a Triton container that has never seen this machine's venv."""
+    root = Path(__file__).resolve().parents[1]
+    for source in sorted(root.rglob("*.py")):
+        relative = source.relative_to(root.parent)
+        if "__pycache__" not in relative.parts:
+            atomic_write_bytes(dst / relative, source.read_bytes())
 
 
 def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path:
@@ -145,6 +163,8 @@ def _write_python_model(bundle: Bundle, repo: Path, max_batch_size: int) -> Path
         atomic_write_bytes(copy / entry.name, bundle.read_verified(entry))
     atomic_write_bytes(copy / MANIFEST, (bundle.root / MANIFEST).read_bytes())
     atomic_write_bytes(model_dir / "1" / "model.py", MODEL_FILE.read_bytes())
+    _copy_runtime_package(model_dir / "1")
+    atomic_write_bytes(model_dir / "requirements.txt", REQUIREMENTS.encode())
     atomic_write_bytes(model_dir / "labels.txt", ("\n".join(bundle.classes) + "\n").encode())
     atomic_write_bytes(model_dir / "config.pbtxt", python_config(name, bundle, max_batch_size).encode())
     return model_dir

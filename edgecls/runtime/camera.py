@@ -195,7 +195,9 @@ def run_camera(clf: Classifier, options: CameraOptions) -> dict:
     title = f"{clf.bundle.manifest.model} {clf.info.name}/{clf.info.device} {clf.info.precision}"
     timer, tally = StageTimer(), _Tally()
     with ExitStack() as stack:
-        grabber = LatestFrameGrabber(source).start()
+        grabber = LatestFrameGrabber(
+            source, on_reconnect=lambda message: console.print(f"[yellow]camera:[/] {escape(message)}")
+        ).start()
         stack.callback(grabber.stop)
         outputs = _Outputs.open(options, _window_possible(options), title, getattr(source, "fps", 0.0), stack)
         interrupted = _classify_frames(clf, grabber, options, outputs, timer, tally)
@@ -246,6 +248,7 @@ def _summary(clf, options: CameraOptions, source, grabber, timer: StageTimer, ta
         "captured": grabber.captured,
         "dropped": grabber.dropped,
         "reconnects": grabber.reconnects,
+        "source_end": grabber.end_reason,
         "wall_s": elapsed,
         "fps": frames / elapsed if elapsed > 0 else 0.0,
         "interrupted": interrupted,
@@ -267,9 +270,12 @@ def _summary(clf, options: CameraOptions, source, grabber, timer: StageTimer, ta
 
 
 def _write_summary(summary: dict, timer: StageTimer, path: str, title: str) -> None:
-    from edgecls.plots import latency_cdf
+    from edgecls.plots import latency_cdf, missing
 
     atomic_write_json(path, summary)
+    if missing():
+        console.print(f"wrote {path}; {missing()}")
+        return
     picture = Path(path).with_suffix(".png")
     stages = ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")
     latency_cdf({s: timer.recent(s) for s in stages}, picture, title=title)
@@ -292,6 +298,10 @@ def _print_summary(summary: dict) -> None:
     console.print(table)
     work = summary["latency"].get("processing_ms", {})
     line = f"frames {summary['frames']}  fps {summary['fps']:.1f}  dropped {summary['dropped']}"
+    if summary["reconnects"]:
+        line += f"  reconnects {summary['reconnects']}"
+    if summary["source_end"]:
+        line += f"  ({summary['source_end']})"
     if work.get("n"):
         age = summary["latency"]["frame_age_ms"]
         line += f"  processing p50 {work['p50']:.3f} ms p99 {work['p99']:.3f} ms  frame age p50 {age['p50']:.3f} ms"

@@ -4,8 +4,9 @@ Which API is used is decided by feature checks, never by version strings (`build
 - INT8 is always explicit: the bundle's Q/DQ graph made by NVIDIA ModelOpt (INT8 where it placed Q/DQ,
   FP16 elsewhere). Where networks can be STRONGLY_TYPED (10.x, 11.x) it is built so, and TensorRT takes
   every precision from the graph; 8.6 builds it weakly typed with the INT8 and FP16 flags.
-- FP16 is the FP16 builder flag on the FP32 graph where that flag exists (≤ 10.x), else (11.x, strongly
-  typed only) the bundle's FP16 graph.
+- FP16 is the FP16 builder flag on the FP32 graph where TensorRT still takes precisions from flags (8.6, 10.0-10.11),
+  else the bundle's FP16 graph, strongly typed: 10.12 deprecated the flag ("superseded by strong typing", in the
+  module's own documentation of `BuilderFlag.FP16`) and 11.x removed it.
 - Implicit INT8 calibration (calibrators, calibration caches) is not used: deprecated since 10.1, gone in 11.
 - A timing cache per TensorRT version and GPU makes rebuilds after the first take seconds, not minutes.
 
@@ -29,6 +30,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -130,14 +132,25 @@ def check_engine(engine_path: Path, expected: dict, data: bytes, recorded: dict 
     return recorded
 
 
+def weak_typing(trt) -> bool:
+    """Whether this TensorRT takes layer precisions from builder flags: 8.6 and 10.0-10.11. From 10.12 the module's
+    own documentation of `BuilderFlag.FP16` marks it "[DEPRECATED] ... Superseded by strong typing"; 11.x has no
+    such flag. A feature check on the module, as everything here: JetPack and PyPI builds carry the same docs."""
+    if not hasattr(trt.BuilderFlag, "FP16"):
+        return False
+    if not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        return True
+    member = re.search(r"^\s*FP16 :(.*?)(?=^\s*\w+ :|\Z)", trt.BuilderFlag.__doc__ or "", re.M | re.S)
+    return not (member and "DEPRECATED" in member.group(1))
+
+
 def build_plan(trt, precision: str) -> dict:
     """What this TensorRT needs for an engine of `precision`, decided by feature checks on the module alone:
     network creation flags, builder flags, and the mode the sidecar records."""
     creation = trt.NetworkDefinitionCreationFlag
     explicit_batch = ["EXPLICIT_BATCH"] if hasattr(creation, "EXPLICIT_BATCH") else []  # required on 8.x, gone in 11
     strongly_typed = hasattr(creation, "STRONGLY_TYPED")
-    has_precision_flags = hasattr(trt.BuilderFlag, "FP16")
-    if strongly_typed and (precision == "int8" or not has_precision_flags):
+    if strongly_typed and (precision == "int8" or not weak_typing(trt)):
         return {"creation_flags": [*explicit_batch, "STRONGLY_TYPED"], "builder_flags": [], "mode": "strongly-typed"}
     if precision == "int8":
         return {
@@ -248,54 +261,88 @@ def build_engine(
     return identity
 
 
-def engine_sources(bundle, precision: str, has_precision_flags: bool, strongly_typed: bool = True):
-    """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities. A TensorRT without
-    strongly typed networks (8.6) cannot parse the default ModelOpt graph (opset 19, FP16 scales): it takes the
-    `--tensorrt8` graph, and without one the INT8 engine is refused with the fix."""
+TENSORRT_8_INT8 = (
+    "TensorRT {version} (JetPack 6.0 ships 8.6) cannot parse model.int8.trt.onnx (ModelOpt's opset 19 with FP16 "
+    "scales) and the bundle has no --tensorrt8 graph: re-export with --tensorrt8 for the graph it can build, use an "
+    "FP16 engine, or move to TensorRT 10.3 (JetPack 6.1 or 6.2)"
+)
+
+
+def engine_sources(bundle, precision: str, weakly_typed: bool, strongly_typed: bool = True):
+    """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities (`weak_typing`,
+    STRONGLY_TYPED). A TensorRT without strongly typed networks (8.6) cannot parse the default ModelOpt graph (opset
+    19, FP16 scales): it takes the `--tensorrt8` graph, and without one the INT8 engine is refused with the fix."""
     if precision == "int8" and not strongly_typed:
         entry = bundle.find("onnx", "int8", "tensorrt", "modelopt-fp32-opset17")
         if entry is None and bundle.find("onnx", "int8", "tensorrt", "modelopt") is not None:
-            raise ExportError(
-                "this TensorRT (8.x) cannot parse model.int8.trt.onnx (ModelOpt's opset 19 with FP16 scales): "
-                "re-export with --tensorrt8 for the graph it can build, use an FP16 engine, or upgrade to "
-                "TensorRT 10 (JetPack 6)"
-            )
+            raise ExportError(TENSORRT_8_INT8.format(version="8.x"))
         return entry
     if precision == "int8":
         return bundle.find("onnx", "int8", "tensorrt", "modelopt")
-    if precision == "fp16" and not has_precision_flags:
+    if precision == "fp16" and not weakly_typed:
         return bundle.find("onnx", "fp16")
     return bundle.find("onnx", "fp32")
 
 
+def engine_source(bundle, precision: str, trt):
+    """The bundle file this TensorRT module builds a `precision` engine from, or None; ExportError with the fix where
+    the bundle has the graph only in a form this TensorRT cannot parse."""
+    return engine_sources(
+        bundle, precision, weak_typing(trt), hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    )
+
+
+def buildable_precisions(bundle, trt) -> tuple[list[str], dict[str, str]]:
+    """(precisions this TensorRT can build from the bundle, fastest first; why each other one cannot)."""
+    can, why = [], {}
+    for precision in ("int8", "fp16", "fp32"):
+        try:
+            entry = engine_source(bundle, precision, trt)
+        except ExportError as exc:
+            why[precision] = str(exc).replace("8.x", trt.__version__)
+            continue
+        if entry is None:
+            why[precision] = f"the bundle has no graph for a {precision} engine (export with --{precision})"
+        else:
+            can.append(precision)
+    return can, why
+
+
 def build_bundle_engines(
     bundle_dir: str | os.PathLike,
-    precisions: tuple[str, ...] = ("fp16", "int8"),
+    precisions: tuple[str, ...] | None = None,
     out_dir: str | os.PathLike | None = None,
     public_key=None,
+    on_skip=None,
     **kwargs,
 ) -> list[dict]:
     """`edgecls build-engine BUNDLE`: one engine per precision, into the local engine cache where the runtime looks
-    (or as model.<precision>.engine in `out_dir`: export records those in the manifest it is about to seal)."""
+    (or as model.<precision>.engine in `out_dir`: export records those in the manifest it is about to seal).
+    `precisions` None: FP16 and INT8 where this TensorRT can build them from the bundle; each one left out is passed
+    to `on_skip(precision, why)`. A precision asked for by name that cannot be built raises, before any build."""
     from edgecls.bundle import Bundle
 
     require_tensorrt()
     import tensorrt as trt
 
     bundle = Bundle.open(bundle_dir, public_key=public_key)
-    built = []
+    can, why = buildable_precisions(bundle, trt)
+    if precisions is None:
+        precisions = tuple(p for p in ("fp16", "int8") if p in can)
+        for precision in ("fp16", "int8"):
+            if precision not in can and on_skip is not None:
+                on_skip(precision, why[precision])
+        if not precisions:
+            raise ExportError(f"this TensorRT can build no engine from {bundle.root}: {'; '.join(why.values())}")
     for precision in precisions:
-        entry = engine_sources(
-            bundle,
-            precision,
-            hasattr(trt.BuilderFlag, "FP16"),
-            hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
-        )
-        if entry is None:
+        if precision not in can:
             raise ExportError(
-                f"bundle has no ONNX file to build a {precision} engine from; export with --{precision}"
+                why.get(precision, f"unknown precision {precision!r}")
                 + (" (and nvidia-modelopt installed, for the TensorRT INT8 graph)" if precision == "int8" else "")
             )
+    built = []
+    for precision in precisions:
+        entry = engine_source(bundle, precision, trt)
         identity = engine_identity(trt, entry.sha256, precision, kwargs.get("device_index", 0))
         target = Path(out_dir) / f"model.{precision}.engine" if out_dir else cached_engine_path(identity)
         built.append(

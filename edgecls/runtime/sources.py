@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -43,13 +44,21 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class VideoSource:
-    """cv2.VideoCapture around a camera, file, URL or GStreamer pipeline (`video_uri.parse_source`)."""
+OPEN_TIMEOUT_S = 15.0  # a CSI camera's Argus session takes 1-3 s to start; a stream's first connect a few
 
-    def __init__(self, spec: str | VideoURI):
+
+class VideoSource:
+    """cv2.VideoCapture around a camera, file, URL or GStreamer pipeline (`video_uri.parse_source`).
+
+    A live source is opened in a helper thread and given `open_timeout_s`: OpenCV's open blocks, with no timeout of
+    its own, on a GStreamer pipeline that never starts (an Argus daemon that is down) or a stream that never
+    answers; the thread is left behind and the error names the source."""
+
+    def __init__(self, spec: str | VideoURI, open_timeout_s: float = OPEN_TIMEOUT_S):
         self.uri = spec if isinstance(spec, VideoURI) else parse_source(spec)
         self.spec = self.uri.source
         self.live = self.uri.live
+        self.open_timeout_s = open_timeout_s
         missing = gstreamer_missing(self.uri)
         if missing:
             raise SourceError(f"cannot open {self.spec!r}: {missing}")
@@ -58,7 +67,7 @@ class VideoSource:
         self.fps = fps if not self.live and fps and fps > 0 else 0.0
 
     def _open(self) -> cv2.VideoCapture:
-        cap = cv2.VideoCapture(self.uri.target, getattr(cv2, self.uri.api_name))
+        cap = self._capture() if self.uri.live else cv2.VideoCapture(self.uri.target, getattr(cv2, self.uri.api_name))
         if not cap.isOpened():
             how = f"{self.uri.kind} via OpenCV {self.uri.api_name.removeprefix('CAP_')}"
             detail = f": {self.uri.target}" if self.uri.kind == "csi" else ""
@@ -67,6 +76,25 @@ class VideoSource:
                 "exists and is not held by another process (`edgecls doctor` lists what this OpenCV opens)"
             )
         return cap
+
+    def _capture(self) -> cv2.VideoCapture:
+        opened: list[cv2.VideoCapture] = []
+        opener = threading.Thread(
+            target=lambda: opened.append(cv2.VideoCapture(self.uri.target, getattr(cv2, self.uri.api_name))),
+            name="edgecls-open-source",
+            daemon=True,
+        )
+        opener.start()
+        opener.join(self.open_timeout_s)
+        if not opened:
+            hint = (
+                "the camera did not start: check `sudo systemctl status nvargus-daemon` (restart it if it failed) "
+                "and that no other process holds the sensor"
+                if self.uri.kind == "csi"
+                else "check that the device, stream or pipeline delivers frames"
+            )
+            raise SourceError(f"video source {self.spec!r} did not open within {self.open_timeout_s:g} s: {hint}")
+        return opened[0]
 
     def read(self) -> tuple[np.ndarray | None, int | None]:
         ok, image = self.cap.read()
@@ -171,12 +199,20 @@ class LatestFrameGrabber:
     A frame that is replaced before the loop took it counts as dropped: the loop never works through a
     backlog of stale frames. Sources with a rate (video files, `fps` replays) are paced to it, as a camera
     would be; sources without one (image directories, unpaced replays) wait for the loop, so none drop.
-    Live sources that fail are reopened with exponential back-off; the stream ends after `max_reconnects`
+    Live sources that fail are reopened with exponential back-off, each attempt reported to `on_reconnect` (the
+    camera loop prints it: a robot's operator must see a camera that drops); the stream ends after `max_reconnects`
     failures in a row (a frame read resets the count, so a camera that glitches now and then lives on).
-    `stop()` interrupts a back-off at once and joins the thread before it releases the source.
+    `end_reason` says why the capture stopped. `stop()` interrupts a back-off at once and joins the thread before it
+    releases the source.
     """
 
-    def __init__(self, source: FrameSource, max_reconnects: int = 10, backoff_s: float = 0.5):
+    def __init__(
+        self,
+        source: FrameSource,
+        max_reconnects: int = 10,
+        backoff_s: float = 0.5,
+        on_reconnect: Callable[[str], None] | None = None,
+    ):
         self.source = source
         self.max_reconnects = max_reconnects
         self.backoff_s = backoff_s
@@ -189,6 +225,8 @@ class LatestFrameGrabber:
         self.captured = 0
         self.reconnects = 0
         self.failures = 0
+        self.end_reason: str | None = None
+        self.on_reconnect = on_reconnect
         self._stop = threading.Event()
         self._source_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="edgecls-capture", daemon=True)
@@ -206,6 +244,12 @@ class LatestFrameGrabber:
                 if image is None:
                     if self.source.live and self._reconnect():
                         continue
+                    if not self._stop.is_set():
+                        self.end_reason = (
+                            f"source lost: no frame after {self.failures} attempts to reopen it"
+                            if self.source.live
+                            else "source ended"
+                        )
                     break
                 self.failures = 0
                 if interval:
@@ -225,6 +269,7 @@ class LatestFrameGrabber:
                     self.cond.notify_all()
         except Exception as exc:  # surfaced to the loop by `next_frame`
             self.error = exc
+            self.end_reason = f"capture failed: {exc}"
         finally:
             with self.cond:
                 self.finished = True
@@ -234,6 +279,11 @@ class LatestFrameGrabber:
         while self.failures < self.max_reconnects:
             delay = min(10.0, self.backoff_s * 2**self.failures)
             self.failures += 1
+            if self.on_reconnect is not None:
+                self.on_reconnect(
+                    f"no frame from {getattr(self.source, 'spec', 'the source')!r} after {self.captured} frames: "
+                    f"reopening in {delay:g} s (attempt {self.failures} of {self.max_reconnects})"
+                )
             if self._stop.wait(delay):
                 return False
             with self._source_lock:

@@ -12,8 +12,9 @@ The model config's parameters say what to load:
 - `bundle`: the bundle directory (default: `bundle/` beside this file); `backend`, `precision`, `threads`, `top_k`:
   `Classifier.load`'s; `public_key`: PEM text of the key the bundle must be signed by ('' for none; absent:
   $EDGECLS_PUBLIC_KEY's);
-- `python_path`: where edgecls and its packages live. Triton runs this file in an isolated interpreter that
-  ignores PYTHONPATH and virtual environments.
+- `python_path`: where edgecls and its packages live (`edgecls serve`: this machine's venv). Triton runs this file
+  in an isolated interpreter that ignores PYTHONPATH and virtual environments. `export --triton` writes none and
+  puts a copy of edgecls beside this file instead, which is imported first.
 
 Each call gets the requests the dynamic batcher merged, runs them as one batch and answers each with
 the outputs of `edgecls.runtime.triton_schema` it asked for. A request the runtime refuses (a bad frame) is answered
@@ -42,7 +43,9 @@ def _public_key(pem: str | None):
 class TritonPythonModel:
     def initialize(self, args):
         parameters = _parameters(json.loads(args["model_config"]))
-        for path in reversed(parameters.get("python_path", "").split(os.pathsep)):
+        beside = os.path.dirname(os.path.abspath(__file__))  # `export --triton` puts a copy of edgecls here
+        paths = [beside] if os.path.isdir(os.path.join(beside, "edgecls")) else []
+        for path in reversed(paths + parameters.get("python_path", "").split(os.pathsep)):
             if path and path not in sys.path:
                 sys.path.insert(0, path)
         from edgecls.errors import InputError

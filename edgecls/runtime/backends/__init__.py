@@ -91,14 +91,30 @@ def choose(
                 if precision == "int8"
                 else "; no CPU INT8 graph in the bundle"
             )
+        elif backend == "tensorrt":
+            precision, why = _tensorrt_precision(bundle, why)
         else:
-            precision = (
-                "int8"
-                if _has_precision(bundle, "int8", "tensorrt") and backend == "tensorrt"
-                else ("fp16" if _has_precision(bundle, "fp16") or backend == "tensorrt" else "fp32")
-            )
+            precision = "fp16" if _has_precision(bundle, "fp16") else "fp32"
             why += f"; {precision} is the fastest this GPU path has in the bundle"
     return backend, precision, device, why
+
+
+def _tensorrt_precision(bundle: Bundle, why: str) -> tuple[str, str]:
+    """The fastest engine this TensorRT can build from the bundle (8.6 cannot build the default INT8 graph)."""
+    import tensorrt as trt
+
+    from edgecls.runtime.engines import buildable_precisions
+
+    can, cannot = buildable_precisions(bundle, trt)
+    if not can:
+        raise BackendUnavailableError(
+            f"TensorRT {trt.__version__} can build no engine from {bundle.root}: " + "; ".join(cannot.values())
+        )
+    precision = can[0]
+    why += f"; {precision} is the fastest engine TensorRT {trt.__version__} builds from this bundle"
+    if precision != "int8" and "int8" in cannot and _has_precision(bundle, "int8", "tensorrt"):
+        why += f" (not int8: {cannot['int8']})"
+    return precision, why
 
 
 def create_backend(bundle: Bundle, backend: str, precision: str, device: str, threads: int | None = None) -> Backend:

@@ -206,8 +206,15 @@ class CudaPython:
 
     @contextmanager
     def active(self):
+        """This device for the block, then the caller's again: the runtime API's current device is per thread, and
+        a robot's own CUDA code on another GPU must find its device as it left it (pycuda's push/pop does the same)."""
+        previous = self._call(self.rt.cudaGetDevice())
         self._call(self.rt.cudaSetDevice(self.index))
-        yield
+        try:
+            yield
+        finally:
+            if previous != self.index:
+                self._call(self.rt.cudaSetDevice(previous))
 
     def identity(self) -> dict:
         props = self._call(self.rt.cudaGetDeviceProperties(self.index))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -19,13 +20,31 @@ PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "te
 DEFAULT_CPU_THREADS = 1
 
 
-def available_devices() -> list[str]:
+def available_providers() -> list[str]:
+    """ONNX Runtime's execution providers here; none where it is not installed (a TensorRT-only Jetson)."""
     try:
         import onnxruntime as ort
     except ImportError:
         return []
-    have = set(ort.get_available_providers())
+    return list(ort.get_available_providers())
+
+
+def available_devices() -> list[str]:
+    have = set(available_providers())
     return [device for device, provider in PROVIDERS.items() if provider in have]
+
+
+@functools.cache
+def preload_cuda_libraries() -> None:
+    """Load the CUDA and cuDNN libraries that onnxruntime-gpu's [cuda,cudnn] extras install under site-packages/nvidia
+    before a CUDA or TensorRT session starts: ONNX Runtime does not search there by itself, and its CUDA provider
+    then fails to load on a working GPU. Where they come from the system (a Jetson, a CUDA toolkit) this loads
+    nothing new. `preload_dlls` exists from ONNX Runtime 1.21 on."""
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
 
 
 class OnnxRuntimeBackend(Backend):
@@ -82,6 +101,7 @@ class OnnxRuntimeBackend(Backend):
             providers = [("TensorrtExecutionProvider", self.tensorrt_options(entry.sha256)), "CUDAExecutionProvider"]
         if device != "cpu":
             providers.append("CPUExecutionProvider")
+            preload_cuda_libraries()
         try:
             self.session = ort.InferenceSession(model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -89,6 +109,9 @@ class OnnxRuntimeBackend(Backend):
                 f"{path} cannot be loaded by onnxruntime ({type(exc).__name__}: {str(exc)[:200]}); "
                 "the file is corrupt or was not written by edgecls: re-run `edgecls export`"
             ) from exc
+        # A provider that fails during a run would otherwise be dropped silently and the session rebuilt on the next
+        # one (CUDA, then CPU), while describe() still names the first: a robot must hear the failure instead.
+        self.session.disable_fallback()
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
         if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start

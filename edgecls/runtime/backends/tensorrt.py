@@ -25,7 +25,7 @@ from edgecls.runtime.engines import (
     cached_engine_path,
     check_engine,
     engine_identity,
-    engine_sources,
+    engine_source,
     require_tensorrt,
 )
 
@@ -41,12 +41,7 @@ class TensorRTBackend(Backend):
 
         self.trt = trt
         self.device_index = int(device.split(":")[1]) if ":" in device else 0
-        entry = engine_sources(
-            bundle,
-            precision,
-            hasattr(trt.BuilderFlag, "FP16"),
-            hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"),
-        )
+        entry = engine_source(bundle, precision, trt)
         if entry is None:
             raise BundleError(
                 f"bundle {bundle.root} has no ONNX file for a {precision} engine; export with --{precision}"
