@@ -206,3 +206,18 @@ def test_a_near_tie_flipping_on_another_cpu_does_not_fail_the_reference(bundle_d
         row["top1"] += images / manifest["accuracy"]["sample"]["samples"]
         (copy / MANIFEST).write_text(json.dumps(seal(manifest)))
         assert doctor.run_doctor(copy, iterations=1)["ok"] is ok, images
+
+
+def test_first_run_on_a_tensorrt_only_target_skips_onnx_runtime_with_the_reason(bundle_dir, engine_row, monkeypatch):
+    from edgecls import first_run
+
+    monkeypatch.setattr(doctor, "onnxruntime_missing", lambda: "onnxruntime is not installed (test)")
+    monkeypatch.setattr(
+        doctor.importlib.util, "find_spec", lambda name, *a: None if name == "onnxruntime" else spec(name)
+    )
+    report = first_run.run_first_run(bundle_dir)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert report["ok"], [c for c in report["checks"] if c["status"] == "FAIL"]
+    assert checks["sample tensorrt/cuda:0 fp32"]["status"] == "PASS"
+    assert checks["sample onnxruntime/cpu int8"]["status"] == "SKIP"
+    assert "onnxruntime is not installed" in checks["sample onnxruntime/cpu int8"]["detail"]

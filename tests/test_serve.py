@@ -1,7 +1,9 @@
 """A real Triton server (PyTriton) on free localhost ports, real requests, answers compared with the in-process
 Classifier."""
 
+import importlib.util
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -535,3 +537,70 @@ def test_the_load_test_counts_the_cpu_time_of_the_server_s_whole_process_tree():
     finally:
         parent.stdin.close()
         parent.wait(timeout=30)
+
+
+def test_the_serving_process_frees_its_classifier_before_triton_starts(monkeypatch, bundle_dir):
+    """On an 8 GB Jetson the check-load's engine and buffers must not sit beside the instances' own."""
+    from edgecls.runtime import serve as serve_module
+
+    events = []
+
+    class Server:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def start(self):
+            events.append("triton started")
+
+        def wait_ready(self):
+            os.kill(os.getpid(), signal.SIGINT)
+
+        def stop(self):
+            pass
+
+    close = serve_module.Classifier.close
+    monkeypatch.setattr(serve_module.Classifier, "close", lambda self: events.append("closed") or close(self))
+    monkeypatch.setattr(serve_module, "TritonServer", Server)
+    serve_module.serve(str(bundle_dir), serve_module.ServeOptions())
+    assert events[:2] == ["closed", "triton started"]
+
+
+def test_a_gpu_instance_runs_on_the_gpu_triton_gives_it():
+    from edgecls.runtime.triton_schema import MODEL_FILE
+
+    spec = importlib.util.spec_from_file_location("edgecls_triton_model_device", MODEL_FILE)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("triton_python_backend_utils", _FakeBackendUtils)
+    spec.loader.exec_module(module)
+    gpu = {"model_instance_kind": "GPU", "model_instance_device_id": "1"}
+    assert module.instance_device(gpu, "cuda:0") == "cuda:1"
+    assert module.instance_device({"model_instance_kind": "CPU", "model_instance_device_id": "0"}, "cpu") == "cpu"
+    assert module.instance_device(gpu, "cpu") == "cpu"  # a CPU backend stays on the CPU
+
+
+def test_serve_passes_the_device_it_resolved_to_its_instances(bundle_dir, tmp_path):
+    from edgecls.runtime.options import ServeOptions
+    from edgecls.runtime.serve import write_repository
+
+    write_repository(tmp_path / "models", Classifier.load(bundle_dir), ServeOptions())
+    assert (
+        'key: "device", value: { string_value: "cpu" }' in (tmp_path / "models" / "lenet5" / "config.pbtxt").read_text()
+    )
+
+
+def test_the_child_hook_loads_nothing_between_fork_and_exec(monkeypatch):
+    """`preexec_fn` runs in a fork of a process with CUDA and ONNX Runtime threads: it may only call prctl, already
+    resolved in the parent; find_library (which runs ldconfig) or dlopen there can deadlock."""
+    import ctypes
+    import ctypes.util
+
+    from edgecls.runtime import tritonserver
+
+    calls = []
+    libc = SimpleNamespace(prctl=lambda option, sig: calls.append((option, sig)))
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: libc)
+    hook = tritonserver.die_with_parent_hook()
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: pytest.fail("find_library in the child"))
+    monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("dlopen in the child"))
+    hook()
+    assert calls == [(1, signal.SIGTERM)]

@@ -16,6 +16,7 @@ import ast
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -97,10 +98,62 @@ CODE = [
     ROOT / "edgecls" / "first_run.py",
 ]
 
+# How edgecls calls each TensorRT function: the kinds of the positional arguments it passes, in order. A test reads
+# the calls in CODE and holds them to this table (arity), and each version's own docstrings to it (types).
+CALLS = {
+    "Logger.__init__": ["Severity"],
+    "Builder.__init__": ["Logger"],
+    "Builder.create_network": ["int"],
+    "Builder.create_builder_config": [],
+    "Builder.create_optimization_profile": [],
+    "Builder.build_serialized_network": ["INetworkDefinition", "IBuilderConfig"],
+    "OnnxParser.__init__": ["INetworkDefinition", "Logger"],
+    "OnnxParser.parse": ["bytes"],
+    "OnnxParser.get_error": ["int"],
+    "INetworkDefinition.get_input": ["int"],
+    "IBuilderConfig.set_memory_pool_limit": ["MemoryPoolType", "int"],
+    "IBuilderConfig.set_flag": ["BuilderFlag"],
+    "IBuilderConfig.clear_flag": ["BuilderFlag"],
+    "IBuilderConfig.create_timing_cache": ["bytes"],
+    "IBuilderConfig.set_timing_cache": ["ITimingCache", "bool"],
+    "IBuilderConfig.add_optimization_profile": ["IOptimizationProfile"],
+    "IOptimizationProfile.set_shape": ["str", "tuple", "tuple", "tuple"],
+    "ITimingCache.serialize": [],
+    "Runtime.__init__": ["Logger"],
+    "Runtime.deserialize_cuda_engine": ["bytes"],
+    "ICudaEngine.create_execution_context": [],
+    "ICudaEngine.get_tensor_name": ["int"],
+    "ICudaEngine.get_tensor_mode": ["str"],
+    "ICudaEngine.get_tensor_dtype": ["str"],
+    "ICudaEngine.get_tensor_profile_shape": ["str", "int"],
+    "IExecutionContext.set_input_shape": ["str", "tuple"],
+    "IExecutionContext.get_tensor_shape": ["str"],
+    "IExecutionContext.set_tensor_address": ["str", "int"],
+    "IExecutionContext.execute_async_v3": ["int"],
+    "nptype": ["DataType"],
+}
+# What a docstring's parameter type may say for each kind passed (pybind11 converts a tuple to Dims; 11.x writes
+# typing.SupportsInt and typing_extensions.Buffer where 8.6 wrote int and buffer; a Logger is an ILogger).
+ACCEPTS = {
+    "int": {"int", "SupportsInt"},
+    "bytes": {"buffer", "Buffer"},
+    "tuple": {"Dims", "tuple", "list"},
+    "Logger": {"ILogger", "Logger"},
+    "Severity": {"Severity"},
+}
+
 PROBE = """
-import json, sys
+import inspect, json, sys
 import tensorrt_bindings as trt
 from edgecls.runtime.engines import build_plan
+
+def signatures(path):
+    obj = trt
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    if inspect.isfunction(obj):  # nptype is Python
+        return [[[n, "DataType", p.default is not p.empty] for n, p in inspect.signature(obj).parameters.items()]]
+    return [line.split(". ", 1)[-1] for line in (obj.__doc__ or "").splitlines() if "(self" in line and "->" in line]
 
 def has(path):
     obj = trt
@@ -112,7 +165,8 @@ def has(path):
 
 names = json.loads(sys.argv[1])
 print(json.dumps({"version": trt.__version__, "names": {n: has(n) for n in names},
-                  "plans": {p: build_plan(trt, p) for p in ("fp32", "fp16", "int8")}}))
+                  "plans": {p: build_plan(trt, p) for p in ("fp32", "fp16", "int8")},
+                  "signatures": {c: signatures(c) for c in json.loads(sys.argv[2])}}))
 """
 
 
@@ -227,7 +281,11 @@ def real_apis(tmp_path_factory) -> dict[str, dict]:
             "PYTHONPATH": os.pathsep.join([str(unpacked), str(ROOT)]),
         }
         result = subprocess.run(
-            [sys.executable, "-c", PROBE, json.dumps(names)], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-c", PROBE, json.dumps(names), json.dumps(sorted(CALLS))],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
         assert result.returncode == 0, (
             f"TensorRT {version} bindings did not load against the stubs: {result.stderr[-2000:]}"
@@ -323,3 +381,54 @@ def test_auto_on_a_default_bundle_picks_what_each_real_tensorrt_can_build(real_a
         "10.13.3": "model.fp16.onnx",
         "11.4.0": "model.fp16.onnx",
     }
+
+
+def _parameters(signature) -> list[tuple[str, str, bool]]:
+    """(name, type's last component, has a default) of a pybind11 docstring signature, `self` left out."""
+    if isinstance(signature, list):  # a Python function, listed by the probe itself
+        return [tuple(p) for p in signature]
+    inner = signature[signature.index("(") + 1 : signature.rindex(") ->")]
+    found = re.findall(r"(\w+): ([\w.]+(?:\[[^\]]*\])?)( = (?:<[^>]*>|[^,]*))?", inner)
+    return [(name, kind.split("[")[0].rsplit(".", 1)[-1], bool(default)) for name, kind, default in found][1:]
+
+
+def _accepts(signature, passed: list[str]) -> bool:
+    params = _parameters(signature)
+    required = sum(1 for _, _, default in params if not default)
+    if not required <= len(passed) <= len(params):
+        return False
+    return all(kind in ACCEPTS.get(want, {want}) for want, (_, kind, _) in zip(passed, params, strict=False))
+
+
+def test_every_tensorrt_call_matches_a_signature_of_each_version_it_serves(real_apis):
+    """Argument counts and types from each version's own docstrings (8.6, 10.3, 10.13, 11.4), not only names: a call
+    edgecls makes must fit one overload of every TensorRT whose path uses it."""
+    serves = {name: versions for versions, names in PATHS.values() for name in names}
+    wrong = []
+    for call, passed in CALLS.items():
+        name = call.removesuffix(".__init__")
+        for version in serves.get(name, ALL):
+            signatures = real_apis[version]["signatures"][call]
+            if not signatures or not any(_accepts(sig, passed) for sig in signatures):
+                wrong.append(f"TensorRT {version}: {call}({', '.join(passed)}) fits none of {signatures}")
+    assert wrong == []
+
+
+def test_the_calls_in_the_code_pass_what_the_call_table_says():
+    """Every call of a TensorRT method or constructor in CODE passes as many positional arguments as CALLS lists, and
+    no keyword arguments: the table the signature test checks is the code's."""
+    methods = {call.split(".")[-1] if not call.endswith("__init__") else call.split(".")[0]: call for call in CALLS}
+    seen, wrong = set(), []
+    for path in CODE:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            attr = node.func.attr
+            constructor = isinstance(node.func.value, ast.Name) and node.func.value.id == "trt"
+            if attr not in methods or (constructor != methods[attr].endswith("__init__") and attr != "nptype"):
+                continue
+            call = methods[attr]
+            seen.add(call)
+            if len(node.args) != len(CALLS[call]) or node.keywords:
+                wrong.append(f"{path.name}:{node.lineno} {call} with {len(node.args)} arguments")
+    assert wrong == [] and seen == set(CALLS)

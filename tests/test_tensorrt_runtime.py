@@ -271,3 +271,25 @@ def test_an_engine_the_manifest_lists_is_checked_against_its_entry_not_its_sidec
     assert path == bundle / "model.fp16.engine" and data == b"exported engine" and record["max_batch"] == 32
     assert "model.fp16.engine" not in Bundle.open(bundle).uncovered()
     assert "model.fp16.engine.json" in Bundle.open(bundle).uncovered()
+
+
+def test_a_container_that_masks_the_device_tree_finds_the_same_cached_engine(tmp_path, monkeypatch):
+    """Inside a container /proc/device-tree is masked: the engine's key must not change with it (SM count and memory
+    tell Orin modules apart), or every container start rebuilds every engine."""
+    import types
+
+    from edgecls.runtime import engines
+    from edgecls.runtime.backends import cuda_api
+
+    orin = {"gpu": "Orin", "compute_capability": "8.7", "sm_count": 8, "memory_mib": 7620}
+    monkeypatch.setattr(cuda_api, "open_cuda", lambda index=0: types.SimpleNamespace(identity=lambda: dict(orin)))
+    monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))
+    trt = types.SimpleNamespace(__version__="10.3.0")
+    model = tmp_path / "model"
+    model.write_bytes(b"NVIDIA Jetson Orin Nano Developer Kit\0")
+    monkeypatch.setattr(engines, "JETSON_MODEL", model)
+    on_host = engines.engine_identity(trt, "ab" * 32, "fp16")
+    monkeypatch.setattr(engines, "JETSON_MODEL", tmp_path / "masked")
+    in_container = engines.engine_identity(trt, "ab" * 32, "fp16")
+    assert on_host["module"] == "NVIDIA Jetson Orin Nano Developer Kit" and "module" not in in_container
+    assert engines.cached_engine_path(on_host) == engines.cached_engine_path(in_container)

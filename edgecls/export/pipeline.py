@@ -623,11 +623,13 @@ def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list
     if "int8" in precisions and not (out / format_by_key("onnx-int8-trt").file).is_file():
         precisions.remove("int8")
         console.print(f"[yellow]no INT8 engine:[/] the bundle has no TensorRT INT8 graph ({escape(INSTALL_HINT)})")
-    try:
-        return build_bundle_engines(out, tuple(precisions), out_dir=out) if precisions else []
-    except (EdgeclsError, RuntimeError, OSError) as exc:
-        console.print(
-            f"[yellow]engines not built ({escape(str(exc)[:300])}); the bundle is complete without them.[/] "
-            f"On the target run: edgecls build-engine {final}"
-        )
-        return []
+    built = []
+    for precision in precisions:  # one at a time: TensorRT 8.6 builds FP16 from a bundle whose INT8 graph it cannot
+        try:
+            built += build_bundle_engines(out, (precision,), out_dir=out)
+        except (EdgeclsError, RuntimeError, OSError) as exc:
+            console.print(
+                f"[yellow]no {precision} engine ({escape(str(exc)[:300])}); the bundle is complete without it.[/] "
+                f"On the target run: edgecls build-engine {final}"
+            )
+    return built

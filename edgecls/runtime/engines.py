@@ -68,13 +68,16 @@ JETSON_MODEL = Path("/proc/device-tree/model")
 
 
 def gpu_identity(device_index: int = 0) -> dict:
-    """Name, compute capability, SM count and memory of the GPU (through pycuda or cuda-python); on a Jetson the
-    name also carries the module's model from the device tree, since every Orin's GPU calls itself "Orin"."""
+    """Name, compute capability, SM count and memory of the GPU (through pycuda or cuda-python): what keys an engine.
+    Every Orin's GPU calls itself "Orin" at sm_87; the SM count and memory tell the modules apart (AGX 16 SMs, Orin
+    Nano 4 or 8). On a Jetson the module's model from the device tree is recorded too (`module`), but does not key
+    the engine: a container masks /proc/device-tree, and the engine built outside (or in the last container) would
+    no longer match."""
     from edgecls.runtime.backends.cuda_api import open_cuda
 
     identity = open_cuda(device_index).identity()
     if JETSON_MODEL.is_file():
-        identity["gpu"] += f" ({JETSON_MODEL.read_bytes().rstrip(bytes(1)).decode(errors='replace').strip()})"
+        identity["module"] = JETSON_MODEL.read_bytes().rstrip(bytes(1)).decode(errors="replace").strip()
     return identity
 
 

@@ -69,6 +69,7 @@ def _model_config(name: str, model_input: ModelInput, clf: Classifier, options: 
         "bundle": str(clf.bundle.root.resolve()),
         "backend": clf.info.name,  # what was resolved and checked here, not "auto" resolved again
         "precision": clf.info.precision,
+        "device": clf.info.device,
         "threads": "" if options.threads is None else str(options.threads),
         "top_k": str(clf.top_k),
         "public_key": pem,
@@ -109,8 +110,9 @@ def _free_loopback_port() -> int:
 
 def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
     """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer. That classifier is
-    loaded here first, so a bad bundle or a missing backend is reported plainly and not in Triton's log; it is closed
-    once `ready` returns (the model instances run their own)."""
+    loaded here first, so a bad bundle or a missing backend is reported plainly and not in Triton's log, and closed
+    before Triton starts (its engine and buffers freed: the model instances run their own); `ready` may still ask it
+    to describe itself."""
     reason = pytriton_unavailable()
     if reason:
         raise BackendUnavailableError(reason)
@@ -136,6 +138,7 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     try:  # a signal anywhere inside stops it the same way
         root = Path(workdir.name)
         models = write_repository(root / "models", clf, options, public_key)
+        clf.close()  # checked; the instances load their own: on an 8 GB Jetson this one's engine would sit idle beside
         internal_http = _free_loopback_port()
         server = TritonServer(
             root / "models",
@@ -158,7 +161,6 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         gateway.start()
         if ready:
             ready(clf.bundle.manifest.model, clf)
-        clf.close()
         server.wait()
     except KeyboardInterrupt:
         if not stopping:

@@ -9,9 +9,9 @@ instance shares that process's GIL. Measured with `tools/load_test.py` (8 client
 The model config's parameters say what to load:
 - `input`: `frame` (raw uint8 H×W×C frames, preprocessed here by the bundle's own policy, as `Classifier.predict`)
   or `input` (ready N×C×H×W float32 tensors, the bundle's normalization already applied);
-- `bundle`: the bundle directory (default: `bundle/` beside this file); `backend`, `precision`, `threads`, `top_k`:
-  `Classifier.load`'s; `public_key`: PEM text of the key the bundle must be signed by ('' for none; absent:
-  $EDGECLS_PUBLIC_KEY's);
+- `bundle`: the bundle directory (default: `bundle/` beside this file); `backend`, `precision`, `device`, `threads`,
+  `top_k`: `Classifier.load`'s (a KIND_GPU instance takes the GPU Triton gives it, `instance_device`);
+  `public_key`: PEM text of the key the bundle must be signed by ('' for none; absent: $EDGECLS_PUBLIC_KEY's);
 - `python_path`: where edgecls and its packages live (`edgecls serve`: this machine's venv). Triton runs this file
   in an isolated interpreter that ignores PYTHONPATH and virtual environments. `export --triton` writes none and
   puts a copy of edgecls beside this file instead, which is imported first.
@@ -40,6 +40,14 @@ def _public_key(pem: str | None):
     return pem.encode() if pem else False
 
 
+def instance_device(args: dict, device: str) -> str:
+    """The device this instance runs on: Triton's GPU for a KIND_GPU instance (one per GPU of its instance group,
+    `model_instance_device_id`) where the runtime resolved a CUDA device, else the resolved device as it is."""
+    if args.get("model_instance_kind") == "GPU" and device.startswith("cuda"):
+        return f"cuda:{int(args.get('model_instance_device_id', 0))}"
+    return device
+
+
 class TritonPythonModel:
     def initialize(self, args):
         parameters = _parameters(json.loads(args["model_config"]))
@@ -59,6 +67,7 @@ class TritonPythonModel:
             bundle,
             parameters.get("backend", "auto"),
             parameters.get("precision", "auto"),
+            instance_device(args, parameters.get("device", "auto")),
             top_k=int(parameters.get("top_k", DEFAULT_TOP_K)),
             threads=int(threads) if threads else None,
             public_key=_public_key(parameters.get("public_key")),

@@ -55,9 +55,12 @@ def install_server(workdir: Path) -> Path:
     return server
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def die_with_parent_hook():
+    """The child's `preexec_fn`: PR_SET_PDEATHSIG, so Triton dies with its parent. libc is found and loaded here, in the
+    parent: the child runs between fork and exec in a copy of a process that may have CUDA and ONNX Runtime threads,
+    where `find_library` (which runs ldconfig) or dlopen could deadlock on a lock another thread held."""
+    prctl = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 class TritonServer:
@@ -91,6 +94,10 @@ class TritonServer:
             f"--backend-config=python,shm-region-prefix-name=edgecls{os.getpid()}_",
             f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
+            # Triton's default 256 MB pinned and 64 MB CUDA pools serve GPU tensors, which these models never pass
+            # (frames and answers travel as CPU tensors through shared memory): on an 8 GB Jetson that is RAM lost.
+            "--pinned-memory-pool-byte-size=0",
+            "--cuda-memory-pool-byte-size=0:0",
         ]
 
     def start(self) -> None:
@@ -99,7 +106,7 @@ class TritonServer:
             env=server_environment(),
             cwd=self.workdir,
             process_group=0,  # a terminal's Ctrl-C reaches `edgecls serve` alone, which then stops Triton once
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent_hook(),
         )
 
     def wait_ready(self, timeout_s: float = 300) -> None:
