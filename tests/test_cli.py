@@ -391,3 +391,21 @@ def test_a_numpy_2_under_a_numpy_1_opencv_is_one_line_with_the_fix(monkeypatch, 
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "pip uninstall numpy" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3  # one message (rich may wrap it on a narrow terminal)
+
+
+def test_build_engine_builds_for_the_gpu_asked_for_and_by_default_what_this_tensorrt_can(bundle_dir, monkeypatch):
+    from edgecls.runtime import engines
+
+    asked = {}
+
+    def fake_build(bundle, precisions, **kwargs):
+        asked.update(precisions=precisions, **kwargs)
+        kwargs["on_skip"]("int8", "TensorRT 8.6.2 (JetPack 6.0 ships 8.6) cannot parse model.int8.trt.onnx")
+        return []
+
+    monkeypatch.setattr(engines, "build_bundle_engines", fake_build)
+    result = CliRunner().invoke(app, ["build-engine", str(bundle_dir), "--device", "1"])
+    assert result.exit_code == 0, result.output
+    assert asked["device_index"] == 1 and asked["precisions"] is None and "no int8 engine" in result.output
+    CliRunner().invoke(app, ["build-engine", str(bundle_dir), "--precision", "fp16"])
+    assert asked["precisions"] == ("fp16",) and asked["device_index"] == 0

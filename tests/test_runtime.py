@@ -307,3 +307,34 @@ def test_a_provider_failing_mid_run_is_raised_not_swapped_for_the_next_one(bundl
     session._sess = FailingProvider()
     with pytest.raises(C.EPFail, match="illegal memory access"):
         backend.infer(np.zeros((1, *backend.input_shape), np.float32))
+
+
+def test_a_cuda_session_loads_the_pip_cuda_libraries_first(bundle_dir, monkeypatch):
+    """onnxruntime-gpu[cuda,cudnn] installs CUDA and cuDNN under site-packages/nvidia, where ONNX Runtime does not look
+    by itself: without `preload_dlls()` before the session, its CUDA provider fails on a working GPU."""
+    import onnxruntime as ort
+
+    from edgecls.runtime.backends import onnxruntime as backend_module
+
+    order = []
+
+    class Session:
+        def __init__(self, model, options, providers):
+            order.append(("session", providers[0]))
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        def get_inputs(self):
+            return [type("Input", (), {"name": "input"})()]
+
+        def disable_fallback(self):
+            order.append("no fallback")
+
+    backend_module.preload_cuda_libraries.cache_clear()
+    monkeypatch.setattr(ort, "preload_dlls", lambda: order.append("preload"), raising=False)
+    monkeypatch.setattr(ort, "InferenceSession", Session)
+    monkeypatch.setattr(backend_module, "available_devices", lambda: ["cpu", "cuda"])
+    backend_module.OnnxRuntimeBackend(Bundle.open(bundle_dir), "fp32", device="cuda")
+    backend_module.preload_cuda_libraries.cache_clear()
+    assert order == ["preload", ("session", "CUDAExecutionProvider"), "no fallback"]

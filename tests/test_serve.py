@@ -604,3 +604,11 @@ def test_the_child_hook_loads_nothing_between_fork_and_exec(monkeypatch):
     monkeypatch.setattr(ctypes, "CDLL", lambda *a, **k: pytest.fail("dlopen in the child"))
     hook()
     assert calls == [(1, signal.SIGTERM)]
+
+
+def test_triton_keeps_no_pinned_or_cuda_pool_for_tensors_it_never_gets(tmp_path):
+    """Triton's defaults hold 256 MB pinned and 64 MB CUDA memory per GPU; these models pass CPU tensors only."""
+    from edgecls.runtime.tritonserver import TritonServer
+
+    command = TritonServer(tmp_path, tmp_path, 1, ("127.0.0.1", 2), ("127.0.0.1", 3)).command(tmp_path)
+    assert "--pinned-memory-pool-byte-size=0" in command and "--cuda-memory-pool-byte-size=0:0" in command

@@ -313,3 +313,26 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(cif
     with pytest.raises(TrainingDivergedError, match=r"epoch 2: the loss became nan.*last.pt \(epoch 1\)"):
         train(_cfg(cifar_root, tmp_path, epochs=3), quiet=True)
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1 and load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+
+
+def test_auxiliary_classifiers_add_their_weighted_loss_and_report_the_main_logits():
+    """GoogLeNet with aux_logits returns three sets of logits in training: the loss is the main one plus 0.3 of each
+    auxiliary's, and what the loop scores (training accuracy) is the main logits."""
+    from edgecls.train import loop
+
+    run = loop._Run.__new__(loop._Run)
+    torch.manual_seed(0)
+    model = loop.create_model("googlenet", aux_logits=True)
+    run.cfg, run.net, run.model = TrainConfig(model="googlenet", batch_size=4), model, model
+    run.dist = type("D", (), {"enabled": False})()
+    run.autocast = lambda: __import__("contextlib").nullcontext()
+    run.scaler = torch.amp.GradScaler("cuda", enabled=False)
+    run.criterion = torch.nn.CrossEntropyLoss()
+    x, y = torch.randn(4, 3, 32, 32), torch.arange(4)
+    torch.manual_seed(1)
+    logits, loss = run._forward_backward(x, y)
+    torch.manual_seed(1)  # the same dropout masks
+    main, aux1, aux2 = model(x)
+    expected = run.criterion(main, y) + 0.3 * (run.criterion(aux1, y) + run.criterion(aux2, y))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    assert torch.allclose(logits, main.detach(), atol=1e-6) and logits.shape == (4, 10)

@@ -7,6 +7,8 @@ from edgecls.zoo import count_macs, count_parameters, create_model, list_models,
 EXPECTED = {
     "alexnet",
     "baseline_cnn",
+    "googlenet",
+    "inception_small",
     "lenet5",
     "mobilenet_mod",
     "mobilenet_v2",
@@ -133,3 +135,37 @@ def test_the_catalog_matches_the_code():
     from write_catalog import catalog_from_code
 
     assert load_catalog() == catalog_from_code()["models"], "run `python tools/write_catalog.py` after changing the zoo"
+
+
+def test_the_small_inception_has_zhang_et_al_s_published_parameter_count():
+    """Zhang et al. 2017 (table 1) count 1,649,402 parameters: each convolution with its bias. Here batch norm follows
+    each convolution, its shift taking the bias's place and its scale added: the published count is ours less the
+    batch-norm scales."""
+    model = create_model("inception_small")
+    scales = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert count_parameters(model) - scales == 1_649_402
+    assert count_parameters(model) == 1_651_114 and count_macs(model) == 266_734_880
+
+
+def test_googlenet_is_torchvisions_inception_blocks_with_a_cifar_stem():
+    """The nine Inception blocks hold exactly the parameters of torchvision's GoogLeNet's (whose whole ImageNet model
+    has the 6,624,904 torchvision documents); the stem and the 10-class head are CIFAR-sized."""
+    from torchvision.models.googlenet import GoogLeNet
+
+    from edgecls.zoo.inception import GOOGLENET_BLOCKS
+
+    reference = GoogLeNet(aux_logits=False, init_weights=False)
+    assert count_parameters(reference) == 6_624_904
+    model = create_model("googlenet")
+    for name in GOOGLENET_BLOCKS:
+        assert count_parameters(getattr(model, name)) == count_parameters(getattr(reference, name)), name
+    assert count_parameters(model) == 5_490_986 and count_macs(model) == 1_337_141_248
+
+
+def test_googlenet_aux_classifiers_train_and_vanish_in_evaluation():
+    from edgecls.train.loop import AUX_WEIGHT
+
+    model = create_model("googlenet", aux_logits=True)
+    out = model.train()(torch.randn(2, 3, 32, 32))
+    assert [t.shape for t in out] == [(2, 10)] * 3 and AUX_WEIGHT == 0.3
+    assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)

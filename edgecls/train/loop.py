@@ -41,6 +41,8 @@ from edgecls.train.distributed import init_distributed, shutdown_distributed
 from edgecls.train.optim import Lookahead, Schedule, build_optimizer, freeze_all_but_last, param_groups
 from edgecls.zoo import create_model
 
+AUX_WEIGHT = 0.3  # auxiliary classifiers' share of the training loss (Szegedy et al. 2015)
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -293,6 +295,14 @@ class _Run:
             "samples_seen": int(seen),
         }
 
+    def _loss(self, out, y: torch.Tensor) -> torch.Tensor:
+        """The criterion on the logits; a model that also returns auxiliary classifiers' logits in training (GoogLeNet's
+        `aux_logits`) adds theirs weighted by 0.3, as Szegedy et al. trained it."""
+        if isinstance(out, tuple):
+            main, *auxiliary = out
+            return self.criterion(main, y) + AUX_WEIGHT * sum(self.criterion(a, y) for a in auxiliary)
+        return self.criterion(out, y)
+
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gradients of the batch's mean loss, in micro-batches when configured (their gradients add up to the
         batch's)."""
@@ -304,9 +314,9 @@ class _Run:
             sync = self.net.no_sync if self.dist.enabled and not last else nullcontext
             with sync(), self.autocast():
                 out = self.net(xs)
-                loss = self.criterion(out, ys)
+                loss = self._loss(out, ys)
                 self.scaler.scale(loss * (len(ys) / len(y))).backward()
-            logits.append(out.detach())
+            logits.append((out[0] if isinstance(out, tuple) else out).detach())
             losses.append(loss.detach() * len(ys))
         return torch.cat(logits), sum(losses) / len(y)
 

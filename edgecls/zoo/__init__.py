@@ -15,6 +15,6 @@ __all__ = ["ModelInfo", "count_macs", "count_parameters", "create_model", "list_
 def __getattr__(name: str):
     if name not in __all__:
         raise AttributeError(f"module 'edgecls.zoo' has no attribute {name!r}")
-    for family in ("classic", "custom", "mobilenet", "resnet", "whitened"):
+    for family in ("classic", "custom", "inception", "mobilenet", "resnet", "whitened"):
         importlib.import_module(f"edgecls.zoo.{family}")
     return getattr(importlib.import_module("edgecls.zoo.registry"), name)
