@@ -32,19 +32,35 @@ def progress_bar(disable: bool = False):
     return Progress(*columns, console=console, transient=True, disable=disable)
 
 
+class StepLog:
+    """Outside a terminal: a line with the count, elapsed and remaining time after the first step, every LOG_EVERY_S
+    seconds and at `close` (for loops that drive a progress bar step by step, like a training epoch)."""
+
+    def __init__(self, description: str, total: int | None):
+        self.description, self.total, self.done = description, total, 0
+        self.started = self.last = time.monotonic()
+
+    def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done == 1 or now - self.last >= LOG_EVERY_S:
+            self.last = now
+            self._print(now)
+
+    def close(self) -> None:
+        if self.done:
+            self._print(time.monotonic())
+
+    def _print(self, now: float) -> None:
+        console.print(f"{self.description}: {_status(self.done, self.total, now - self.started)}", soft_wrap=True)
+
+
 def _logged(items, description: str, total: int | None):
-    total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
-    started = last = time.monotonic()
-    done = 0
+    log = StepLog(description, total if total is not None else (len(items) if hasattr(items, "__len__") else None))
     for item in items:
         yield item
-        done += 1
-        now = time.monotonic()
-        if done == 1 or now - last >= LOG_EVERY_S:
-            last = now
-            console.print(f"{description}: {_status(done, total, now - started)}", soft_wrap=True)
-    if done:
-        console.print(f"{description}: {_status(done, total, time.monotonic() - started)}", soft_wrap=True)
+        log.advance()
+    log.close()
 
 
 def _status(done: int, total: int | None, elapsed: float) -> str:

@@ -336,3 +336,14 @@ def test_auxiliary_classifiers_add_their_weighted_loss_and_report_the_main_logit
     expected = run.criterion(main, y) + 0.3 * (run.criterion(aux1, y) + run.criterion(aux2, y))
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
     assert torch.allclose(logits, main.detach(), atol=1e-6) and logits.shape == (4, 10)
+
+
+def test_an_epoch_outside_a_terminal_logs_its_steps(cifar_root, tmp_path, capsys):
+    """Under nohup or CI the progress bar draws nothing: the epoch logs its first step, then one line per
+    LOG_EVERY_S and one at its end, so a long epoch is never silent."""
+    from edgecls import console as console_module
+
+    assert not console_module.console.is_terminal
+    train(_cfg(cifar_root, tmp_path, epochs=1), quiet=False)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("epoch 1/1: ")]
+    assert len(lines) >= 2 and lines[0].startswith("epoch 1/1: 1/") and "left" in lines[0]

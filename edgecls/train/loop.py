@@ -22,7 +22,7 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from edgecls.console import console, progress_bar
+from edgecls.console import StepLog, console, progress_bar
 from edgecls.data import load_dataset
 from edgecls.data.imageset import ImageSet
 from edgecls.data.loader import BatchLoader, rank_seed
@@ -251,6 +251,12 @@ class _Run:
         torch.manual_seed(rank_seed(self.cfg.seed * 1_000 + epoch, self.dist.rank))  # epoch and rank only: exact resume
         self.net.train()
         task = progress.add_task(f"epoch {epoch}/{self.cfg.epochs}", total=len(self.train_loader)) if progress else None
+        # a bar draws nothing under nohup or CI: log lines there, so a 10-minute epoch is not silent
+        steps = (
+            StepLog(f"epoch {epoch}/{self.cfg.epochs}", len(self.train_loader))
+            if progress and not console.is_terminal
+            else None
+        )
         loss_sum = correct = seen = 0.0
         data_time = 0.0
         start = time.perf_counter()
@@ -280,6 +286,10 @@ class _Run:
             seen += len(y)
             if progress:
                 progress.advance(task)
+            if steps:
+                steps.advance()
+        if steps:
+            steps.close()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
