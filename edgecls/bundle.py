@@ -103,7 +103,9 @@ class Bundle:
         never the path: a file swapped between the check and a second open could otherwise run unchecked."""
         path = self.root / entry.name
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            # O_NONBLOCK: a FIFO planted under a listed name would block this open forever; it returns at once and
+            # the regular-file check below refuses it (on a regular file the flag changes nothing)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             raise IntegrityError(f"{path} is listed in the manifest but missing; re-run `edgecls export`") from None
         except OSError as exc:

@@ -25,7 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecls.console import console
-from edgecls.errors import ConfigError, EdgeclsError
+from edgecls.errors import BundleError, ConfigError, EdgeclsError
 from edgecls.export.options import ExportOptions, ForeignOptions
 from edgecls.measure_options import BaselineOptions, BenchOptions, EvalOptions
 from edgecls.options import PUBLIC_KEY
@@ -570,6 +570,13 @@ def info(
 
     b = Bundle.open(bundle, public_key=public_key)
     verified = b.verify_all()
+    from edgecls.runtime.backends.onnxruntime import graph_geometry_problems
+
+    problems = graph_geometry_problems(b)
+    if problems:
+        raise BundleError("; ".join(problems))
+    if problems is None and json_path != "-":
+        out.print("[dim]graph inputs not compared with the manifest: ONNX Runtime is not installed here[/]")
     m, raw = b.manifest, b.manifest.raw
     signature, acc = m.signature, m.accuracy or {}
     checked = public_key or os.environ.get("EDGECLS_PUBLIC_KEY")

@@ -238,3 +238,41 @@ def test_a_real_manifest_meets_the_schema_and_an_edited_one_does_not(bundle_dir)
         change(edited)
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(edited, schema)
+
+
+def test_a_fifo_in_place_of_a_bundle_file_is_refused_at_once(copy):
+    """A FIFO under a listed name blocked Classifier.load and `edgecls info` forever in open(); both refuse it in time
+    (each runs in a child with a deadline, so the old behaviour fails here instead of hanging the suite)."""
+    import os
+    import subprocess
+    import sys
+
+    (copy / "model.int8.onnx").unlink()
+    os.mkfifo(copy / "model.int8.onnx")
+    load = f"from edgecls.runtime import Classifier; Classifier.load({str(copy)!r}, precision='int8')"
+    for command in ([sys.executable, "-c", load], [sys.executable, "-m", "edgecls", "info", str(copy)]):
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{command[-2:]} blocked on the FIFO")
+        assert result.returncode != 0 and "not a regular file" in result.stderr, result.stderr[-500:]
+
+
+@pytest.mark.parametrize(("size", "channels"), [(28, 3), (32, 1)])
+def test_a_manifest_whose_geometry_disagrees_with_its_graphs_is_refused_at_load_and_by_info(copy, size, channels):
+    """It loaded, then every predict raised ONNX Runtime's untyped InvalidArgument, while `info` said verified."""
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    def change(manifest):
+        manifest["input"].update(size=size, channels=channels, shape=[-1, channels, size, size])
+        for key in ("mean", "std"):
+            values = manifest["preprocess"]["normalization"][key]
+            manifest["preprocess"]["normalization"][key] = values[:channels]
+
+    _edit(copy, change, reseal=True)
+    with pytest.raises(BundleError, match="manifest declares N×"):
+        Classifier.load(copy, backend="onnxruntime", precision="fp32", device="cpu")
+    result = CliRunner().invoke(app, ["info", str(copy)])
+    assert result.exit_code != 0 and "manifest declares" in str(result.exception or result.output)

@@ -267,3 +267,53 @@ def test_an_undecodable_first_image_without_image_size_is_named(tmp_path, monkey
     (ds / "train" / "cat" / "0.jpg").write_bytes(b"\xff\xd8 garbage \xff\xd9")
     with pytest.raises(DatasetError, match=r"cat/0.jpg: OpenCV cannot decode it"):
         load_dataset("folder", "train", ds)
+
+
+def test_an_idx_file_declaring_more_than_it_holds_is_refused_before_reading(tmp_path):
+    """4 MB of gzip declaring 1.2 M images reached 1.9 GB before a ValueError; the header is checked against the size
+    the gzip trailer records, so nothing near that is read or allocated."""
+    import resource
+    import struct
+
+    write_idx(tmp_path)
+    path = tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(struct.pack(">BBBBIII", 0, 0, 8, 3, 1_200_000, 28, 28) + bytes(4 << 20)))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(DatasetError, match="header promises 940800000 bytes, file holds 4194304"):
+        load_dataset("fashion-mnist", "test", tmp_path)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: no 940 MB allocation
+    path.unlink()  # an uncompressed file declaring 2^40 × 784 bytes
+    path.with_suffix("").write_bytes(struct.pack(">BBBBIIII", 0, 0, 8, 4, 1 << 20, 1 << 20, 28, 28))
+    with pytest.raises(DatasetError, match="beyond what edgecls reads"):
+        load_dataset("fashion-mnist", "test", tmp_path)
+
+
+def test_a_truncated_gzip_dataset_is_a_clear_error(tmp_path):
+    write_idx(tmp_path)
+    path = tmp_path / "fashion-mnist" / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:-2000])
+    with pytest.raises(DatasetError, match="damaged or truncated|truncated"):
+        load_dataset("fashion-mnist", "test", tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp"])
+def test_image_headers_are_read_before_decoding(suffix):
+    from edgecls.data.image_header import declared_size
+
+    ok, data = cv2.imencode(suffix, np.zeros((23, 37, 3), np.uint8))
+    assert ok and declared_size(data.tobytes()) == (37, 23)
+
+
+def test_an_image_declaring_a_bomb_of_pixels_is_refused_by_name(tmp_path, monkeypatch):
+    """A PNG declaring 20000×20000 in an image folder was decoded (2.45 GB) and scored as a test image."""
+    import struct
+    import zlib
+
+    write_image_folder(tmp_path)
+    bomb = tmp_path / "test" / "cat" / "bomb.png"
+    png = bytearray((tmp_path / "test" / "cat").glob("*.png").__next__().read_bytes())
+    png[16:24] = struct.pack(">II", 20000, 20000)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))  # the IHDR chunk's CRC over its new contents
+    bomb.write_bytes(bytes(png))
+    with pytest.raises(DatasetError, match=r"bomb.png: declares 20000×20000 pixels"):
+        load_dataset("folder", "test", tmp_path)

@@ -361,6 +361,31 @@ def test_bad_input_is_answered_400_with_the_reason_and_no_traceback(server):
     assert status == 404 and urllib.request.urlopen(url + "/ready", timeout=5).status == 200
 
 
+def test_triton_control_apis_are_closed_to_clients(server, frames):
+    """Any gRPC peer could unload the served model, list the repository, register shared memory or change the log
+    settings; Triton's own model-control mode and restricted protocols refuse them, and the model keeps serving."""
+    import tritonclient.grpc as grpc_api
+    import tritonclient.http as http_api
+    from tritonclient.utils import InferenceServerException
+
+    _, (http, grpc, _) = server
+    client = grpc_api.InferenceServerClient(f"127.0.0.1:{grpc}")
+    for attempt in (
+        lambda: client.unload_model("lenet5"),
+        lambda: client.load_model("lenet5"),
+        lambda: client.get_model_repository_index(),
+        lambda: client.update_log_settings({"log_verbose_level": 1}),
+        lambda: client.register_system_shared_memory("edgecls_probe", "/edgecls_probe", 64),
+        lambda: client.get_trace_settings(),
+    ):
+        with pytest.raises(InferenceServerException):
+            attempt()
+    assert client.is_model_ready("lenet5") and client.is_server_ready()
+    remote = RemoteClassifier(f"grpc://127.0.0.1:{grpc}", "lenet5", deadline_s=10.0)
+    assert remote.predict(frames[0]).label
+    assert http_api.InferenceServerClient(f"127.0.0.1:{http}").is_model_ready("lenet5")
+
+
 def test_sigterm_stops_the_server_cleanly(server):
     proc, (http, _, _) = server
     proc.send_signal(signal.SIGTERM)
@@ -612,3 +637,20 @@ def test_triton_keeps_no_pinned_or_cuda_pool_for_tensors_it_never_gets(tmp_path)
 
     command = TritonServer(tmp_path, tmp_path, 1, ("127.0.0.1", 2), ("127.0.0.1", 3)).command(tmp_path)
     assert "--pinned-memory-pool-byte-size=0" in command and "--cuda-memory-pool-byte-size=0:0" in command
+
+
+def test_shared_memory_is_removed_on_every_exit_and_after_a_killed_server(tmp_path, monkeypatch):
+    """After a stub died, SIGTERM left /dev/shm/edgecls<pid>_* of 1-1.9 GB behind; a serve killed outright leaves them
+    too: stop() removes its own, and the next start removes those of serve processes that no longer run."""
+    from edgecls.runtime import tritonserver
+
+    monkeypatch.setattr(tritonserver, "SHM", tmp_path)
+    dead = 2**22 + 12345  # above pid_max's default: no such process
+    mine = [tmp_path / f"{tritonserver.shm_prefix(os.getpid())}{n}" for n in ("region", "lenet5_0")]
+    stale, alive = tmp_path / f"edgecls{dead}_region", tmp_path / "edgecls1_region"  # pid 1 always runs
+    for path in (*mine, stale, alive):
+        path.write_bytes(b"x")
+    server = tritonserver.TritonServer(tmp_path, tmp_path, 1, ("127.0.0.1", 2), ("127.0.0.1", 3))
+    server.stop()  # never started, or Triton already gone: its memory still goes
+    assert not any(p.exists() for p in mine) and stale.exists()
+    assert tritonserver.remove_shared_memory() == [stale] and alive.exists()

@@ -16,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgecls.data.image_header import too_large
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import DatasetError
 from edgecls.fileio import atomic_npy, atomic_write_json, cache_dir
@@ -68,6 +69,9 @@ def _read(path: Path, grey: bool) -> np.ndarray:
     suffix, tail = path.suffix.lower(), data[-1024:]
     if (suffix in (".jpg", ".jpeg") and b"\xff\xd9" not in tail) or (suffix == ".png" and b"IEND" not in tail[-32:]):
         raise DatasetError(f"truncated (the {suffix[1:].upper()} file has no end marker)")
+    refused = too_large(data)
+    if refused:
+        raise DatasetError(refused)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if image is None:
         raise DatasetError("OpenCV cannot decode it")

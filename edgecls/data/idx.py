@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,19 +29,47 @@ FASHION_CLASSES = (
 _PREFIX = {"train": "train", "test": "t10k"}
 
 
+MAX_IDX_BYTES = 1 << 30  # EMNIST ByClass, the largest IDX set in use, holds 0.55 GB of images
+
+
 def read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DatasetError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
-    dims = np.frombuffer(data, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    expected = int(np.prod(dims))
-    payload = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if payload.size != expected:
-        raise DatasetError(f"{path}: header promises {expected} bytes, file holds {payload.size} (truncated?)")
-    return payload.reshape(tuple(dims)).copy()  # frombuffer views are read-only
+    """An unsigned-byte IDX array. Its header's dimensions are checked before the payload is read: against
+    MAX_IDX_BYTES, and against the bytes the file holds (a .gz file records its uncompressed size, mod 2^32, in its
+    last four bytes), so a 4 MB file declaring a million images is refused without reading it; the payload is then
+    read to exactly that size. A damaged or truncated .gz is a DatasetError, not a zlib traceback."""
+    compressed = path.suffix == ".gz"
+    try:
+        with (gzip.open if compressed else open)(path, "rb") as f:
+            head = f.read(4)
+            if len(head) < 4 or head[:3] != b"\x00\x00\x08" or not 1 <= head[3] <= 4:
+                raise DatasetError(f"{path} is not an unsigned-byte IDX file")
+            dims = np.frombuffer(f.read(4 * head[3]), dtype=">u4").astype(np.int64)
+            expected = int(np.prod(dims)) if len(dims) == head[3] else -1
+            if not 0 <= expected <= MAX_IDX_BYTES:
+                raise DatasetError(
+                    f"{path}: the header declares dimensions {dims.tolist()}, beyond what edgecls reads "
+                    f"({MAX_IDX_BYTES >> 20} MiB); the file is damaged or not a dataset"
+                )
+            total, recorded = 4 + 4 * head[3] + expected, _stored_bytes(path, compressed)
+            if recorded != (total % (1 << 32) if compressed else total):
+                raise DatasetError(
+                    f"{path}: header promises {expected} bytes, file holds {recorded - total + expected} (truncated?)"
+                )
+            payload = f.read(expected)
+    except (EOFError, OSError, zlib.error) as exc:
+        raise DatasetError(f"{path} is damaged or truncated ({exc}); download it again") from None
+    if len(payload) != expected:
+        raise DatasetError(f"{path}: header promises {expected} bytes, file holds {len(payload)} (truncated?)")
+    return np.frombuffer(payload, dtype=np.uint8).reshape(tuple(dims)).copy()  # frombuffer views are read-only
+
+
+def _stored_bytes(path: Path, compressed: bool) -> int:
+    """The file's size, or for gzip the uncompressed size its trailer records (mod 2^32)."""
+    if not compressed:
+        return path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(-4, os.SEEK_END)
+        return int.from_bytes(f.read(4), "little")
 
 
 def load_idx_dataset(root: Path, split: str, kind: str) -> ImageSet:

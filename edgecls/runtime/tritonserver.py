@@ -5,6 +5,12 @@ Why not PyTriton's `Triton` class: it waits two minutes for a server that alread
 load), and it starts the server in the caller's process group, where a terminal's Ctrl-C reached Triton twice.
 Here the server runs in a process group of its own, dies with its parent (PR_SET_PDEATHSIG), exits are seen at once,
 and its log goes to this process's output.
+
+Clients may infer and ask for health, metadata, configs and statistics, nothing more. Triton's own options close the
+rest on both protocols: model-control mode `none` (every model in the repository loads at start, and no client can
+load or unload one), and its restricted-API options put model-repository, shared-memory, trace and logging behind a
+header whose value is a random secret that leaves this process never: any gRPC peer (with --host 0.0.0.0, the
+network) could otherwise unload the served model, register shared memory or rewrite the log settings.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -25,6 +32,7 @@ from edgecls.errors import ServerDiedError
 
 SHM_BYTES, SHM_GROWTH_BYTES = 4 << 20, 1 << 20  # the Python backend's stub memory: PyTriton's sizes (defaults 64 MB)
 STOP_TIMEOUT_S = 30
+RESTRICTED = "model-repository,shared-memory,trace,logging"  # Triton's names, the same for HTTP and gRPC
 
 
 def server_environment() -> dict[str, str]:
@@ -63,6 +71,28 @@ def die_with_parent_hook():
     return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+SHM = Path("/dev/shm")
+
+
+def shm_prefix(pid: int) -> str:
+    return f"edgecls{pid}_"
+
+
+def remove_shared_memory(pid: int | None = None) -> list[Path]:
+    """Remove the Python backend's shared-memory regions of serve process `pid`, or (None) those of every serve process
+    that no longer runs (one killed with SIGKILL cleans nothing; /dev/shm is RAM until reboot). Returns what went."""
+    removed = []
+    for path in SHM.glob("edgecls*_*") if SHM.is_dir() else []:
+        owner = path.name.removeprefix("edgecls").split("_", 1)[0]
+        if not owner.isdigit() or (pid is not None and int(owner) != pid):
+            continue
+        if pid is None and Path(f"/proc/{owner}").exists():
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
 class TritonServer:
     """One tritonserver process: `start`, `wait_ready`, `wait` (returns when it exits), `stop`."""
 
@@ -71,6 +101,7 @@ class TritonServer:
     ):
         self.repository, self.workdir, self.http_port = repository, workdir, http_port
         self.grpc, self.metrics = grpc, metrics
+        self.admin_key = secrets.token_hex(16)  # never printed, never sent: the restricted APIs stay closed
         self.process: subprocess.Popen | None = None
 
     def command(self, server: Path) -> list[str]:
@@ -78,8 +109,9 @@ class TritonServer:
             str(server / "bin" / "tritonserver"),
             f"--model-repository={self.repository}",
             f"--backend-directory={server / 'backends'}",
-            "--model-control-mode=explicit",
-            "--load-model=*",
+            "--model-control-mode=none",
+            f"--grpc-restricted-protocol={RESTRICTED}:edgecls-admin={self.admin_key}",
+            f"--http-restricted-api={RESTRICTED}:edgecls-admin={self.admin_key}",
             "--http-address=127.0.0.1",
             f"--http-port={self.http_port}",
             f"--grpc-address={self.grpc[0]}",
@@ -91,7 +123,7 @@ class TritonServer:
             f"--metrics-port={self.metrics[1]}",
             "--exit-timeout-secs=5",
             "--log-verbose=0",
-            f"--backend-config=python,shm-region-prefix-name=edgecls{os.getpid()}_",
+            f"--backend-config=python,shm-region-prefix-name={shm_prefix(os.getpid())}",
             f"--backend-config=python,shm-default-byte-size={SHM_BYTES}",
             f"--backend-config=python,shm-growth-byte-size={SHM_GROWTH_BYTES}",
             # Triton's default 256 MB pinned and 64 MB CUDA pools serve GPU tensors, which these models never pass
@@ -101,6 +133,7 @@ class TritonServer:
         ]
 
     def start(self) -> None:
+        remove_shared_memory()  # left by serve processes that were killed outright
         self.process = subprocess.Popen(
             self.command(install_server(self.workdir)),
             env=server_environment(),
@@ -134,12 +167,16 @@ class TritonServer:
         return self.process.wait()
 
     def stop(self) -> None:
-        """SIGINT (Triton's clean stop: in-flight requests finish, models unload), then SIGKILL if it hangs."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
+        """SIGINT (Triton's clean stop: in-flight requests finish, models unload), then SIGKILL if it hangs; then the
+        stubs' shared memory is removed, whatever way Triton ended (a dead stub leaves 1-2 GB there otherwise)."""
         try:
-            self.process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            if self.process is None or self.process.poll() is not None:
+                return
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        finally:
+            remove_shared_memory(os.getpid())

@@ -112,6 +112,7 @@ class OnnxRuntimeBackend(Backend):
         # A provider that fails during a run would otherwise be dropped silently and the session rebuilt on the next
         # one (CUDA, then CPU), while describe() still names the first: a robot must hear the failure instead.
         self.session.disable_fallback()
+        self.check_graph_input(entry.name, self.session.get_inputs()[0].shape)
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
         if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start
@@ -161,3 +162,26 @@ class OnnxRuntimeBackend(Backend):
             detail=f"{self.entry.name}{flavour} on {self.providers[0]}",
             threads=self.threads,
         )
+
+
+def graph_geometry_problems(bundle: Bundle) -> list[str] | None:
+    """For `edgecls info`: each ONNX file whose input disagrees with the manifest's geometry (what `Classifier.load`
+    refuses), read by ONNX Runtime without optimizing; None where ONNX Runtime is not installed to read them."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    from edgecls.runtime.backends.base import refuse_geometry
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    problems = []
+    for entry in bundle.files():
+        if entry.format != "onnx":
+            continue
+        session = ort.InferenceSession(bundle.read_verified(entry), options, providers=["CPUExecutionProvider"])
+        try:
+            refuse_geometry(bundle, entry.name, session.get_inputs()[0].shape)
+        except BundleError as exc:
+            problems.append(str(exc))
+    return problems
