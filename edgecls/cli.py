@@ -805,7 +805,8 @@ def main() -> None:
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        _print_error(f"{escape(f'{exc.strerror}: {exc.filename}')}. {escape(DISK_ERRORS[exc.errno])}")
+        where = f": {exc.filename}" if exc.filename else " while writing"  # a write on an open file names none
+        _print_error(f"{escape(f'{exc.strerror or os.strerror(exc.errno)}{where}')}. {escape(DISK_ERRORS[exc.errno])}")
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -409,3 +409,19 @@ def test_build_engine_builds_for_the_gpu_asked_for_and_by_default_what_this_tens
     assert asked["device_index"] == 1 and asked["precisions"] is None and "no int8 engine" in result.output
     CliRunner().invoke(app, ["build-engine", str(bundle_dir), "--precision", "fp16"])
     assert asked["precisions"] == ("fp16",) and asked["device_index"] == 0
+
+
+def test_a_full_disk_without_a_file_name_reads_as_a_sentence(monkeypatch, capsys):
+    """A write on an open file raises ENOSPC without a file name: the message said "device: None"."""
+    import errno
+
+    from edgecls import cli
+
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cli, "app", full)
+    with pytest.raises(SystemExit):
+        cli.main()
+    err = capsys.readouterr().err
+    assert "No space left on device while writing. The disk is full" in err and "None" not in err

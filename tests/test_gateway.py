@@ -1,5 +1,6 @@
 """The serve gateway against a stand-in Triton: what it refuses, what it forwards, and what it never passes back."""
 
+import http.client
 import json
 import socket
 import statistics
@@ -127,6 +128,8 @@ def frame_request(shape, data=None, **parameters):
         ({"inputs": [{"name": "frame", "shape": [1, 2, 2, 1], "datatype": "FP32", "data": [0] * 4}]}, b"", "UINT8"),
         ({"inputs": []}, b"", "exactly one input"),
         ([1, 2], b"", "JSON object"),
+        ({**frame_request([1, 2, 2, 1], [0] * 4), "parameters": {"timeout": -1}}, b"", "'timeout' must be"),
+        ({**frame_request([1, 2, 2, 1], [0] * 4), "parameters": {"priority": "high"}}, b"", "'priority' must be"),
     ],
 )
 def test_bad_frame_requests_are_refused_with_the_reason(request_, binary, reason):
@@ -246,3 +249,23 @@ def test_a_taken_port_is_a_config_error(triton):
         taken.listen()
         with pytest.raises(ConfigError, match="--http-port"):
             Gateway("127.0.0.1", taken.getsockname()[1], triton.port, {}, max_batch=1)
+
+
+def test_malformed_headers_and_deep_json_are_refused_without_dropping_the_connection(gateway, triton):
+    """A Unicode digit in Inference-Header-Content-Length and JSON nested 100,000 deep each dropped the connection with
+    a traceback in the log; both are a 400 with the reason, and nothing reaches Triton."""
+    body = json.dumps(frame_request([1, 2, 2, 1], [0] * 4)).encode()
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:  # urllib cannot send a non-Latin-1 header
+        raw.sendall(
+            b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % len(body)
+            + "Inference-Header-Content-Length: \u0663\r\n\r\n".encode()
+            + body
+        )
+        response = http.client.HTTPResponse(raw)
+        response.begin()
+        assert response.status == 400 and "decimal byte count" in json.loads(response.read())["error"]
+    deep = b"[" * 30_000 + b"]" * 30_000  # within the 64 KB limit of this gateway
+    status, answer = call(f"{gateway}/v2/models/m/infer", deep)
+    assert status == 400 and "nested too deeply" in json.loads(answer)["error"]
+    assert triton.received == []

@@ -326,7 +326,7 @@ def test_a_cuda_session_loads_the_pip_cuda_libraries_first(bundle_dir, monkeypat
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
         def get_inputs(self):
-            return [type("Input", (), {"name": "input"})()]
+            return [type("Input", (), {"name": "input", "shape": ["batch", 3, 32, 32]})()]
 
         def disable_fallback(self):
             order.append("no fallback")

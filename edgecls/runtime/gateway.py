@@ -84,6 +84,9 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
             f"unsupported parameters {sorted(unknown)}: edgecls serve takes the data in the request "
             "(JSON or binary), not through shared memory"
         )
+    for name, value in _parameters(request).items():
+        if name in ("timeout", "priority") and (type(value) is not int or value < 0):
+            raise InputError(f"request parameter {name!r} must be a whole number ≥ 0, got {value!r}")
     expected = rule.describe(max_batch, max_side)
     if tensor.get("name") != rule.name or tensor.get("datatype") != rule.datatype:
         raise InputError(
@@ -250,7 +253,7 @@ class Gateway:
                         f"edgecls serve takes POST /v2/models/NAME/infer only; models: {', '.join(gateway.models)}",
                         close=True,
                     )
-                if length is None or not length.isdigit():
+                if length is None or not (length.isascii() and length.isdigit()):
                     return self.refuse(411, "send a Content-Length (chunked requests are not taken)", close=True)
                 if int(length) > gateway.max_request_bytes:
                     return self.refuse(
@@ -263,10 +266,14 @@ class Gateway:
                 if self.headers.get("Content-Encoding", "identity") != "identity":
                     return self.refuse(415, "compressed requests are not taken; send the body uncompressed")
                 header_length = self.headers.get("Inference-Header-Content-Length")
-                split = int(header_length) if header_length and header_length.isdigit() else len(body)
+                if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
+                    return self.refuse(400, "Inference-Header-Content-Length must be a decimal byte count (0-9)")
+                split = int(header_length) if header_length else len(body)
                 try:
                     request = json.loads(body[:split])
                     check_infer(gateway.models[route[1]], request, body[split:], gateway.max_batch, gateway.max_side)
+                except RecursionError:
+                    return self.refuse(400, "the JSON header is nested too deeply")
                 except ValueError as exc:  # InputError, and JSON that does not parse
                     return self.refuse(
                         400, str(exc) if isinstance(exc, InputError) else f"the JSON header does not parse: {exc}"
