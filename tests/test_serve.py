@@ -654,3 +654,37 @@ def test_shared_memory_is_removed_on_every_exit_and_after_a_killed_server(tmp_pa
     server.stop()  # never started, or Triton already gone: its memory still goes
     assert not any(p.exists() for p in mine) and stale.exists()
     assert tritonserver.remove_shared_memory() == [stale] and alive.exists()
+
+
+def test_a_stub_killed_under_serve_ends_it_non_zero_naming_the_model(bundle_dir):
+    """kill -9 of a model instance's stub left every request failing while health said 200, forever; now health fails
+    within 5 s (serve stops) and serve exits non-zero naming the model, for a supervisor to restart it."""
+    import os
+
+    from load_test import free_ports, start_server
+
+    ports = free_ports(3)
+    proc = start_server(str(bundle_dir), "lenet5", ports, [])
+    try:
+        stubs = [pid for pid, command in _descendants(proc.pid) if command.endswith("triton_python_backend_stub")]
+        assert len(stubs) == 2, "expected one stub per served model"
+        os.kill(stubs[0], signal.SIGKILL)
+        killed = time.monotonic()
+        while time.monotonic() - killed < 5:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{ports[0]}/v2/health/ready", timeout=1) as answer:
+                    healthy = answer.status == 200
+            except (OSError, urllib.error.HTTPError):
+                healthy = False
+            if not healthy:
+                break
+            time.sleep(0.2)
+        assert not healthy, "health still answered 200 five seconds after the stub died"
+        assert proc.wait(timeout=60) != 0
+        log = proc.stdout.read()
+        assert "the model instance serving lenet5" in log and "Traceback" not in log, log[-2000:]
+        assert not list(Path("/dev/shm").glob(f"edgecls{proc.pid}_*"))  # the stubs' memory went with them
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

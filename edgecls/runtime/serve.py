@@ -161,7 +161,13 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         gateway.start()
         if ready:
             ready(clf.bundle.manifest.model, clf)
-        server.wait()
+        lost = server.wait()
+        if lost:
+            raise ServerDiedError(
+                f"the model instance serving {', '.join(lost)} died (its Triton stub process exited: killed, out of "
+                "memory, or crashed on a request) and Triton does not restart it: stopping, non-zero, so a "
+                "supervisor restarts `edgecls serve`"
+            )
     except KeyboardInterrupt:
         if not stopping:
             raise

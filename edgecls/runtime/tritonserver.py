@@ -93,6 +93,15 @@ def remove_shared_memory(pid: int | None = None) -> list[Path]:
     return removed
 
 
+def _alive(pid: int) -> bool:
+    """Whether process `pid` runs: a stub killed is a zombie until Triton reaps it, which it may never do."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
 class TritonServer:
     """One tritonserver process: `start`, `wait_ready`, `wait` (returns when it exits), `stop`."""
 
@@ -163,8 +172,34 @@ class TritonServer:
             "why (a model that failed to load shows its error there)"
         )
 
-    def wait(self) -> int:
-        return self.process.wait()
+    def stubs(self) -> dict[int, str]:
+        """pid → model of each Python-backend stub this Triton runs, from /proc: a child whose command is the stub,
+        given the model's `<repository>/<model>/1/model.py`."""
+        found = {}
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+            except (OSError, IndexError, ValueError):
+                continue
+            if parent == self.process.pid and command[0].endswith(b"triton_python_backend_stub") and len(command) > 1:
+                found[int(proc.name)] = Path(command[1].decode(errors="replace")).parent.parent.name
+        return found
+
+    def wait(self, poll_s: float = 0.5) -> list[str]:
+        """Block until Triton exits ([]) or a model instance's stub that ran when this was called exits (the models
+        that lost one). Triton does not restart a dead stub and keeps saying the model is ready while every request
+        to it fails, so a dead stub must end the server here, where a supervisor sees it."""
+        running = self.stubs()
+        while True:
+            try:
+                self.process.wait(timeout=poll_s)
+                return []
+            except subprocess.TimeoutExpired:
+                pass
+            lost = sorted({model for pid, model in running.items() if not _alive(pid)})
+            if lost:
+                return lost
 
     def stop(self) -> None:
         """SIGINT (Triton's clean stop: in-flight requests finish, models unload), then SIGKILL if it hangs; then the
