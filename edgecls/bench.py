@@ -395,8 +395,9 @@ def _write(result: dict, measured: list[dict], path: Path) -> None:
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in measured]
     atomic_write_bytes(path.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
-    if missing():
-        console.print(f"wrote {path} and {path.with_suffix('.md')}; {missing()}")
+    no_png = missing()
+    if no_png:
+        console.print(f"wrote {path} and {path.with_suffix('.md')}; {no_png}")
         return
     x = "paced end-to-end ms (dot p50, bar to p99; hollow: unstable)"
     points = [

@@ -66,8 +66,9 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
     stem = out_json.with_suffix("")
     atomic_write_json(out_json, report)
     title = report_title(report, data)
-    if missing():
-        console.print(missing())
+    no_png = missing()
+    if no_png:
+        console.print(no_png)
         return out_json
     confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png", title=title)
     example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png", title=title)

@@ -273,8 +273,9 @@ def _write_summary(summary: dict, timer: StageTimer, path: str, title: str) -> N
     from edgecls.plots import latency_cdf, missing
 
     atomic_write_json(path, summary)
-    if missing():
-        console.print(f"wrote {path}; {missing()}")
+    no_png = missing()
+    if no_png:
+        console.print(f"wrote {path}; {no_png}")
         return
     picture = Path(path).with_suffix(".png")
     stages = ("preprocess_ms", "inference_ms", "processing_ms", "frame_age_ms")

@@ -271,14 +271,14 @@ TENSORRT_8_INT8 = (
 )
 
 
-def engine_sources(bundle, precision: str, weakly_typed: bool, strongly_typed: bool = True):
+def engine_sources(bundle, precision: str, weakly_typed: bool, strongly_typed: bool = True, version: str = "8.x"):
     """Which bundle file an engine of `precision` is built from, given the TensorRT's capabilities (`weak_typing`,
     STRONGLY_TYPED). A TensorRT without strongly typed networks (8.6) cannot parse the default ModelOpt graph (opset
     19, FP16 scales): it takes the `--tensorrt8` graph, and without one the INT8 engine is refused with the fix."""
     if precision == "int8" and not strongly_typed:
         entry = bundle.find("onnx", "int8", "tensorrt", "modelopt-fp32-opset17")
         if entry is None and bundle.find("onnx", "int8", "tensorrt", "modelopt") is not None:
-            raise ExportError(TENSORRT_8_INT8.format(version="8.x"))
+            raise ExportError(TENSORRT_8_INT8.format(version=version))
         return entry
     if precision == "int8":
         return bundle.find("onnx", "int8", "tensorrt", "modelopt")
@@ -290,9 +290,8 @@ def engine_sources(bundle, precision: str, weakly_typed: bool, strongly_typed: b
 def engine_source(bundle, precision: str, trt):
     """The bundle file this TensorRT module builds a `precision` engine from, or None; ExportError with the fix where
     the bundle has the graph only in a form this TensorRT cannot parse."""
-    return engine_sources(
-        bundle, precision, weak_typing(trt), hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-    )
+    strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+    return engine_sources(bundle, precision, weak_typing(trt), strongly_typed, trt.__version__)
 
 
 def buildable_precisions(bundle, trt) -> tuple[list[str], dict[str, str]]:
@@ -302,7 +301,7 @@ def buildable_precisions(bundle, trt) -> tuple[list[str], dict[str, str]]:
         try:
             entry = engine_source(bundle, precision, trt)
         except ExportError as exc:
-            why[precision] = str(exc).replace("8.x", trt.__version__)
+            why[precision] = str(exc)
             continue
         if entry is None:
             why[precision] = f"the bundle has no graph for a {precision} engine (export with --{precision})"

@@ -93,13 +93,18 @@ def remove_shared_memory(pid: int | None = None) -> list[Path]:
     return removed
 
 
+def _stat(pid: int | str) -> list[str]:
+    """/proc/<pid>/stat's fields after the command name (state, parent pid, ...); [] for a process that is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
 def _alive(pid: int) -> bool:
     """Whether process `pid` runs: a stub killed is a zombie until Triton reaps it, which it may never do."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+    fields = _stat(pid)
+    return bool(fields) and fields[0] not in ("Z", "X")
 
 
 class TritonServer:
@@ -177,12 +182,14 @@ class TritonServer:
         given the model's `<repository>/<model>/1/model.py`."""
         found = {}
         for proc in Path("/proc").glob("[0-9]*"):
-            try:
-                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                command = (proc / "cmdline").read_bytes().split(b"\0")
-            except (OSError, IndexError, ValueError):
+            fields = _stat(proc.name)
+            if len(fields) < 2 or fields[1] != str(self.process.pid):
                 continue
-            if parent == self.process.pid and command[0].endswith(b"triton_python_backend_stub") and len(command) > 1:
+            try:
+                command = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if command[0].endswith(b"triton_python_backend_stub") and len(command) > 1:
                 found[int(proc.name)] = Path(command[1].decode(errors="replace")).parent.parent.name
         return found
 

@@ -32,7 +32,7 @@ class BackendInfo:
 
 def refuse_geometry(bundle: Bundle, graph: str, shape) -> None:
     """BundleError unless `shape` (the graph's input: N, C, H, W; names or None for dynamic axes) fits the manifest's
-    channels and size."""
+    channels and size: otherwise every predict would fail inside the engine with its own untyped error."""
     wanted = (bundle.input.channels, bundle.input.size, bundle.input.size)
     fixed = [d if isinstance(d, int) and d > 0 else None for d in shape]
     if len(fixed) != 4 or any(d is not None and d != w for d, w in zip(fixed[1:], wanted, strict=True)):
@@ -52,11 +52,6 @@ class Backend(ABC):
         self.input_shape = (bundle.input.channels, bundle.input.size, bundle.input.size)
         # A graph exported with a fixed batch of 1 (and no dynamic axis to give it) runs image by image.
         self.fixed_batch = bundle.input.shape[0] == 1
-
-    def check_graph_input(self, graph: str, shape) -> None:
-        """Refuse a graph whose input disagrees with the manifest's geometry (an edited manifest, or another model's
-        graph): otherwise every predict would fail inside the engine with its own untyped error."""
-        refuse_geometry(self.bundle, graph, shape)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 normalized input → N×num_classes float32 logits."""

@@ -10,7 +10,7 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, BundleError
 from edgecls.fileio import cache_dir
-from edgecls.runtime.backends.base import Backend, BackendInfo
+from edgecls.runtime.backends.base import Backend, BackendInfo, refuse_geometry
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}
 # Batch-1 default on a CPU, measured with tools/bench_threads.py (docs/latency.md, "Threads"): one thread for every
@@ -112,7 +112,7 @@ class OnnxRuntimeBackend(Backend):
         # A provider that fails during a run would otherwise be dropped silently and the session rebuilt on the next
         # one (CUDA, then CPU), while describe() still names the first: a robot must hear the failure instead.
         self.session.disable_fallback()
-        self.check_graph_input(entry.name, self.session.get_inputs()[0].shape)
+        refuse_geometry(bundle, entry.name, self.session.get_inputs()[0].shape)
         self.input_name = self.session.get_inputs()[0].name
         self.providers = tuple(self.session.get_providers())
         if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start
@@ -171,8 +171,6 @@ def graph_geometry_problems(bundle: Bundle) -> list[str] | None:
         import onnxruntime as ort
     except ImportError:
         return None
-    from edgecls.runtime.backends.base import refuse_geometry
-
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     problems = []
