@@ -269,3 +269,73 @@ def test_malformed_headers_and_deep_json_are_refused_without_dropping_the_connec
     status, answer = call(f"{gateway}/v2/models/m/infer", deep)
     assert status == 400 and "nested too deeply" in json.loads(answer)["error"]
     assert triton.received == []
+
+
+def _small_gateway(triton, slots: int, **deadlines) -> Gateway:
+    door = Gateway(
+        "127.0.0.1", 0, triton.port, {"m": frames_input()}, max_batch=4, max_side=64, max_connections=slots, **deadlines
+    )
+    door.start()
+    return door
+
+
+def _slow_client(port: int, stop: threading.Event, body: bool = True) -> None:
+    """Sends a request's headers (or, with body=False, half of them) and then one byte a second, reconnecting when
+    the gateway closes it, until `stop`."""
+    while not stop.is_set():
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+                if body:
+                    s.sendall(b"POST /v2/models/m/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n")
+                else:
+                    s.sendall(b"POST /v2/models/m/infer HTTP/1.1\r\n")
+                while not stop.wait(1.0):
+                    s.sendall(b"{" if body else b"X")
+        except OSError:
+            stop.wait(0.1)
+
+
+def test_slow_clients_holding_every_slot_leave_room_for_an_honest_one(triton):
+    """12 clients trickling bodies and 4 trickling headers against 8 slots: each read's timeout restarts with every
+    byte, so before deadlines and take-overs they held the slots and every honest request was answered 503."""
+    door = _small_gateway(triton, slots=8)
+    port, stop = door.server.server_address[1], threading.Event()
+    slow = [threading.Thread(target=_slow_client, args=(port, stop, i < 12), daemon=True) for i in range(16)]
+    for thread in slow:
+        thread.start()
+    time.sleep(2.5)
+    request = json.dumps(frame_request([1, 1, 1, 1], [0])).encode()
+    answers = []
+    try:
+        for _ in range(20):
+            try:
+                answers.append(call(f"http://127.0.0.1:{port}/v2/models/m/infer", request)[0])
+            except urllib.error.URLError as exc:  # answered 503 and closed before the body was sent
+                answers.append(str(exc.reason))
+    finally:
+        stop.set()
+        door.close()
+    assert answers.count(200) >= 18, answers
+
+
+def test_a_request_s_whole_life_is_bounded_however_slowly_its_bytes_arrive(triton):
+    """Headers must arrive within header_timeout_s and a body at min_body_rate, however often a byte comes."""
+    door = _small_gateway(triton, slots=8, header_timeout_s=1.5, body_timeout_s=1.5, min_body_rate=1 << 20)
+    port = door.server.server_address[1]
+    try:
+        for first, then in (
+            (b"POST /v2/models/m/infer HTTP/1.1\r\n", b"X"),
+            (b"POST /v2/models/m/infer HTTP/1.1\r\nContent-Length: 1000\r\n\r\n", b"{"),
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                started = time.monotonic()
+                s.sendall(first)
+                with pytest.raises(OSError):
+                    while time.monotonic() - started < 6:
+                        time.sleep(0.3)
+                        s.sendall(then)
+                        if s.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b"":
+                            raise ConnectionResetError("closed by the gateway")
+            assert 1.4 < time.monotonic() - started < 3.5
+    finally:
+        door.close()

@@ -283,7 +283,49 @@ def test_a_bad_frame_over_grpc_is_refused_as_invalid_argument_with_the_reason(se
     with pytest.raises(InferenceServerException) as refused:
         api.InferenceServerClient(f"127.0.0.1:{grpc}").infer("lenet5", [bad])
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
-    assert "H×W×3" in refused.value.message() and "Traceback" not in refused.value.message()
+    assert "1|3|4]" in refused.value.message() and "Traceback" not in refused.value.message()
+
+
+def _model_infer(port: int, shape, raw=(), **contents):
+    """One raw gRPC ModelInfer of the frames model, built by hand as an attacker would."""
+    import grpc as grpc_api
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    request = service_pb2.ModelInferRequest(model_name="lenet5", raw_input_contents=list(raw))
+    tensor = request.inputs.add(name="frame", datatype="UINT8", shape=shape)
+    for field, values in contents.items():
+        getattr(tensor.contents, field).extend(values)
+    with grpc_api.insecure_channel(f"127.0.0.1:{port}", [("grpc.max_send_message_length", -1)]) as channel:
+        try:
+            service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer(request, timeout=60)
+        except grpc_api.RpcError as exc:
+            return exc.code().name, exc.details()
+    return "OK", ""
+
+
+def test_grpc_requests_are_held_to_the_http_door_s_rules_and_the_model_keeps_serving(server, frames):
+    """Before the gRPC door, [1,-2,-2,3] with 12 bytes passed Triton's byte check and killed the stub (every request
+    after it failed while health said ready), a frame past --max-frame-side was classified, UINT8 contents of 300
+    were wrapped to 44, two raw contents for one input passed, and only 2 GB bounded a message."""
+    proc, (http, grpc, _) = server
+    cases = {
+        "negative dims": ([1, -2, -2, 3], {"raw": [bytes(12)]}, "INVALID_ARGUMENT", "[1, -2, -2, 3]"),
+        "zero dims": ([1, 0, 8, 3], {"raw": [b""]}, "INVALID_ARGUMENT", "1..4096"),
+        "past the frame side": ([1, 4100, 1, 3], {"raw": [bytes(12300)]}, "INVALID_ARGUMENT", "1..4096"),
+        "past the batch": ([17, 1, 1, 3], {"raw": [bytes(51)]}, "INVALID_ARGUMENT", "[1..16,"),
+        "pixel of 300": ([1, 1, 1, 3], {"uint_contents": [300, 0, 0]}, "INVALID_ARGUMENT", "0–255"),
+        "two raw contents": ([1, 1, 1, 3], {"raw": [bytes(3), bytes(3)]}, "INVALID_ARGUMENT", "2 raw contents"),
+        "raw and typed": ([1, 1, 1, 3], {"raw": [bytes(3)], "uint_contents": [1, 2, 3]}, "INVALID_ARGUMENT", "typed"),
+        "short data": ([1, 2, 2, 3], {"raw": [bytes(11)]}, "INVALID_ARGUMENT", "12 bytes"),
+        "over the message size": ([1, 4096, 4096, 4], {"raw": [bytes(4096 * 4096 * 4)]}, "RESOURCE_EXHAUSTED", ""),
+    }
+    for case, (shape, data, code, reason) in cases.items():
+        got, details = _model_infer(grpc, shape, **data)
+        assert (got, reason in details) == (code, True), (case, got, details)
+    assert _model_infer(grpc, [1, 1, 1, 3], uint_contents=[255, 0, 7]) == ("OK", "")
+    assert proc.poll() is None
+    for url in (f"grpc://127.0.0.1:{grpc}", f"http://127.0.0.1:{http}"):
+        assert RemoteClassifier(url, "lenet5", deadline_s=10.0).predict(frames[0]).label
 
 
 def test_a_model_that_fails_to_load_stops_the_start_at_once_with_the_reason(bundle_dir, tmp_path, capfd):

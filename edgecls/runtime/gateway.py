@@ -23,13 +23,12 @@ import re
 import socket
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 
 from edgecls.errors import ConfigError, InputError
 from edgecls.imaging import ModelImage
-from edgecls.runtime.httpserver import BoundedHTTPServer
+from edgecls.runtime.httpserver import BoundedHTTPServer, DeadlineHandler
 
 DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype(np.float32)}
 MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[0-9]+)?(/ready|/config|/stats|/infer)?$")
@@ -87,29 +86,16 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
     for name, value in _parameters(request).items():
         if name in ("timeout", "priority") and (type(value) is not int or value < 0):
             raise InputError(f"request parameter {name!r} must be a whole number ≥ 0, got {value!r}")
-    expected = rule.describe(max_batch, max_side)
-    if tensor.get("name") != rule.name or tensor.get("datatype") != rule.datatype:
-        raise InputError(
-            f"this model takes one input {rule.name!r} of {expected}, got {tensor.get('name')!r} "
-            f"of {tensor.get('datatype')}"
-        )
-    shape = tensor.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int for d in shape) or len(shape) != 1 + len(rule.item_shape):
-        raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
-    fits = [
-        1 <= got <= max_side if want is None else got == want
-        for got, want in zip(shape[1:], rule.item_shape, strict=True)
-    ]
-    if not 1 <= shape[0] <= max_batch or not all(fits) or (rule.last_axis and shape[-1] not in rule.last_axis):
-        raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
+    size = check_tensor(rule, tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), max_batch, max_side)
+    shape = tensor["shape"]
     dtype = DTYPES[rule.datatype]
-    count = math.prod(shape)
+    count = size // dtype.itemsize
     if "binary_data_size" in _parameters(tensor):
-        size = tensor["parameters"]["binary_data_size"]
-        if "data" in tensor or size != count * dtype.itemsize or len(binary) != size:
+        declared = tensor["parameters"]["binary_data_size"]
+        if "data" in tensor or declared != size or len(binary) != size:
             raise InputError(
-                f"input {rule.name!r} of shape {shape} needs {count * dtype.itemsize} bytes of binary data, "
-                f"got {len(binary)} (binary_data_size {size})"
+                f"input {rule.name!r} of shape {shape} needs {size} bytes of binary data, "
+                f"got {len(binary)} (binary_data_size {declared})"
             )
         values = np.frombuffer(binary, dtype) if rule.finite else None
     else:
@@ -124,8 +110,36 @@ def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_si
                 f"input {rule.name!r} of shape {shape} needs {count} numbers in 'data', got "
                 f"{values.size if values.dtype.kind in 'iuf' else 'no numbers'}"
             )
-        if dtype.kind == "u" and (values.dtype.kind == "f" or values.min() < 0 or values.max() > 255):
-            raise InputError(f"input {rule.name!r} holds pixels: integers 0–255")
+    check_values(rule, values)
+
+
+def check_tensor(rule: ModelInput, name, datatype, shape, max_batch: int, max_side: int) -> int:
+    """Raise InputError unless an input `name` of `datatype` and `shape` is what `rule` takes; its byte count."""
+    expected = rule.describe(max_batch, max_side)
+    if name != rule.name or datatype != rule.datatype:
+        raise InputError(f"this model takes one input {rule.name!r} of {expected}, got {name!r} of {datatype}")
+    if not isinstance(shape, list) or not all(type(d) is int for d in shape) or len(shape) != 1 + len(rule.item_shape):
+        raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
+    fits = [
+        1 <= got <= max_side if want is None else got == want
+        for got, want in zip(shape[1:], rule.item_shape, strict=True)
+    ]
+    if not 1 <= shape[0] <= max_batch or not all(fits) or (rule.last_axis and shape[-1] not in rule.last_axis):
+        raise InputError(f"input {rule.name!r} must have shape {expected}, got {shape}")
+    return math.prod(shape) * DTYPES[rule.datatype].itemsize
+
+
+def check_values(rule: ModelInput, values: np.ndarray | None) -> None:
+    """Raise InputError unless the values sent as numbers (not raw bytes, which are `rule`'s dtype by construction)
+    fit the input: pixels are integers 0–255; tensors are finite (checked for raw bytes too: pass them as values)."""
+    if values is None:
+        return
+    if (
+        DTYPES[rule.datatype].kind == "u"
+        and values.size
+        and (values.dtype.kind == "f" or values.min() < 0 or values.max() > 255)
+    ):
+        raise InputError(f"input {rule.name!r} holds pixels: integers 0–255")
     if rule.finite and not np.isfinite(values).all():
         raise InputError(f"input {rule.name!r} holds NaN or infinite values; send the preprocessed, normalized image")
 
@@ -172,6 +186,9 @@ class Gateway:
         max_request_bytes: int = 64 << 20,
         max_connections: int = 128,
         idle_timeout_s: float = 60.0,
+        header_timeout_s: float = 10.0,
+        body_timeout_s: float = 10.0,
+        min_body_rate: int = 64 << 10,
         upstream_timeout_s: float = 120.0,
     ):
         gateway = self
@@ -198,7 +215,7 @@ class Gateway:
                         raise
             raise AssertionError("unreachable")
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(DeadlineHandler):
             protocol_version = "HTTP/1.1"
             timeout = idle_timeout_s
             disable_nagle_algorithm = True  # the answer's headers and body are two writes: see _NoDelayConnection
@@ -262,7 +279,12 @@ class Gateway:
                         f"{gateway.max_request_bytes} (edgecls serve --max-request-mb)",
                         close=True,
                     )
+                self.expect_body(int(length))
                 body = self.rfile.read(int(length))
+                gateway.server.busy(self.connection)
+                if len(body) < int(length):  # the body's deadline passed, or the client left
+                    self.close_connection = True
+                    return None
                 if self.headers.get("Content-Encoding", "identity") != "identity":
                     return self.refuse(415, "compressed requests are not taken; send the body uncompressed")
                 header_length = self.headers.get("Inference-Header-Content-Length")
@@ -299,6 +321,8 @@ class Gateway:
                     )
                 return status
 
+        Handler.idle_timeout_s, Handler.header_timeout_s = idle_timeout_s, header_timeout_s
+        Handler.body_timeout_s, Handler.min_body_rate = body_timeout_s, min_body_rate
         try:
             self.server = BoundedHTTPServer((host, port), Handler, max_connections)
         except OSError as exc:

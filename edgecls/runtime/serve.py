@@ -13,9 +13,9 @@ call. PyTriton is used for what it ships: the tritonserver binary and its Python
 starts and watches the server). Its own binding (`triton.bind`) is not used: it puts a ZeroMQ hop and a second
 Python process behind every request, and cost about 4× the server CPU per request (docs/serving.md).
 
-HTTP clients reach Triton through edgecls' gateway (`gateway.py`), which checks each request against these two
-inputs before Triton allocates anything; Triton's own HTTP endpoint listens on loopback only. gRPC clients reach
-Triton directly. A frame the runtime refuses is answered INVALID_ARGUMENT (HTTP 400) with the runtime's message.
+Clients reach Triton through edgecls' two doors, HTTP (`gateway.py`) and gRPC (`grpc_gateway.py`), which check each
+request against these two inputs by the same rules before Triton allocates anything; Triton's own endpoints listen
+on loopback only. A frame the runtime refuses is answered INVALID_ARGUMENT (HTTP 400) with the runtime's message.
 
 Two traps, handled here: the Python backend's stub needs this interpreter's shared libpython on the library
 path, and a stub built for another Python minor version fails to start; both are checked before starting.
@@ -116,6 +116,8 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     reason = pytriton_unavailable()
     if reason:
         raise BackendUnavailableError(reason)
+    from edgecls.runtime.grpc_gateway import GrpcGateway  # grpcio and tritonclient come with PyTriton
+
     clf = Classifier.load(
         bundle_dir,
         options.backend,
@@ -134,31 +136,29 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     workdir = tempfile.TemporaryDirectory(prefix="edgecls-serve-")
-    server = gateway = None
+    server, doors = None, []
     try:  # a signal anywhere inside stops it the same way
         root = Path(workdir.name)
         models = write_repository(root / "models", clf, options, public_key)
         clf.close()  # checked; the instances load their own: on an 8 GB Jetson this one's engine would sit idle beside
-        internal_http = _free_loopback_port()
+        internal_http, internal_grpc = _free_loopback_port(), _free_loopback_port()
         server = TritonServer(
             root / "models",
             root,
             internal_http,
-            grpc=(options.host, options.grpc_port),
+            grpc=("127.0.0.1", internal_grpc),
             metrics=(options.host, options.metrics_port),
         )
         server.start()
         server.wait_ready()
-        gateway = Gateway(  # opened once Triton is ready: a client that finds the door open finds models behind it
-            options.host,
-            options.http_port,
-            internal_http,
-            models,
-            max_batch=options.max_batch,
-            max_side=options.max_frame_side,
-            max_request_bytes=options.max_request_mb << 20,
+        limits = dict(
+            max_batch=options.max_batch, max_side=options.max_frame_side, max_request_bytes=options.max_request_mb << 20
         )
-        gateway.start()
+        # opened once Triton is ready: a client that finds a door open finds models behind it
+        doors.append(Gateway(options.host, options.http_port, internal_http, models, **limits))
+        doors.append(GrpcGateway(options.host, options.grpc_port, internal_grpc, models, **limits))
+        for door in doors:
+            door.start()
         if ready:
             ready(clf.bundle.manifest.model, clf)
         lost = server.wait()
@@ -172,8 +172,8 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         if not stopping:
             raise
     finally:
-        if gateway:
-            gateway.close()
+        for door in doors:
+            door.close()
         if server:
             server.stop()
         clf.close()
