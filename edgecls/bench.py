@@ -27,17 +27,18 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecls.bundle import Bundle
+from edgecls.camera.sources import ReplaySource
+from edgecls.camera.stats import summarize
 from edgecls.console import console
 from edgecls.errors import EdgeclsError, IntegrityError, SignatureError
 from edgecls.fileio import atomic_write_bytes, atomic_write_json
 from edgecls.measure_options import BenchOptions
+from edgecls.options import parse_size
 from edgecls.runtime.backends import available_backends, backend_class
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.host import OtherWork, host_info
-from edgecls.runtime.options import parse_size
 from edgecls.runtime.preprocess import Preprocessor
-from edgecls.runtime.sources import ReplaySource
-from edgecls.runtime.stats import summarize
+from edgecls.train import torch_backend  # noqa: F401  (registers the torch baseline; imports no torch)
 
 SCHEMA = "edgecls.bench/2"
 UNSTABLE_P99_OVER_P50 = 5.0
@@ -192,6 +193,46 @@ def run_bench(target: str, options: BenchOptions) -> dict:
         names.insert(0, "torch")
 
     host = host_info()
+    rows = _measure_all(bundle, names, frame, images, test.labels, options, host)
+    other_cores = others.cores()
+    notes = busy_notes(load, other_cores, host["logical_cores"] or 1)
+    busy = bool(notes)
+    notes += _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None, busy=busy)
+    notes += _cpu_notes(rows)
+    result = {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "bundle": str(bundle_dir),
+        "model": bundle.manifest.model,
+        "host": host,
+        "load_1m_before": load,
+        "other_cores_busy_during": None if other_cores is None else round(other_cores, 2),
+        "dataset": test.name,
+        "samples": len(test),
+        "frame_size": options.frame_size,
+        "pace_ms": options.pace_ms,
+        "iterations": options.iterations,
+        "throughput_batch": options.throughput_batch,
+        "latency": "batch 1; end_to_end_ms = preprocess of the camera-sized BGR frame + inference + postprocess; "
+        "inference_ms = the backend call alone",
+        "rows": rows,
+        "notes": notes,
+    }
+    measured = [r for r in rows if "skipped" not in r]
+    _print(result, measured)
+    if not measured:
+        raise EdgeclsError(
+            f"nothing was measured: every requested backend was skipped ({'; '.join(r['skipped'] for r in rows)})"
+        )
+    if options.json_path:
+        _write(result, measured, Path(options.json_path))
+    return result
+
+
+def _measure_all(
+    bundle: Bundle, names: list[str], frame, images, labels, options: BenchOptions, host: dict
+) -> list[dict]:
+    """One row per backend × precision × variant: measured, or skipped with the reason (never for a tampered bundle)."""
     sizes = {f.name: f.bytes for f in bundle.files()}
     rows: list[dict] = []
     for name in names:
@@ -226,42 +267,10 @@ def run_bench(target: str, options: BenchOptions) -> dict:
                         "providers": list(info.providers),
                         "mb": round(sizes[info.file] / 1e6, 3) if info.file in sizes else None,
                         "host": host,
-                        **_measure(backend, bundle, frame, images, test.labels, options),
+                        **_measure(backend, bundle, frame, images, labels, options),
                     }
                 )
-    other_cores = others.cores()
-    notes = busy_notes(load, other_cores, host["logical_cores"] or 1)
-    busy = bool(notes)
-    notes += _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None, busy=busy)
-    notes += _cpu_notes(rows)
-    result = {
-        "schema": SCHEMA,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "bundle": str(bundle_dir),
-        "model": bundle.manifest.model,
-        "host": host,
-        "load_1m_before": load,
-        "other_cores_busy_during": None if other_cores is None else round(other_cores, 2),
-        "dataset": test.name,
-        "samples": len(test),
-        "frame_size": options.frame_size,
-        "pace_ms": options.pace_ms,
-        "iterations": options.iterations,
-        "throughput_batch": options.throughput_batch,
-        "latency": "batch 1; end_to_end_ms = preprocess of the camera-sized BGR frame + inference + postprocess; "
-        "inference_ms = the backend call alone",
-        "rows": rows,
-        "notes": notes,
-    }
-    measured = [r for r in rows if "skipped" not in r]
-    _print(result, measured)
-    if not measured:
-        raise EdgeclsError(
-            f"nothing was measured: every requested backend was skipped ({'; '.join(r['skipped'] for r in rows)})"
-        )
-    if options.json_path:
-        _write(result, measured, Path(options.json_path))
-    return result
+    return rows
 
 
 def busy_notes(load: float | None, other_cores: float | None, cores: int) -> list[str]:

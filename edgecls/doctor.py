@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from rich.markup import escape
+from rich.table import Table
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EdgeclsError
@@ -74,8 +76,8 @@ OPENCV_DISTRIBUTIONS = (
 
 
 def environment() -> dict:
+    from edgecls.camera.video_uri import openable_sources, opencv_video_io
     from edgecls.runtime.backends.onnxruntime import available_providers
-    from edgecls.runtime.video_uri import openable_sources, opencv_video_io
 
     env = {
         **host_info(),
@@ -323,3 +325,49 @@ def polygraphy_compare(candidate, onnx_path: Path, batch: np.ndarray, atol: floa
     results = Comparator.run([candidate, reference], data_loader=feeds)
     accuracy = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(atol=atol, rtol=0.0))
     return {"passed": bool(accuracy), "atol": atol, "images": len(batch), "runners": [candidate.name, reference.name]}
+
+
+def print_doctor_report(report: dict, out) -> None:
+    """`edgecls doctor`'s report on the rich console `out`: the environment, its warnings and one row per backend."""
+    env = report["environment"]
+    out.print(
+        f"[bold]{report['model']}[/] — {env['cpu']} ({env['logical_cores']} cores, INT8 dot product: "
+        f"{env['int8_dot_product']}), GPUs: {', '.join(env['gpus']) or 'none'}"
+    )
+    out.print(
+        f"TensorRT {env['tensorrt'] or 'not installed'}; CUDA API {env['cuda_api'] or 'none'}, "
+        f"{env['cuda_devices']} device(s){' (' + env['cuda_problem'] + ')' if env['cuda_problem'] else ''}; "
+        + (
+            f"ONNX Runtime {env['versions']['onnxruntime']} providers {', '.join(env['onnxruntime_providers'])}; "
+            if env["onnxruntime_providers"]
+            else "ONNX Runtime not installed; "
+        )
+        + f"cameras: {', '.join(env['cameras']) or 'none'}"
+    )
+    io = env["video_io"]
+    out.print(
+        f"OpenCV {io['opencv']} ({', '.join(env['opencv_packages']) or io['module']}), GStreamer "
+        f"{'yes' if io['gstreamer'] else 'no'}; sources it opens: "
+        + "; ".join(f"{kind} {escape(answer)}" for kind, answer in env["video_sources"].items())
+    )
+    for warning in env["warnings"]:
+        out.print(f"[bold yellow]WARN[/] {escape(warning)}")
+    table = Table(
+        title=f"{report['sample']['images']} labelled images carried by the bundle, "
+        f"against {report['reference']['kind']}"
+    )
+    for col in ("backend", "precision", "status", "top-1", "agreement", "max |Δ logit|", "batch-1 p50 ms", "note"):
+        table.add_column(col)
+    for r in report["rows"]:
+        ran = "top1" in r
+        table.add_row(
+            f"{r['backend']}/{r['device']}",
+            r["precision"],
+            r["status"],
+            f"{r['top1']:.2%}" if ran else "—",
+            f"{r['agreement']:.2%}" if ran else "—",
+            f"{r['max_abs_diff']:.3g}" if ran else "—",
+            f"{r['batch1_ms']:.3f}" if ran else "—",
+            escape(r.get("why") or r.get("detail", "")),
+        )
+    out.print(table)

@@ -198,9 +198,7 @@ def check_engines(bundle_dir: Path) -> list[Check]:
         return [Check("engines", "SKIP", why)]
     import tensorrt as trt
 
-    from edgecls.runtime import Classifier
-    from edgecls.runtime.backends.cuda_api import open_cuda
-    from edgecls.runtime.engines import build_bundle_engines, buildable_precisions, check_engine, read_sidecar
+    from edgecls.runtime.engines import buildable_precisions
 
     checks = []
     bundle = Bundle.open(bundle_dir)
@@ -212,45 +210,59 @@ def check_engines(bundle_dir: Path) -> list[Check]:
         if precision not in can:
             checks.append(Check(name, "SKIP", cannot[precision]))
             continue
-        with tempfile.TemporaryDirectory(prefix="edgecls-first-run-") as tmp:
+        checks.append(_check_engine(bundle_dir, precision, trt))
+    checks.append(_check_engine_memory(bundle_dir))
+    return checks
+
+
+def _check_engine(bundle_dir: Path, precision: str, trt) -> Check:
+    """One precision's engine built twice in a fresh cache, its I/O and profile, and its sidecar's refusals."""
+    from edgecls.runtime.engines import build_bundle_engines, check_engine, read_sidecar
+
+    name = f"engine {precision}"
+    with tempfile.TemporaryDirectory(prefix="edgecls-first-run-") as tmp:
+        try:
+            times = []
+            for _ in range(2):
+                start = time.perf_counter()
+                (built,) = build_bundle_engines(bundle_dir, (precision,), out_dir=tmp)
+                times.append(time.perf_counter() - start)
+        except EdgeclsError as exc:
+            return Check(name, "FAIL", str(exc))
+        engine_path = Path(tmp) / built["file"]
+        data = engine_path.read_bytes()
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
+        io = {
+            engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
+            for i in range(engine.num_io_tensors)
+        }
+        profile = [list(s) for s in engine.get_tensor_profile_shape("input", 0)]
+        refused = []
+        expected = {k: v for k, v in read_sidecar(engine_path).items()}
+        for key, wrong in (("gpu", "another GPU"), ("tensorrt", "0.0.0")):
             try:
-                times = []
-                for _ in range(2):
-                    start = time.perf_counter()
-                    (built,) = build_bundle_engines(bundle_dir, (precision,), out_dir=tmp)
-                    times.append(time.perf_counter() - start)
-            except EdgeclsError as exc:
-                checks.append(Check(name, "FAIL", str(exc)))
-                continue
-            engine_path = Path(tmp) / built["file"]
-            data = engine_path.read_bytes()
-            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
-            io = {
-                engine.get_tensor_name(i): str(engine.get_tensor_dtype(engine.get_tensor_name(i)))
-                for i in range(engine.num_io_tensors)
-            }
-            profile = [list(s) for s in engine.get_tensor_profile_shape("input", 0)]
-            refused = []
-            expected = {k: v for k, v in read_sidecar(engine_path).items()}
-            for key, wrong in (("gpu", "another GPU"), ("tensorrt", "0.0.0")):
-                try:
-                    check_engine(engine_path, {**expected, key: wrong}, data)
-                except EngineMismatchError:
-                    refused.append(key)
-            try:
-                check_engine(engine_path, expected, data + b"x")
+                check_engine(engine_path, {**expected, key: wrong}, data)
             except EngineMismatchError:
-                refused.append("engine hash")
-        ok = profile[0][0] == 1 and profile[2][0] == built["max_batch"] and len(refused) == 3
-        checks.append(
-            Check(
-                name,
-                "PASS" if ok else "FAIL",
-                f"built in {times[0]:.1f} s, again in {times[1]:.1f} s (timing cache), mode {built['mode']}, "
-                f"tf32 {built['tf32']}, I/O {io}, profile {profile}, sidecar refuses {', '.join(refused)}",
-                {"build_s": times, "io": io, "profile": profile, "sidecar": built},
-            )
-        )
+                refused.append(key)
+        try:
+            check_engine(engine_path, expected, data + b"x")
+        except EngineMismatchError:
+            refused.append("engine hash")
+    ok = profile[0][0] == 1 and profile[2][0] == built["max_batch"] and len(refused) == 3
+    return Check(
+        name,
+        "PASS" if ok else "FAIL",
+        f"built in {times[0]:.1f} s, again in {times[1]:.1f} s (timing cache), mode {built['mode']}, "
+        f"tf32 {built['tf32']}, I/O {io}, profile {profile}, sidecar refuses {', '.join(refused)}",
+        {"build_s": times, "io": io, "profile": profile, "sidecar": built},
+    )
+
+
+def _check_engine_memory(bundle_dir: Path) -> Check:
+    """Device memory returned after a TensorRT Classifier is closed (the second of two loads)."""
+    from edgecls.runtime import Classifier
+    from edgecls.runtime.backends.cuda_api import open_cuda
+
     cuda = open_cuda(0)
 
     def load_run_close() -> None:
@@ -264,15 +276,12 @@ def check_engines(bundle_dir: Path) -> list[Check]:
     with cuda.active():
         free_after, _ = cuda.memory_info()
     lost = (free_before - free_after) >> 20
-    checks.append(
-        Check(
-            "engine memory",
-            "PASS" if lost <= MEMORY_SLACK_MIB else "FAIL",
-            f"{lost} MiB of {total >> 20} not returned after close() (≤ {MEMORY_SLACK_MIB} expected)",
-            {"free_before": free_before, "free_after": free_after},
-        )
+    return Check(
+        "engine memory",
+        "PASS" if lost <= MEMORY_SLACK_MIB else "FAIL",
+        f"{lost} MiB of {total >> 20} not returned after close() (≤ {MEMORY_SLACK_MIB} expected)",
+        {"free_before": free_before, "free_after": free_after},
     )
-    return checks
 
 
 def check_ort_tensorrt(bundle_dir: Path, x: np.ndarray) -> Check:

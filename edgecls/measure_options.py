@@ -11,8 +11,7 @@ from dataclasses import dataclass, field
 
 from edgecls.errors import ConfigError
 from edgecls.names import BACKENDS, DATASETS, NORMALIZATIONS, PRECISIONS
-from edgecls.options import DATA_DIR, PUBLIC_KEY, SKIP_BAD_IMAGES, check_at_least, check_choice, option
-from edgecls.runtime.options import parse_size
+from edgecls.options import DATA_DIR, PUBLIC_KEY, SKIP_BAD_IMAGES, check_at_least, check_choice, option, parse_size
 
 BASELINE_METHODS = ("knn", "centroid")
 BASELINE_METRICS = ("l1", "l2", "cosine")

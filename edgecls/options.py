@@ -31,3 +31,25 @@ def check_at_least(values: dict, minimum: float) -> None:
     for flag, value in values.items():
         if value is not None and value < minimum:
             raise ConfigError(f"{flag} must be ≥ {minimum}, got {value}")
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def parse_size(text: str, flag: str = "--frame-size") -> tuple[int, int]:
+    """'640x480' → (640, 480)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise ConfigError(f"{flag} must look like 640x480, got {text!r}") from exc
+    if width < 1 or height < 1:
+        raise ConfigError(f"{flag} must be at least 1x1, got {text!r}")
+    return width, height
+
+
+def parse_address(text: str, flag: str = "--serve") -> tuple[str, int]:
+    """'127.0.0.1:8080' → ('127.0.0.1', 8080)."""
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{flag} must look like 127.0.0.1:8080 (HOST:PORT), got {text!r}")
+    return host, int(port)

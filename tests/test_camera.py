@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecls.camera.loop import CameraOptions, run_camera
+from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, VideoSource
 from edgecls.errors import SourceError
 from edgecls.runtime import Classifier
-from edgecls.runtime.camera import CameraOptions, run_camera
-from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, VideoSource
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +284,7 @@ def _frames_in(path) -> int:
 
 
 def test_without_a_gui_the_loop_explains_and_runs_headless_and_records(clf, video, tmp_path, capsys, monkeypatch):
-    from edgecls.runtime import camera
+    from edgecls.camera import loop as camera
 
     monkeypatch.setattr(camera, "gui_unavailable", lambda: "this OpenCV has no GUI (opencv-python-headless)")
     monkeypatch.setattr(cv2, "imshow", lambda *a: pytest.fail("imshow called without a GUI"))
@@ -332,7 +332,7 @@ def test_ctrl_c_ends_the_loop_with_its_summary_and_a_complete_recording(clf, vid
 
 
 def test_the_overlay_reads_on_a_white_frame(clf):
-    from edgecls.runtime.overlay import draw_overlay
+    from edgecls.camera.overlay import draw_overlay
 
     frame = np.full((480, 640, 3), 255, np.uint8)
     out = draw_overlay(frame.copy(), ["airplane 91%   ship 5%   truck 2%", "inference 0.45 ms"])
@@ -347,7 +347,7 @@ def live_view(clf, cifar_root, monkeypatch):
     done)."""
     import threading
 
-    from edgecls.runtime.webview import WebView
+    from edgecls.camera.webview import WebView
 
     opened, done = [], {}
     original = WebView.__init__
@@ -376,7 +376,7 @@ def live_view(clf, cifar_root, monkeypatch):
 def test_the_live_web_view_serves_video_and_numbers_while_replaying(live_view):
     import urllib.request
 
-    from edgecls.runtime.camera import parse_address
+    from edgecls.camera.loop import parse_address
 
     with pytest.raises(Exception, match="HOST:PORT"):
         parse_address("8080")
@@ -441,7 +441,7 @@ def test_the_web_view_encodes_each_frame_once_caps_connections_and_drops_idle_on
     import urllib.error
     import urllib.request
 
-    from edgecls.runtime.webview import WebView
+    from edgecls.camera.webview import WebView
 
     view = WebView("127.0.0.1", 0, max_fps=1000, max_connections=4, idle_timeout_s=0.5)
     port = view.server.server_address[1]
@@ -485,7 +485,7 @@ def test_the_panel_shows_the_numbers_of_the_frame_the_video_shows():
     import json
     import urllib.request
 
-    from edgecls.runtime.webview import WebView
+    from edgecls.camera.webview import WebView
 
     view = WebView("127.0.0.1", 0, max_fps=1000)
 
@@ -521,13 +521,13 @@ def test_the_panel_shows_the_numbers_of_the_frame_the_video_shows():
 )
 def test_a_pipeline_is_live_only_when_a_capture_element_feeds_it_without_end(pipeline, live):
     """A pipeline that ends (num-buffers, a file, a test source) ends the loop; a camera or a stream is reopened."""
-    from edgecls.runtime.video_uri import parse_source
+    from edgecls.camera.video_uri import parse_source
 
     assert parse_source(pipeline).live is live
 
 
 def test_pipeline_elements_skip_caps_and_branch_references():
-    from edgecls.runtime.video_uri import csi_pipeline, pipeline_elements
+    from edgecls.camera.video_uri import csi_pipeline, pipeline_elements
 
     assert pipeline_elements(csi_pipeline(0, 1280, 720, 30, 0)) == [
         "nvarguscamerasrc",
@@ -547,7 +547,7 @@ def test_pipeline_elements_skip_caps_and_branch_references():
 
 def test_a_csi_camera_without_argus_fails_at_once_naming_the_element(monkeypatch):
     """OpenCV hangs opening a pipeline whose source element is missing; the element check refuses it first."""
-    from edgecls.runtime import video_uri
+    from edgecls.camera import video_uri
 
     monkeypatch.setattr(video_uri, "opencv_video_io", lambda: {"gstreamer": True, "module": "cv2"})
     monkeypatch.setattr(video_uri, "missing_gstreamer_elements", lambda names: [n for n in names if n.startswith("nv")])
@@ -557,7 +557,7 @@ def test_a_csi_camera_without_argus_fails_at_once_naming_the_element(monkeypatch
 
 
 def test_a_live_source_that_never_opens_is_given_up_after_the_timeout(monkeypatch):
-    from edgecls.runtime import sources
+    from edgecls.camera import sources
 
     never = threading.Event()
     monkeypatch.setattr(sources, "gstreamer_missing", lambda uri: None)
@@ -570,7 +570,7 @@ def test_a_live_source_that_never_opens_is_given_up_after_the_timeout(monkeypatc
 
 
 def test_gstreamer_registry_answers_for_real_elements():
-    from edgecls.runtime.video_uri import missing_gstreamer_elements
+    from edgecls.camera.video_uri import missing_gstreamer_elements
 
     if missing_gstreamer_elements(["appsink"]) is None:
         pytest.skip("GStreamer's library is not installed here (the Jetson-shaped lane of .ci/run installs it)")

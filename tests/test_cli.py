@@ -227,7 +227,7 @@ def test_eval_json_says_what_was_measured(bundle_dir, cifar_root, tmp_path):
 def test_install_hints_keep_their_brackets():
     code = (
         "import sys; sys.argv = ['edgecls', 'serve', '/nonexistent']; "
-        "import edgecls.runtime.serve as s; s.pytriton_unavailable = lambda: s.INSTALL_HINT; "
+        "import edgecls.serving.serve as s; s.pytriton_unavailable = lambda: s.INSTALL_HINT; "
         "from edgecls.cli import main; main()"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -289,8 +289,8 @@ def test_bad_options_are_refused_before_any_work(argv, problem, tmp_path):
         ("eval", ("edgecls.measure_options:EvalOptions", "edgecls.runtime.options:LoadOptions"), set()),
         ("baseline", ("edgecls.measure_options:BaselineOptions",), set()),
         ("bench", ("edgecls.measure_options:BenchOptions",), {"target"}),
-        ("camera", ("edgecls.runtime.options:CameraOptions", "edgecls.runtime.options:LoadOptions"), {"bundle"}),
-        ("serve", ("edgecls.runtime.options:ServeOptions",), {"bundle", "public_key"}),
+        ("camera", ("edgecls.camera.options:CameraOptions", "edgecls.runtime.options:LoadOptions"), {"bundle"}),
+        ("serve", ("edgecls.serving.options:ServeOptions",), {"bundle", "public_key"}),
     ],
 )
 def test_options_are_declared_once_on_their_dataclasses(command, classes, own):
@@ -377,7 +377,7 @@ def test_the_backends_the_options_name_are_the_runtime_registry():
 def test_a_numpy_2_under_a_numpy_1_opencv_is_one_line_with_the_fix(monkeypatch, capsys):
     """What the README's Jetson recipe did before: numpy 2 in the venv, JetPack's (or Debian's) cv2 built against 1.x;
     `import cv2` then fails inside OpenCV with numpy's own words. The user gets the cause and the fix, no traceback."""
-    from edgecls import cli
+    from edgecls.cli import entry as cli
 
     def broken():
         try:
@@ -415,7 +415,7 @@ def test_a_full_disk_without_a_file_name_reads_as_a_sentence(monkeypatch, capsys
     """A write on an open file raises ENOSPC without a file name: the message said "device: None"."""
     import errno
 
-    from edgecls import cli
+    from edgecls.cli import entry as cli
 
     def full():
         raise OSError(errno.ENOSPC, "No space left on device")

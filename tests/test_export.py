@@ -166,7 +166,7 @@ def _accuracy(val_int8: float, test_int8: float) -> dict:
 
 
 def test_int8_gate_reads_the_validation_split_never_the_test_set():
-    from edgecls.export.pipeline import _check_int8_drop
+    from edgecls.export.int8 import check_int8_drop as _check_int8_drop
 
     options = ExportOptions(int8=True, max_accuracy_drop=1.0)
     _check_int8_drop(_accuracy(val_int8=0.895, test_int8=0.70), options, Path("b"))  # a bad test figure decides nothing
@@ -366,8 +366,8 @@ def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tm
     from synthetic import make_images
     from typer.testing import CliRunner
 
+    from edgecls.camera.loop import CameraOptions, run_camera
     from edgecls.cli import app
-    from edgecls.runtime.camera import CameraOptions, run_camera
     from edgecls.train import TrainConfig, train
 
     monkeypatch.setenv("EDGECLS_CACHE", str(tmp_path / "cache"))

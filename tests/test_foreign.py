@@ -11,12 +11,12 @@ import torch
 from conftest import IMAGENET_MEAN, IMAGENET_STD, foreign_options, plain_cifar
 
 from edgecls.bundle import Bundle
+from edgecls.camera.loop import CameraOptions, run_camera
 from edgecls.errors import CheckpointError, ConfigError, ExportError
 from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.export.sources import match_keys, normalization
 from edgecls.imaging import Normalization
 from edgecls.runtime import Classifier
-from edgecls.runtime.camera import CameraOptions, run_camera
 from edgecls.runtime.preprocess import Preprocessor
 
 
@@ -90,7 +90,7 @@ def test_a_fixed_batch_graph_runs_image_by_image_everywhere(foreign, cifar_root,
     np.testing.assert_allclose(np.stack([p.logits for p in batch]), foreign["logits"][:5], atol=1e-3)
     text_format = pytest.importorskip("google.protobuf.text_format")
     model_config_pb2 = pytest.importorskip("tritonclient.grpc.model_config_pb2")
-    from edgecls.export.triton import write_triton_repository
+    from edgecls.serving.repository import write_triton_repository
 
     fp32 = next(p for p in write_triton_repository(out, tmp_path / "repo") if p.name.endswith("_fp32"))
     config = text_format.Parse((fp32 / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
@@ -353,7 +353,7 @@ def test_every_downstream_command_runs_on_a_foreign_bundle(foreign_onnx_bundle, 
     notes = json.loads(bench.read_text())["notes"]
     assert any("no PyTorch baseline" in n for n in notes)
     ok("export", str(foreign_onnx_bundle.parent / "missing.onnx"), "--help")  # the help names the new sources
-    from edgecls.export.triton import write_triton_repository
+    from edgecls.serving.repository import write_triton_repository
 
     assert write_triton_repository(str(bundle), str(tmp_path / "triton"))
 

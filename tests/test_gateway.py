@@ -15,7 +15,8 @@ import pytest
 
 from edgecls.errors import ConfigError, InputError
 from edgecls.imaging import ImageInput
-from edgecls.runtime.gateway import Gateway, _NoDelayConnection, check_infer, frames_input, tensors_input
+from edgecls.serving.gateway import Gateway, _NoDelayConnection, check_infer
+from edgecls.serving.triton_schema import frames_input, tensors_input
 
 TENSORS = tensors_input(ImageInput(size=4, channels=3))
 TRACEBACK = (

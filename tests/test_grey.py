@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from synthetic import write_idx
 
+from edgecls.camera.loop import CameraOptions, run_camera
 from edgecls.runtime import Classifier
-from edgecls.runtime.camera import CameraOptions, run_camera
 
 
 @pytest.fixture(scope="module")

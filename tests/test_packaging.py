@@ -52,3 +52,54 @@ def test_doctor_warns_when_two_onnxruntime_builds_share_the_module_and_a_jetson_
     assert "onnxruntime 1.20.0 and onnxruntime-gpu 1.20.0 are both installed" in warnings[0]
     assert "csi:// cameras cannot open" in warnings[1] and "opencv-python-headless" in warnings[1]
     assert doctor.install_warnings({**env, "onnxruntime_packages": ["onnxruntime-gpu 1.20.0"], "jetson": False}) == []
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (inside functions too), and every literal `import_module` name."""
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+            "import_module",
+            "__import__",
+        ):
+            found |= {arg.value for arg in node.args if isinstance(arg, ast.Constant) and isinstance(arg.value, str)}
+    return found
+
+
+@pytest.mark.parametrize(
+    "room, above",
+    [
+        (
+            "runtime",
+            (
+                "torch",
+                "torchvision",
+                "edgecls.train",
+                "edgecls.data",
+                "edgecls.export",
+                "edgecls.camera",
+                "edgecls.serving",
+                "edgecls.cli",
+            ),
+        ),
+        ("camera", ("torch", "edgecls.train", "edgecls.export", "edgecls.serving", "edgecls.cli")),
+        ("serving", ("torch", "edgecls.train", "edgecls.data", "edgecls.camera", "edgecls.cli")),
+    ],
+)
+def test_a_room_imports_nothing_from_the_rooms_above_it(room, above):
+    """The runtime is what a robot or a Jetson installs (no torch, no training, datasets or export code): it stands
+    below them, lazy imports included. Camera and serving stand on it, beside each other, below the command line."""
+    root = Path(__file__).parents[1] / "edgecls" / room
+    reached = {
+        f"{path.relative_to(root.parent)} imports {module}"
+        for path in root.rglob("*.py")
+        for module in _imported_modules(path)
+        if any(module == name or module.startswith(name + ".") for name in above)
+    }
+    assert not reached

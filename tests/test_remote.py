@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edgecls.errors import BackendUnavailableError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
-from edgecls.runtime import RemoteClassifier
+from edgecls.serving import RemoteClassifier
 
 pytest.importorskip("tritonclient.http")
 FRAME = np.zeros((32, 32, 3), np.uint8)

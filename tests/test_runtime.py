@@ -35,7 +35,7 @@ import sys
 for name in ("torch", "tensorrt", "pycuda", "torchvision", "edgecls.export", "edgecls.train", "edgecls.data"):
     sys.modules[name] = None  # any import of them now raises ImportError
 import numpy as np
-import edgecls, edgecls.runtime, edgecls.runtime.engines, edgecls.runtime.backends.tensorrt, edgecls.runtime.camera
+import edgecls, edgecls.runtime, edgecls.runtime.engines, edgecls.runtime.backends.tensorrt, edgecls.camera.loop
 from edgecls.runtime import Classifier
 clf = Classifier.load({str(bundle_dir)!r})
 pred = clf.predict(np.zeros((480, 640, 3), np.uint8))
@@ -221,7 +221,7 @@ def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
 
 
 def test_a_served_answer_is_the_classifier_s_prediction_field_by_field(bundle_dir):
-    from edgecls.runtime.triton_schema import OUTPUTS, answer, label_bytes
+    from edgecls.serving.triton_schema import OUTPUTS, answer, label_bytes
 
     clf = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu", top_k=3)
     logits = np.random.default_rng(0).normal(size=(32, len(clf.classes))).astype(np.float32)
@@ -246,7 +246,7 @@ def test_predict_batch_names_what_it_takes(clf, frames):
 
 
 def test_n_of_m_voting_ignores_a_single_flicker():
-    from edgecls.runtime.smoothing import NofM
+    from edgecls.camera.smoothing import NofM
 
     votes = NofM(3, 5)
     decisions = [votes.update(v) for v in [True, False, True, False, False, True, True, True, False, True]]
@@ -267,7 +267,7 @@ def test_robot_loop_without_a_camera_says_so_without_a_traceback(bundle_dir):
 
 
 def test_stage_timer_is_exact_while_short_and_bounded_and_close_once_long():
-    from edgecls.runtime.stats import StageTimer, summarize
+    from edgecls.camera.stats import StageTimer, summarize
 
     rng = np.random.default_rng(0)
     samples = rng.lognormal(mean=0.5, sigma=0.6, size=20_000)  # a long-tailed latency, ms

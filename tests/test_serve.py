@@ -20,8 +20,9 @@ import numpy as np
 import pytest
 
 from edgecls.errors import InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
-from edgecls.runtime import Classifier, RemoteClassifier
-from edgecls.runtime.serve import pytriton_unavailable
+from edgecls.runtime import Classifier
+from edgecls.serving import RemoteClassifier
+from edgecls.serving.serve import pytriton_unavailable
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
 pytestmark = pytest.mark.skipif(
@@ -160,7 +161,7 @@ def _triton_model(monkeypatch, bundle_dir=None, model_input=None, config=None):
     """The model file, initialized as Triton does: with its config (a dict, as Triton passes it as JSON)."""
     import importlib.util
 
-    from edgecls.runtime.triton_schema import MODEL_FILE
+    from edgecls.serving.triton_schema import MODEL_FILE
 
     monkeypatch.setitem(sys.modules, "triton_python_backend_utils", _FakeBackendUtils)
     spec = importlib.util.spec_from_file_location("edgecls_triton_model_under_test", MODEL_FILE)
@@ -184,8 +185,8 @@ def test_served_model_instances_load_the_bundle_only_with_the_serving_key(monkey
 
     from edgecls.bundle import MANIFEST, seal, sign_bundle
     from edgecls.errors import SignatureError
-    from edgecls.runtime.options import ServeOptions
-    from edgecls.runtime.serve import write_repository
+    from edgecls.serving.options import ServeOptions
+    from edgecls.serving.serve import write_repository
     from edgecls.signing import generate_key
 
     key, pub = generate_key(tmp_path / "fleet.key")
@@ -207,7 +208,7 @@ def test_served_model_instances_load_the_bundle_only_with_the_serving_key(monkey
 
 
 def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked_for(monkeypatch, bundle_dir, frames):
-    from edgecls.runtime.triton_schema import OUTPUTS
+    from edgecls.serving.triton_schema import OUTPUTS
 
     model = _triton_model(monkeypatch, bundle_dir, "frame")
     local = Classifier.load(bundle_dir)
@@ -335,9 +336,9 @@ def test_a_model_that_fails_to_load_stops_the_start_at_once_with_the_reason(bund
     from load_test import free_ports
 
     from edgecls.errors import ServerDiedError
-    from edgecls.runtime.options import ServeOptions
-    from edgecls.runtime.serve import write_repository
-    from edgecls.runtime.tritonserver import TritonServer
+    from edgecls.serving.options import ServeOptions
+    from edgecls.serving.serve import write_repository
+    from edgecls.serving.tritonserver import TritonServer
 
     copy = shutil.copytree(bundle_dir, tmp_path / "bundle")
     write_repository(tmp_path / "models", Classifier.load(copy), ServeOptions())
@@ -483,7 +484,7 @@ def test_a_signal_between_ready_and_serving_stops_cleanly(monkeypatch, bundle_di
     """Models answer ready before serve() waits on Triton; a SIGINT in that gap must stop the server, not escape."""
     import os
 
-    from edgecls.runtime import serve as serve_module
+    from edgecls.serving import serve as serve_module
 
     events = []
 
@@ -608,7 +609,7 @@ def test_the_load_test_counts_the_cpu_time_of_the_server_s_whole_process_tree():
 
 def test_the_serving_process_frees_its_classifier_before_triton_starts(monkeypatch, bundle_dir):
     """On an 8 GB Jetson the check-load's engine and buffers must not sit beside the instances' own."""
-    from edgecls.runtime import serve as serve_module
+    from edgecls.serving import serve as serve_module
 
     events = []
 
@@ -633,7 +634,7 @@ def test_the_serving_process_frees_its_classifier_before_triton_starts(monkeypat
 
 
 def test_a_gpu_instance_runs_on_the_gpu_triton_gives_it():
-    from edgecls.runtime.triton_schema import MODEL_FILE
+    from edgecls.serving.triton_schema import MODEL_FILE
 
     spec = importlib.util.spec_from_file_location("edgecls_triton_model_device", MODEL_FILE)
     module = importlib.util.module_from_spec(spec)
@@ -646,8 +647,8 @@ def test_a_gpu_instance_runs_on_the_gpu_triton_gives_it():
 
 
 def test_serve_passes_the_device_it_resolved_to_its_instances(bundle_dir, tmp_path):
-    from edgecls.runtime.options import ServeOptions
-    from edgecls.runtime.serve import write_repository
+    from edgecls.serving.options import ServeOptions
+    from edgecls.serving.serve import write_repository
 
     write_repository(tmp_path / "models", Classifier.load(bundle_dir), ServeOptions())
     assert (
@@ -661,7 +662,7 @@ def test_the_child_hook_loads_nothing_between_fork_and_exec(monkeypatch):
     import ctypes
     import ctypes.util
 
-    from edgecls.runtime import tritonserver
+    from edgecls.serving import tritonserver
 
     calls = []
     libc = SimpleNamespace(prctl=lambda option, sig: calls.append((option, sig)))
@@ -675,7 +676,7 @@ def test_the_child_hook_loads_nothing_between_fork_and_exec(monkeypatch):
 
 def test_triton_keeps_no_pinned_or_cuda_pool_for_tensors_it_never_gets(tmp_path):
     """Triton's defaults hold 256 MB pinned and 64 MB CUDA memory per GPU; these models pass CPU tensors only."""
-    from edgecls.runtime.tritonserver import TritonServer
+    from edgecls.serving.tritonserver import TritonServer
 
     command = TritonServer(tmp_path, tmp_path, 1, ("127.0.0.1", 2), ("127.0.0.1", 3)).command(tmp_path)
     assert "--pinned-memory-pool-byte-size=0" in command and "--cuda-memory-pool-byte-size=0:0" in command
@@ -684,7 +685,7 @@ def test_triton_keeps_no_pinned_or_cuda_pool_for_tensors_it_never_gets(tmp_path)
 def test_shared_memory_is_removed_on_every_exit_and_after_a_killed_server(tmp_path, monkeypatch):
     """After a stub died, SIGTERM left /dev/shm/edgecls<pid>_* of 1-1.9 GB behind; a serve killed outright leaves them
     too: stop() removes its own, and the next start removes those of serve processes that no longer run."""
-    from edgecls.runtime import tritonserver
+    from edgecls.serving import tritonserver
 
     monkeypatch.setattr(tritonserver, "SHM", tmp_path)
     dead = 2**22 + 12345  # above pid_max's default: no such process

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from edgecls.export.triton import write_triton_repository
+from edgecls.serving.repository import write_triton_repository
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
 
@@ -20,7 +20,7 @@ def test_triton_repository_parses_with_tritons_own_schema(bundle_dir, tmp_path):
         (tmp_path / "repo" / "lenet5_python" / "config.pbtxt").read_text(), model_config_pb2.ModelConfig()
     )
     assert python.backend == "python" and python.input[0].data_type == model_config_pb2.TYPE_UINT8
-    from edgecls.runtime.triton_schema import OUTPUTS
+    from edgecls.serving.triton_schema import OUTPUTS
 
     assert [(o.name, list(o.dims)) for o in python.output] == [
         (name, [10 if name == "logits" else 5 if name.startswith("topk_") else 1]) for name, _ in OUTPUTS
@@ -141,8 +141,8 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
     import cv2
     import numpy as np
 
-    from edgecls.runtime.serve import pytriton_unavailable
-    from edgecls.runtime.tritonserver import install_server, server_environment
+    from edgecls.serving.serve import pytriton_unavailable
+    from edgecls.serving.tritonserver import install_server, server_environment
 
     if pytriton_unavailable():
         pytest.skip(f"PyTriton cannot run here: {pytriton_unavailable()}")
@@ -151,7 +151,8 @@ def test_the_real_tritonserver_loads_the_python_variant_and_answers_as_the_class
     from tritonclient.utils import InferenceServerException
 
     from edgecls.data import load_dataset
-    from edgecls.runtime import Classifier, RemoteClassifier
+    from edgecls.runtime import Classifier
+    from edgecls.serving import RemoteClassifier
 
     server_numpy = subprocess.run(
         [str(Path(sys.base_prefix) / "bin" / "python3"), "-I", "-c", "import numpy; print(numpy.__version__)"],

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
+from edgecls.camera import video_uri
+from edgecls.camera.sources import VideoSource, open_source
+from edgecls.camera.video_uri import openable_sources, opencv_video_io, parse_source
 from edgecls.errors import SourceError
-from edgecls.runtime import video_uri
-from edgecls.runtime.sources import VideoSource, open_source
-from edgecls.runtime.video_uri import openable_sources, opencv_video_io, parse_source
 
 
 def test_each_kind_of_source_maps_to_its_opencv_backend(tmp_path):

@@ -17,10 +17,10 @@ import numpy as np
 
 from edgecls.bench import time_frames
 from edgecls.bundle import Bundle
+from edgecls.camera.stats import summarize
 from edgecls.runtime.backends.onnxruntime import OnnxRuntimeBackend
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.host import host_info
-from edgecls.runtime.stats import summarize
 
 
 def _onnxruntime_configs(bundle: Bundle, precision: str) -> dict:
@@ -39,7 +39,7 @@ def _torch_configs(bundle: Bundle) -> dict:
     (GOMP's default wait policy) whenever there is more than one."""
     import torch
 
-    from edgecls.runtime.backends.torch import TorchBackend
+    from edgecls.train.torch_backend import TorchBackend
 
     default = torch.get_num_threads()
     clf = Classifier(bundle, TorchBackend(bundle, "fp32", "cpu"), "bench")

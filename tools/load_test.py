@@ -36,8 +36,9 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from edgecls.runtime import Classifier, RemoteClassifier
-from edgecls.runtime.sources import ReplaySource
+from edgecls.camera.sources import ReplaySource
+from edgecls.runtime import Classifier
+from edgecls.serving import RemoteClassifier
 
 
 def free_ports(n: int) -> list[int]:

@@ -13,8 +13,8 @@ import argparse
 
 import cv2
 
+from edgecls.camera.sources import ReplaySource
 from edgecls.data import load_dataset
-from edgecls.runtime.sources import ReplaySource
 
 
 def main() -> None:

@@ -19,8 +19,8 @@ from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from pytriton.triton import Triton, TritonConfig
 
 from edgecls.runtime import Classifier
-from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.tritonserver import server_environment
+from edgecls.serving.options import ServeOptions
+from edgecls.serving.tritonserver import server_environment
 
 
 def main() -> None:

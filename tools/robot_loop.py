@@ -14,10 +14,10 @@ import argparse
 import sys
 import time
 
+from edgecls.camera.smoothing import NofM
+from edgecls.camera.sources import LatestFrameGrabber, open_source
 from edgecls.errors import EdgeclsError, InputError
 from edgecls.runtime import Classifier
-from edgecls.runtime.smoothing import NofM
-from edgecls.runtime.sources import LatestFrameGrabber, open_source
 
 
 def act(command: str, label: str, confidence: float) -> None:

@@ -76,9 +76,9 @@ def tta_accuracy(weights: Path, dataset: str, data_dir: str | None, split: dict)
     """Validation and test top-1 with 6-view test-time augmentation (`edgecls eval --tta`): an evaluation aid only."""
     from edgecls.data import load_dataset
     from edgecls.data.split import train_val_split
-    from edgecls.evaluate import evaluate_model
     from edgecls.imaging import Normalization
     from edgecls.train.checkpoint import model_from_checkpoint
+    from edgecls.train.evaluate import evaluate_model
 
     ckpt = load_checkpoint(weights)
     model, norm = model_from_checkpoint(ckpt), Normalization.from_dict(ckpt["normalization"])

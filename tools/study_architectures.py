@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _study import study_parser  # noqa: E402
 
 from edgecls.bench import time_calls  # noqa: E402
+from edgecls.camera.stats import summarize  # noqa: E402
 from edgecls.data import load_dataset  # noqa: E402
 from edgecls.data.split import subset  # noqa: E402
 from edgecls.errors import DatasetError  # noqa: E402
@@ -26,7 +27,6 @@ from edgecls.export.pipeline import ExportOptions, export_bundle  # noqa: E402
 from edgecls.plots import scatter  # noqa: E402
 from edgecls.report import write_results  # noqa: E402
 from edgecls.runtime import Classifier  # noqa: E402
-from edgecls.runtime.stats import summarize  # noqa: E402
 from edgecls.train import TrainConfig, train  # noqa: E402
 from edgecls.zoo import count_macs, count_parameters, create_model  # noqa: E402
 

@@ -16,8 +16,6 @@ from edgecls.errors import ConfigError
 from edgecls.fileio import atomic_path
 from edgecls.names import CPU_CALIB_METHODS
 
-FLAVOUR = "u8s8"
-
 
 def quantize_for_cpu(
     src: Path, dst: Path, reader: ArrayCalibrationReader, method: str = "minmax", exclude_nodes: tuple[str, ...] = ()

@@ -15,12 +15,10 @@ and only reported.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,26 +26,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from edgecls.bundle import MANIFEST, Bundle, file_entry, seal
-from edgecls.calibration.quantize import quantize_for_cpu
-from edgecls.calibration.reader import ArrayCalibrationReader, calibration_images
 from edgecls.calibration.tensorrt_qdq import (
     INSTALL_HINT,
-    TENSORRT8_OPSET,
     ModelOptChild,
     modelopt_available,
-    quantize_for_tensorrt,
 )
 from edgecls.console import console
-from edgecls.data import load_for_model
 from edgecls.data.imageset import ImageSet
-from edgecls.data.split import balanced_subset, train_val_split
-from edgecls.errors import AccuracyDropError, CheckpointError, ConfigError, ExportError
+from edgecls.errors import ExportError
+from edgecls.export.data import AGREEMENT, ExportData, cut_data
 from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
+from edgecls.export.int8 import check_int8_drop, quantize
 from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
 from edgecls.export.options import ExportOptions, ForeignOptions
-from edgecls.export.scoring import Scorer, onnx_scores, session
-from edgecls.export.sources import NO_SPLIT, ModelSource, check_output_width, resolve_source
+from edgecls.export.scoring import Scorer
+from edgecls.export.sources import ModelSource, resolve_source
 from edgecls.fileio import atomic_write, atomic_write_json, staged_directory
 from edgecls.jsonrecord import to_json
 from edgecls.manifest import FORMAT_VERSION, InputSpec
@@ -172,24 +166,6 @@ def _files_to_carry(final: Path) -> list[Path]:
     return others
 
 
-@dataclass(frozen=True)
-class _Data:
-    """The images export measures on, cut once: test (reported only), train without validation (calibration),
-    validation (the INT8 gate), the doctor's sample, and the class names they share with the model. All None
-    without data."""
-
-    test: ImageSet | None
-    train: ImageSet | None
-    val: ImageSet | None
-    sample: ImageSet | None
-    classes: tuple[str, ...]
-
-    def splits(self) -> dict[str, ImageSet]:
-        """What every graph is scored on."""
-        splits = {"validation": self.val, "sample": self.sample, "test": self.test}
-        return {name: images for name, images in splits.items() if images is not None}
-
-
 class _Files(dict):
     """The manifest's `files` section, one entry per file written, recorded as it is written; with a `Scorer`, each
     ONNX graph starts being scored as soon as it is recorded."""
@@ -222,7 +198,7 @@ def _write_bundle(
     fp32, onnx_import = _write_fp32(src, out)
     input_spec = _input_spec(src, onnx_import)
     prep = Preprocessor(input_spec, src.preprocess)
-    data = _cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
+    data = cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
     with Scorer(data.splits(), prep) if data.val is not None else nullcontext() as scorer:
         files = _Files(out, scorer)
         parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import, modelopt)
@@ -244,7 +220,7 @@ def _write_bundle(
         "export_host": host_info(),
     }
     if accuracy and options.int8 and not options.allow_accuracy_drop:
-        _check_int8_drop(accuracy, options, final)
+        check_int8_drop(accuracy, options, final)
     manifest = seal(manifest)
     atomic_write_json(out / MANIFEST, manifest)
     if options.target in ("tensorrt", "all"):
@@ -259,7 +235,7 @@ def _write_bundle(
 def _write_graphs(
     src: ModelSource,
     options: ExportOptions,
-    data: _Data,
+    data: ExportData,
     prep: Preprocessor,
     files: _Files,
     onnx_import: dict | None,
@@ -276,7 +252,7 @@ def _write_graphs(
         files.record("onnx-fp16")
     if not options.int8:
         return parity, None
-    calibration = _quantize(
+    calibration = quantize(
         fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import), modelopt
     )
     calibration["dataset"] = (
@@ -325,7 +301,7 @@ def _write_checkpoint(path: Path, src: ModelSource) -> None:
     save_checkpoint(path, {**minimal, "dataset": src.dataset, "metrics": ckpt.get("metrics", {})})
 
 
-def _accuracy(scorer: Scorer, files: _Files, data: _Data, split: dict | None) -> dict:
+def _accuracy(scorer: Scorer, files: _Files, data: ExportData, split: dict | None) -> dict:
     """Every graph's accuracy on validation (the gate), the doctor's sample (written into the bundle) and the test
     set (reported only)."""
     scored = scorer.rows()
@@ -343,106 +319,6 @@ def _accuracy(scorer: Scorer, files: _Files, data: _Data, split: dict | None) ->
         accuracy["test"] = {**scored["test"], "use": "reported only; no choice is made on it"}
     _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
     return accuracy
-
-
-def _cut_data(
-    src: ModelSource,
-    options: ExportOptions,
-    input_spec: InputSpec,
-    fp32: Path,
-    prep: Preprocessor,
-    test_set: ImageSet | None,
-    train_set: ImageSet | None,
-) -> _Data:
-    """The dataset's test, train and validation splits, fitted to the model's input; with --calib-dir, its images
-    as calibration and (without a labelled validation split) as the held-out gate; checked against the classes."""
-    test_set, train_set, val_set = _datasets(src, options, input_spec, test_set, train_set)
-    classes = _classes(src, test_set)
-    check_output_width(_output_width(fp32, prep.channels, prep.size), classes, f"{src.name} (model.onnx)")
-    if options.calib_dir:
-        train_set, unlabelled_val = _unlabelled(options.calib_dir, fp32, prep, classes, options.seed)
-        val_set = unlabelled_val if val_set is None else val_set
-    sample = _pick_sample(test_set or val_set) if val_set is not None else None
-    return _Data(test_set, train_set, val_set, sample, classes)
-
-
-def _datasets(
-    src: ModelSource,
-    options: ExportOptions,
-    input_spec: InputSpec,
-    test_set: ImageSet | None,
-    train_set: ImageSet | None,
-) -> tuple[ImageSet | None, ImageSet | None, ImageSet | None]:
-    """(test, train without validation, validation), each fitted to the model's input; all None without data."""
-    needs_data = options.fp16 or options.int8
-    if test_set is None and src.dataset and (needs_data or options.data_dir or os.environ.get("EDGECLS_DATA")):
-        test_set = load_for_model(src.dataset, "test", options.data_dir, input_spec, src.preprocess)
-    if test_set is None:
-        if options.int8 and not options.calib_dir:
-            raise ConfigError(
-                "--int8 calibrates on training images and gates on validation images: name the dataset "
-                "(--dataset NAME --data-dir DIR), or give unlabelled images of the scene (--calib-dir DIR)"
-            )
-        return None, None, None
-    if src.split is None:
-        raise CheckpointError(NO_SPLIT)
-    if train_set is None:
-        train_set = load_for_model(src.dataset, "train", options.data_dir, input_spec, src.preprocess)
-    train_set, val_set = train_val_split(train_set, src.split)
-    if options.eval_images:
-        test_set = test_set.take(np.arange(min(options.eval_images, len(test_set))))
-        val_set = val_set.take(np.arange(min(options.eval_images, len(val_set))))
-    return test_set, train_set, val_set
-
-
-AGREEMENT = (
-    "top-1 agreement with model.onnx (FP32) on held-out images of --calib-dir: they have no labels, so this is "
-    "how often each graph answers as FP32 does, not accuracy"
-)
-
-
-def _unlabelled(
-    folder: str, fp32: Path, prep: Preprocessor, classes: tuple[str, ...], seed: int
-) -> tuple[ImageSet, ImageSet]:
-    """--calib-dir's images as (calibration, held out), labelled with model.onnx's own answers: the INT8 gate on the
-    held-out part then measures agreement with FP32."""
-    from edgecls.data.folder import load_unlabelled_images
-
-    images = load_unlabelled_images(folder, prep.size, prep.channels, prep.crop_fraction)
-    if len(images) < 10:
-        raise ConfigError(
-            f"--calib-dir {folder} holds {len(images)} images; give at least 10 (a few hundred calibrate well)"
-        )
-    predicted = onnx_scores(session(fp32), images, prep).argmax(1)
-    data = ImageSet(f"{Path(folder).name} (labels: model.onnx's answers)", images, predicted, classes)
-    order = np.random.default_rng(seed).permutation(len(images))
-    held = max(5, len(images) // 5)
-    return data.take(np.sort(order[held:]), f"{data.name}:calibration"), data.take(
-        np.sort(order[:held]), f"{data.name}:held out"
-    )
-
-
-def _classes(src: ModelSource, data: ImageSet | None) -> tuple[str, ...]:
-    """The model's class names, matched by name and order against the dataset it is measured on."""
-    if src.classes is None:
-        if data is None:
-            raise ConfigError(
-                f"the classes of {src.name} come from its dataset: pass --data-dir (or $EDGECLS_DATA), or --labels FILE"
-            )
-        return tuple(data.classes)
-    if data is not None:
-        data.require_classes(src.classes, src.name)
-    return tuple(src.classes)
-
-
-def _output_width(path: Path, channels: int, size: int) -> int:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    logits = session.run(None, {INPUT_NAME: np.zeros((1, channels, size, size), np.float32)})[0]
-    if logits.ndim != 2:
-        raise ExportError(f"model.onnx gives scores of shape {logits.shape} per batch; edgecls reads N×classes logits")
-    return int(logits.shape[1])
 
 
 def _parity(
@@ -488,97 +364,6 @@ def _parity(
     }
 
 
-def _quantize(
-    fp32: Path,
-    out: Path,
-    train_set: ImageSet,
-    prep: Preprocessor,
-    options: ExportOptions,
-    record,
-    fixed_batch: bool,
-    modelopt: ModelOptChild | None = None,
-) -> dict:
-    """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration
-    record.
-
-    CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it),
-    whose child process runs beside ONNX Runtime's quantizer and the scoring of the graphs already written.
-    With --target all and no ModelOpt installed, the TensorRT graph is skipped and the manifest says so.
-    """
-    calib = calibration_images(train_set, options.calib_images, options.seed)
-    batch = prep.batch_from_images(calib.images)
-    calibration = {
-        "images": len(calib),
-        "per_class": calib.class_counts().tolist(),
-        "method": options.calib_method,
-        "seed": options.seed,
-        "excluded_nodes": list(options.exclude_nodes),
-        "test_images_used": 0,
-    }
-    tensorrt = options.tensorrt_int8
-    if tensorrt and options.target == "all" and not modelopt_available():
-        console.print(f"  [yellow]{format_by_key('onnx-int8-trt').file} skipped:[/] {escape(INSTALL_HINT)}")
-        calibration["tensorrt"] = {"skipped": INSTALL_HINT}
-        tensorrt = False
-    with ThreadPoolExecutor(1, thread_name_prefix="modelopt") as child:
-        made = (
-            child.submit(_quantize_for_tensorrt, fp32, out, batch, options, fixed_batch, modelopt) if tensorrt else None
-        )
-        if options.target in ("cpu", "all"):
-            dst = out / format_by_key("onnx-int8").file
-            reader = ArrayCalibrationReader(batch, INPUT_NAME, 1 if fixed_batch else 64)
-            quantize_for_cpu(fp32, dst, reader, options.calib_method, options.exclude_nodes)
-            record("onnx-int8")
-            console.print(
-                f"  {dst.name}: ONNX Runtime U8S8 Q/DQ, {options.calib_method} calibration on {len(calib)} images"
-            )
-        if made is not None:
-            calibration.update(made.result())
-            record("onnx-int8-trt")
-            if options.tensorrt8:
-                record("onnx-int8-trt8")
-    return calibration
-
-
-def _quantize_for_tensorrt(
-    fp32: Path, out: Path, batch: np.ndarray, options: ExportOptions, fixed_batch: bool, modelopt: ModelOptChild | None
-) -> dict:
-    """ModelOpt's graph for TensorRT 10+ (in `modelopt`, the child started early) and with --tensorrt8 the one
-    TensorRT 8.6 parses: their calibration records."""
-    started = time.perf_counter()
-    dst = out / format_by_key("onnx-int8-trt").file
-    method, exclude = options.calib_method, options.exclude_nodes
-    made = {
-        "tensorrt": quantize_for_tensorrt(
-            fp32, dst, batch, INPUT_NAME, method, exclude, fixed_batch=fixed_batch, child=modelopt
-        )
-    }
-    placed = ", ".join(f"{n} {op}" for op, n in made["tensorrt"]["quantized_inputs_of"].items())
-    console.print(
-        f"  {dst.name}: {made['tensorrt']['tool']} Q/DQ ({placed}), FP16 elsewhere, {method} calibration on "
-        f"{len(batch)} images, {time.perf_counter() - started:.1f} s in ModelOpt"
-    )
-    if options.tensorrt8:
-        started = time.perf_counter()
-        dst = out / format_by_key("onnx-int8-trt8").file
-        made["tensorrt8"] = quantize_for_tensorrt(
-            fp32, dst, batch, INPUT_NAME, method, exclude, "fp32", TENSORRT8_OPSET, fixed_batch
-        )
-        console.print(
-            f"  {dst.name}: the same for TensorRT 8.6 (FP32 elsewhere, opset {TENSORRT8_OPSET}), "
-            f"{time.perf_counter() - started:.1f} s in ModelOpt"
-        )
-    return made
-
-
-def _pick_sample(test_set: ImageSet, per_class: int = 30) -> ImageSet:
-    """A class-balanced slice of the test set, for `edgecls doctor` to reproduce on the target."""
-    return test_set.take(
-        balanced_subset(test_set.labels, per_class * len(test_set.classes), seed=0),
-        name=f"{test_set.name}[doctor sample]",
-    )
-
-
 def _write_sample(out: Path, sample: ImageSet, logits: np.ndarray, record) -> None:
     """The doctor's sample, stored in the bundle as plain arrays (no pickle), with model.onnx's logits on it as
     ONNX Runtime computed them here: the reference a target without ONNX Runtime (TensorRT alone) compares with."""
@@ -589,23 +374,6 @@ def _write_sample(out: Path, sample: ImageSet, logits: np.ndarray, record) -> No
         ),
     )
     record("sample")
-
-
-def _check_int8_drop(accuracy: dict, options: ExportOptions, final: Path) -> None:
-    """The gate reads the validation split only: the test set stays unseen by every choice export makes."""
-    val = accuracy["validation"]
-    base = val["files"]["model.onnx"]["top1"]
-    for fname, row in val["files"].items():
-        drop = (base - row["top1"]) * 100
-        if row["precision"] == "int8" and drop > options.max_accuracy_drop:
-            raise AccuracyDropError(
-                f"{fname} loses {drop:.2f} points against FP32 on the validation split ({row['top1']:.2%} vs "
-                f"{base:.2%}, {val['samples']} images), more than --max-accuracy-drop {options.max_accuracy_drop}. "
-                f"Try more calibration images (--calib-images {options.calib_images * 2}), another method "
-                "(--calib-method entropy or percentile), or keeping sensitive layers in float (--exclude-node NAME), "
-                "judging each on this validation figure; or accept it with --allow-accuracy-drop. Nothing was "
-                f"written: {final} is as it was."
-            )
 
 
 def _maybe_build_engines(out: Path, final: Path, options: ExportOptions) -> list[dict]:

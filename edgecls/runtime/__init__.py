@@ -1,18 +1,13 @@
-"""The deploy runtime: load a bundle, classify frames, drive a camera. Never imports torch.
+"""The deploy runtime: load a bundle, classify frames. Never imports torch, training, data or export code.
 
-`Classifier`, `Prediction`, `Predictor` (what both classifiers offer) and `RemoteClassifier` are resolved on
-first use, so that importing one runtime module (the camera's sources, the web view) does not load the inference
-backends.
+`Classifier`, `Prediction` and `Predictor` (what a local and a remote classifier offer) are resolved on first use,
+so that importing one runtime module does not load the inference backends.
 """
 
-__all__ = ["Classifier", "Prediction", "Predictor", "RemoteClassifier"]
+__all__ = ["Classifier", "Prediction", "Predictor"]
 
 
 def __getattr__(name: str):
-    if name == "RemoteClassifier":
-        from edgecls.runtime.remote import RemoteClassifier
-
-        return RemoteClassifier
     if name in __all__:
         from edgecls.runtime import classifier
 

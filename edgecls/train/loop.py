@@ -29,7 +29,6 @@ from edgecls.data.loader import BatchLoader, rank_seed
 from edgecls.data.split import train_val_split
 from edgecls.data.transforms import Augment
 from edgecls.errors import CheckpointError, ConfigError, TrainingDivergedError
-from edgecls.evaluate import evaluate_model
 from edgecls.fileio import atomic_write_json
 from edgecls.imaging import ImageInput, Normalization, Policy
 from edgecls.jsonrecord import to_json
@@ -38,6 +37,7 @@ from edgecls.train.allocator import allocator_in_use
 from edgecls.train.checkpoint import load_checkpoint, load_matching, save_checkpoint
 from edgecls.train.config import TrainConfig
 from edgecls.train.distributed import init_distributed, shutdown_distributed
+from edgecls.train.evaluate import evaluate_model
 from edgecls.train.optim import Lookahead, Schedule, build_optimizer, freeze_all_but_last, param_groups
 from edgecls.zoo import create_model
 

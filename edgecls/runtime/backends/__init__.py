@@ -7,7 +7,7 @@ import importlib.util
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, ConfigError
-from edgecls.names import PRECISIONS
+from edgecls.names import BACKENDS, PRECISIONS
 from edgecls.runtime.backends.base import Backend, BackendInfo
 from edgecls.runtime.backends.cuda_api import cuda_device_count, installed_cuda_api
 from edgecls.runtime.engines import tensorrt_installed
@@ -15,9 +15,16 @@ from edgecls.runtime.engines import tensorrt_installed
 _BACKENDS = {
     "onnxruntime": ("edgecls.runtime.backends.onnxruntime", "OnnxRuntimeBackend"),
     "tensorrt": ("edgecls.runtime.backends.tensorrt", "TensorRTBackend"),
-    "torch": ("edgecls.runtime.backends.torch", "TorchBackend"),
 }
-BACKEND_NAMES = tuple(_BACKENDS)
+_REGISTERED: dict[str, type[Backend]] = {}
+BACKEND_NAMES = BACKENDS  # onnxruntime and tensorrt here; torch defined with training, which registers it
+
+
+def register_backend(cls: type[Backend]) -> type[Backend]:
+    """A backend defined above the runtime adds itself here when imported: the torch backend lives with training
+    (`edgecls.train.torch_backend`), so the runtime never imports torch or training code."""
+    _REGISTERED[cls.name] = cls
+    return cls
 
 
 def _installed(module: str) -> bool:
@@ -35,7 +42,14 @@ def tensorrt_unavailable() -> str | None:
 
 
 def backend_class(name: str) -> type[Backend]:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name not in _BACKENDS:
+        if name in BACKEND_NAMES:
+            raise ConfigError(
+                f"backend {name!r} is defined with training: import edgecls.train.torch_backend first "
+                "(PyTorch installed: pip install 'edgecls[train]')"
+            )
         raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'")
     module, cls = _BACKENDS[name]
     return getattr(importlib.import_module(module), cls)
@@ -137,4 +151,13 @@ def available_backends() -> list[str]:
     return have
 
 
-__all__ = ["BACKEND_NAMES", "Backend", "BackendInfo", "available_backends", "backend_class", "choose", "create_backend"]
+__all__ = [
+    "BACKEND_NAMES",
+    "Backend",
+    "BackendInfo",
+    "available_backends",
+    "backend_class",
+    "choose",
+    "create_backend",
+    "register_backend",
+]

@@ -47,6 +47,33 @@ def preload_cuda_libraries() -> None:
         preload()
 
 
+def _graph(bundle: Bundle, precision: str, device: str, flavour: str | None):
+    """The bundle's ONNX file for `precision` on this device (the TensorRT provider's own INT8 graph under it)."""
+    entry = bundle.find("onnx", precision, "tensorrt" if device == "tensorrt" else "cpu", flavour)
+    if entry is None:
+        raise BundleError(
+            f"bundle {bundle.root} has no {precision} ONNX model; export it with `edgecls export ... --{precision}`"
+            if precision != "fp32"
+            else f"bundle {bundle.root} has no model.onnx"
+        )
+    return entry
+
+
+def _session_options(ort, device: str, threads: int | None, spin_wait: bool):
+    """(SessionOptions, the threads it runs): one thread on a CPU unless told (DEFAULT_CPU_THREADS), 0 for all cores."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None and threads < 0:
+        raise BackendUnavailableError(f"threads must be ≥ 0 (0: one per core), got {threads}")
+    if threads is None and device == "cpu":
+        threads = DEFAULT_CPU_THREADS
+    if threads:
+        options.intra_op_num_threads = threads
+    if not spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return options, threads or (os.cpu_count() if device == "cpu" else None)
+
+
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
@@ -74,28 +101,10 @@ class OnnxRuntimeBackend(Backend):
                 f"onnxruntime here has no {PROVIDERS[device]} (it has {', '.join(ort.get_available_providers())}); "
                 "install onnxruntime-gpu for CUDA/TensorRT, or use device='cpu'"
             )
-        target = "tensorrt" if device == "tensorrt" else "cpu"
-        entry = bundle.find("onnx", precision, target, flavour)
-        if entry is None:
-            raise BundleError(
-                f"bundle {bundle.root} has no {precision} ONNX model; export it with `edgecls export ... --{precision}`"
-                if precision != "fp32"
-                else f"bundle {bundle.root} has no model.onnx"
-            )
-        self.entry = entry
+        self.entry = entry = _graph(bundle, precision, device, flavour)
         model = bundle.read_verified(entry)
         path = bundle.root / entry.name
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None and threads < 0:
-            raise BackendUnavailableError(f"threads must be ≥ 0 (0: one per core), got {threads}")
-        if threads is None and device == "cpu":
-            threads = DEFAULT_CPU_THREADS
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin_wait:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.threads = threads or (os.cpu_count() if device == "cpu" else None)
+        options, self.threads = _session_options(ort, device, threads, spin_wait)
         providers: list = [PROVIDERS[device]]
         if device == "tensorrt":
             providers = [("TensorrtExecutionProvider", self.tensorrt_options(entry.sha256)), "CUDAExecutionProvider"]

@@ -6,7 +6,7 @@
     DIR/<model>_python/1/model.py + 1/bundle/  (raw frames in, through the edgecls runtime)
 
 ONNX files are served by the onnxruntime backend, TensorRT engines by the tensorrt backend; the Python-backend
-variant (the model file `edgecls serve` runs, `edgecls.runtime.triton_model`) takes raw uint8 frames and
+variant (the model file `edgecls serve` runs, `edgecls.serving.triton_model`) takes raw uint8 frames and
 preprocesses them with the bundle's own policy; a copy of edgecls' Python modules sits beside its model.py, which
 imports them from there (not from this machine's venv, absent in NVIDIA's Triton container), and its
 requirements.txt lists the packages the container must add. It is the variant PyTriton's `tritonserver`
@@ -26,9 +26,8 @@ from pathlib import Path
 
 from edgecls.bundle import MANIFEST, Bundle
 from edgecls.fileio import atomic_write_bytes
-from edgecls.runtime.gateway import frames_input
 from edgecls.runtime.options import DEFAULT_TOP_K
-from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config
+from edgecls.serving.triton_schema import MODEL_FILE, frames_input, python_model_config
 
 _VARIANTS = (  # (bundle file, variant name, Triton backend, file name in the repository, instance kind)
     ("model.onnx", "fp32", "onnxruntime", "model.onnx", "KIND_AUTO"),

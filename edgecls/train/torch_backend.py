@@ -1,4 +1,5 @@
-"""PyTorch backend: the bundle's source weights (`model.pt`) in eager PyTorch, the baseline for bench."""
+"""PyTorch backend: the bundle's source weights (`model.pt`) in eager PyTorch, the baseline for bench. It lives with
+training (it loads a training checkpoint) and registers itself with the runtime's backends when imported."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, BundleError
+from edgecls.runtime.backends import register_backend
 from edgecls.runtime.backends.base import Backend, BackendInfo
 
 # One thread on a CPU unless told otherwise, like ONNX Runtime's backend. `tools/bench_threads.py --backend torch` on
@@ -14,6 +16,7 @@ from edgecls.runtime.backends.base import Backend, BackendInfo
 DEFAULT_CPU_THREADS = 1
 
 
+@register_backend
 class TorchBackend(Backend):
     name = "torch"
 

@@ -18,9 +18,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from edgecls.camera.video_uri import VideoURI, gstreamer_missing, parse_source
 from edgecls.errors import SourceError
 from edgecls.imaging import IMAGE_SUFFIXES, center_box
-from edgecls.runtime.video_uri import VideoURI, gstreamer_missing, parse_source
 
 
 @dataclass

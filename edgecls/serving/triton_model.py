@@ -17,7 +17,7 @@ The model config's parameters say what to load:
   puts a copy of edgecls beside this file instead, which is imported first.
 
 Each call gets the requests the dynamic batcher merged, runs them as one batch and answers each with
-the outputs of `edgecls.runtime.triton_schema` it asked for. A request the runtime refuses (a bad frame) is answered
+the outputs of `edgecls.serving.triton_schema` it asked for. A request the runtime refuses (a bad frame) is answered
 alone, with the runtime's InputError message as INVALID_ARG, and the other requests of the batch still run.
 """
 
@@ -59,7 +59,7 @@ class TritonPythonModel:
         from edgecls.errors import InputError
         from edgecls.runtime import Classifier
         from edgecls.runtime.options import DEFAULT_TOP_K
-        from edgecls.runtime.triton_schema import OUTPUTS, answer, label_bytes
+        from edgecls.serving.triton_schema import OUTPUTS, answer, label_bytes
 
         bundle = parameters.get("bundle") or os.path.join(args["model_repository"], args["model_version"], "bundle")
         threads = parameters.get("threads", "")

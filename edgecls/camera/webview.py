@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 import cv2
 import numpy as np
 
-from edgecls.runtime.httpserver import BoundedHTTPServer
+from edgecls.httpserver import BoundedHTTPServer
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>edgecls · {title}</title>
 <style>body{{font:14px system-ui,sans-serif;background:#111;color:#eee;margin:16px}}

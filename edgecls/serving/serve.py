@@ -35,10 +35,17 @@ from pathlib import Path
 from edgecls.bundle import PUBLIC_KEY_ENV
 from edgecls.errors import BackendUnavailableError, ServerDiedError
 from edgecls.runtime.classifier import Classifier
-from edgecls.runtime.gateway import Gateway, ModelInput, frames_input, tensors_input
-from edgecls.runtime.options import ServeOptions
-from edgecls.runtime.triton_schema import MODEL_FILE, python_model_config, python_path
-from edgecls.runtime.tritonserver import TritonServer
+from edgecls.serving.gateway import Gateway
+from edgecls.serving.options import ServeOptions
+from edgecls.serving.triton_schema import (
+    MODEL_FILE,
+    ModelInput,
+    frames_input,
+    python_model_config,
+    python_path,
+    tensors_input,
+)
+from edgecls.serving.tritonserver import TritonServer
 from edgecls.signing import public_key_pem
 
 INSTALL_HINT = "edgecls serve needs NVIDIA PyTriton (Linux x86-64 or arm64, glibc ≥ 2.35): pip install 'edgecls[serve]'"
@@ -108,6 +115,48 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
+def _open_doors(options: ServeOptions, models: dict[str, ModelInput], internal_http: int, internal_grpc: int) -> list:
+    """The HTTP and gRPC doors, started; opened once Triton is ready, so a client that finds a door open finds models
+    behind it."""
+    from edgecls.serving.grpc_gateway import GrpcGateway  # grpcio and tritonclient come with PyTriton
+
+    limits = dict(
+        max_batch=options.max_batch, max_side=options.max_frame_side, max_request_bytes=options.max_request_mb << 20
+    )
+    doors = [Gateway(options.host, options.http_port, internal_http, models, **limits)]
+    try:
+        doors.append(GrpcGateway(options.host, options.grpc_port, internal_grpc, models, **limits))
+    except BaseException:
+        doors[0].close()
+        raise
+    for door in doors:
+        door.start()
+    return doors
+
+
+def _stop_on_signals() -> tuple[list, dict]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once (a second signal must not break the first shutdown); returns
+    the signals received and the handlers to put back. SIGINT too: a server started in the background by a shell
+    inherits SIGINT ignored, and must still stop on it."""
+    stopping = []
+
+    def stop(signum, frame) -> None:
+        if not stopping:
+            stopping.append(signum)
+            raise KeyboardInterrupt
+
+    return stopping, {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _raise_if_lost(lost: list[str]) -> None:
+    if lost:
+        raise ServerDiedError(
+            f"the model instance serving {', '.join(lost)} died (its Triton stub process exited: killed, out of "
+            "memory, or crashed on a request) and Triton does not restart it: stopping, non-zero, so a "
+            "supervisor restarts `edgecls serve`"
+        )
+
+
 def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -> None:
     """Serve until SIGINT/SIGTERM. `ready(name, classifier)` is called once the models answer. That classifier is
     loaded here first, so a bad bundle or a missing backend is reported plainly and not in Triton's log, and closed
@@ -116,8 +165,6 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
     reason = pytriton_unavailable()
     if reason:
         raise BackendUnavailableError(reason)
-    from edgecls.runtime.grpc_gateway import GrpcGateway  # grpcio and tritonclient come with PyTriton
-
     clf = Classifier.load(
         bundle_dir,
         options.backend,
@@ -126,15 +173,7 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         threads=options.threads,
         public_key=public_key,
     )
-    stopping = []
-
-    def stop(signum, frame) -> None:
-        if not stopping:  # one clean shutdown path for Ctrl-C and SIGTERM; a second signal must not break the first
-            stopping.append(signum)
-            raise KeyboardInterrupt
-
-    # SIGINT too: a server started in the background by a shell inherits SIGINT ignored, and must still stop on it.
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping, previous = _stop_on_signals()
     workdir = tempfile.TemporaryDirectory(prefix="edgecls-serve-")
     server, doors = None, []
     try:  # a signal anywhere inside stops it the same way
@@ -151,23 +190,10 @@ def serve(bundle_dir: str, options: ServeOptions, public_key=None, ready=None) -
         )
         server.start()
         server.wait_ready()
-        limits = dict(
-            max_batch=options.max_batch, max_side=options.max_frame_side, max_request_bytes=options.max_request_mb << 20
-        )
-        # opened once Triton is ready: a client that finds a door open finds models behind it
-        doors.append(Gateway(options.host, options.http_port, internal_http, models, **limits))
-        doors.append(GrpcGateway(options.host, options.grpc_port, internal_grpc, models, **limits))
-        for door in doors:
-            door.start()
+        doors += _open_doors(options, models, internal_http, internal_grpc)
         if ready:
             ready(clf.bundle.manifest.model, clf)
-        lost = server.wait()
-        if lost:
-            raise ServerDiedError(
-                f"the model instance serving {', '.join(lost)} died (its Triton stub process exited: killed, out of "
-                "memory, or crashed on a request) and Triton does not restart it: stopping, non-zero, so a "
-                "supervisor restarts `edgecls serve`"
-            )
+        _raise_if_lost(server.wait())
     except KeyboardInterrupt:
         if not stopping:
             raise

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import sysconfig
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from edgecls.runtime.gateway import ModelInput
+    from edgecls.imaging import ModelImage
+
 
 OUTPUTS = (
     ("label", "BYTES"),
@@ -30,6 +32,34 @@ OUTPUTS = (
 MODEL_FILE = Path(__file__).with_name("triton_model.py")  # the Python-backend model that answers with these
 NUMPY = {"BYTES": np.bytes_, "INT64": np.int64, "FP32": np.float32}
 PBTXT = {"BYTES": "TYPE_STRING", "INT64": "TYPE_INT64", "FP32": "TYPE_FP32"}
+DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype(np.float32)}  # the two models' inputs
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What one served model takes: its input's name and datatype, one item's shape (None: any size up to the
+    gateway's max_side), the allowed sizes of the last axis (frames: grey, BGR, BGRA) and whether values must be
+    finite."""
+
+    name: str
+    datatype: str
+    item_shape: tuple[int | None, ...]
+    last_axis: tuple[int, ...] | None = None
+    finite: bool = False
+
+    def describe(self, max_batch: int, max_side: int) -> str:
+        dims = [f"1..{max_side}" if d is None else str(d) for d in self.item_shape]
+        if self.last_axis:
+            dims[-1] = "|".join(map(str, self.last_axis))
+        return f"{self.datatype} [1..{max_batch}, {', '.join(dims)}]"
+
+
+def frames_input() -> ModelInput:
+    return ModelInput("frame", "UINT8", (None, None, None), last_axis=(1, 3, 4))
+
+
+def tensors_input(image: ModelImage) -> ModelInput:
+    return ModelInput("input", "FP32", (image.channels, image.size, image.size), finite=True)
 
 
 def output_width(name: str, top_k: int, classes: int) -> int:

@@ -21,17 +21,18 @@ import cv2
 from rich.markup import escape
 from rich.table import Table
 
+from edgecls.camera.display import Recorder, gui_unavailable
+from edgecls.camera.options import CameraOptions
+from edgecls.camera.overlay import draw_overlay, overlay_lines
+from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
+from edgecls.camera.stats import StageTimer
+from edgecls.camera.webview import WebView
 from edgecls.console import console
 from edgecls.fileio import atomic_write_json
 from edgecls.imaging import ModelImage, Policy
+from edgecls.options import LOOPBACK, parse_address, parse_size
 from edgecls.runtime.classifier import Classifier
-from edgecls.runtime.display import Recorder, gui_unavailable
 from edgecls.runtime.host import host_info
-from edgecls.runtime.options import LOOPBACK, CameraOptions, parse_address, parse_size
-from edgecls.runtime.overlay import draw_overlay, overlay_lines
-from edgecls.runtime.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
-from edgecls.runtime.stats import StageTimer
-from edgecls.runtime.webview import WebView
 
 STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
 

@@ -27,7 +27,8 @@ import numpy as np
 from tritonclient.grpc import service_pb2
 
 from edgecls.errors import ConfigError, InputError
-from edgecls.runtime.gateway import DTYPES, ModelInput, check_tensor, check_values
+from edgecls.serving.gateway import check_tensor, check_values
+from edgecls.serving.triton_schema import DTYPES, ModelInput
 
 SERVICE = "inference.GRPCInferenceService"
 FORWARDED = (

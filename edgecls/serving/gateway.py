@@ -10,8 +10,7 @@ is answered 500 without the traceback (the server's log keeps it). `/v2/health/r
 model answers ready. Only the routes a client needs are forwarded: health, server and model metadata, config,
 statistics, inference; not repository control, shared memory, trace or log settings.
 
-gRPC goes straight to Triton: its gRPC front end compares byte sizes with the shape before allocating (the same
-huge shape is refused with INVALID_ARGUMENT there).
+gRPC requests pass the gRPC door (`grpc_gateway.py`), which applies these same rules (`check_tensor`).
 """
 
 from __future__ import annotations
@@ -22,46 +21,17 @@ import math
 import re
 import socket
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
 from edgecls.errors import ConfigError, InputError
-from edgecls.imaging import ModelImage
-from edgecls.runtime.httpserver import BoundedHTTPServer, DeadlineHandler
+from edgecls.httpserver import BoundedHTTPServer, DeadlineHandler
+from edgecls.serving.triton_schema import DTYPES, ModelInput
 
-DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype(np.float32)}
 MODEL_ROUTE = re.compile(r"^/v2/models/([^/]+)(?:/versions/[0-9]+)?(/ready|/config|/stats|/infer)?$")
 OPEN_ROUTES = ("/v2", "/v2/health/live")
 REQUEST_PARAMETERS = {"binary_data_output", "timeout", "priority"}
 OUTPUT_PARAMETERS = {"binary_data", "classification"}
-
-
-@dataclass(frozen=True)
-class ModelInput:
-    """What one served model takes: its input's name and datatype, one item's shape (None: any size up to the
-    gateway's max_side), the allowed sizes of the last axis (frames: grey, BGR, BGRA) and whether values must be
-    finite."""
-
-    name: str
-    datatype: str
-    item_shape: tuple[int | None, ...]
-    last_axis: tuple[int, ...] | None = None
-    finite: bool = False
-
-    def describe(self, max_batch: int, max_side: int) -> str:
-        dims = [f"1..{max_side}" if d is None else str(d) for d in self.item_shape]
-        if self.last_axis:
-            dims[-1] = "|".join(map(str, self.last_axis))
-        return f"{self.datatype} [1..{max_batch}, {', '.join(dims)}]"
-
-
-def frames_input() -> ModelInput:
-    return ModelInput("frame", "UINT8", (None, None, None), last_axis=(1, 3, 4))
-
-
-def tensors_input(image: ModelImage) -> ModelInput:
-    return ModelInput("input", "FP32", (image.channels, image.size, image.size), finite=True)
 
 
 def check_infer(rule: ModelInput, request, binary: bytes, max_batch: int, max_side: int) -> None:
@@ -172,6 +142,123 @@ class _NoDelayConnection(http.client.HTTPConnection):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+class GatewayHandler(DeadlineHandler):
+    """One client connection of the gateway (`self.server.gateway`): checks each request, relays it to Triton."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the answer's headers and body are two writes: see _NoDelayConnection
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.server.gateway
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def reply(self, status: int, body: bytes, headers: dict | None = None, close: bool = False) -> None:
+        self.send_response(status)
+        for name, value in (headers or {"Content-Type": "application/json"}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def refuse(self, status: int, message: str, close: bool = False) -> None:
+        self.reply(status, json.dumps({"error": message}).encode(), close=close)
+
+    def unknown_model(self, route) -> bool:
+        if route and route[1] not in self.gateway.models:
+            self.refuse(
+                404, f"unknown model {route[1]!r}; this server serves {', '.join(self.gateway.models)}", close=True
+            )
+            return True
+        return False
+
+    def do_GET(self) -> None:
+        models = self.gateway.models
+        if self.path == "/v2/health/ready":
+            ready = all(self.relay("GET", f"/v2/models/{m}/ready", None, {}, answer=False) == 200 for m in models)
+            return self.reply(200 if ready else 503, b"")
+        route = MODEL_ROUTE.match(self.path)
+        if self.unknown_model(route):
+            return None
+        if self.path in OPEN_ROUTES or (route and route[2] != "/infer"):
+            return self.relay("GET", self.path, None, {})
+        self.refuse(404, f"edgecls serve has no GET {self.path}; models: {', '.join(models)}")
+
+    def do_POST(self) -> None:
+        gateway, route = self.gateway, MODEL_ROUTE.match(self.path)
+        if self.unknown_model(route):
+            return None
+        if not route or route[2] != "/infer":
+            return self.refuse(
+                404, f"edgecls serve takes POST /v2/models/NAME/infer only; models: {', '.join(gateway.models)}", True
+            )
+        body = self.read_body()
+        if body is None:
+            return None
+        if self.headers.get("Content-Encoding", "identity") != "identity":
+            return self.refuse(415, "compressed requests are not taken; send the body uncompressed")
+        header_length = self.headers.get("Inference-Header-Content-Length")
+        if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
+            return self.refuse(400, "Inference-Header-Content-Length must be a decimal byte count (0-9)")
+        split = int(header_length) if header_length else len(body)
+        try:
+            request = json.loads(body[:split])
+            check_infer(gateway.models[route[1]], request, body[split:], gateway.max_batch, gateway.max_side)
+        except RecursionError:
+            return self.refuse(400, "the JSON header is nested too deeply")
+        except ValueError as exc:  # InputError, and JSON that does not parse
+            return self.refuse(
+                400, str(exc) if isinstance(exc, InputError) else f"the JSON header does not parse: {exc}"
+            )
+        headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+        if header_length:
+            headers["Inference-Header-Content-Length"] = header_length
+        self.relay("POST", self.path, body, headers)
+
+    def read_body(self) -> bytes | None:
+        """The request's body, within its deadline; None once the request was refused or the client is gone."""
+        length, limit = self.headers.get("Content-Length"), self.gateway.max_request_bytes
+        if length is None or not (length.isascii() and length.isdigit()):
+            self.refuse(411, "send a Content-Length (chunked requests are not taken)", close=True)
+            return None
+        if int(length) > limit:
+            self.refuse(
+                413,
+                f"request of {int(length)} bytes is over the server's limit of {limit} "
+                "(edgecls serve --max-request-mb)",
+                close=True,
+            )
+            return None
+        self.expect_body(int(length))
+        body = self.rfile.read(int(length))
+        self.server.busy(self.connection)
+        if len(body) < int(length):  # the body's deadline passed, or the client left
+            self.close_connection = True
+            return None
+        return body
+
+    def relay(self, method: str, path: str, body: bytes | None, headers: dict, answer: bool = True) -> int:
+        try:
+            status, got, content = self.gateway.forward(method, path, body, headers)
+        except (OSError, http.client.HTTPException):
+            if answer:
+                self.refuse(503, "Triton is not answering (starting, stopping or stopped); retry later")
+            return 503
+        if answer:
+            keep = {k: v for k, v in got.items() if k in ("Content-Type", "Inference-Header-Content-Length")}
+            self.reply(
+                status,
+                _public_error(status, content) if status >= 500 else content,
+                headers=keep if status < 500 else None,
+            )
+        return status
+
+
 class Gateway:
     """Listens on (host, port), checks requests, forwards them to Triton's HTTP endpoint on 127.0.0.1:upstream_port."""
 
@@ -191,143 +278,47 @@ class Gateway:
         min_body_rate: int = 64 << 10,
         upstream_timeout_s: float = 120.0,
     ):
-        gateway = self
         self.models, self.max_batch, self.max_side = models, max_batch, max_side
         self.max_request_bytes = max_request_bytes
-        local = threading.local()
-
-        def upstream() -> http.client.HTTPConnection:
-            if getattr(local, "conn", None) is None:
-                local.conn = _NoDelayConnection("127.0.0.1", upstream_port, timeout=upstream_timeout_s)
-            return local.conn
-
-        def forward(method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
-            for attempt in (1, 2):  # a kept-alive upstream connection may have been closed since its last use
-                conn = upstream()
-                try:
-                    conn.request(method, path, body=body, headers=headers)
-                    response = conn.getresponse()
-                    return response.status, dict(response.getheaders()), response.read()
-                except (ConnectionError, http.client.HTTPException, TimeoutError) as exc:
-                    conn.close()
-                    local.conn = None
-                    if attempt == 2 or isinstance(exc, TimeoutError):
-                        raise
-            raise AssertionError("unreachable")
-
-        class Handler(DeadlineHandler):
-            protocol_version = "HTTP/1.1"
-            timeout = idle_timeout_s
-            disable_nagle_algorithm = True  # the answer's headers and body are two writes: see _NoDelayConnection
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def reply(self, status: int, body: bytes, headers: dict | None = None, close: bool = False) -> None:
-                self.send_response(status)
-                for name, value in (headers or {"Content-Type": "application/json"}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                if close:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(body)
-
-            def refuse(self, status: int, message: str, close: bool = False) -> None:
-                self.reply(status, json.dumps({"error": message}).encode(), close=close)
-
-            def unknown_model(self, route) -> bool:
-                if route and route[1] not in gateway.models:
-                    self.refuse(
-                        404, f"unknown model {route[1]!r}; this server serves {', '.join(gateway.models)}", close=True
-                    )
-                    return True
-                return False
-
-            def do_GET(self) -> None:
-                if self.path == "/v2/health/ready":
-                    ready = all(
-                        self.relay("GET", f"/v2/models/{m}/ready", None, {}, answer=False) == 200
-                        for m in gateway.models
-                    )
-                    return self.reply(200 if ready else 503, b"")
-                route = MODEL_ROUTE.match(self.path)
-                if self.unknown_model(route):
-                    return None
-                if self.path in OPEN_ROUTES or (route and route[2] != "/infer"):
-                    return self.relay("GET", self.path, None, {})
-                self.refuse(404, f"edgecls serve has no GET {self.path}; models: {', '.join(gateway.models)}")
-
-            def do_POST(self) -> None:
-                route = MODEL_ROUTE.match(self.path)
-                length = self.headers.get("Content-Length")
-                if self.unknown_model(route):
-                    return None
-                if not route or route[2] != "/infer":
-                    return self.refuse(
-                        404,
-                        f"edgecls serve takes POST /v2/models/NAME/infer only; models: {', '.join(gateway.models)}",
-                        close=True,
-                    )
-                if length is None or not (length.isascii() and length.isdigit()):
-                    return self.refuse(411, "send a Content-Length (chunked requests are not taken)", close=True)
-                if int(length) > gateway.max_request_bytes:
-                    return self.refuse(
-                        413,
-                        f"request of {int(length)} bytes is over the server's limit of "
-                        f"{gateway.max_request_bytes} (edgecls serve --max-request-mb)",
-                        close=True,
-                    )
-                self.expect_body(int(length))
-                body = self.rfile.read(int(length))
-                gateway.server.busy(self.connection)
-                if len(body) < int(length):  # the body's deadline passed, or the client left
-                    self.close_connection = True
-                    return None
-                if self.headers.get("Content-Encoding", "identity") != "identity":
-                    return self.refuse(415, "compressed requests are not taken; send the body uncompressed")
-                header_length = self.headers.get("Inference-Header-Content-Length")
-                if header_length is not None and not (header_length.isascii() and header_length.isdigit()):
-                    return self.refuse(400, "Inference-Header-Content-Length must be a decimal byte count (0-9)")
-                split = int(header_length) if header_length else len(body)
-                try:
-                    request = json.loads(body[:split])
-                    check_infer(gateway.models[route[1]], request, body[split:], gateway.max_batch, gateway.max_side)
-                except RecursionError:
-                    return self.refuse(400, "the JSON header is nested too deeply")
-                except ValueError as exc:  # InputError, and JSON that does not parse
-                    return self.refuse(
-                        400, str(exc) if isinstance(exc, InputError) else f"the JSON header does not parse: {exc}"
-                    )
-                headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
-                if header_length:
-                    headers["Inference-Header-Content-Length"] = header_length
-                self.relay("POST", self.path, body, headers)
-
-            def relay(self, method: str, path: str, body: bytes | None, headers: dict, answer: bool = True) -> int:
-                try:
-                    status, got, content = forward(method, path, body, headers)
-                except (OSError, http.client.HTTPException):
-                    if answer:
-                        self.refuse(503, "Triton is not answering (starting, stopping or stopped); retry later")
-                    return 503
-                if answer:
-                    keep = {k: v for k, v in got.items() if k in ("Content-Type", "Inference-Header-Content-Length")}
-                    self.reply(
-                        status,
-                        _public_error(status, content) if status >= 500 else content,
-                        headers=keep if status < 500 else None,
-                    )
-                return status
-
-        Handler.idle_timeout_s, Handler.header_timeout_s = idle_timeout_s, header_timeout_s
-        Handler.body_timeout_s, Handler.min_body_rate = body_timeout_s, min_body_rate
+        self.upstream_port, self.upstream_timeout_s = upstream_port, upstream_timeout_s
+        self._local = threading.local()
+        handler = type(
+            "Handler",
+            (GatewayHandler,),
+            {
+                "timeout": idle_timeout_s,
+                "idle_timeout_s": idle_timeout_s,
+                "header_timeout_s": header_timeout_s,
+                "body_timeout_s": body_timeout_s,
+                "min_body_rate": min_body_rate,
+            },
+        )
         try:
-            self.server = BoundedHTTPServer((host, port), Handler, max_connections)
+            self.server = BoundedHTTPServer((host, port), handler, max_connections)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --http-port") from None
+        self.server.gateway = self
         self._thread = threading.Thread(target=self.server.serve_forever, name="edgecls-gateway", daemon=True)
+
+    def _upstream(self) -> http.client.HTTPConnection:
+        """This thread's kept-alive connection to Triton."""
+        if getattr(self._local, "conn", None) is None:
+            self._local.conn = _NoDelayConnection("127.0.0.1", self.upstream_port, timeout=self.upstream_timeout_s)
+        return self._local.conn
+
+    def forward(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, dict, bytes]:
+        for attempt in (1, 2):  # a kept-alive upstream connection may have been closed since its last use
+            conn = self._upstream()
+            try:
+                conn.request(method, path, body=body, headers=headers)
+                response = conn.getresponse()
+                return response.status, dict(response.getheaders()), response.read()
+            except (ConnectionError, http.client.HTTPException, TimeoutError) as exc:
+                conn.close()
+                self._local.conn = None
+                if attempt == 2 or isinstance(exc, TimeoutError):
+                    raise
+        raise AssertionError("unreachable")
 
     def start(self) -> None:
         self._thread.start()

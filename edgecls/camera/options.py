@@ -1,0 +1,65 @@
+"""How `edgecls camera` runs (`CameraOptions`): where frames come from, what is written, and how a replayed test set
+is framed and paced. Declared once with its help; checked when made, before a source is opened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgecls.options import DATA_DIR, check_at_least, option, parse_address, parse_size
+
+
+@dataclass(frozen=True)
+class CameraOptions:
+    """Where frames come from, what is written, and how a replayed test set is framed and paced."""
+
+    source: str = field(
+        default="0",
+        metadata=option(
+            "camera (0, /dev/video0, v4l2:///dev/video0, csi://0 on a Jetson), rtsp/http URL, video file, image "
+            "directory or GStreamer pipeline"
+        ),
+    )
+    headless: bool = field(
+        default=False,
+        metadata=option(
+            "no window (servers, CI, SSH); without a display or a GUI build of OpenCV the loop is headless anyway"
+        ),
+    )
+    serve: str | None = field(
+        default=None,
+        metadata=option(
+            "live web view at HOST:PORT (video, per-stage ms, frame age, FPS); 127.0.0.1:8080 for this machine, "
+            "0.0.0.0:8080 for the network"
+        ),
+    )
+    record: str | None = field(default=None, metadata=option("write the annotated video here (.mp4)"))
+    jsonl: str | None = field(default=None, metadata=option("one JSON record per frame"))
+    max_frames: int | None = field(default=None, metadata=option("stop after N classified frames"))
+    replay_test_set: str | None = field(
+        default=None, metadata=option("stream a labelled test set (e.g. cifar10) as frames")
+    )
+    data_dir: str | None = field(default=None, metadata=DATA_DIR)
+    frame_size: str = field(
+        default="auto",
+        metadata=option(
+            "replayed frame size WxH, or auto: about 640x480, chosen so the model sees each test image exactly "
+            "(replay then scores what eval scores)"
+        ),
+    )
+    fps: float = field(default=0.0, metadata=option("replay rate in frames/s (0: as fast as possible)"))
+    summary_json: str | None = field(
+        default=None,
+        metadata=option("write the latency summary here (+ latency PNG)", flag=("--json", "--summary-json")),
+    )
+    warmup_frames: int = field(
+        default=10, metadata=option("first N frames are classified but left out of the latency figures")
+    )
+    window: str = field(default="edgecls", metadata=option("the window's title", cli=False))
+
+    def __post_init__(self) -> None:
+        if self.frame_size != "auto":
+            parse_size(self.frame_size)
+        if self.serve:
+            parse_address(self.serve)
+        check_at_least({"--max-frames": self.max_frames}, 1)
+        check_at_least({"--fps": self.fps, "--warmup-frames": self.warmup_frames}, 0)
