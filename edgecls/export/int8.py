@@ -77,7 +77,29 @@ def quantize(
             record("onnx-int8-trt")
             if options.tensorrt8:
                 record("onnx-int8-trt8")
+    concats = _concat_reports(out)
+    if concats:
+        calibration["concat"] = concats
+        described = "; ".join(
+            f"{name} {', '.join(f'{n} {kind}' for kind, n in sorted(kinds.items()))}" for name, kinds in concats.items()
+        )
+        console.print(f"  concatenations (branch scales shared, or each branch requantized): {described}")
     return calibration
+
+
+def _concat_reports(out: Path) -> dict[str, dict[str, int]]:
+    """Per INT8 graph written, how its Concat nodes are quantized (`calibration.concat`); {} for a graph without any,
+    so a bundle of a model without concatenations records nothing."""
+    import onnx
+
+    from edgecls.calibration.concat import concat_report
+
+    reports = {}
+    for key in ("onnx-int8", "onnx-int8-trt", "onnx-int8-trt8"):
+        path = out / format_by_key(key).file
+        if path.is_file() and (report := concat_report(onnx.load(str(path), load_external_data=False))):
+            reports[path.name] = report
+    return reports
 
 
 def _quantize_for_tensorrt(
