@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecls.confidence import SCORES, auroc, fpr_at_tpr, known_score, reliability, softmax
 from edgecls.console import console, progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
 from edgecls.metrics import classification_report
-from edgecls.plots import confusion_matrix_png, example_grid, missing
+from edgecls.plots import confusion_matrix_png, example_grid, missing, reliability_png
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
@@ -29,6 +30,12 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
         console.print(no_png)
         return out_json
     confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png", title=title)
+    if "confidence" in report:
+        diagrams = {
+            "softmax (T = 1)": report["confidence"]["reliability_uncalibrated"],
+            f"calibrated (T = {report['confidence']['temperature']:.3g})": report["confidence"]["reliability"],
+        }
+        reliability_png(diagrams, f"{stem}.reliability.png", title=title)
     example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png", title=title)
     return out_json
 
@@ -67,21 +74,62 @@ def report_header(model: str, source: str, backend: str, precision: str, data: I
     }
 
 
+def classifier_logits(classifier, data: ImageSet, batch_size: int = 500) -> np.ndarray:
+    """The bundle's logits for every image, through its own preprocessing and backend."""
+    batches = progress(
+        classifier.preprocessor.batches(data.images, batch_size),
+        f"evaluating on {data.name}",
+        -(-len(data) // batch_size),
+    )
+    return np.concatenate([classifier.infer(batch) for batch in batches])
+
+
 def evaluate_classifier(
     classifier,
     data: ImageSet,
     batch_size: int = 500,
     out_json: str | os.PathLike | None = None,
     header: dict | None = None,
+    ood: ImageSet | None = None,
 ) -> dict:
-    """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch."""
-    batches = progress(
-        classifier.preprocessor.batches(data.images, batch_size),
-        f"evaluating on {data.name}",
-        -(-len(data) // batch_size),
-    )
-    scores = np.concatenate([classifier.infer(batch) for batch in batches])
+    """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch; with
+    the confidence the runtime reports (the bundle's temperature) measured, and with `ood` (images of none of the
+    classes) how well "unknown" separates them."""
+    scores = classifier_logits(classifier, data, batch_size)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
+    report["confidence"] = confidence_report(scores, data.labels, classifier.temperature)
+    if ood is not None:
+        report["ood"] = ood_report(scores, classifier_logits(classifier, ood, batch_size), classifier, ood.name)
     if out_json:
         write_report(report, scores, data, out_json)
+    return report
+
+
+def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
+    """ECE of the confidence the runtime reports (the bundle's temperature), and of the raw softmax beside it."""
+    after, before = (reliability(softmax(logits, t), labels) for t in (temperature, 1.0))
+    return {
+        "temperature": temperature,
+        "ece": after["ece"],
+        "ece_uncalibrated": before["ece"],
+        "reliability": after,
+        "reliability_uncalibrated": before,
+    }
+
+
+def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) -> dict:
+    """Each score's AUROC and FPR at 95% TPR (known = the test set, positive), and the share of each set the bundle's
+    threshold calls unknown; `auroc` is that of the score the runtime uses (calibrated maximum softmax)."""
+    t = classifier.temperature
+    scores = {
+        score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)}
+        for score in SCORES
+        for a, b in [(known_score(known, t, score), known_score(unknown, t, score))]
+    }
+    report = {"dataset": name, "images": len(unknown), "auroc": scores["max_softmax"]["auroc"], "scores": scores}
+    if classifier.unknown_below is not None:
+        msp = [known_score(x, t) for x in (known, unknown)]
+        report["threshold"] = classifier.unknown_below
+        report["known_called_unknown"] = float(np.mean(msp[0] < classifier.unknown_below))
+        report["unknown_called_unknown"] = float(np.mean(msp[1] < classifier.unknown_below))
     return report

@@ -72,6 +72,10 @@ class Manifest:
     parity: dict | None = field(default=None, metadata=doc("the ONNX graph against PyTorch on test images"))
     accuracy: dict | None = field(default=None, metadata=doc("each graph's validation and test accuracy"))
     calibration: dict | None = None
+    confidence: dict | None = field(
+        default=None,
+        metadata=doc("per graph: the temperature and unknown threshold fitted on the validation split, and the ECE"),
+    )
     tools: dict | None = field(default=None, metadata=doc("versions of the tools that made the bundle"))
     export_host: dict | None = None
     engines: list | None = field(default=None, metadata=doc("TensorRT engines built on a target, by sha256"))

@@ -38,10 +38,20 @@ class EvalOptions:
         default=False,
         metadata=SKIP_BAD_IMAGES,
     )
+    ood_dataset: str | None = field(
+        default=None,
+        metadata=option(
+            'bundles only: a dataset of none of the model\'s classes; reports how well "unknown" separates its test '
+            "split from the model's (AUROC, FPR at 95% TPR)"
+        ),
+    )
+    ood_data_dir: str | None = field(default=None, metadata=option("where --ood-dataset lives (default: --data-dir)"))
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
             check_choice("--dataset", self.dataset, DATASETS)
+        if self.ood_dataset is not None:
+            check_choice("--ood-dataset", self.ood_dataset, DATASETS)
 
 
 @dataclass(frozen=True)

@@ -213,3 +213,28 @@ def series_png(series: dict[str, list[float]], path: str | os.PathLike, xlabel: 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=3)
     return save_png(fig, path)
+
+
+def reliability_png(diagrams: dict[str, dict], path: str | os.PathLike, title: str = "Reliability") -> Path:
+    """Accuracy against confidence per bin, one panel per named diagram (`confidence.reliability`), the diagonal
+    being perfect calibration; each panel's ECE in its title."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(diagrams), figsize=(4.5 * len(diagrams), 4.2), squeeze=False)
+    for ax, (name, d) in zip(axes[0], diagrams.items(), strict=True):
+        bins = len(d["count"])
+        centres = (np.arange(bins) + 0.5) / bins
+        filled = np.array(d["count"]) > 0
+        ax.bar(centres[filled], np.array(d["accuracy"])[filled], width=1 / bins, edgecolor="black", label="accuracy")
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
+        ax.plot(
+            np.array(d["confidence"])[filled],
+            np.array(d["accuracy"])[filled],
+            "o",
+            color="red",
+            markersize=3,
+            label="mean confidence",
+        )
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{name}: ECE {d['ece']:.3f}")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title)
+    return save_png(fig, path)

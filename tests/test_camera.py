@@ -97,7 +97,7 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
     assert summary["labelled_frames"] == len(test) == 200
     assert summary["replay"]["resampled"] is False
     assert summary["accuracy"] == evaluate_classifier(clf, test)["top1"]
-    probs = softmax(clf.infer(clf.preprocessor.batch_from_images(test.images))).max(1)
+    probs = softmax(clf.infer(clf.preprocessor.batch_from_images(test.images)), clf.temperature).max(1)
     confidences = [json.loads(line)["confidence"] for line in log.read_text().splitlines()]
     assert np.abs(np.array(confidences) - probs).max() < 1e-4
     assert "RESAMPLED" not in capsys.readouterr().err

@@ -139,7 +139,7 @@ class _Outputs:
 
 def _live_stats(pred, timings: dict, fps: float, frames: int, dropped: int, accuracy) -> dict:
     return {
-        "label": f"{pred.label} {pred.confidence:.0%}",
+        "label": f"{pred.label} {pred.confidence:.0%}" + (" (unknown?)" if pred.unknown else ""),
         "fps": round(fps, 2),
         "frames": frames,
         "dropped": dropped,
@@ -167,6 +167,7 @@ def _log_record(frame, pred, timings: dict, warmup: bool, dropped: int) -> dict:
         "label": pred.label,
         "index": pred.index,
         "confidence": round(pred.confidence, 5),
+        "unknown": pred.unknown,
         "topk": [[name, round(p, 5)] for name, p in pred.topk],
         **{k: round(v, 4) for k, v in timings.items()},
         "warmup": warmup,

@@ -14,8 +14,9 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 def overlay_lines(
     pred, timings: dict[str, float], fps: float, dropped: int, accuracy: tuple[float, int] | None
 ) -> list[str]:
+    unknown = "unknown?   " if pred.unknown else ""  # below the bundle's threshold for "one of my classes"
     lines = [
-        "   ".join(f"{name} {p:.0%}" for name, p in pred.topk[:3]),
+        unknown + "   ".join(f"{name} {p:.0%}" for name, p in pred.topk[:3]),
         f"preprocess {timings['preprocess_ms']:.2f} ms   inference {timings['inference_ms']:.2f} ms   "
         f"postprocess {timings['postprocess_ms']:.2f} ms",
         f"frame age {timings['frame_age_ms']:.1f} ms   {fps:.1f} FPS   dropped {dropped}",

@@ -203,9 +203,30 @@ def print_report(report: dict, title: str, json_path: str | None = None) -> None
         f"top-1 {report['top1']:.2%}   top-5 {report['top5']:.2%}   best: {', '.join(report['best'][:3])}   "
         f"worst: {', '.join(report['worst'][:3])}"
     )
+    if "confidence" in report:
+        c = report["confidence"]
+        out.print(
+            f"confidence: expected calibration error {c['ece']:.4f} with the bundle's temperature "
+            f"{c['temperature']:.3g} ({c['ece_uncalibrated']:.4f} with the plain softmax)"
+        )
+    if "ood" in report:
+        o = report["ood"]
+        scores = ", ".join(
+            f"{name} AUROC {s['auroc']:.3f} FPR@95%TPR {s['fpr_at_95_tpr']:.3f}" for name, s in o["scores"].items()
+        )
+        called = (
+            f"; the bundle's threshold calls {o['unknown_called_unknown']:.1%} of them unknown and "
+            f"{o['known_called_unknown']:.1%} of the test set"
+            if "threshold" in o
+            else "; the bundle has no unknown threshold (re-export it)"
+        )
+        out.print(f"unknown vs {o['dataset']} ({o['images']} images): {scores}{called}")
     if json_path:
         stem = Path(json_path).with_suffix("")
-        out.print(f"wrote {json_path}, {stem}.confusion.png, {stem}.examples.png")
+        pngs = ", ".join(
+            f"{stem}.{kind}.png" for kind in ("confusion", "examples", "reliability")[: 2 + ("confidence" in report)]
+        )
+        out.print(f"wrote {json_path}, {pngs}")
 
 
 _entry = {"point": False}  # set by main(): `edgecls ...` or `python -m edgecls ...`, not CliRunner

@@ -145,7 +145,11 @@ def _evaluate_bundle(options: EvalOptions, load: LoadOptions) -> None:
         file=info.file,
         bundle=str(options.source),
     )
-    report = evaluate_classifier(classifier, data, out_json=options.json_path, header=header)
+    ood = None
+    if options.ood_dataset:
+        ood_dir = options.ood_data_dir or options.data_dir
+        ood = load_for_model(options.ood_dataset, "test", ood_dir, bundle.input, bundle.preprocess)
+    report = evaluate_classifier(classifier, data, out_json=options.json_path, header=header, ood=ood)
     print_report(report, f"{classifier.describe()} on {data.name}", options.json_path)
 
 

@@ -31,6 +31,7 @@ from edgecls.calibration.tensorrt_qdq import (
     ModelOptChild,
     modelopt_available,
 )
+from edgecls.confidence import BINS, RETENTION, fit, reliability, softmax
 from edgecls.console import console
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import ExportError
@@ -203,6 +204,7 @@ def _write_bundle(
         files = _Files(out, scorer)
         parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import, modelopt)
         accuracy = _accuracy(scorer, files, data, src.split) if scorer else None
+        confidence = _confidence(scorer, data) if scorer and data.test is not None else None
     manifest = {
         "format_version": FORMAT_VERSION,
         "model": src.name,
@@ -216,6 +218,7 @@ def _write_bundle(
         "parity": parity,
         "accuracy": accuracy,
         "calibration": calibration,
+        **({"confidence": confidence} if confidence else {}),
         "tools": host_info()["versions"],
         "export_host": host_info(),
     }
@@ -319,6 +322,28 @@ def _accuracy(scorer: Scorer, files: _Files, data: ExportData, split: dict | Non
         accuracy["test"] = {**scored["test"], "use": "reported only; no choice is made on it"}
     _print_accuracy(accuracy, {f: e["bytes"] for f, e in files.items()})
     return accuracy
+
+
+def _confidence(scorer: Scorer, data: ExportData) -> dict:
+    """Each graph's temperature and unknown threshold, fitted on its own validation logits (never the test set's),
+    and the calibration error they leave on the test set (reported only). Not for --calib-dir's unlabelled images:
+    their labels are model.onnx's own answers."""
+    files = {}
+    for name in scorer.entries:
+        fitted = fit(scorer.scores[name, "validation"], data.val.labels)
+        test = softmax(scorer.scores[name, "test"], fitted["temperature"])
+        files[name] = {**fitted, "test_ece_after": reliability(test, data.test.labels)["ece"]}
+    console.print(
+        "  confidence (temperature on validation; ECE on test after): "
+        + "; ".join(f"{n} T {f['temperature']:.3f}, ECE {f['test_ece_after']:.4f}" for n, f in files.items())
+    )
+    return {
+        "method": "temperature scaling fitted on the validation split (Guo et al. 2017); unknown below the "
+        f"calibrated maximum softmax that keeps {RETENTION:.0%} of validation images (Hendrycks & Gimpel 2017)",
+        "retention": RETENTION,
+        "bins": BINS,
+        "files": files,
+    }
 
 
 def _parity(

@@ -2,7 +2,7 @@
 
     clf = Classifier.load("exports/mobilenet_mod")        # best backend here; says which and why
     pred = clf.predict(frame)                             # OpenCV BGR frame, any size
-    if pred.confidence > 0.8: ...
+    if not pred.unknown: ...                             # calibrated confidence, unknown below the bundle's threshold
 
 `predict` and `predict_batch` are thread-safe: preprocessing runs in the caller's thread, inference is
 serialized by a lock, so a capture thread and a control thread can share one Classifier.
@@ -20,6 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgecls.bundle import Bundle
+from edgecls.confidence import softmax
 from edgecls.errors import BundleError, InputError
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
 from edgecls.runtime.options import DEFAULT_TOP_K
@@ -34,6 +35,7 @@ class Prediction:
     topk: tuple[tuple[str, float], ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
+    unknown: bool = False  # below the bundle's threshold for "one of my classes" (never, for a bundle without one)
 
 
 @runtime_checkable
@@ -44,15 +46,10 @@ class Predictor(Protocol):
     def predict_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> list[Prediction]: ...
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def ranked(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """N×classes logits → each row's k best class indices, best first, and their probabilities (N×k each)."""
-    probs = softmax(logits)
+def ranked(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """N×classes logits → each row's k best class indices, best first, and their probabilities (N×k each), the
+    logits divided by the bundle's fitted `temperature` first (the ranking does not change)."""
+    probs = softmax(logits, temperature)
     # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
     return order, np.take_along_axis(probs, order, axis=1)
@@ -66,6 +63,9 @@ class Classifier:
         self.classes = bundle.classes
         self.top_k = min(top_k, len(self.classes))
         self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
+        fitted = (bundle.manifest.confidence or {}).get("files", {}).get(backend.describe().file) or {}
+        self.temperature = float(fitted.get("temperature", 1.0))
+        self.unknown_below: float | None = fitted.get("unknown_below")
         self._lock = threading.Lock()
 
     @classmethod
@@ -118,9 +118,10 @@ class Classifier:
                 f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
                 f"{len(self.classes)} classes; the bundle is inconsistent, re-export it"
             )
-        return ranked(logits, self.top_k)
+        return ranked(logits, self.top_k, self.temperature)
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
+        """(label, index, confidence, top-k, unknown) of each row."""
         order, probs = self.rank(logits)
         return [
             (
@@ -128,6 +129,7 @@ class Classifier:
                 int(row[0]),
                 float(p[0]),
                 tuple((self.classes[int(i)], float(q)) for i, q in zip(row, p, strict=True)),
+                self.unknown_below is not None and float(p[0]) < self.unknown_below,
             )
             for p, row in zip(probs, order, strict=True)
         ]
@@ -144,7 +146,10 @@ class Classifier:
             "inference": (t1 - t0) * 1e3 / n,
             "postprocess": (time.perf_counter() - t1) * 1e3 / n,
         }
-        return [Prediction(*f, timings_ms=dict(timing), logits=row) for f, row in zip(fields, logits, strict=True)]
+        return [
+            Prediction(*f[:4], timings_ms=dict(timing), logits=row, unknown=f[4])
+            for f, row in zip(fields, logits, strict=True)
+        ]
 
     def predict(self, frame: np.ndarray, color: str = "bgr") -> Prediction:
         """Classify one frame: BGR by default, `color="rgb"` for RGB arrays, grey accepted as it is."""

@@ -5,8 +5,9 @@
 
 Frames travel as raw uint8 and are preprocessed on the server by the bundle's own policy; or, given the bundle
 (`preprocess_with="exports/mobilenet_mod"`), they are preprocessed here exactly as `Classifier` does and only the
-model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB), and only the
-logits come back: the top-k and its names are ranked here as `Classifier` ranks them. Each request has a deadline;
+model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB), and the
+label names are not sent back (the bundle has them). The confidences are always the server's: its graph's own
+temperature calibrated them (`edgecls.confidence`). Each request has a deadline;
 failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`, `RemoteError`), so robot code can fall
 back to a local Classifier. One Triton client per calling thread: tritonclient's clients are not thread-safe.
 `http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.
@@ -24,8 +25,7 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, InputError, RemoteError, RemoteTimeoutError, RemoteUnavailableError
 from edgecls.imaging import COLORS, check_frame
-from edgecls.runtime.classifier import Prediction, ranked
-from edgecls.runtime.options import DEFAULT_TOP_K
+from edgecls.runtime.classifier import Prediction
 from edgecls.runtime.preprocess import Preprocessor
 
 ANSWER = ("topk_index", "topk_label", "topk_prob", "logits")  # a Prediction's fields (the top-1 is the top-k's first)
@@ -102,11 +102,10 @@ class RemoteClassifier:
         started = time.perf_counter()
         result = self._infer(batch)
         elapsed_ms = (time.perf_counter() - started) * 1e3 / len(batch)
+        order, probs = result["topk_index"], result["topk_prob"]  # the server's calibrated confidence
         if self.classes is None:
-            order, probs = result["topk_index"], result["topk_prob"]
             names = [[name.decode() for name in row] for row in result["topk_label"]]
         else:
-            order, probs = ranked(result["logits"], min(DEFAULT_TOP_K, len(self.classes)))
             names = [[self.classes[i] for i in row] for row in order.tolist()]
         return [
             Prediction(
@@ -126,7 +125,7 @@ class RemoteClassifier:
         model = f"{self.model}_tensor" if tensors else self.model
         inp = api.InferInput("input" if tensors else "frame", list(batch.shape), "FP32" if tensors else "UINT8")
         inp.set_data_from_numpy(batch)
-        wanted = ANSWER if self.classes is None else ("logits",)
+        wanted = ANSWER if self.classes is None else tuple(name for name in ANSWER if name != "topk_label")
         outputs = [api.InferRequestedOutput(name) for name in wanted]
         started = time.perf_counter()
         try:
