@@ -18,6 +18,7 @@ than `UNSTABLE_P99_OVER_P50` times its p50 is flagged and never used as a baseli
 from __future__ import annotations
 
 import os
+import textwrap
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -195,9 +196,8 @@ def run_bench(target: str, options: BenchOptions) -> dict:
     host = host_info()
     rows = _measure_all(bundle, names, frame, images, test.labels, options, host)
     other_cores = others.cores()
-    notes = busy_notes(load, other_cores, host["logical_cores"] or 1)
-    busy = bool(notes)
-    notes += _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None, busy=busy)
+    busy = busy_notes(load, other_cores, host["logical_cores"] or 1)
+    notes = busy + _add_ratios(rows, has_baseline=bundle.find("pytorch", "fp32") is not None, busy=bool(busy))
     notes += _cpu_notes(rows)
     result = {
         "schema": SCHEMA,
@@ -225,7 +225,7 @@ def run_bench(target: str, options: BenchOptions) -> dict:
             f"nothing was measured: every requested backend was skipped ({'; '.join(r['skipped'] for r in rows)})"
         )
     if options.json_path:
-        _write(result, measured, Path(options.json_path))
+        _write(result, measured, Path(options.json_path), busy)
     return result
 
 
@@ -397,12 +397,17 @@ def _print(result: dict, measured: list[dict]) -> None:
         console.print(f"[yellow]note:[/] {escape(note)}")
 
 
-def _write(result: dict, measured: list[dict], path: Path) -> None:
+def _write(result: dict, measured: list[dict], path: Path, busy: list[str] = ()) -> None:
+    """The JSON, the table as Markdown with the host and every note under it, and the picture, whose title carries
+    the host and the busy-machine note: the files that get shared say what the terminal said."""
     from edgecls.plots import missing, scatter
 
     atomic_write_json(path, result)
+    host = result["host"]
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     lines += ["| " + " | ".join(_row_cells(r)) + " |" for r in measured]
+    lines += ["", f"Host: {host['cpu']}, {host['logical_cores']} cores; {result['created']}."]
+    lines += [f"- {note}" for note in result["notes"]]
     atomic_write_bytes(path.with_suffix(".md"), ("\n".join(lines) + "\n").encode())
     no_png = missing()
     if no_png:
@@ -426,7 +431,8 @@ def _write(result: dict, measured: list[dict], path: Path) -> None:
         "name",
         path.with_suffix(".png"),
         f"{result['model']}: accuracy vs batch-1 latency from a {result['frame_size']} frame, paced every "
-        f"{result['pace_ms']:g} ms\n{result['host']['cpu']}, {result['host']['logical_cores']} cores",
+        f"{result['pace_ms']:g} ms\n{host['cpu']}, {host['logical_cores']} cores"
+        + "".join(f"\n{textwrap.fill(note, 90)}" for note in busy),
         min_y_span=2.0,
         x_high="p99",
     )

@@ -181,17 +181,21 @@ def scatter(
     min_y_span: float | None = None,
     x_high: str | None = None,
 ) -> Path:
-    """Labelled points; `x_high` draws a bar from each point to that key's value (e.g. p50 → p99), and a point with
-    `unstable` set is drawn hollow and says so. `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from
+    """Points named in a legend (labels written beside the points lay over each other when two points are close, as
+    a bench's rows often are); `x_high` draws a bar from each point to that key's value (e.g. p50 → p99), and a point
+    with `unstable` set is drawn hollow and says so. `min_y_span` keeps a tiny spread (e.g. 0.2 accuracy points) from
     filling the whole axis."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5))
-    for p in points:
-        (dot,) = ax.plot(p[x], p[y], "o", fillstyle="none" if p.get("unstable") else "full")
+    markers = "osD^vP*Xh<>"
+    for i, p in enumerate(points):
+        note = f"{p[label]} (unstable)" if p.get("unstable") else str(p[label])
+        style = {"marker": markers[i // 10 % len(markers)], "linestyle": "none", "label": note}
+        (dot,) = ax.plot(p[x], p[y], fillstyle="none" if p.get("unstable") else "full", **style)
         if x_high:
             ax.plot([p[x], p[x_high]], [p[y], p[y]], "-", color=dot.get_color(), alpha=0.6, linewidth=2)
-        note = f"{p[label]} (unstable)" if p.get("unstable") else str(p[label])
-        ax.annotate(note, (p[x], p[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    if points:
+        ax.legend(fontsize=7, loc="best")
     if min_y_span and points:
         ys = [p[y] for p in points]
         middle, half = (max(ys) + min(ys)) / 2, max(min_y_span, max(ys) - min(ys)) / 2 * 1.2

@@ -205,3 +205,39 @@ def test_bench_beside_a_real_cpu_hog_warns_and_gives_no_ratios(bundle_dir, cifar
     assert result["other_cores_busy_during"] > bench.BUSY_OTHER_CORES
     assert "other processes kept" in result["notes"][0] and "no ratios" in result["notes"][0]
     assert all("speedup_vs_torch_fp32" not in r for r in result["rows"])
+
+
+def test_bench_md_and_png_carry_the_host_and_the_busy_machine_note(tmp_path, monkeypatch):
+    """The terminal said "the machine was busy, no ratios"; bench.md and bench.png, which get shared, did not."""
+    from edgecls import bench, plots
+
+    titles = []
+    monkeypatch.setattr(plots, "scatter", lambda *args, **kwargs: titles.append(args[5]))
+    busy = bench.busy_notes(11.5, None, 2)
+    row = {**_row("onnxruntime", 0.5, 0.6), "top1": 0.9, "unstable": False, "flavour": ""}
+    result = {
+        "host": {"cpu": "AMD EPYC test", "logical_cores": 2},
+        "created": "2026-12-06T00:00:00+00:00",
+        "notes": busy,
+        "model": "m",
+        "frame_size": "640x480",
+        "pace_ms": 33.0,
+    }
+    monkeypatch.setattr(bench, "_row_cells", lambda r: ["x"] * len(bench.HEADER))
+    bench._write(result, [row], tmp_path / "bench.json", busy)
+    md = (tmp_path / "bench.md").read_text()
+    assert "AMD EPYC test, 2 cores" in md and busy[0] in md
+    assert "AMD EPYC test" in titles[0] and "the machine was busy" in titles[0]
+
+
+def test_the_scatter_names_points_in_a_legend_never_over_each_other(tmp_path, monkeypatch):
+    """Two bench rows at the same latency and accuracy printed their labels over each other."""
+    from edgecls import plots
+
+    figures = []
+    monkeypatch.setattr(plots, "save_png", lambda fig, path: figures.append(fig))
+    points = [{"ms": 5.0, "top1": 83.6, "name": "onnxruntime int8"}, {"ms": 5.0, "top1": 83.6, "name": "torch fp32"}]
+    plots.scatter(points, "ms", "top1", "name", tmp_path / "s.png", "t")
+    ax = figures[0].axes[0]
+    assert not ax.texts
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["onnxruntime int8", "torch fp32"]

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -463,3 +464,20 @@ def test_modelopt_calibrating_in_batches_writes_the_graph_it_writes_one_image_at
     single = quantize_for_tensorrt(src, tmp_path / "single.onnx", images, "input", fixed_batch=True)
     assert (tmp_path / "batched.onnx").read_bytes() == (tmp_path / "single.onnx").read_bytes()
     assert batched == single and "Gemm" not in batched["quantized_inputs_of"]
+
+
+def test_the_accuracy_table_says_when_validation_images_may_be_training_images():
+    """For a model trained elsewhere, export draws the validation split from the training part: only the manifest
+    said so, not the table the user reads."""
+    from edgecls.console import console
+    from edgecls.export.pipeline import _print_accuracy
+
+    def accuracy(chosen_by):
+        files = {"model.onnx": {"precision": "fp32", "top1": 0.9}}
+        split = {"dataset": "cifar10-test", "samples": 10, "files": files}
+        return {"validation": {**split, "split": {"chosen_by": chosen_by}}, "test": split}
+
+    for chosen_by, warned in (("export: the model was trained elsewhere", True), ("training", False)):
+        with console.capture() as captured:
+            _print_accuracy(accuracy(chosen_by), {"model.onnx": 1000})
+        assert bool(re.search(r"may\s+have\s+trained\s+on", captured.get())) is warned

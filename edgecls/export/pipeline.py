@@ -56,8 +56,13 @@ def _print_accuracy(accuracy: dict, sizes: dict) -> None:
     measure = "agreement with FP32" if "measure" in val else "top-1"
     gate = "the INT8 gate" if test is not None else f"the INT8 gate, {measure}"
     title = f"Accuracy: validation {val['dataset']} ({val['samples']} images, {gate})"
+    borrowed = str((val.get("split") or {}).get("chosen_by", "")).startswith("export:")
     table = Table(
-        title=title + (f" and test {test['dataset']} ({test['samples']} images, reported only)" if test else "")
+        title=title + (f" and test {test['dataset']} ({test['samples']} images, reported only)" if test else ""),
+        caption="the validation images were drawn by export from the dataset's training part, which a model trained "
+        "elsewhere may have trained on: its validation figures may be optimistic; the test set was held out"
+        if borrowed
+        else None,
     )
     columns = (
         ("file", "precision", f"val {measure}", "val Δ vs FP32")
