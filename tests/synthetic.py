@@ -92,3 +92,14 @@ def write_image_folder(root: Path, classes=("cat", "dog", "fish"), per_class: in
             path.parent.mkdir(parents=True, exist_ok=True)
             cv2.imwrite(str(path), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
     return root
+
+
+def run_replay(clf, options):
+    """`edgecls camera --replay-test-set` as the command line runs it: the test split loaded for the model, then the
+    camera loop on it."""
+    from edgecls.camera.loop import run_camera
+    from edgecls.data import load_for_model
+
+    bundle = clf.bundle
+    replay = load_for_model(options.replay_test_set, "test", options.data_dir, bundle.input, bundle.preprocess)
+    return run_camera(clf, options, replay)

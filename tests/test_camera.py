@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from synthetic import run_replay
 
 from edgecls.camera.loop import CameraOptions, run_camera
 from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, VideoSource
@@ -88,7 +89,7 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
 
     test = load_dataset("cifar10", "test", cifar_root)
     log = tmp_path / "replay.jsonl"
-    summary = run_camera(
+    summary = run_replay(
         clf,
         CameraOptions(
             replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, frame_size=frame_size, jsonl=str(log)
@@ -116,7 +117,7 @@ def test_replay_frames_reach_the_model_as_the_test_images(clf, cifar_root):
 
 
 def test_resampled_replay_says_so(clf, cifar_root, capsys):
-    summary = run_camera(
+    summary = run_replay(
         clf,
         CameraOptions(
             replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, frame_size="300x200", max_frames=20
@@ -148,7 +149,7 @@ def test_stale_frames_are_dropped_not_queued(clf, cifar_root):
     options = CameraOptions(
         replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, fps=500.0, max_frames=15
     )
-    summary = run_camera(slow, options)
+    summary = run_replay(slow, options)
     assert summary["frames"] == 15
     assert summary["dropped"] > 15  # 500 fps source, 50 fps consumer
     assert summary["latency"]["capture_wait_ms"]["p50"] < 5  # a fresh frame is always waiting
@@ -365,7 +366,7 @@ def live_view(clf, cifar_root, monkeypatch):
         max_frames=120,
         serve="127.0.0.1:0",
     )
-    thread = threading.Thread(target=lambda: done.update(run_camera(clf, options)))
+    thread = threading.Thread(target=lambda: done.update(run_replay(clf, options)))
     thread.start()
     while not opened and thread.is_alive():
         time.sleep(0.02)

@@ -364,10 +364,10 @@ def test_half_written_files_of_dead_writers_are_removed_live_ones_kept(tmp_path)
 
 def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tmp_path, monkeypatch):
     import cv2
-    from synthetic import make_images
+    from synthetic import make_images, run_replay
     from typer.testing import CliRunner
 
-    from edgecls.camera.loop import CameraOptions, run_camera
+    from edgecls.camera.loop import CameraOptions
     from edgecls.cli import app
     from edgecls.train import TrainConfig, train
 
@@ -399,7 +399,7 @@ def test_a_folder_model_trained_with_image_size_exports_evaluates_and_replays(tm
     result = CliRunner().invoke(app, ["eval", str(tmp_path / "b"), "--data-dir", str(root)])
     assert result.exit_code == 0, result.output
     clf = Classifier.load(tmp_path / "b", backend="onnxruntime", precision="fp32")
-    summary = run_camera(
+    summary = run_replay(
         clf, CameraOptions(replay_test_set="folder", data_dir=str(root), headless=True, frame_size="96x72")
     )
     assert summary["frames"] == 60 and summary["accuracy"] == pytest.approx(

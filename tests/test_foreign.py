@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import IMAGENET_MEAN, IMAGENET_STD, foreign_options, plain_cifar
+from synthetic import run_replay
 
 from edgecls.bundle import Bundle
-from edgecls.camera.loop import CameraOptions, run_camera
+from edgecls.camera.loop import CameraOptions
 from edgecls.errors import CheckpointError, ConfigError, ExportError
 from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.export.sources import match_keys, normalization
@@ -67,7 +68,7 @@ def test_camera_replay_scores_exactly_what_eval_scores(foreign_onnx_bundle, cifa
 
     clf = Classifier.load(foreign_onnx_bundle, precision="int8")
     test = load_for_model("cifar10", "test", cifar_root, clf.bundle.input, clf.bundle.preprocess)
-    summary = run_camera(clf, CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True))
+    summary = run_replay(clf, CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True))
     assert summary["replay"]["resampled"] is False
     assert summary["accuracy"] == evaluate_classifier(clf, test)["top1"]
 
@@ -133,7 +134,7 @@ def test_an_imagenet_crop_is_recorded_and_applied(foreign, cifar_root, tmp_path)
 
     clf = Classifier.load(out)
     test = load_for_model("cifar10", "test", cifar_root, clf.bundle.input, clf.bundle.preprocess)
-    summary = run_camera(
+    summary = run_replay(
         clf, CameraOptions(replay_test_set="cifar10", data_dir=str(cifar_root), headless=True, frame_size="360x288")
     )
     assert summary["replay"]["resampled"] is False

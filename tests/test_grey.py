@@ -6,9 +6,9 @@ scores."""
 import cv2
 import numpy as np
 import pytest
-from synthetic import write_idx
+from synthetic import run_replay, write_idx
 
-from edgecls.camera.loop import CameraOptions, run_camera
+from edgecls.camera.loop import CameraOptions
 from edgecls.runtime import Classifier
 
 
@@ -52,7 +52,7 @@ def test_replay_of_a_grey_test_set_scores_exactly_what_eval_scores(grey_bundle):
     clf = Classifier.load(bundle, precision="int8")
     assert clf.bundle.input.channels == 1 and clf.bundle.manifest.dataset == "fashion-mnist"
     test = load_for_model("fashion-mnist", "test", root, clf.bundle.input, clf.bundle.preprocess)
-    summary = run_camera(
+    summary = run_replay(
         clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True, frame_size="112x84")
     )  # short side 84 = 3 × 28: exact
     assert summary["replay"]["resampled"] is False and summary["labelled_frames"] == 200
@@ -84,10 +84,10 @@ def test_replay_picks_a_frame_size_the_grey_images_fit_exactly(grey_bundle, caps
     640×480 is resampled, and the summary says which size would have been exact."""
     bundle, root = grey_bundle
     clf = Classifier.load(bundle, precision="int8")
-    auto = run_camera(clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True))
+    auto = run_replay(clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True))
     assert auto["replay"]["frame_size"] == "635x476" and auto["replay"]["resampled"] is False
     assert auto["accuracy"] == clf.bundle.manifest.accuracy["test"]["files"]["model.int8.onnx"]["top1"]
-    asked = run_camera(
+    asked = run_replay(
         clf, CameraOptions(replay_test_set="fashion-mnist", data_dir=str(root), headless=True, frame_size="640x480")
     )
     assert asked["replay"]["resampled"] is True and asked["replay"]["exact_frame_size"] == "635x476"

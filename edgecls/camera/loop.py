@@ -28,8 +28,9 @@ from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, exact_frame
 from edgecls.camera.stats import StageTimer
 from edgecls.camera.webview import WebView
 from edgecls.console import console
+from edgecls.errors import ConfigError
 from edgecls.fileio import atomic_write_json
-from edgecls.imaging import ModelImage, Policy
+from edgecls.imaging import Policy
 from edgecls.options import LOOPBACK, parse_address, parse_size
 from edgecls.runtime.classifier import Classifier
 from edgecls.runtime.host import host_info
@@ -37,18 +38,21 @@ from edgecls.runtime.host import host_info
 STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
 
 
-def _make_source(options: CameraOptions, image: ModelImage, policy: Policy):
+def _make_source(options: CameraOptions, policy: Policy, replay):
     if options.replay_test_set:
-        from edgecls.data import load_for_model
-
-        test = load_for_model(options.replay_test_set, "test", options.data_dir, image, policy)
+        if replay is None:
+            raise ConfigError(
+                f"--replay-test-set {options.replay_test_set}: pass its test split, fitted to the model, as "
+                "run_camera(..., replay=edgecls.data.load_for_model(NAME, 'test', DATA_DIR, bundle.input, "
+                "bundle.preprocess))"
+            )
         crop_fraction = policy.crop_fraction
         size = (
-            exact_frame_size((640, 480), test.images.shape[1], crop_fraction)
+            exact_frame_size((640, 480), replay.images.shape[1], crop_fraction)
             if options.frame_size == "auto"
             else parse_size(options.frame_size)
         )
-        return ReplaySource(test.images, test.labels, size, options.fps, crop_fraction)
+        return ReplaySource(replay.images, replay.labels, size, options.fps, crop_fraction)
     return open_source(options.source)
 
 
@@ -190,10 +194,11 @@ def _window_possible(options: CameraOptions) -> bool:
     return True
 
 
-def run_camera(clf: Classifier, options: CameraOptions) -> dict:
+def run_camera(clf: Classifier, options: CameraOptions, replay=None) -> dict:
     """Classify the newest frame of the source, over and over, until the source ends, --max-frames, q/Esc in the
-    window or Ctrl-C; then print, return and (with --json) write the summary."""
-    source = _make_source(options, clf.bundle.input, clf.bundle.preprocess)
+    window or Ctrl-C; then print, return and (with --json) write the summary. With --replay-test-set, `replay` is that
+    test split as the caller loaded it (an `ImageSet` fitted to the model): the camera loads no datasets."""
+    source = _make_source(options, clf.bundle.preprocess, replay)
     title = f"{clf.bundle.manifest.model} {clf.info.name}/{clf.info.device} {clf.info.precision}"
     timer, tally = StageTimer(), _Tally()
     with ExitStack() as stack:

@@ -36,7 +36,13 @@ def camera(ctx: typer.Context, settings: dict) -> None:
 
     clf = Classifier.load(settings["bundle"], **dataclasses.asdict(load))
     out.print(clf.describe())
-    run_camera(clf, options)
+    replay = None
+    if options.replay_test_set:
+        from edgecls.data import load_for_model
+
+        bundle = clf.bundle
+        replay = load_for_model(options.replay_test_set, "test", options.data_dir, bundle.input, bundle.preprocess)
+    run_camera(clf, options, replay)
 
 
 @app.command()
