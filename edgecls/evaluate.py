@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.confidence import SCORES, auroc, fpr_at_tpr, known_score, reliability, softmax
+from edgecls.confidence import SCORES, auroc, calibrated, fpr_at_tpr, known_score, reliability, softmax
 from edgecls.console import console, progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
@@ -33,7 +33,7 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
     if "confidence" in report:
         diagrams = {
             "softmax (T = 1)": report["confidence"]["reliability_uncalibrated"],
-            f"calibrated (T = {report['confidence']['temperature']:.3g})": report["confidence"]["reliability"],
+            "calibrated (the bundle's)": report["confidence"]["reliability"],
         }
         reliability_png(diagrams, f"{stem}.reliability.png", title=title)
     example_grid(data.images, data.labels, scores.argmax(1), data.classes, f"{stem}.examples.png", title=title)
@@ -97,7 +97,7 @@ def evaluate_classifier(
     classes) how well "unknown" separates them."""
     scores = classifier_logits(classifier, data, batch_size)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
-    report["confidence"] = confidence_report(scores, data.labels, classifier.temperature)
+    report["confidence"] = confidence_report(scores, data.labels, classifier.temperature, classifier.platt)
     if ood is not None:
         report["ood"] = ood_report(scores, classifier_logits(classifier, ood, batch_size), classifier, ood.name)
     if out_json:
@@ -105,10 +105,12 @@ def evaluate_classifier(
     return report
 
 
-def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
-    """ECE of the confidence the runtime reports (the bundle's temperature), and of the raw softmax beside it."""
-    after, before = (reliability(softmax(logits, t), labels) for t in (temperature, 1.0))
+def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float, platt=(1.0, 0.0)) -> dict:
+    """ECE of the confidence the runtime reports (the bundle's calibration), and of the raw softmax beside it."""
+    after = reliability(calibrated(logits, temperature, platt), labels)
+    before = reliability(softmax(logits), labels)
     return {
+        "platt": list(platt),
         "temperature": temperature,
         "ece": after["ece"],
         "ece_uncalibrated": before["ece"],
@@ -120,15 +122,15 @@ def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float
 def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) -> dict:
     """Each score's AUROC and FPR at 95% TPR (known = the test set, positive), and the share of each set the bundle's
     threshold calls unknown; `auroc` is that of the score the runtime uses (calibrated maximum softmax)."""
-    t = classifier.temperature
+    t, platt = classifier.temperature, classifier.platt
     scores = {
         score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)}
         for score in SCORES
-        for a, b in [(known_score(known, t, score), known_score(unknown, t, score))]
+        for a, b in [(known_score(known, t, score, platt), known_score(unknown, t, score, platt))]
     }
     report = {"dataset": name, "images": len(unknown), "auroc": scores["max_softmax"]["auroc"], "scores": scores}
     if classifier.unknown_below is not None:
-        msp = [known_score(x, t) for x in (known, unknown)]
+        msp = [known_score(x, t, platt=platt) for x in (known, unknown)]
         report["threshold"] = classifier.unknown_below
         report["known_called_unknown"] = float(np.mean(msp[0] < classifier.unknown_below))
         report["unknown_called_unknown"] = float(np.mean(msp[1] < classifier.unknown_below))

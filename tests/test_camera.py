@@ -83,9 +83,9 @@ def test_image_directory_classifies_every_image(clf, tmp_path, cifar_root):
 def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, capsys, tmp_path):
     """Frames whose short side is a multiple of 32 carry the test image exactly: replay top-1 == eval top-1, and
     every frame's confidence is the one the same image gets in eval's batch."""
+    from edgecls.confidence import calibrated
     from edgecls.data import load_dataset
     from edgecls.evaluate import evaluate_classifier
-    from edgecls.runtime.classifier import softmax
 
     test = load_dataset("cifar10", "test", cifar_root)
     log = tmp_path / "replay.jsonl"
@@ -98,7 +98,8 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
     assert summary["labelled_frames"] == len(test) == 200
     assert summary["replay"]["resampled"] is False
     assert summary["accuracy"] == evaluate_classifier(clf, test)["top1"]
-    probs = softmax(clf.infer(clf.preprocessor.batch_from_images(test.images)), clf.temperature).max(1)
+    logits = clf.infer(clf.preprocessor.batch_from_images(test.images))
+    probs = calibrated(logits, clf.temperature, clf.platt)[np.arange(len(logits)), logits.argmax(1)]
     confidences = [json.loads(line)["confidence"] for line in log.read_text().splitlines()]
     assert np.abs(np.array(confidences) - probs).max() < 1e-4
     assert "RESAMPLED" not in capsys.readouterr().err

@@ -32,6 +32,28 @@ def test_the_temperature_is_the_nll_minimum_and_lowers_the_calibration_error():
     assert confidence.softmax(logits, fitted).argmax(1).tolist() == logits.argmax(1).tolist()  # top-1 unchanged
 
 
+def test_top_label_platt_scaling_fits_the_logistic_regression_and_keeps_the_top_1():
+    """The two parameters are the maximum likelihood of "top-1 right" given its log-odds (checked against a grid),
+    and the calibrated top-1 probability never falls below a runner-up's."""
+    logits, labels = _overconfident(seed=2)
+    logits[:, 0] += 1.5  # a class the model over-favours: miscalibration no single temperature removes
+    t = confidence.fit_temperature(logits, labels)
+    a, b = confidence.fit_platt(logits, labels, t)
+    probs = confidence.softmax(logits, t)
+    z = np.log(probs.max(1) / (1 - probs.max(1)))
+    right = probs.argmax(1) == labels
+
+    def nll(a_, b_):
+        q = 1 / (1 + np.exp(-(a_ * z + b_)))
+        return -np.mean(np.where(right, np.log(q), np.log(1 - q)))
+
+    assert nll(a, b) <= min(nll(a + da, b + db) for da in (-0.02, 0, 0.02) for db in (-0.02, 0, 0.02)) + 1e-12
+    out = confidence.calibrated(logits, t, (a, b))
+    rows = np.arange(len(out))
+    assert np.allclose(out.sum(1), 1, atol=1e-5)
+    assert (out[rows, logits.argmax(1)] >= np.sort(out, axis=1)[:, -2] - 1e-6).all()
+
+
 def test_the_calibration_error_is_the_weighted_gap_per_bin():
     probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
     labels = np.array([0, 1, 0, 0])  # bin 0.9–0.97: accuracy 0.5 at 0.95; bin 0.53–0.6: accuracy 1 at 0.55
@@ -62,7 +84,10 @@ def _with_confidence(bundle_dir, tmp_path, temperature, unknown_below):
     copy = tmp_path / "bundle"
     shutil.copytree(bundle_dir, copy)
     manifest = json.loads((copy / MANIFEST).read_text())
-    files = {name: {"temperature": temperature, "unknown_below": unknown_below} for name in manifest["files"]}
+    files = {
+        name: {"temperature": temperature, "platt": [1.3, -0.2], "unknown_below": unknown_below}
+        for name in manifest["files"]
+    }
     manifest["confidence"] = {**manifest.get("confidence", {}), "files": files}
     (copy / MANIFEST).write_text(json.dumps(seal({k: v for k, v in manifest.items() if k != "digest"})))
     return copy
@@ -73,8 +98,9 @@ def test_the_runtime_reports_the_calibrated_confidence_and_unknown_below_the_thr
     with Classifier.load(_with_confidence(bundle_dir, tmp_path, 2.5, 0.6), precision="fp32") as clf:
         predictions = clf.predict_batch(frames)
     for pred in predictions:
-        probs = confidence.softmax(pred.logits[None], 2.5)[0]
-        assert pred.confidence == pytest.approx(probs.max(), rel=1e-6)
+        probs = confidence.calibrated(pred.logits[None], 2.5, (1.3, -0.2))[0]
+        assert pred.index == int(pred.logits.argmax())
+        assert pred.confidence == pytest.approx(probs[pred.index], rel=1e-6)
         assert pred.unknown == (pred.confidence < 0.6)
     assert {p.unknown for p in predictions} <= {True, False}
 

@@ -31,7 +31,7 @@ from edgecls.calibration.tensorrt_qdq import (
     ModelOptChild,
     modelopt_available,
 )
-from edgecls.confidence import BINS, RETENTION, fit, reliability, softmax
+from edgecls.confidence import BINS, RETENTION, calibrated, fit, reliability
 from edgecls.console import console
 from edgecls.data.imageset import ImageSet
 from edgecls.errors import ExportError
@@ -336,15 +336,16 @@ def _confidence(scorer: Scorer, data: ExportData) -> dict:
     files = {}
     for name in scorer.entries:
         fitted = fit(scorer.scores[name, "validation"], data.val.labels)
-        test = softmax(scorer.scores[name, "test"], fitted["temperature"])
+        test = calibrated(scorer.scores[name, "test"], fitted["temperature"], fitted["platt"])
         files[name] = {**fitted, "test_ece_after": reliability(test, data.test.labels)["ece"]}
     console.print(
         "  confidence (temperature on validation; ECE on test after): "
         + "; ".join(f"{n} T {f['temperature']:.3f}, ECE {f['test_ece_after']:.4f}" for n, f in files.items())
     )
     return {
-        "method": "temperature scaling fitted on the validation split (Guo et al. 2017); unknown below the "
-        f"calibrated maximum softmax that keeps {RETENTION:.0%} of validation images (Hendrycks & Gimpel 2017)",
+        "method": "temperature scaling (Guo et al. 2017), then top-label Platt scaling, fitted on the validation "
+        f"split; unknown below the calibrated top-1 probability that keeps {RETENTION:.0%} of validation images "
+        "(Hendrycks & Gimpel 2017's maximum softmax)",
         "retention": RETENTION,
         "bins": BINS,
         "files": files,

@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgecls.bundle import Bundle
-from edgecls.confidence import softmax
+from edgecls.confidence import calibrated
 from edgecls.errors import BundleError, InputError
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
 from edgecls.runtime.options import DEFAULT_TOP_K
@@ -46,13 +46,14 @@ class Predictor(Protocol):
     def predict_batch(self, frames: Sequence[np.ndarray], color: str = "bgr") -> list[Prediction]: ...
 
 
-def ranked(logits: np.ndarray, k: int, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """N×classes logits → each row's k best class indices, best first, and their probabilities (N×k each), the
-    logits divided by the bundle's fitted `temperature` first (the ranking does not change)."""
-    probs = softmax(logits, temperature)
+def ranked(
+    logits: np.ndarray, k: int, temperature: float = 1.0, platt: tuple[float, float] = (1.0, 0.0)
+) -> tuple[np.ndarray, np.ndarray]:
+    """N×classes logits → each row's k best class indices, best first (by the logits), and their probabilities as
+    the bundle calibrated them (`edgecls.confidence.calibrated`: its temperature and top-label Platt scaling)."""
     # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(probs, order, axis=1)
+    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(calibrated(logits, temperature, platt), order, axis=1)
 
 
 class Classifier:
@@ -65,6 +66,7 @@ class Classifier:
         self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
         fitted = (bundle.manifest.confidence or {}).get("files", {}).get(backend.describe().file) or {}
         self.temperature = float(fitted.get("temperature", 1.0))
+        self.platt: tuple[float, float] = tuple(fitted.get("platt", (1.0, 0.0)))
         self.unknown_below: float | None = fitted.get("unknown_below")
         self._lock = threading.Lock()
 
@@ -118,7 +120,7 @@ class Classifier:
                 f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
                 f"{len(self.classes)} classes; the bundle is inconsistent, re-export it"
             )
-        return ranked(logits, self.top_k, self.temperature)
+        return ranked(logits, self.top_k, self.temperature, self.platt)
 
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         """(label, index, confidence, top-k, unknown) of each row."""
