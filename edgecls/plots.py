@@ -230,14 +230,8 @@ def reliability_png(diagrams: dict[str, dict], path: str | os.PathLike, title: s
         filled = np.array(d["count"]) > 0
         ax.bar(centres[filled], np.array(d["accuracy"])[filled], width=1 / bins, edgecolor="black", label="accuracy")
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect")
-        ax.plot(
-            np.array(d["confidence"])[filled],
-            np.array(d["accuracy"])[filled],
-            "o",
-            color="red",
-            markersize=3,
-            label="mean confidence",
-        )
+        gap = {"color": "red", "markersize": 3, "label": "mean confidence"}  # bar top to dot: the miscalibration
+        ax.plot(centres[filled], np.array(d["confidence"])[filled], "o", **gap)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy", title=f"{name}: ECE {d['ece']:.3f}")
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title)
