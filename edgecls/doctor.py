@@ -186,6 +186,8 @@ def reference_logits(bundle_dir, bundle: Bundle) -> tuple[np.ndarray, np.ndarray
 
 
 def run_doctor(bundle_dir: str | os.PathLike, iterations: int = 100) -> dict:
+    from edgecls.train import torch_backend  # noqa: F401  (registers the torch row's backend; imports no torch)
+
     bundle = Bundle.open(bundle_dir)
     env = environment()
     bundle.verify_all()

@@ -123,15 +123,12 @@ def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) ->
     """Each score's AUROC and FPR at 95% TPR (known = the test set, positive), and the share of each set the bundle's
     threshold calls unknown; `auroc` is that of the score the runtime uses (calibrated maximum softmax)."""
     t, platt = classifier.temperature, classifier.platt
-    scores = {
-        score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)}
-        for score in SCORES
-        for a, b in [(known_score(known, t, score, platt), known_score(unknown, t, score, platt))]
-    }
+    values = {score: [known_score(x, t, score, platt) for x in (known, unknown)] for score in SCORES}
+    scores = {score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)} for score, (a, b) in values.items()}
     report = {"dataset": name, "images": len(unknown), "auroc": scores["max_softmax"]["auroc"], "scores": scores}
     if classifier.unknown_below is not None:
-        msp = [known_score(x, t, platt=platt) for x in (known, unknown)]
+        known_msp, unknown_msp = values["max_softmax"]
         report["threshold"] = classifier.unknown_below
-        report["known_called_unknown"] = float(np.mean(msp[0] < classifier.unknown_below))
-        report["unknown_called_unknown"] = float(np.mean(msp[1] < classifier.unknown_below))
+        report["known_called_unknown"] = float(np.mean(known_msp < classifier.unknown_below))
+        report["unknown_called_unknown"] = float(np.mean(unknown_msp < classifier.unknown_below))
     return report

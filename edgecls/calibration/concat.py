@@ -18,17 +18,14 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+from onnx import numpy_helper
 
 
-def _initializers(graph) -> dict:
-    from onnx import numpy_helper
-
-    return {init.name: numpy_helper.to_array(init) for init in graph.initializer}
-
-
-def _scale(node, values: dict) -> float | None:
-    """The scalar scale of a QuantizeLinear/DequantizeLinear node (None for per-channel or computed scales)."""
-    value = values.get(node.input[1]) if len(node.input) > 1 else None
+def _scale(node, tensors: dict) -> float | None:
+    """The scalar scale of a QuantizeLinear/DequantizeLinear node (None for per-channel or computed scales); only this
+    one tensor is read, not the graph's weights."""
+    tensor = tensors.get(node.input[1]) if len(node.input) > 1 else None
+    value = numpy_helper.to_array(tensor) if tensor is not None else None
     return float(value) if value is not None and np.size(value) == 1 else None
 
 
@@ -57,10 +54,6 @@ def concat_report(model) -> dict[str, int]:
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
-    values = _initializers(graph)
-    for node in graph.node:  # Constant nodes hold scales too
-        if node.op_type == "Constant":
-            from onnx import numpy_helper
-
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+    values = {init.name: init for init in graph.initializer}
+    values |= {node.output[0]: node.attribute[0].t for node in graph.node if node.op_type == "Constant"}
     return dict(Counter(concat_kind(n, producers, consumers, values) for n in graph.node if n.op_type == "Concat"))

@@ -26,7 +26,6 @@ from rich.table import Table
 from edgecls.console import console
 from edgecls.errors import ConfigError
 from edgecls.options import PUBLIC_KEY
-from edgecls.train import torch_backend  # noqa: F401  (registers the torch backend; imports no torch)
 
 app = typer.Typer(
     help="edgecls — train CIFAR-style classifiers, export them to ONNX FP32/FP16/INT8 and TensorRT, and run them "
@@ -224,9 +223,8 @@ def print_report(report: dict, title: str, json_path: str | None = None) -> None
         out.print(f"unknown vs {o['dataset']} ({o['images']} images): {scores}{called}")
     if json_path:
         stem = Path(json_path).with_suffix("")
-        pngs = ", ".join(
-            f"{stem}.{kind}.png" for kind in ("confusion", "examples", "reliability")[: 2 + ("confidence" in report)]
-        )
+        kinds = ["confusion", "examples"] + (["reliability"] if "confidence" in report else [])
+        pngs = ", ".join(f"{stem}.{kind}.png" for kind in kinds)
         out.print(f"wrote {json_path}, {pngs}")
 
 

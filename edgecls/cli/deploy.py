@@ -33,6 +33,7 @@ def camera(ctx: typer.Context, settings: dict) -> None:
     load = LoadOptions(**fields_of(LoadOptions, settings))
     from edgecls.camera.loop import run_camera
     from edgecls.runtime import Classifier
+    from edgecls.train import torch_backend  # noqa: F401  (registers --backend torch)
 
     clf = Classifier.load(settings["bundle"], **dataclasses.asdict(load))
     out.print(clf.describe())

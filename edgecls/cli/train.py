@@ -124,6 +124,7 @@ def _evaluate_bundle(options: EvalOptions, load: LoadOptions) -> None:
     from edgecls.data import load_for_model
     from edgecls.evaluate import evaluate_classifier, report_header
     from edgecls.runtime import Classifier
+    from edgecls.train import torch_backend  # noqa: F401  (registers --backend torch)
 
     classifier = Classifier.load(options.source, **dataclasses.asdict(load))
     bundle = classifier.bundle
