@@ -61,6 +61,10 @@ class SourceError(EdgeclsError):
     """A camera, video, stream or image directory cannot be opened."""
 
 
+class OutputError(EdgeclsError):
+    """A video output (file, display, RTP or RTSP stream) cannot be opened or written."""
+
+
 class RemoteError(EdgeclsError):
     """An `edgecls serve` server refused or failed a request."""
 

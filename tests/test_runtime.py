@@ -245,14 +245,26 @@ def test_predict_batch_names_what_it_takes(clf, frames):
         clf.predict_batch(frames)
 
 
-def test_n_of_m_voting_ignores_a_single_flicker():
-    from edgecls.camera.smoothing import NofM
+def _pred(label: str, confidence: float = 0.9, unknown: bool = False):
+    return Prediction(label, 0, confidence, ((label, confidence),), unknown=unknown)
 
-    votes = NofM(3, 5)
-    decisions = [votes.update(v) for v in [True, False, True, False, False, True, True, True, False, True]]
-    assert decisions == [False, False, False, False, False, False, True, True, True, True]
-    with pytest.raises(ConfigError):
-        NofM(4, 3)
+
+def test_voting_ignores_a_single_flicker_and_unknown_frames_vote_unknown():
+    from edgecls.runtime.decision import Decider
+
+    decider = Decider.parse("3/5")
+    seen = ["truck", "cat", "truck", "cat", "cat", "truck", "truck", "truck", "cat", "truck"]
+    decisions = [decider.update(_pred(label)).label for label in seen]
+    assert decisions == [None, None, None, None, "cat", "cat", "truck", "truck", "truck", "truck"]
+    doubtful = [decider.update(_pred("truck", unknown=True)) for _ in range(3)]
+    assert [d.label for d in doubtful] == ["truck", None, "unknown"] and doubtful[-1].votes == 3
+    assert [d.vote for d in doubtful] == ["unknown"] * 3
+    floor = Decider(1, 1, min_confidence=0.5)
+    assert floor.update(_pred("cat", 0.4)).label == "unknown" and floor.update(_pred("cat", 0.6)).label == "cat"
+    with pytest.raises(ConfigError, match="N of the last M"):
+        Decider(4, 3)
+    with pytest.raises(ConfigError, match="3/5"):
+        Decider.parse("three of five")
 
 
 def test_robot_loop_without_a_camera_says_so_without_a_traceback(bundle_dir):

@@ -1,11 +1,11 @@
 """A robot control loop around `Classifier`: camera in, decision out, at a fixed control rate.
 
-    python tools/robot_loop.py exports/mobilenet_mod --source 0 --stop-on truck --min-confidence 0.8 --vote 3/5
+    python tools/robot_loop.py exports/mobilenet_mod --source 0 --stop-on truck --vote 3/5
 
 The camera thread always holds the newest frame; the control loop classifies it, votes, decides, and sleeps
-to its period. The robot stops when at least N of the last M frames saw the class (`--vote N/M`), so one
-misread frame does not make it stop and go. Replace `act()` with your robot's API (ROS publisher, motor
-driver, ...).
+to its period. The robot stops when at least N of the last M frames saw the class (`--vote N/M`,
+`edgecls.runtime.decision.Decider`), so one misread frame does not make it stop and go; a frame the bundle calls
+unknown votes "unknown", never the class. Replace `act()` with your robot's API (ROS publisher, motor driver, ...).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import argparse
 import sys
 import time
 
-from edgecls.camera.smoothing import NofM
 from edgecls.camera.sources import LatestFrameGrabber, open_source
 from edgecls.errors import EdgeclsError, InputError
 from edgecls.runtime import Classifier
+from edgecls.runtime.decision import Decider
 
 
 def act(command: str, label: str, confidence: float) -> None:
@@ -29,19 +29,21 @@ def main() -> None:
     parser.add_argument("bundle")
     parser.add_argument("--source", default="0")
     parser.add_argument("--stop-on", default="truck", help="class that makes the robot stop")
-    parser.add_argument("--min-confidence", type=float, default=0.8)
+    parser.add_argument(
+        "--min-confidence",
+        type=float,
+        default=0.0,
+        help="a frame below this calibrated confidence votes unknown (the bundle's own unknown threshold always does)",
+    )
     parser.add_argument("--hz", type=float, default=20.0, help="control rate")
     parser.add_argument("--vote", default="3/5", help="stop when N of the last M frames saw the class (N/M)")
     parser.add_argument("--max-steps", type=int, default=None)
     args = parser.parse_args()
 
     try:
-        n, m = (int(v) for v in args.vote.split("/"))
-        votes = NofM(n, m)
+        decider = Decider.parse(args.vote, args.min_confidence)
         clf = Classifier.load(args.bundle)
         grabber = LatestFrameGrabber(open_source(args.source)).start()
-    except ValueError:
-        sys.exit(f"error: --vote must look like 3/5, got {args.vote!r}")
     except EdgeclsError as exc:  # no bundle, no camera: say which and stop before the loop starts
         sys.exit(f"error: {exc}")
     print(clf.describe())
@@ -57,8 +59,7 @@ def main() -> None:
             except InputError as exc:  # a bad frame is skipped, never fatal to the control loop
                 print(f"skipped frame {frame.index}: {exc}")
                 continue
-            seen = pred.label == args.stop_on and pred.confidence >= args.min_confidence
-            command = "stop" if votes.update(seen) else "go"
+            command = "stop" if decider.update(pred).label == args.stop_on else "go"
             if command != last:
                 act(command, pred.label, pred.confidence)
                 last = command

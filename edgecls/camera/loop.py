@@ -21,18 +21,20 @@ import cv2
 from rich.markup import escape
 from rich.table import Table
 
-from edgecls.camera.display import Recorder, gui_unavailable
+from edgecls.camera.display import gui_unavailable
 from edgecls.camera.options import CameraOptions
+from edgecls.camera.outputs import open_output, rtp_receiver
 from edgecls.camera.overlay import draw_overlay, overlay_lines
 from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
 from edgecls.camera.stats import StageTimer
 from edgecls.camera.webview import WebView
 from edgecls.console import console
-from edgecls.errors import ConfigError
+from edgecls.errors import ConfigError, OutputError
 from edgecls.fileio import atomic_write_json
 from edgecls.imaging import Policy
 from edgecls.options import LOOPBACK, parse_address, parse_size
 from edgecls.runtime.classifier import Classifier
+from edgecls.runtime.decision import Decider, Decision
 from edgecls.runtime.host import host_info
 
 STAGES = ("capture_wait_ms", "preprocess_ms", "inference_ms", "postprocess_ms", "processing_ms", "frame_age_ms")
@@ -98,22 +100,31 @@ class _Tally:
 
 @dataclass
 class _Outputs:
-    """Where each classified frame goes besides the summary: the JSONL log, the recording, the web view, the window.
-    Opened on an ExitStack, so whatever was opened is closed however the loop ends."""
+    """Where each classified frame goes besides the summary: the JSONL log, the --output files and streams, the web
+    view, the window. Opened on an ExitStack, so whatever was opened is closed however the loop ends."""
 
+    classes: tuple[str, ...]
+    rule: str
     log: Any = None
-    recorder: Recorder | None = None
+    writers: list = field(default_factory=list)
     view: WebView | None = None
     window: str | None = None
 
     @classmethod
-    def open(cls, options: CameraOptions, show: bool, title: str, source_fps: float, stack: ExitStack) -> _Outputs:
-        outputs = cls(window=options.window if show else None)
+    def open(
+        cls, options: CameraOptions, show: bool, title: str, source_fps: float, classes, rule: str, stack: ExitStack
+    ) -> _Outputs:
+        outputs = cls(tuple(classes), rule, window=options.window if show else None)
         if options.jsonl:
             outputs.log = stack.enter_context(open(options.jsonl, "w"))
-        if options.record:
-            outputs.recorder = Recorder(options.record, source_fps)
-            stack.callback(outputs._close_recording)
+        for spec in options.output_specs:
+            if spec.kind == "display":
+                continue
+            writer = open_output(spec, source_fps)
+            outputs.writers.append(writer)
+            stack.callback(outputs._close, writer)
+            if spec.kind == "rtp":
+                console.print(f"streaming {spec.uri}; receive it with: gst-launch-1.0 {rtp_receiver(spec)}")
         outputs.view = _open_view(options, title)
         if outputs.view:
             stack.callback(outputs.view.close)
@@ -121,35 +132,63 @@ class _Outputs:
             stack.callback(cv2.destroyAllWindows)
         return outputs
 
-    def _close_recording(self) -> None:
-        if written := self.recorder.close():
-            console.print(f"recording: {written} ({self.recorder.frames} frames)")
+    @staticmethod
+    def _close(writer) -> None:
+        if written := writer.close():
+            console.print(f"video: {written} ({writer.frames} frames)")
 
-    def draw(self, frame, pred, timings: dict, tally: _Tally, dropped: int) -> bool:
-        """The overlaid frame to the recording, web view and window; False when q or Esc was pressed there."""
-        if not (self.recorder or self.view or self.window):
+    def draw(self, frame, pred, decision: Decision, timings: dict, tally: _Tally, dropped: int) -> bool:
+        """The overlaid frame to the outputs, web view and window; False when q or Esc was pressed there."""
+        if not (self.writers or self.view or self.window):
             return True
         fps, accuracy = tally.fps, tally.accuracy
-        shown = draw_overlay(frame.image.copy(), overlay_lines(pred, timings, fps, dropped, accuracy))
-        if self.recorder:
-            self.recorder.write(shown)
+        truth = self.classes[frame.label] if frame.label is not None else None
+        lines = overlay_lines(pred, timings, fps, dropped, accuracy, decision.describe(), truth)
+        shown = draw_overlay(frame.image.copy(), lines)
+        for writer in self.writers:
+            writer.write(shown)
         if self.view:
-            self.view.publish(shown, _live_stats(pred, timings, fps, tally.frames, dropped, accuracy))
+            stats = _live_stats(frame, pred, decision, truth, timings, fps, tally.frames, dropped, accuracy)
+            self.view.publish(shown, {**stats, "rule": self.rule})
         if self.window:
             cv2.imshow(self.window, shown)
             return cv2.waitKey(1) & 0xFF not in (27, ord("q"))
         return True
 
+    def finish(self, summary: dict) -> None:
+        if self.view:
+            self.view.finish(_page_summary(summary))
 
-def _live_stats(pred, timings: dict, fps: float, frames: int, dropped: int, accuracy) -> dict:
-    return {
+
+def _live_stats(frame, pred, decision: Decision, truth, timings: dict, fps, frames, dropped, accuracy) -> dict:
+    stats = {
+        "frame": frame.index,
         "label": f"{pred.label} {pred.confidence:.0%}" + (" (unknown?)" if pred.unknown else ""),
+        "decision": decision.describe(),
         "fps": round(fps, 2),
         "frames": frames,
         "dropped": dropped,
         **{k: round(v, 3) for k, v in timings.items()},
         "accuracy": f"{accuracy[0]:.2%} of {accuracy[1]}" if accuracy else None,
     }
+    if truth is not None:
+        stats["truth"] = truth + (" ✓" if pred.index == frame.label else " ✗")
+    return stats
+
+
+def _page_summary(summary: dict) -> dict:
+    """The final summary as the page shows it, kept there after the loop has ended."""
+    page = {k: summary[k] for k in ("frames", "dropped", "source_end") if summary.get(k) is not None}
+    page["fps"] = round(summary["fps"], 2)
+    if summary["accuracy"] is not None:
+        page["accuracy"] = f"{summary['accuracy']:.2%} of {summary['labelled_frames']}"
+    for stage, key in (("processing_ms", "processing"), ("frame_age_ms", "frame_age")):
+        s = summary["latency"].get(stage)
+        if s and s.get("n"):
+            page[key] = f"{s['p50']:.2f} / {s['p99']:.2f}"
+    if summary["interrupted"]:
+        page["source_end"] = "interrupted (Ctrl-C)"
+    return page
 
 
 def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict[str, float]:
@@ -164,7 +203,7 @@ def _frame_timings(wait_s: float, pred, captured_at: float, done: float) -> dict
     }
 
 
-def _log_record(frame, pred, timings: dict, warmup: bool, dropped: int) -> dict:
+def _log_record(frame, pred, decision: Decision, timings: dict, warmup: bool, dropped: int) -> dict:
     record = {
         "frame": frame.index,
         "time": time.time(),
@@ -173,6 +212,8 @@ def _log_record(frame, pred, timings: dict, warmup: bool, dropped: int) -> dict:
         "confidence": round(pred.confidence, 5),
         "unknown": pred.unknown,
         "topk": [[name, round(p, 5)] for name, p in pred.topk],
+        "decision": decision.label,
+        "decision_votes": decision.votes,
         **{k: round(v, 4) for k, v in timings.items()},
         "warmup": warmup,
         "dropped_so_far": dropped,
@@ -185,9 +226,12 @@ def _log_record(frame, pred, timings: dict, warmup: bool, dropped: int) -> dict:
 
 
 def _window_possible(options: CameraOptions) -> bool:
+    asked = any(spec.kind == "display" for spec in options.output_specs)
     if options.headless:
         return False
-    if reason := gui_unavailable():
+    if (reason := gui_unavailable()) and asked:
+        raise OutputError(f"--output display://: {reason}; stream the view instead (--output rtp://HOST:PORT, --serve)")
+    if reason:
         hint = "" if options.serve else "; watch it from another machine with --serve 0.0.0.0:8080"
         console.print(f"[yellow]no window:[/] {escape(reason)}, so the loop runs headless{hint}")
         return False
@@ -198,24 +242,30 @@ def run_camera(clf: Classifier, options: CameraOptions, replay=None) -> dict:
     """Classify the newest frame of the source, over and over, until the source ends, --max-frames, q/Esc in the
     window or Ctrl-C; then print, return and (with --json) write the summary. With --replay-test-set, `replay` is that
     test split as the caller loaded it (an `ImageSet` fitted to the model): the camera loads no datasets."""
+    show = _window_possible(options)
     source = _make_source(options, clf.bundle.preprocess, replay)
     title = f"{clf.bundle.manifest.model} {clf.info.name}/{clf.info.device} {clf.info.precision}"
-    timer, tally = StageTimer(), _Tally()
+    timer, tally, decider = StageTimer(), _Tally(), Decider.parse(options.vote)
     with ExitStack() as stack:
         grabber = LatestFrameGrabber(
             source, on_reconnect=lambda message: console.print(f"[yellow]camera:[/] {escape(message)}")
         ).start()
         stack.callback(grabber.stop)
-        outputs = _Outputs.open(options, _window_possible(options), title, getattr(source, "fps", 0.0), stack)
-        interrupted = _classify_frames(clf, grabber, options, outputs, timer, tally)
-    summary = _summary(clf, options, source, grabber, timer, tally, interrupted)
+        fps = getattr(source, "fps", 0.0)
+        outputs = _Outputs.open(options, show, title, fps, clf.bundle.manifest.classes, decider.rule, stack)
+        interrupted = _classify_frames(clf, grabber, options, outputs, decider, timer, tally)
+        summary = _summary(clf, options, source, grabber, timer, tally, interrupted)
+        summary["decision_rule"] = decider.rule
+        outputs.finish(summary)
     _print_summary(summary)
     if options.summary_json:
         _write_summary(summary, timer, options.summary_json, f"camera loop, {title}")
     return summary
 
 
-def _classify_frames(clf, grabber, options: CameraOptions, outputs: _Outputs, timer: StageTimer, tally: _Tally) -> bool:
+def _classify_frames(
+    clf, grabber, options: CameraOptions, outputs: _Outputs, decider: Decider, timer: StageTimer, tally: _Tally
+) -> bool:
     """The loop itself; True when Ctrl-C ended it."""
     tally.start()
     try:
@@ -226,14 +276,16 @@ def _classify_frames(clf, grabber, options: CameraOptions, outputs: _Outputs, ti
                 return False
             got_at = time.perf_counter()
             pred = clf.predict(frame.image)
+            decision = decider.update(pred)
             timings = _frame_timings(got_at - waited_from, pred, frame.captured_at, time.perf_counter())
             warmup = tally.frames < options.warmup_frames
             if not warmup:
                 timer.add(timings)
             tally.count(frame, pred)
             if outputs.log:
-                outputs.log.write(json.dumps(_log_record(frame, pred, timings, warmup, grabber.dropped)) + "\n")
-            if not outputs.draw(frame, pred, timings, tally, grabber.dropped):
+                record = _log_record(frame, pred, decision, timings, warmup, grabber.dropped)
+                outputs.log.write(json.dumps(record) + "\n")
+            if not outputs.draw(frame, pred, decision, timings, tally, grabber.dropped):
                 return False
     except KeyboardInterrupt:
         return True

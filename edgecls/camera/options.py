@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgecls.errors import ConfigError
 from edgecls.options import DATA_DIR, check_at_least, option, parse_address, parse_size
 
 
@@ -32,7 +33,23 @@ class CameraOptions:
             "0.0.0.0:8080 for the network"
         ),
     )
-    record: str | None = field(default=None, metadata=option("write the annotated video here (.mp4)"))
+    outputs: tuple[str, ...] = field(
+        default=(),
+        metadata=option(
+            "where the annotated video goes (repeatable): file://run.mp4 or a path, display://0, rtp://HOST:PORT "
+            "(?codec=jpeg, ?bitrate=KBIT/S), rtsp://HOST:PORT/PATH (publish to an RTSP server); streams need OpenCV "
+            "with GStreamer",
+            flag="--output",
+        ),
+    )
+    record: str | None = field(default=None, metadata=option("write the annotated video here (.mp4): --output FILE"))
+    vote: str = field(
+        default="3/5",
+        metadata=option(
+            "decide a class when N of the last M frames voted for it (N/M); a frame the bundle calls unknown votes "
+            "unknown"
+        ),
+    )
     jsonl: str | None = field(default=None, metadata=option("one JSON record per frame"))
     max_frames: int | None = field(default=None, metadata=option("stop after N classified frames"))
     replay_test_set: str | None = field(
@@ -57,9 +74,22 @@ class CameraOptions:
     window: str = field(default="edgecls", metadata=option("the window's title", cli=False))
 
     def __post_init__(self) -> None:
+        from edgecls.runtime.decision import Decider
+
+        Decider.parse(self.vote)
+        specs = self.output_specs  # each --output checked for its form now, before a source is opened
+        if self.headless and any(spec.kind == "display" for spec in specs):
+            raise ConfigError("--headless and --output display:// contradict each other: drop one")
         if self.frame_size != "auto":
             parse_size(self.frame_size)
         if self.serve:
             parse_address(self.serve)
         check_at_least({"--max-frames": self.max_frames}, 1)
         check_at_least({"--fps": self.fps, "--warmup-frames": self.warmup_frames}, 0)
+
+    @property
+    def output_specs(self) -> tuple:
+        """Each --output, and --record (its older name for a file), parsed (`edgecls.camera.outputs.OutputURI`)."""
+        from edgecls.camera.outputs import parse_output
+
+        return tuple(parse_output(uri) for uri in self.outputs + ((self.record,) if self.record else ()))

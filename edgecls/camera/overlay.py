@@ -12,11 +12,22 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
 def overlay_lines(
-    pred, timings: dict[str, float], fps: float, dropped: int, accuracy: tuple[float, int] | None
+    pred,
+    timings: dict[str, float],
+    fps: float,
+    dropped: int,
+    accuracy: tuple[float, int] | None,
+    decision: str | None = None,
+    truth: str | None = None,
 ) -> list[str]:
+    """The overlay's text: top-3 (and "unknown?"), the decision over the last frames and, in a replay, the true label;
+    per-stage milliseconds, frame age, FPS, and the replay's accuracy so far."""
     unknown = "unknown?   " if pred.unknown else ""  # below the bundle's threshold for "one of my classes"
-    lines = [
-        unknown + "   ".join(f"{name} {p:.0%}" for name, p in pred.topk[:3]),
+    lines = [unknown + "   ".join(f"{name} {p:.0%}" for name, p in pred.topk[:3])]
+    said = ([f"decision {decision}"] if decision else []) + ([f"true {truth}"] if truth else [])
+    if said:
+        lines.append("   ".join(said))
+    lines += [
         f"preprocess {timings['preprocess_ms']:.2f} ms   inference {timings['inference_ms']:.2f} ms   "
         f"postprocess {timings['postprocess_ms']:.2f} ms",
         f"frame age {timings['frame_age_ms']:.1f} ms   {fps:.1f} FPS   dropped {dropped}",

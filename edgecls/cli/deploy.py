@@ -25,6 +25,7 @@ from edgecls.serving.options import ServeOptions
 @options_command(
     CameraOptions,
     LoadOptions,
+    converters={"outputs": (list[str], tuple)},
     extra={"bundle": (Annotated[str, typer.Argument(help="bundle directory")], inspect.Parameter.empty)},
 )
 def camera(ctx: typer.Context, settings: dict) -> None:
