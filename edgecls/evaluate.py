@@ -16,7 +16,7 @@ from edgecls.console import console, progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
 from edgecls.metrics import classification_report
-from edgecls.plots import confusion_matrix_png, example_grid, missing, reliability_png
+from edgecls.plots import confusion_matrix_png, corruption_png, example_grid, missing, reliability_png
 
 
 def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str | os.PathLike) -> Path:
@@ -30,6 +30,8 @@ def write_report(report: dict, scores: np.ndarray, data: ImageSet, out_json: str
         console.print(no_png)
         return out_json
     confusion_matrix_png(np.array(report["confusion_matrix"]), data.classes, f"{stem}.confusion.png", title=title)
+    if "corruptions" in report:
+        corruption_png(report["corruptions"], f"{stem}.corruptions.png", title=title)
     if "confidence" in report:
         diagrams = {
             "softmax (T = 1)": report["confidence"]["reliability_uncalibrated"],
@@ -91,15 +93,19 @@ def evaluate_classifier(
     out_json: str | os.PathLike | None = None,
     header: dict | None = None,
     ood: ImageSet | None = None,
+    corruption_images: int | None = None,
 ) -> dict:
     """The deployed path: the bundle's own preprocessing and backend (e.g. the INT8 ONNX graph), not PyTorch; with
-    the confidence the runtime reports (the bundle's temperature) measured, and with `ood` (images of none of the
-    classes) how well "unknown" separates them."""
+    the confidence the runtime reports (the bundle's temperature) measured, with `ood` (images of none of the
+    classes) how well "unknown" separates them, and with `corruption_images` the top-1 of that many test images
+    under the camera-condition suite."""
     scores = classifier_logits(classifier, data, batch_size)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
     report["confidence"] = confidence_report(scores, data.labels, classifier.temperature, classifier.platt)
     if ood is not None:
         report["ood"] = ood_report(scores, classifier_logits(classifier, ood, batch_size), classifier, ood.name)
+    if corruption_images:
+        report["corruptions"] = corruption_report(classifier, data, scores, corruption_images, batch_size)
     if out_json:
         write_report(report, scores, data, out_json)
     return report
@@ -132,3 +138,30 @@ def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) ->
         report["known_called_unknown"] = float(np.mean(known_msp < classifier.unknown_below))
         report["unknown_called_unknown"] = float(np.mean(unknown_msp < classifier.unknown_below))
     return report
+
+
+def corruption_report(classifier, data: ImageSet, clean_scores: np.ndarray, images: int, batch_size: int = 500) -> dict:
+    """Top-1 of the first `images` test images under every corruption and severity of `edgecls.corruptions`, through
+    the bundle's own preprocessing and backend; `mean_top1` is over all of them (CIFAR-10-C's protocol)."""
+    from dataclasses import replace
+
+    from edgecls.corruptions import CONSTANTS, SEVERITIES, SUITE, corrupt
+
+    subset = replace(
+        data, images=data.images[:images], labels=data.labels[:images], paths=data.paths and data.paths[:images]
+    )
+    by_corruption = {}
+    for name in CONSTANTS:
+        top1 = []
+        for severity in SEVERITIES:
+            shaken = replace(subset, images=corrupt(subset.images, name, severity), name=f"{name}:{severity}")
+            top1.append(float(np.mean(classifier_logits(classifier, shaken, batch_size).argmax(1) == subset.labels)))
+        by_corruption[name] = {"top1": top1, "mean": float(np.mean(top1))}
+    return {
+        "suite": SUITE,
+        "images": len(subset.labels),
+        "severities": list(SEVERITIES),
+        "clean_top1": float(np.mean(clean_scores[:images].argmax(1) == subset.labels)),
+        "mean_top1": float(np.mean([c["mean"] for c in by_corruption.values()])),
+        "by_corruption": by_corruption,
+    }

@@ -46,12 +46,23 @@ class EvalOptions:
         ),
     )
     ood_data_dir: str | None = field(default=None, metadata=option("where --ood-dataset lives (default: --data-dir)"))
+    corruptions: bool = field(
+        default=False,
+        metadata=option(
+            "bundles only: top-1 under the camera-condition suite (noise, blur, motion blur, contrast, brightness, "
+            "dark, pixelate, JPEG; severities 1-5; edgecls.corruptions), with a PNG"
+        ),
+    )
+    corruption_images: int = field(
+        default=2000, metadata=option("the first N test images are corrupted (the clean top-1 beside them is theirs)")
+    )
 
     def __post_init__(self) -> None:
         if self.dataset is not None:
             check_choice("--dataset", self.dataset, DATASETS)
         if self.ood_dataset is not None:
             check_choice("--ood-dataset", self.ood_dataset, DATASETS)
+        check_at_least({"--corruption-images": self.corruption_images}, 1)
 
 
 @dataclass(frozen=True)

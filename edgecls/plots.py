@@ -236,3 +236,17 @@ def reliability_png(diagrams: dict[str, dict], path: str | os.PathLike, title: s
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(title)
     return save_png(fig, path)
+
+
+def corruption_png(report: dict, path: str | os.PathLike, title: str = "Camera conditions") -> Path:
+    """Top-1 against severity, one line per corruption (`evaluate.corruption_report`), the clean top-1 dashed."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name, c in report["by_corruption"].items():
+        ax.plot(report["severities"], c["top1"], "o-", label=f"{name} ({c['mean']:.1%})")
+    ax.axhline(report["clean_top1"], color="black", linestyle="--", label=f"clean ({report['clean_top1']:.1%})")
+    ax.set(xlabel="severity", ylabel="top-1", ylim=(0, 1), xticks=report["severities"])
+    ax.set_title(f"mean over the suite {report['mean_top1']:.1%} on {report['images']:,} images", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left", ncol=2)
+    fig.suptitle(title, fontsize=9)
+    return save_png(fig, path)

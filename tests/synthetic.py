@@ -98,8 +98,6 @@ def run_replay(clf, options):
     """`edgecls camera --replay-test-set` as the command line runs it: the test split loaded for the model, then the
     camera loop on it."""
     from edgecls.camera.loop import run_camera
-    from edgecls.data import load_for_model
+    from edgecls.cli.deploy import replay_set
 
-    bundle = clf.bundle
-    replay = load_for_model(options.replay_test_set, "test", options.data_dir, bundle.input, bundle.preprocess)
-    return run_camera(clf, options, replay)
+    return run_camera(clf, options, replay_set(options, clf.bundle))

@@ -321,6 +321,7 @@ def _summary(clf, options: CameraOptions, source, grabber, timer: StageTimer, ta
         exact = exact_frame_size(source.size, source.images.shape[1], source.crop_fraction)
         summary["replay"] = {
             "dataset": options.replay_test_set,
+            "corruption": options.corruption,
             "frame_size": "x".join(map(str, source.size)),
             "resampled": source.resampled,
             "exact_frame_size": "x".join(map(str, exact)),

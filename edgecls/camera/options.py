@@ -55,6 +55,13 @@ class CameraOptions:
     replay_test_set: str | None = field(
         default=None, metadata=option("stream a labelled test set (e.g. cifar10) as frames")
     )
+    corruption: str | None = field(
+        default=None,
+        metadata=option(
+            "replay the test set under a camera condition of eval's suite, NAME:SEVERITY (motion_blur:3; names in "
+            "edgecls.corruptions)"
+        ),
+    )
     data_dir: str | None = field(default=None, metadata=DATA_DIR)
     frame_size: str = field(
         default="auto",
@@ -77,6 +84,12 @@ class CameraOptions:
         from edgecls.runtime.decision import Decider
 
         Decider.parse(self.vote)
+        if self.corruption is not None:
+            from edgecls.corruptions import parse_corruption
+
+            if not self.replay_test_set:
+                raise ConfigError("--corruption applies to --replay-test-set: a live camera brings its own conditions")
+            parse_corruption(self.corruption)
         specs = self.output_specs  # each --output checked for its form now, before a source is opened
         if self.headless and any(spec.kind == "display" for spec in specs):
             raise ConfigError("--headless and --output display:// contradict each other: drop one")

@@ -221,9 +221,18 @@ def print_report(report: dict, title: str, json_path: str | None = None) -> None
             else "; the bundle has no unknown threshold (re-export it)"
         )
         out.print(f"unknown vs {o['dataset']} ({o['images']} images): {scores}{called}")
+    if "corruptions" in report:
+        c = report["corruptions"]
+        worst = min(c["by_corruption"], key=lambda name: c["by_corruption"][name]["mean"])
+        out.print(
+            f"camera conditions ({c['suite']}, {len(c['by_corruption'])} corruptions × severities 1-5, first "
+            f"{c['images']:,} test images): mean top-1 {c['mean_top1']:.2%} (clean {c['clean_top1']:.2%}); worst "
+            f"{worst} {c['by_corruption'][worst]['mean']:.2%}"
+        )
     if json_path:
         stem = Path(json_path).with_suffix("")
         kinds = ["confusion", "examples"] + (["reliability"] if "confidence" in report else [])
+        kinds += ["corruptions"] if "corruptions" in report else []
         pngs = ", ".join(f"{stem}.{kind}.png" for kind in kinds)
         out.print(f"wrote {json_path}, {pngs}")
 

@@ -38,13 +38,23 @@ def camera(ctx: typer.Context, settings: dict) -> None:
 
     clf = Classifier.load(settings["bundle"], **dataclasses.asdict(load))
     out.print(clf.describe())
-    replay = None
-    if options.replay_test_set:
-        from edgecls.data import load_for_model
+    run_camera(clf, options, replay_set(options, clf.bundle))
 
-        bundle = clf.bundle
-        replay = load_for_model(options.replay_test_set, "test", options.data_dir, bundle.input, bundle.preprocess)
-    run_camera(clf, options, replay)
+
+def replay_set(options: CameraOptions, bundle):
+    """The test split `--replay-test-set` streams, fitted to the model, under `--corruption` if given (the same
+    pixels `eval --corruptions` scores); None without --replay-test-set."""
+    if not options.replay_test_set:
+        return None
+    from edgecls.data import load_for_model
+
+    replay = load_for_model(options.replay_test_set, "test", options.data_dir, bundle.input, bundle.preprocess)
+    if options.corruption:
+        from edgecls.corruptions import corrupt, parse_corruption
+
+        name, severity = parse_corruption(options.corruption)
+        replay = dataclasses.replace(replay, images=corrupt(replay.images, name, severity))
+    return replay
 
 
 @app.command()

@@ -150,7 +150,10 @@ def _evaluate_bundle(options: EvalOptions, load: LoadOptions) -> None:
     if options.ood_dataset:
         ood_dir = options.ood_data_dir or options.data_dir
         ood = load_for_model(options.ood_dataset, "test", ood_dir, bundle.input, bundle.preprocess)
-    report = evaluate_classifier(classifier, data, out_json=options.json_path, header=header, ood=ood)
+    corruption_images = options.corruption_images if options.corruptions else None
+    report = evaluate_classifier(
+        classifier, data, out_json=options.json_path, header=header, ood=ood, corruption_images=corruption_images
+    )
     print_report(report, f"{classifier.describe()} on {data.name}", options.json_path)
 
 
@@ -163,6 +166,11 @@ def _evaluate_checkpoint(options: EvalOptions, load: LoadOptions) -> None:
 
     if (load.backend, load.precision, load.threads) != ("auto", "auto", None):
         raise ConfigError("--backend, --precision and --threads apply to bundles: a checkpoint runs in PyTorch FP32")
+    if options.ood_dataset or options.corruptions:
+        raise ConfigError(
+            "--ood-dataset and --corruptions measure a deployed bundle through its runtime: export the checkpoint "
+            "(edgecls export CHECKPOINT) and evaluate the bundle"
+        )
     src = checkpoint_source(options.source, dataset=options.dataset)
     dataset = options.dataset or src.dataset
     data = load_for_model(dataset, "test", options.data_dir, src.input, src.preprocess, options.skip_bad_images)
