@@ -63,6 +63,7 @@ def test_remote_predictions_equal_the_in_process_classifier(server, bundle_dir, 
         assert [g.index for g in got] == [w.index for w in want] and len(got) == 200
         assert [g.label for g in got[:5]] == [w.label for w in want[:5]]
         assert [n for n, _ in got[0].topk] == [n for n, _ in want[0].topk]
+        assert [g.unknown for g in got] == [w.unknown for w in want] and any(w.unknown for w in want)
         np.testing.assert_allclose(np.stack([g.logits for g in got]), np.stack([w.logits for w in want]), atol=1e-5)
     batch = remote.predict_batch(frames[:8], color="bgr")
     assert [p.index for p in batch] == [w.index for w in want[:8]]
@@ -224,6 +225,10 @@ def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked
     assert answers[1]["index"][:, 0].tolist() == [want[3].index]
     assert answers[2]["topk_index"][:, 0].tolist() == [w.index for w in want[4:]]
     assert [v.decode() for v in answers[2]["label"][:, 0]] == [w.label for w in want[4:]]
+    assert answers[1]["unknown"].dtype == bool and answers[1]["unknown"][:, 0].tolist() == [want[3].unknown]
+    model.classifier.unknown_below = 1.01  # every answer below it: each row says so
+    (doubtful,) = [response.outputs for response in model.execute(requests[1:2])]
+    assert doubtful["unknown"].tolist() == [[True]]
 
 
 def test_a_refused_frame_is_answered_alone_with_the_reason_and_its_batch_mates_still_run(

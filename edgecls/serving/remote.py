@@ -28,7 +28,8 @@ from edgecls.imaging import COLORS, check_frame
 from edgecls.runtime.classifier import Prediction
 from edgecls.runtime.preprocess import Preprocessor
 
-ANSWER = ("topk_index", "topk_label", "topk_prob", "logits")  # a Prediction's fields (the top-1 is the top-k's first)
+# a Prediction's fields (the top-1 is the top-k's first)
+ANSWER = ("topk_index", "topk_label", "topk_prob", "logits", "unknown")
 
 
 class RemoteClassifier:
@@ -115,6 +116,7 @@ class RemoteClassifier:
                 topk=tuple(zip(names[i], probs[i].tolist(), strict=True)),
                 timings_ms={"remote": elapsed_ms},
                 logits=result["logits"][i],
+                unknown=bool(result["unknown"][i, 0]),
             )
             for i in range(len(batch))
         ]

@@ -1,8 +1,11 @@
 """The one answer of every edgecls Triton model: `edgecls serve`'s two models and the Python model that
 `edgecls export --triton` writes answer with the same outputs, so `RemoteClassifier` talks to either.
 
-    label (BYTES [1]), index (INT64 [1]), confidence (FP32 [1]),
+    label (BYTES [1]), index (INT64 [1]), confidence (FP32 [1]), unknown (BOOL [1]),
     topk_index (INT64 [k]), topk_label (BYTES [k]), topk_prob (FP32 [k]), logits (FP32 [classes])
+
+`unknown` is true where the calibrated top-1 confidence is below the bundle's threshold (fitted on validation at
+export), as `Prediction.unknown` is in the process.
 """
 
 from __future__ import annotations
@@ -24,14 +27,15 @@ OUTPUTS = (
     ("label", "BYTES"),
     ("index", "INT64"),
     ("confidence", "FP32"),
+    ("unknown", "BOOL"),
     ("topk_index", "INT64"),
     ("topk_label", "BYTES"),
     ("topk_prob", "FP32"),
     ("logits", "FP32"),
 )
 MODEL_FILE = Path(__file__).with_name("triton_model.py")  # the Python-backend model that answers with these
-NUMPY = {"BYTES": np.bytes_, "INT64": np.int64, "FP32": np.float32}
-PBTXT = {"BYTES": "TYPE_STRING", "INT64": "TYPE_INT64", "FP32": "TYPE_FP32"}
+NUMPY = {"BYTES": np.bytes_, "INT64": np.int64, "FP32": np.float32, "BOOL": np.bool_}
+PBTXT = {"BYTES": "TYPE_STRING", "INT64": "TYPE_INT64", "FP32": "TYPE_FP32", "BOOL": "TYPE_BOOL"}
 DTYPES = {"UINT8": np.dtype(np.uint8), "FP32": np.dtype(np.float32)}  # the two models' inputs
 
 
@@ -75,10 +79,12 @@ def answer(classifier, batch: np.ndarray, labels: np.ndarray) -> dict[str, np.nd
     operations, so a served batch of 64 makes no per-image Python objects. `labels`: `label_bytes(classes)`."""
     logits = classifier.infer(batch)
     order, probs = classifier.rank(logits)
+    below = classifier.unknown_below
     return {
         "label": labels[order[:, :1]],
         "index": order[:, :1].astype(np.int64),
         "confidence": probs[:, :1].astype(np.float32),
+        "unknown": probs[:, :1].astype(np.float64) < below if below is not None else np.zeros((len(logits), 1), bool),
         "topk_index": order.astype(np.int64),
         "topk_label": labels[order],
         "topk_prob": probs.astype(np.float32),
