@@ -101,3 +101,22 @@ def test_garments_are_mirrored_in_training_digits_are_not(tmp_path):
         )
         run = Run(cfg, load_dataset(kind, "train", root), None, quiet=True)
         assert run.train_loader.augment.flip is flips and run.train_loader.augment.erase == 0.25
+
+
+def test_augmix_mixes_each_group_on_its_own_repeats_for_a_seed_and_leaves_the_global_random_state():
+    from edgecls.data.transforms import AUGMIX_GROUP, Augment
+
+    x = torch.randint(0, 256, (3 * AUGMIX_GROUP, 3, 32, 32), dtype=torch.uint8)
+    augment = Augment(augmix=True)
+    torch.manual_seed(5)
+    before = torch.rand(1)
+    torch.manual_seed(5)
+    once = augment.mix(x, torch.Generator().manual_seed(1))
+    assert torch.equal(torch.rand(1), before)  # dropout's random state is not consumed by the augmentation
+    again = augment.mix(x, torch.Generator().manual_seed(1))
+    assert once.dtype == torch.uint8 and once.shape == x.shape and torch.equal(once, again)
+    changed = [
+        (once[i : i + AUGMIX_GROUP] != x[i : i + AUGMIX_GROUP]).float().mean() for i in range(0, len(x), AUGMIX_GROUP)
+    ]
+    assert all(share > 0.05 for share in changed)
+    assert torch.equal(Augment().mix(x, torch.Generator()), x)

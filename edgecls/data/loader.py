@@ -93,7 +93,7 @@ class BatchLoader:
             idx = order[start : start + self.batch_size]
             x = self._gather(idx)
             if self.augment:
-                x = self.augment.crop_flip(x, gen, None if flips is None else flips[idx])
+                x = self.augment.mix(self.augment.crop_flip(x, gen, None if flips is None else flips[idx]), gen)
             x = self.normalization.apply(x)
             if self.augment:
                 x = self.augment.random_erase(self.augment.affine(x, gen), gen)

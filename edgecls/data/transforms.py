@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from edgecls.errors import ConfigError
 from edgecls.names import PAD_MODES
 
+AUGMIX_GROUP = 16  # images mixed with one draw of AugMix's chains
+
 
 @dataclass(frozen=True)
 class Augment:
@@ -24,6 +26,12 @@ class Augment:
     every other epoch from there, so consecutive epochs always see both views instead of a coin toss each.
     `erase` (Zhong et al., 2020, "Random Erasing Data Augmentation"): with this probability an image gets one
     rectangle of 2–40% of its area, aspect 0.3–3.3, set to 0 after normalization (the dataset mean).
+    `augmix` (Hendrycks et al., ICLR 2020): torchvision's `AugMix` with `all_ops=False`, the paper's protocol for
+    robustness tests: chains of autocontrast, equalize, posterize, rotate, solarize, shear and translate mixed with
+    the image, none of them a condition of `edgecls.corruptions` (no noise, blur, contrast, brightness or JPEG).
+    torchvision draws one chain for a whole tensor, so the batch is mixed in groups of `AUGMIX_GROUP` images, each
+    group its own draw: per image costs 5.4 ms (an epoch of 45,000 images 4 minutes longer on 2 cores), per group
+    of 16 0.7 ms. The draws come from the loader's generator, so a run repeats.
     """
 
     crop_padding: int = 4
@@ -33,6 +41,7 @@ class Augment:
     pad_mode: str = "zeros"
     alternating_flip: bool = False
     erase: float = 0.0
+    augmix: bool = False
 
     def __post_init__(self) -> None:
         if self.pad_mode not in PAD_MODES:
@@ -61,6 +70,21 @@ class Augment:
                 flip_mask = torch.rand(n, generator=gen) < 0.5
             x = torch.where(flip_mask.to(x.device)[:, None, None, None], x.flip(3), x)
         return x
+
+    def mix(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """AugMix on a uint8 batch, group by group; a no-op unless configured."""
+        if not self.augmix:
+            return x
+        from torchvision.transforms import v2
+
+        augmix = v2.AugMix(all_ops=False)
+        seeds = torch.randint(0, 2**62, (-(-len(x) // AUGMIX_GROUP),), generator=gen).tolist()
+        with torch.random.fork_rng(devices=[]):  # the training's own random state (dropout) is left as it was
+            groups = []
+            for seed, start in zip(seeds, range(0, len(x), AUGMIX_GROUP), strict=True):
+                torch.manual_seed(seed)
+                groups.append(augmix(x[start : start + AUGMIX_GROUP].cpu()))
+        return torch.cat(groups).to(x.device)
 
     def affine(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Rotation and shift on a float batch; a no-op unless configured."""

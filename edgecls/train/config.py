@@ -60,6 +60,14 @@ class TrainConfig:
     erase: float = field(
         default=0.0, metadata=option("random erasing: probability an image gets one blanked rectangle (0: off)")
     )
+    augmix: bool = field(
+        default=False,
+        metadata=option(
+            "AugMix (all_ops=False): mixed chains of operations none of which is a condition of eval --corruptions, "
+            "for accuracy under the camera's conditions",
+            flag="--augmix",
+        ),
+    )
     init_from: str | None = field(
         default=None, metadata=option("checkpoint to start from; the head is replaced if classes differ")
     )

@@ -132,6 +132,7 @@ class _Run:
                 pad_mode=cfg.pad_mode,
                 alternating_flip=cfg.alternating_flip,
                 erase=cfg.erase,
+                augmix=cfg.augmix,
             )
             if cfg.augment
             else None
