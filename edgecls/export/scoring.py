@@ -104,7 +104,8 @@ class Scorer:
         }
         images = sum(len(data) for data in self.splits.values())
         console.print(
-            f"  scored {len(self.jobs)} graphs on {images:,} images each ({', '.join(self.splits)}), "
+            f"  scored {len(self.jobs)} graph{'s' if len(self.jobs) > 1 else ''} on {images:,} images each "
+            f"({', '.join(self.splits)}), "
             f"{time.perf_counter() - self.started:.1f} s from the first graph"
         )
         self.scores = scores
