@@ -142,3 +142,26 @@ def test_an_rtp_output_is_received_by_a_gstreamer_pipeline(bundle_dir, tmp_path)
     count, shape = received.split(" ", 1)
     frames = json.loads(summary.read_text())["frames"]
     assert frames == 90 and int(count) >= 0.9 * frames and shape.strip() == "(480, 640, 3)", received
+
+
+def test_a_test_set_pickled_under_numpy_2_replays_under_the_system_numpy_1(bundle_dir, cifar_root, tmp_path):
+    """numpy 2.0 pickled arrays as numpy._core.multiarray (the CIFAR-10 copy beside this project was written so);
+    JetPack's numpy 1.x has no numpy._core, and must read such a batch as it reads the official ones."""
+    import pickle
+    import shutil
+
+    from edgecls.data.safe_pickle import safe_load
+
+    root = tmp_path / "numpy2"
+    shutil.copytree(cifar_root, root)
+    batch = root / "cifar-10-batches-py" / "test_batch"
+    written = pickle.dumps(safe_load(batch.read_bytes()), protocol=2)  # GLOBAL opcodes name modules as text
+    batch.write_bytes(written.replace(b"cnumpy.core.multiarray\n", b"cnumpy._core.multiarray\n"))
+    assert b"numpy._core.multiarray" in batch.read_bytes()
+    summary = tmp_path / "camera.json"
+    result = edgecls(
+        "camera", str(bundle_dir), "--replay-test-set", "cifar10", "--data-dir", str(root), "--headless",
+        "--max-frames", "20", "--json", str(summary),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(summary.read_text())["labelled_frames"] == 20

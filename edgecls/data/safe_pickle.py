@@ -7,6 +7,7 @@ the globals needed to rebuild numpy arrays and refuses every other one.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import pickle
 from typing import Any
@@ -25,6 +26,11 @@ _ALLOWED_GLOBALS = {
 }
 
 
+# numpy 2 pickles arrays as numpy._core.multiarray, numpy 1 as numpy.core.multiarray: a batch written under either
+# must load under the other (JetPack's system numpy is 1.x, a desktop's is 2.x).
+_NUMPY_CORE = "numpy._core" if importlib.util.find_spec("numpy._core") else "numpy.core"
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in _ALLOWED_GLOBALS:
@@ -32,6 +38,8 @@ class RestrictedUnpickler(pickle.Unpickler):
                 f"refused to load {module}.{name} from a dataset pickle: only plain data and numpy arrays are "
                 "allowed. The file is not an official dataset batch; re-extract it from a trusted archive."
             )
+        if module.endswith(".multiarray"):
+            module = f"{_NUMPY_CORE}.multiarray"
         return super().find_class(module, name)
 
 
