@@ -40,10 +40,7 @@ CORRUPTIONS = tuple(CONSTANTS)
 
 def corrupt(images: np.ndarray, name: str, severity: int, seed: int = 0) -> np.ndarray:
     """N×H×W×C uint8 images (RGB or grey) under `name` at `severity` (1–5): a new array, the input untouched."""
-    if name not in CONSTANTS:
-        raise ConfigError(f"unknown corruption {name!r}: the suite has {', '.join(CORRUPTIONS)}")
-    if severity not in SEVERITIES:
-        raise ConfigError(f"corruption severity must be 1 to 5, got {severity}")
+    _check(name, severity)
     c = CONSTANTS[name][severity - 1]
     rng = np.random.default_rng([seed, CORRUPTIONS.index(name), severity])
     x = images.astype(np.float32) / 255.0
@@ -68,8 +65,15 @@ def parse_corruption(text: str) -> tuple[str, int]:
     name, _, severity = text.partition(":")
     if not severity.isdigit():
         raise ConfigError(f"a corruption is NAME:SEVERITY (motion_blur:3), got {text!r}")
-    corrupt(np.zeros((1, 4, 4, 1), np.uint8), name, int(severity))  # checks both
+    _check(name, int(severity))
     return name, int(severity)
+
+
+def _check(name: str, severity: int) -> None:
+    if name not in CONSTANTS:
+        raise ConfigError(f"unknown corruption {name!r}: the suite has {', '.join(CORRUPTIONS)}")
+    if severity not in SEVERITIES:
+        raise ConfigError(f"corruption severity must be 1 to 5, got {severity}")
 
 
 def _brighter(image: np.ndarray, c: float) -> np.ndarray:

@@ -7,6 +7,7 @@ evaluated by `edgecls.train.evaluate`, which writes the same report.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -135,16 +136,14 @@ def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) ->
     if classifier.unknown_below is not None:
         known_msp, unknown_msp = values["max_softmax"]
         report["threshold"] = classifier.unknown_below
-        report["known_called_unknown"] = float(np.mean(known_msp < classifier.unknown_below))
-        report["unknown_called_unknown"] = float(np.mean(unknown_msp < classifier.unknown_below))
+        report["known_called_unknown"] = float(np.mean(classifier.unknown(known_msp)))
+        report["unknown_called_unknown"] = float(np.mean(classifier.unknown(unknown_msp)))
     return report
 
 
 def corruption_report(classifier, data: ImageSet, clean_scores: np.ndarray, images: int, batch_size: int = 500) -> dict:
     """Top-1 of the first `images` test images under every corruption and severity of `edgecls.corruptions`, through
     the bundle's own preprocessing and backend; `mean_top1` is over all of them (CIFAR-10-C's protocol)."""
-    from dataclasses import replace
-
     from edgecls.corruptions import CONSTANTS, SEVERITIES, SUITE, corrupt
 
     subset = replace(

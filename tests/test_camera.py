@@ -397,12 +397,9 @@ def test_the_overlay_reads_on_a_white_frame(clf):
     assert background < 80 and text > 200  # light text on a dark box: contrast whatever the scene
 
 
-@pytest.fixture()
-def live_view(clf, cifar_root, monkeypatch):
-    """Start a replay with `--serve 127.0.0.1:0` in a thread; yield (its web view, the thread, the summary once
+def _start_live_replay(clf, cifar_root, monkeypatch, fps: float, max_frames: int):
+    """A replay with `--serve 127.0.0.1:0` started in a thread: (its web view once open, the thread, the summary once
     done)."""
-    import threading
-
     from edgecls.camera.webview import WebView
 
     opened, done = [], {}
@@ -417,15 +414,22 @@ def live_view(clf, cifar_root, monkeypatch):
         replay_test_set="cifar10",
         data_dir=str(cifar_root),
         headless=True,
-        fps=40.0,
-        max_frames=120,
+        fps=fps,
+        max_frames=max_frames,
         serve="127.0.0.1:0",
     )
     thread = threading.Thread(target=lambda: done.update(run_replay(clf, options)))
     thread.start()
     while not opened and thread.is_alive():
         time.sleep(0.02)
-    yield opened[0], thread, done
+    return opened[0], thread, done
+
+
+@pytest.fixture()
+def live_view(clf, cifar_root, monkeypatch):
+    """A replay at 40 fps with its web view; yield (the view, the thread, the summary once done)."""
+    view, thread, done = _start_live_replay(clf, cifar_root, monkeypatch, fps=40.0, max_frames=120)
+    yield view, thread, done
     thread.join(timeout=30)
 
 
@@ -517,33 +521,17 @@ def test_a_browser_shows_beside_each_frame_that_frame_s_label(clf, cifar_root, m
     driver = _browser()
     if driver is None:
         pytest.skip("headless Chromium, chromedriver or selenium missing (apt-get install chromium chromium-driver)")
-    views, published = [], []
-    original_init, original_publish = WebView.__init__, WebView.publish
-
-    def remember_view(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        views.append(self)
+    published = []
+    original_publish = WebView.publish
 
     def remember_frame(self, frame, stats):
         published.append((cv2.resize(frame, (160, 120), interpolation=cv2.INTER_AREA).astype(np.int16), stats))
         original_publish(self, frame, stats)
 
-    monkeypatch.setattr(WebView, "__init__", remember_view)
     monkeypatch.setattr(WebView, "publish", remember_frame)
-    options = CameraOptions(
-        replay_test_set="cifar10",
-        data_dir=str(cifar_root),
-        headless=True,
-        fps=30.0,
-        max_frames=200,
-        serve="127.0.0.1:0",
-    )
-    thread = threading.Thread(target=run_replay, args=(clf, options))
-    thread.start()
+    view, thread, _ = _start_live_replay(clf, cifar_root, monkeypatch, fps=30.0, max_frames=200)
     try:
-        while not views:
-            time.sleep(0.02)
-        driver.get(views[0].address)
+        driver.get(view.address)
         time.sleep(1.0)
         samples = []
         for _ in range(20):

@@ -21,9 +21,8 @@ import cv2
 from rich.markup import escape
 from rich.table import Table
 
-from edgecls.camera.display import gui_unavailable
 from edgecls.camera.options import CameraOptions
-from edgecls.camera.outputs import open_output, rtp_receiver
+from edgecls.camera.outputs import gui_unavailable, open_output, rtp_receiver
 from edgecls.camera.overlay import draw_overlay, overlay_lines
 from edgecls.camera.sources import LatestFrameGrabber, ReplaySource, exact_frame_size, open_source
 from edgecls.camera.stats import StageTimer

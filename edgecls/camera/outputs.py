@@ -3,7 +3,7 @@
 | output | written as |
 |---|---|
 | `file://run.mp4`, a path | MPEG-4 through OpenCV (any build), under a hidden name moved into place at the end |
-| `display://0` | a window (an OpenCV build with a GUI and a display) |
+| `display://0` | a window (an OpenCV build with a GUI and a display: `gui_unavailable` says why not) |
 | `rtp://HOST:PORT` | H.264 over RTP/UDP through GStreamer: `?codec=jpeg` for motion JPEG, `?bitrate=KBIT/S` |
 | `rtsp://HOST:PORT/PATH` | H.264 published to an RTSP server (MediaMTX, …) with GStreamer's `rtspclientsink` |
 
@@ -16,10 +16,17 @@ receiver (`sync=false async=false`): a ground station that is not listening cost
 
 from __future__ import annotations
 
+import os
+import secrets
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import cv2
+import numpy as np
+
+from edgecls.camera import video_uri
 from edgecls.errors import ConfigError, OutputError
 
 SCHEMES = ("file", "display", "rtp", "rtsp")
@@ -124,12 +131,82 @@ def rtp_receiver(spec: OutputURI, sink: str = "autovideosink sync=false") -> str
     )
 
 
-class StreamWriter:
-    """An RTP or RTSP stream fed through OpenCV's GStreamer `appsrc`; opened on the first frame (its size)."""
+def gui_unavailable() -> str | None:
+    """Why `cv2.imshow` cannot work here, or None."""
+    gui = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in cv2.getBuildInformation().splitlines()
+            if line.strip().startswith("GUI:")
+        ),
+        "NONE",
+    )
+    if gui.upper() == "NONE":
+        return "this OpenCV has no GUI (opencv-python-headless)"
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return "no display ($DISPLAY is not set)"
+    return None
+
+
+class _VideoWriter:
+    """An OpenCV `VideoWriter`, opened on the first frame (its size is the video's), counting what it wrote."""
+
+    def __init__(self, fps: float):
+        self.fps = fps or 30.0
+        self.writer: cv2.VideoWriter | None = None
+        self.frames = 0
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        raise NotImplementedError
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.writer is None:
+            self.writer = self._open((frame.shape[1], frame.shape[0]))
+        self.writer.write(frame)
+        self.frames += 1
+
+    def _release(self) -> bool:
+        """Close the writer; False when it never opened (no frame came)."""
+        if self.writer is None:
+            return False
+        self.writer.release()
+        self.writer = None
+        return True
+
+
+class Recorder(_VideoWriter):
+    """An annotated video written under a hidden temporary name and moved onto `path` when closed.
+
+    A crash inside the loop still closes it (the caller's `finally`), so the file holds every frame so far;
+    a killed process leaves only the hidden temporary file, never a broken file under the requested name.
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        super().__init__(fps)
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(
+            f".{self.path.stem}.write-{os.getpid()}-{secrets.token_hex(4)}{self.path.suffix}"
+        )
+
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        return cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
+
+    def close(self) -> Path | None:
+        if not self._release():
+            return None
+        if self.frames == 0:
+            self.tmp.unlink(missing_ok=True)
+            return None
+        os.replace(self.tmp, self.path)
+        return self.path
+
+
+class StreamWriter(_VideoWriter):
+    """An RTP or RTSP stream fed through OpenCV's GStreamer `appsrc`."""
 
     def __init__(self, spec: OutputURI, fps: float):
-        from edgecls.camera import video_uri
-
+        super().__init__(fps)
         io = video_uri.opencv_video_io()
         if not io["gstreamer"]:
             raise OutputError(video_uri.JETSON_OPENCV_HINT.format(where=io["module"], what=f"--output {spec.uri}"))
@@ -141,34 +218,21 @@ class StreamWriter:
             raise OutputError(
                 f"--output {spec.uri}: this GStreamer has no {', '.join(lacking)} (apt install {' '.join(packages)})"
             )
-        self.spec, self.fps = spec, fps or 30.0
-        self.writer = None
-        self.frames = 0
+        self.spec = spec
 
-    def write(self, frame) -> None:
-        import cv2
-
-        if self.writer is None:
-            height, width = frame.shape[:2]
-            self.writer = cv2.VideoWriter(self.pipeline, cv2.CAP_GSTREAMER, 0, self.fps, (width, height), True)
-            if not self.writer.isOpened():
-                raise OutputError(f"--output {self.spec.uri}: GStreamer did not open {self.pipeline!r}")
-        self.writer.write(frame)
-        self.frames += 1
+    def _open(self, size: tuple[int, int]) -> cv2.VideoWriter:
+        writer = cv2.VideoWriter(self.pipeline, cv2.CAP_GSTREAMER, 0, self.fps, size, True)
+        if not writer.isOpened():
+            raise OutputError(f"--output {self.spec.uri}: GStreamer did not open {self.pipeline!r}")
+        return writer
 
     def close(self) -> str | None:
-        if self.writer is None:
-            return None
-        self.writer.release()
-        self.writer = None
-        return self.spec.uri
+        return self.spec.uri if self._release() else None
 
 
 def open_output(spec: OutputURI, fps: float):
     """A writer for a file or stream output (`write(frame)`, `close()` → what was written or None, `frames`)."""
     if spec.kind == "file":
-        from edgecls.camera.display import Recorder
-
         return Recorder(spec.target, fps)
     if spec.kind in ("rtp", "rtsp"):
         return StreamWriter(spec, fps)

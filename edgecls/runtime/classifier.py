@@ -122,18 +122,26 @@ class Classifier:
             )
         return ranked(logits, self.top_k, self.temperature, self.platt)
 
+    def unknown(self, confidence: np.ndarray) -> np.ndarray:
+        """Which calibrated top-1 confidences are below the bundle's threshold for "one of my classes" (none, for a
+        bundle without one): the in-process and the served answers decide it here."""
+        if self.unknown_below is None:
+            return np.zeros(np.shape(confidence), bool)
+        return np.asarray(confidence, np.float64) < self.unknown_below
+
     def _postprocess(self, logits: np.ndarray) -> list[tuple]:
         """(label, index, confidence, top-k, unknown) of each row."""
         order, probs = self.rank(logits)
+        unknown = self.unknown(probs[:, 0]).tolist()
         return [
             (
                 self.classes[int(row[0])],
                 int(row[0]),
                 float(p[0]),
                 tuple((self.classes[int(i)], float(q)) for i, q in zip(row, p, strict=True)),
-                self.unknown_below is not None and float(p[0]) < self.unknown_below,
+                doubtful,
             )
-            for p, row in zip(probs, order, strict=True)
+            for p, row, doubtful in zip(probs, order, unknown, strict=True)
         ]
 
     def predict_tensor(self, batch: np.ndarray, preprocess_ms: float = 0.0) -> list[Prediction]:

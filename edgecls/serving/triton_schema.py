@@ -79,12 +79,11 @@ def answer(classifier, batch: np.ndarray, labels: np.ndarray) -> dict[str, np.nd
     operations, so a served batch of 64 makes no per-image Python objects. `labels`: `label_bytes(classes)`."""
     logits = classifier.infer(batch)
     order, probs = classifier.rank(logits)
-    below = classifier.unknown_below
     return {
         "label": labels[order[:, :1]],
         "index": order[:, :1].astype(np.int64),
         "confidence": probs[:, :1].astype(np.float32),
-        "unknown": probs[:, :1].astype(np.float64) < below if below is not None else np.zeros((len(logits), 1), bool),
+        "unknown": classifier.unknown(probs[:, :1]),
         "topk_index": order.astype(np.int64),
         "topk_label": labels[order],
         "topk_prob": probs.astype(np.float32),
