@@ -79,12 +79,23 @@ def report_header(model: str, source: str, backend: str, precision: str, data: I
 
 def classifier_logits(classifier, data: ImageSet, batch_size: int = 500) -> np.ndarray:
     """The bundle's logits for every image, through its own preprocessing and backend."""
+    return classifier_outputs(classifier, data, batch_size)[0]
+
+
+def classifier_outputs(classifier, data: ImageSet, batch_size: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """The bundle's logits for every image, through its own preprocessing and backend, and how much like the
+    training classes each is by the bundle's own unknown score (`Classifier.known_score`)."""
     batches = progress(
         classifier.preprocessor.batches(data.images, batch_size),
         f"evaluating on {data.name}",
         -(-len(data) // batch_size),
     )
-    return np.concatenate([classifier.infer(batch) for batch in batches])
+    logits, known = [], []
+    for batch in batches:
+        scores, features = classifier.infer_with_features(batch)
+        logits.append(scores)
+        known.append(classifier.known_score(scores, features))
+    return np.concatenate(logits), np.concatenate(known)
 
 
 def evaluate_classifier(
@@ -100,11 +111,13 @@ def evaluate_classifier(
     the confidence the runtime reports (the bundle's temperature) measured, with `ood` (images of none of the
     classes) how well "unknown" separates them, and with `corruption_images` the top-1 of that many test images
     under the camera-condition suite."""
-    scores = classifier_logits(classifier, data, batch_size)
+    scores, known = classifier_outputs(classifier, data, batch_size)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
     report["confidence"] = confidence_report(scores, data.labels, classifier.temperature, classifier.platt)
     if ood is not None:
-        report["ood"] = ood_report(scores, classifier_logits(classifier, ood, batch_size), classifier, ood.name)
+        report["ood"] = ood_report(
+            (scores, known), classifier_outputs(classifier, ood, batch_size), classifier, ood.name
+        )
     if corruption_images:
         report["corruptions"] = corruption_report(classifier, data, scores, corruption_images, batch_size)
     if out_json:
@@ -126,18 +139,28 @@ def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float
     }
 
 
-def ood_report(known: np.ndarray, unknown: np.ndarray, classifier, name: str) -> dict:
+def ood_report(known: tuple, unknown: tuple, classifier, name: str) -> dict:
     """Each score's AUROC and FPR at 95% TPR (known = the test set, positive), and the share of each set the bundle's
-    threshold calls unknown; `auroc` is that of the score the runtime uses (calibrated maximum softmax)."""
+    threshold calls unknown. `known` and `unknown` are (logits, the bundle's own score) of each set; `score`, `auroc`
+    and `fpr_at_95_tpr` are those of the score the runtime uses (`Classifier.unknown_score`), the softmax scores are
+    measured beside it."""
     t, platt = classifier.temperature, classifier.platt
-    values = {score: [known_score(x, t, score, platt) for x in (known, unknown)] for score in SCORES}
+    values = {score: [known_score(x[0], t, score, platt) for x in (known, unknown)] for score in SCORES}
+    values[classifier.unknown_score] = [known[1], unknown[1]]
     scores = {score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)} for score, (a, b) in values.items()}
-    report = {"dataset": name, "images": len(unknown), "auroc": scores["max_softmax"]["auroc"], "scores": scores}
+    deployed = scores[classifier.unknown_score]
+    report = {
+        "dataset": name,
+        "images": len(unknown[0]),
+        "score": classifier.unknown_score,
+        "auroc": deployed["auroc"],
+        "fpr_at_95_tpr": deployed["fpr_at_95_tpr"],
+        "scores": scores,
+    }
     if classifier.unknown_below is not None:
-        known_msp, unknown_msp = values["max_softmax"]
         report["threshold"] = classifier.unknown_below
-        report["known_called_unknown"] = float(np.mean(classifier.unknown(known_msp)))
-        report["unknown_called_unknown"] = float(np.mean(classifier.unknown(unknown_msp)))
+        report["known_called_unknown"] = float(np.mean(classifier.unknown(known[1])))
+        report["unknown_called_unknown"] = float(np.mean(classifier.unknown(unknown[1])))
     return report
 
 

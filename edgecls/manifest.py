@@ -68,13 +68,21 @@ class Manifest:
     preprocess: Policy
     dataset: str | None = field(default=None, metadata=doc("the dataset the accuracy figures come from"))
     source: str | None = field(default=None, metadata=doc("where the model came from, with its sha256"))
-    output: dict | None = None
+    output: dict | None = field(
+        default=None,
+        metadata=doc(
+            "the logits output, and `features` (each block's channel means) where the unknown score reads them"
+        ),
+    )
     parity: dict | None = field(default=None, metadata=doc("the ONNX graph against PyTorch on test images"))
     accuracy: dict | None = field(default=None, metadata=doc("each graph's validation and test accuracy"))
     calibration: dict | None = None
     confidence: dict | None = field(
         default=None,
-        metadata=doc("per graph: the temperature and unknown threshold fitted on the validation split, and the ECE"),
+        metadata=doc(
+            "per graph: the temperature, the unknown score's standardization and threshold fitted on the validation "
+            "split, and the ECE"
+        ),
     )
     tools: dict | None = field(default=None, metadata=doc("versions of the tools that made the bundle"))
     export_host: dict | None = None

@@ -82,7 +82,8 @@ def test_image_directory_classifies_every_image(clf, tmp_path, cifar_root):
 
 @pytest.mark.parametrize("frame_size", ["640x480", "320x320", "96x128"])
 def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, capsys, tmp_path):
-    """Frames whose short side is a multiple of 32 carry the test image exactly: replay top-1 == eval top-1, and
+    """Frames whose short side is a multiple of 32 carry the test image exactly: replay top-1 == eval top-1, the
+    share called unknown is eval's (within one frame: a batch of one may round differently from eval's batch), and
     every frame's confidence is the one the same image gets in eval's batch."""
     from edgecls.confidence import calibrated
     from edgecls.data import load_dataset
@@ -98,7 +99,9 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
     )
     assert summary["labelled_frames"] == len(test) == 200
     assert summary["replay"]["resampled"] is False
-    assert summary["accuracy"] == evaluate_classifier(clf, test)["top1"]
+    report = evaluate_classifier(clf, test, ood=test)
+    assert summary["accuracy"] == report["top1"]
+    assert summary["called_unknown"] == pytest.approx(report["ood"]["known_called_unknown"], abs=1.5 / len(test))
     logits = clf.infer(clf.preprocessor.batch_from_images(test.images))
     probs = calibrated(logits, clf.temperature, clf.platt)[np.arange(len(logits)), logits.argmax(1)]
     confidences = [json.loads(line)["confidence"] for line in log.read_text().splitlines()]

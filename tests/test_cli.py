@@ -123,7 +123,7 @@ def test_models_and_formats_tables():
 def test_info_verifies_a_bundle(bundle_dir):
     result = runner.invoke(app, ["info", str(bundle_dir)])
     assert result.exit_code == 0, result.output
-    assert "6 files verified" in result.output
+    assert "7 files verified" in result.output
 
 
 def test_eval_and_baseline_commands(trained_ckpt, cifar_root, tmp_path):

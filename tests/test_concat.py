@@ -11,7 +11,8 @@ from edgecls.calibration.concat import concat_report
 
 def _graph(branch_scales, out_scale):
     """Two branches (Relu of the input) into a Concat; each branch through Q/DQ at its scale when given (None: in
-    float), the output through Q/DQ when out_scale is given."""
+    float), the output through Q/DQ when out_scale is given, then a layer that reads it (as the next Inception block
+    does)."""
     nodes, inits, branches = [], [], []
     zero = numpy_helper.from_array(np.array(0, np.uint8), "zero")
     for i, scale in enumerate(branch_scales):
@@ -34,11 +35,12 @@ def _graph(branch_scales, out_scale):
             helper.make_node("DequantizeLinear", ["qo", "so", "zero"], ["y"]),
         ]
         last = "y"
+    nodes.append(helper.make_node("Relu", [last], ["next"]))
     graph = helper.make_graph(
         nodes,
         "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
-        [helper.make_tensor_value_info(last, TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("next", TensorProto.FLOAT, None)],
         [zero, *inits],
     )
     return helper.make_model(graph)
@@ -56,6 +58,18 @@ def _graph(branch_scales, out_scale):
 )
 def test_each_concatenation_is_read_as_shared_requantized_or_float(branch_scales, out_scale, kind):
     assert concat_report(_graph(branch_scales, out_scale)) == {kind: 1}
+
+
+def test_a_concatenation_that_makes_a_graph_output_is_not_counted():
+    """The `features` output (every block's channel means) is a Concat too, directly or through a Cast (FP16 graphs):
+    not branches joining, so the report leaves it out."""
+    model = _graph((None, None), None)
+    model.graph.node.pop()  # the layer after the Concat
+    model.graph.node.append(helper.make_node("Cast", ["cat"], ["features"], to=TensorProto.FLOAT))
+    model.graph.output[0].name = "features"
+    assert concat_report(model) == {}
+    model.graph.output[0].name = "cat"
+    assert concat_report(model) == {}
 
 
 def test_a_graph_without_concatenations_reports_nothing():

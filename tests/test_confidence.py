@@ -133,7 +133,8 @@ def test_eval_reports_the_calibration_error_and_how_unknown_separates_another_da
         )
         report = evaluate_classifier(clf, test, out_json=tmp_path / "r.json", ood=noise)
     assert report["confidence"]["temperature"] == clf.temperature
-    assert 0 <= report["confidence"]["ece"] <= 1 and set(report["ood"]["scores"]) == set(confidence.SCORES)
+    assert 0 <= report["confidence"]["ece"] <= 1
+    assert set(report["ood"]["scores"]) == {*confidence.SCORES, clf.unknown_score} and "fpr_at_95_tpr" in report["ood"]
     assert 0 <= report["ood"]["auroc"] <= 1 and "unknown_called_unknown" in report["ood"]
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["confidence"]["ece"] == report["confidence"]["ece"] and saved["ood"]["auroc"] == report["ood"]["auroc"]

@@ -124,7 +124,12 @@ def test_first_run_fails_when_a_batch_changes_an_answer(bundle_dir, monkeypatch)
     from edgecls.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     original = OnnxRuntimeBackend._infer
-    monkeypatch.setattr(OnnxRuntimeBackend, "_infer", lambda self, b: original(self, b) + (len(b) > 64) * 0.5)
+
+    def changed(self, batch):
+        logits, features = original(self, batch)
+        return logits + (len(batch) > 64) * 0.5, features
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "_infer", changed)
     report = first_run.run_first_run(bundle_dir)
     failed = [c for c in report["checks"] if c["status"] == "FAIL"]
     assert not report["ok"] and failed and all(c["name"].startswith("batches") for c in failed)

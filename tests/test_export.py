@@ -21,7 +21,15 @@ from edgecls.runtime import Classifier
 from edgecls.train.checkpoint import load_checkpoint, model_from_checkpoint
 from edgecls.zoo.pretrained import model_card
 
-FILES = {"model.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "model.int8.trt.onnx", "sample.npz"}
+FILES = {
+    "model.pt",
+    "model.onnx",
+    "model.fp16.onnx",
+    "model.int8.onnx",
+    "model.int8.trt.onnx",
+    "sample.npz",
+    "features.npz",
+}
 
 
 def test_bundle_has_every_file_and_a_complete_manifest(bundle_dir):

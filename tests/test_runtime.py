@@ -217,7 +217,8 @@ def test_tied_logits_resolve_to_the_lowest_class_as_argmax_does(bundle_dir):
         -0.61137426,
     ]
     logits = np.tile(np.array(row, np.float32), (64, 1))
-    assert [fields[1] for fields in clf._postprocess(logits)] == [int(np.argmax(row))] * 64 == [4] * 64
+    features = np.zeros((64, sum(clf.distance.widths)), np.float32)
+    assert [fields[1] for fields in clf._postprocess(logits, features)] == [int(np.argmax(row))] * 64 == [4] * 64
 
 
 def test_a_served_answer_is_the_classifier_s_prediction_field_by_field(bundle_dir):
@@ -226,7 +227,11 @@ def test_a_served_answer_is_the_classifier_s_prediction_field_by_field(bundle_di
     clf = Classifier.load(bundle_dir, backend="onnxruntime", precision="fp32", device="cpu", top_k=3)
     logits = np.random.default_rng(0).normal(size=(32, len(clf.classes))).astype(np.float32)
     logits[:4] = logits[:4].round(0)  # exact ties among the top classes
-    clf.infer = lambda batch: logits
+    features = np.random.default_rng(1).normal(size=(32, sum(clf.distance.widths))).astype(np.float32)
+    features[:16] = np.concatenate(  # half the rows at a class's mean: like the training classes
+        [np.linalg.solve(w.T, c[0]) for w, c in zip(clf.distance.whiten, clf.distance.centres, strict=True)]
+    )
+    clf.infer_with_features = lambda batch: (logits, features)
     want = clf.predict_tensor(np.zeros((32, 3, 32, 32), np.float32))
     got = answer(clf, np.zeros((32, 3, 32, 32), np.float32), label_bytes(clf.classes))
     assert set(got) == {name for name, _ in OUTPUTS} and all(len(v) == 32 for v in got.values())
@@ -237,6 +242,7 @@ def test_a_served_answer_is_the_classifier_s_prediction_field_by_field(bundle_di
     assert got["topk_index"].tolist() == [[clf.classes.index(n) for n, _ in p.topk] for p in want]
     np.testing.assert_allclose(got["topk_prob"], [[q for _, q in p.topk] for p in want], rtol=1e-6)
     assert np.array_equal(got["logits"], logits)
+    assert got["unknown"][:, 0].tolist() == [p.unknown for p in want] and len({p.unknown for p in want}) == 2
 
 
 @pytest.mark.parametrize("frames", [None, 3, "frame.jpg"])
@@ -339,6 +345,9 @@ def test_a_cuda_session_loads_the_pip_cuda_libraries_first(bundle_dir, monkeypat
 
         def get_inputs(self):
             return [type("Input", (), {"name": "input", "shape": ["batch", 3, 32, 32]})()]
+
+        def get_outputs(self):
+            return [type("Output", (), {"name": name})() for name in ("logits", "features")]
 
         def disable_fallback(self):
             order.append("no fallback")

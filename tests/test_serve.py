@@ -226,7 +226,7 @@ def test_merged_requests_each_get_their_own_rows_and_only_the_outputs_they_asked
     assert answers[2]["topk_index"][:, 0].tolist() == [w.index for w in want[4:]]
     assert [v.decode() for v in answers[2]["label"][:, 0]] == [w.label for w in want[4:]]
     assert answers[1]["unknown"].dtype == bool and answers[1]["unknown"][:, 0].tolist() == [want[3].unknown]
-    model.classifier.unknown_below = 1.01  # every answer below it: each row says so
+    model.classifier.unknown_below = np.inf  # every answer below it: each row says so
     (doubtful,) = [response.outputs for response in model.execute(requests[1:2])]
     assert doubtful["unknown"].tolist() == [[True]]
 

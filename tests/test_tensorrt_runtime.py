@@ -16,7 +16,8 @@ from edgecls.runtime.backends.tensorrt import TensorRTBackend
 
 
 class FakeContext:
-    """Doubles each input row's sum into a 10-wide output; refuses batches above `max_batch` as TensorRT does."""
+    """Doubles each input row's sum into a 10-wide `logits` output and its channels' means into a 3-wide `features`
+    one; refuses batches above `max_batch` as TensorRT does."""
 
     def __init__(self, max_batch: int, refuse_address: bool = False):
         self.max_batch, self.refuse_address = max_batch, refuse_address
@@ -30,7 +31,7 @@ class FakeContext:
         return True
 
     def get_tensor_shape(self, name):
-        return (self.batch, 10)
+        return (self.batch, 10 if name == "logits" else 3)
 
     def set_tensor_address(self, name, address):
         self.addresses[name] = address
@@ -40,6 +41,7 @@ class FakeContext:
         memory = FakeCuda.memory
         x = memory[self.addresses["input"]]
         memory[self.addresses["logits"]] = np.repeat(2 * x.reshape(len(x), -1).sum(1, keepdims=True), 10, axis=1)
+        memory[self.addresses["features"]] = x.mean((2, 3))
         return True
 
 
@@ -101,8 +103,8 @@ def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
     backend.input_shape = (3, 2, 2)
     backend.cuda, backend.context, backend.engine = FakeCuda(), FakeContext(max_batch, refuse_address), None
     backend.stream = backend.start = backend.end = None
-    backend.input_name, backend.output_name = "input", "logits"
-    backend.input_dtype = backend.output_dtype = np.float32
+    backend.input_name, backend.output_names, backend.has_features = "input", ["logits", "features"], True
+    backend.input_dtype, backend.output_dtypes = np.float32, {"logits": np.float32, "features": np.float32}
     backend.buffers, backend.capacity, backend.closed = None, 0, False
     backend.lock, backend.max_batch = threading.Lock(), max_batch
     return backend
@@ -111,9 +113,10 @@ def _backend(max_batch: int, refuse_address: bool = False) -> TensorRTBackend:
 def test_batches_above_the_engine_profile_are_split():
     backend = _backend(max_batch=64)
     batch = np.random.default_rng(0).standard_normal((150, 3, 2, 2)).astype(np.float32)
-    out = backend._infer(batch)
-    assert out.shape == (150, 10)
+    out, features = backend._infer(batch)
+    assert out.shape == (150, 10) and features.shape == (150, 3)
     assert np.allclose(out[:, 0], 2 * batch.reshape(150, -1).sum(1), atol=1e-5)
+    assert np.allclose(features, batch.mean((2, 3)), atol=1e-6)
     assert max(shape[0] for shape in backend.context.shapes) == 64
 
 
@@ -159,15 +162,18 @@ def test_tensorrt_stubs_alone_do_not_count_as_tensorrt(tmp_path, monkeypatch):
 
 
 def test_one_buffer_set_grows_with_the_largest_batch_and_close_frees_everything():
-    """Batch sizes 1, 7, 3, 64, 2: device memory holds one input and one output buffer at every moment, sized for the
-    largest batch so far; answers stay right for the smaller batches that reuse it; close() returns it all."""
+    """Batch sizes 1, 7, 3, 64, 2: device memory holds one input and one buffer per output at every moment, sized for
+    the largest batch so far; answers stay right for the smaller batches that reuse it; close() returns it all."""
     backend = _backend(max_batch=64)
     rng = np.random.default_rng(1)
     for n in (1, 7, 3, 64, 2):
         batch = rng.standard_normal((n, 3, 2, 2)).astype(np.float32)
-        assert np.allclose(backend._infer(batch)[:, 0], 2 * batch.reshape(n, -1).sum(1), atol=1e-5)
-        assert len(FakeCuda.memory) == 2
-    assert backend.capacity == 64 and backend.cuda.freed_pinned == [(1, 3, 2, 2), (1, 10), (7, 3, 2, 2), (7, 10)]
+        logits, features = backend._infer(batch)
+        assert np.allclose(logits[:, 0], 2 * batch.reshape(n, -1).sum(1), atol=1e-5)
+        assert np.allclose(features, batch.mean((2, 3)), atol=1e-6)
+        assert len(FakeCuda.memory) == 3
+    assert backend.capacity == 64
+    assert backend.cuda.freed_pinned == [(1, 3, 2, 2), (1, 10), (1, 3), (7, 3, 2, 2), (7, 10), (7, 3)]
     backend.close()
     assert FakeCuda.memory == {} and sorted(backend.cuda.destroyed) == ["event", "event", "stream"]
     backend.close()  # twice is harmless

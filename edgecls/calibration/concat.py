@@ -47,8 +47,12 @@ def concat_kind(node, producers: dict, consumers: dict, values: dict) -> str:
 
 
 def concat_report(model) -> dict[str, int]:
-    """How many Concat nodes of `model` (an onnx.ModelProto) are of each kind; {} when it has none."""
+    """How many Concat nodes of `model` (an onnx.ModelProto) are of each kind; {} when it has none. A Concat that
+    makes a graph output (directly or through a Cast) is not a joining of branches (the `features` output's channel
+    means) and is not counted."""
     graph = model.graph
+    outputs = {output.name for output in graph.output}
+    outputs |= {node.input[0] for node in graph.node if node.op_type == "Cast" and node.output[0] in outputs}
     producers = {out: node for node in graph.node for out in node.output}
     consumers: dict[str, list] = {}
     for node in graph.node:
@@ -56,4 +60,10 @@ def concat_report(model) -> dict[str, int]:
             consumers.setdefault(name, []).append(node)
     values = {init.name: init for init in graph.initializer}
     values |= {node.output[0]: node.attribute[0].t for node in graph.node if node.op_type == "Constant"}
-    return dict(Counter(concat_kind(n, producers, consumers, values) for n in graph.node if n.op_type == "Concat"))
+    return dict(
+        Counter(
+            concat_kind(n, producers, consumers, values)
+            for n in graph.node
+            if n.op_type == "Concat" and n.output[0] not in outputs
+        )
+    )

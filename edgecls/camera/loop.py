@@ -71,11 +71,12 @@ def _open_view(options: CameraOptions, title: str) -> WebView | None:
 
 @dataclass
 class _Tally:
-    """Frames classified so far and, for labelled frames, how many were right."""
+    """Frames classified so far, how many the bundle called unknown and, for labelled frames, how many were right."""
 
     started: float = field(default_factory=time.perf_counter)
     cpu_started: float = field(default_factory=time.process_time)
     frames: int = 0
+    unknown: int = 0
     labelled: int = 0
     correct: int = 0
 
@@ -84,6 +85,7 @@ class _Tally:
 
     def count(self, frame, pred) -> None:
         self.frames += 1
+        self.unknown += int(pred.unknown)
         if frame.label is not None:
             self.labelled += 1
             self.correct += int(pred.index == frame.label)
@@ -315,6 +317,7 @@ def _summary(clf, options: CameraOptions, source, grabber, timer: StageTimer, ta
         "latency": timer.summary(),
         "accuracy": tally.correct / tally.labelled if tally.labelled else None,
         "labelled_frames": tally.labelled,
+        "called_unknown": tally.unknown / frames if frames else None,
     }
     if isinstance(source, ReplaySource):
         exact = exact_frame_size(source.size, source.images.shape[1], source.crop_fraction)
@@ -367,6 +370,8 @@ def _print_summary(summary: dict) -> None:
         line += f"  processing p50 {work['p50']:.3f} ms p99 {work['p99']:.3f} ms  frame age p50 {age['p50']:.3f} ms"
     if summary["cpu_ms_per_frame"] is not None:
         line += f"  CPU {summary['cpu_ms_per_frame']:.2f} ms/frame"
+    if summary["called_unknown"] is not None:
+        line += f"  called unknown {summary['called_unknown']:.2%}"
     if summary["accuracy"] is not None:
         line += f"  accuracy {summary['accuracy']:.2%} on {summary['labelled_frames']} labelled frames"
         replay = summary.get("replay")

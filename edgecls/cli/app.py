@@ -211,8 +211,10 @@ def print_report(report: dict, title: str, json_path: str | None = None) -> None
         )
     if "ood" in report:
         o = report["ood"]
+        mark = {o.get("score"): " (the bundle's)"}
         scores = ", ".join(
-            f"{name} AUROC {s['auroc']:.3f} FPR@95%TPR {s['fpr_at_95_tpr']:.3f}" for name, s in o["scores"].items()
+            f"{name}{mark.get(name, '')} AUROC {s['auroc']:.3f} FPR@95%TPR {s['fpr_at_95_tpr']:.3f}"
+            for name, s in o["scores"].items()
         )
         called = (
             f"; the bundle's threshold calls {o['unknown_called_unknown']:.1%} of them unknown and "

@@ -74,6 +74,17 @@ FORMATS = (
         "there",
     ),
     Format(
+        "features",
+        "features.npz",
+        "feature-distance",
+        "",
+        "any",
+        "",
+        "numpy",
+        "each block's class means and whitening: the unknown score on the graphs' `features` output "
+        "(a Mahalanobis distance, Lee et al. 2018)",
+    ),
+    Format(
         "engine-fp16",
         "model.fp16.engine",
         "tensorrt-engine",

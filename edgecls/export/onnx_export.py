@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 from edgecls.errors import ExportError
+from edgecls.export.feature_blocks import WithFeatures, feature_blocks
+from edgecls.feature_distance import OUTPUT as FEATURES_NAME
 from edgecls.fileio import atomic_path
 
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
@@ -17,8 +19,9 @@ INPUT_NAME, OUTPUT_NAME = "input", "logits"
 OPSET = 17
 
 
-def export_onnx(model: nn.Module, path: Path, in_channels: int, size: int) -> Path:
-    """Export with the TorchScript-based exporter (opset 17), then fold BN/constants with ORT's pre-processor.
+def export_onnx(model: nn.Module, path: Path, in_channels: int, size: int) -> list[int]:
+    """Export with the TorchScript-based exporter (opset 17), then fold BN/constants with ORT's pre-processor; returns
+    the channels of each block in the graph's second output, `features` ([] for a graph with logits alone).
 
     The pre-processed graph is the one every other file is derived from, so activation names in the
     Q/DQ graphs and the TensorRT calibration cache refer to tensors of model.onnx itself.
@@ -27,6 +30,9 @@ def export_onnx(model: nn.Module, path: Path, in_channels: int, size: int) -> Pa
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     model = model.eval().cpu()
+    blocks = feature_blocks(model, in_channels, size)
+    graph = WithFeatures(model, blocks) if blocks else model
+    outputs = [OUTPUT_NAME, FEATURES_NAME] if blocks else [OUTPUT_NAME]
     dummy = torch.zeros(2, in_channels, size, size)
     with atomic_path(path) as tmp:
         raw = tmp.with_name(tmp.name + ".raw.onnx")
@@ -34,21 +40,36 @@ def export_onnx(model: nn.Module, path: Path, in_channels: int, size: int) -> Pa
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    model,
+                    graph,
                     (dummy,),
                     str(raw),
                     dynamo=False,
                     opset_version=OPSET,
                     input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                    output_names=outputs,
+                    dynamic_axes={name: {0: "batch"} for name in (INPUT_NAME, *outputs)},
                     do_constant_folding=True,
                 )
             quant_pre_process(str(raw), str(tmp), skip_symbolic_shape=False)
         finally:
             raw.unlink(missing_ok=True)
         onnx.checker.check_model(str(tmp), full_check=True)
-    return path
+    return graph.widths if blocks else []
+
+
+def feature_nodes(path: Path) -> list[str]:
+    """The nodes that compute the `features` output from the blocks (their means and the concatenation): both
+    quantizers leave them in float, so the unknown score reads the blocks' dequantized activations, not a
+    concatenation squeezed into one 8-bit scale."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    if FEATURES_NAME not in {o.name for o in graph.output}:
+        return []
+    producers = {out: node for node in graph.node for out in node.output}
+    concat = producers[FEATURES_NAME]
+    means = [producers[name] for name in concat.input if name in producers]
+    return [node.name for node in (concat, *means)]
 
 
 def check_parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, atol: float = 1e-3, rtol: float = 1e-3) -> float:
@@ -58,7 +79,7 @@ def check_parity(model: nn.Module, onnx_path: Path, batch: np.ndarray, atol: flo
     with torch.no_grad():
         expected = model.eval().cpu()(torch.from_numpy(batch)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run(None, {session.get_inputs()[0].name: batch})[0]
+    got = session.run([OUTPUT_NAME], {session.get_inputs()[0].name: batch})[0]
     diff = np.abs(got - expected)
     worst = float(diff.max())
     if not np.allclose(got, expected, atol=atol, rtol=rtol):

@@ -39,11 +39,12 @@ from edgecls.export.data import AGREEMENT, ExportData, cut_data
 from edgecls.export.formats import FORMATS, format_by_key
 from edgecls.export.fp16 import convert_fp16
 from edgecls.export.int8 import check_int8_drop, quantize
-from edgecls.export.onnx_export import INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx
+from edgecls.export.onnx_export import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME, check_parity, export_onnx, feature_nodes
 from edgecls.export.options import ExportOptions, ForeignOptions
 from edgecls.export.scoring import Scorer
 from edgecls.export.sources import ModelSource, resolve_source
-from edgecls.fileio import atomic_write, atomic_write_json, staged_directory
+from edgecls.export.unknown import feature_record, fit_feature_distance
+from edgecls.fileio import atomic_write, atomic_write_bytes, atomic_write_json, staged_directory
 from edgecls.jsonrecord import to_json
 from edgecls.manifest import FORMAT_VERSION, InputSpec
 from edgecls.runtime.host import host_info
@@ -201,13 +202,18 @@ def _write_bundle(
     """Every file and the sealed manifest into `out` (the staging directory); raises unless all checks pass:
     model.onnx, the data cut once, the PyTorch and FP16/INT8 graphs, their accuracy and the gate, then the seal."""
     console.print(f"exporting {src.name} from {src.description} → {final}/")
-    fp32, onnx_import = _write_fp32(src, out)
+    fp32, onnx_import, widths = _write_fp32(src, out)
     input_spec = _input_spec(src, onnx_import)
     prep = Preprocessor(input_spec, src.preprocess)
     data = cut_data(src, options, input_spec, fp32, prep, test_set, train_set)
-    with Scorer(data.splits(), prep) if data.val is not None else nullcontext() as scorer:
+    labelled = data.test is not None and data.train is not None
+    distance = fit_feature_distance(fp32, data.train, prep, widths, options.seed) if widths and labelled else None
+    with Scorer(data.splits(), prep, distance) if data.val is not None else nullcontext() as scorer:
         files = _Files(out, scorer)
-        parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import, modelopt)
+        parity, calibration = _write_graphs(src, options, data, prep, files, onnx_import, modelopt, widths)
+        if distance is not None:
+            atomic_write_bytes(out / format_by_key("features").file, distance.to_bytes())
+            files.record("features")
         accuracy = _accuracy(scorer, files, data, src.split) if scorer else None
         confidence = _confidence(scorer, data) if scorer and data.test is not None else None
     manifest = {
@@ -217,7 +223,15 @@ def _write_bundle(
         "source": src.description,
         "classes": list(data.classes),
         "input": to_json(input_spec),
-        "output": {"name": OUTPUT_NAME, "kind": "logits"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "kind": "logits",
+            **(
+                {"features": {"name": FEATURES_NAME, "blocks": widths, "file": format_by_key("features").file}}
+                if distance
+                else {}
+            ),
+        },
         "preprocess": to_json(src.preprocess),
         "files": dict(files),
         "parity": parity,
@@ -248,8 +262,10 @@ def _write_graphs(
     files: _Files,
     onnx_import: dict | None,
     modelopt: ModelOptChild | None = None,
+    widths: list[int] | None = None,
 ) -> tuple[dict, dict | None]:
-    """model.pt, model.onnx (checked against its source), FP16 and INT8 graphs: (parity, calibration)."""
+    """model.pt, model.onnx (checked against its source), FP16 and INT8 graphs: (parity, calibration). The nodes
+    that compute the `features` output stay in float in both INT8 graphs (`feature_nodes`)."""
     if src.checkpoint is not None:
         _write_checkpoint(files.out / "model.pt", src)
         files.record("pytorch")
@@ -260,9 +276,14 @@ def _write_graphs(
         files.record("onnx-fp16")
     if not options.int8:
         return parity, None
+    kept_float = feature_nodes(fp32) if widths else []
+    quantized = replace(options, exclude_nodes=(*options.exclude_nodes, *kept_float))
     calibration = quantize(
-        fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import), modelopt
+        fp32, files.out, data.train, prep, quantized, files.record, _fixed_batch(onnx_import), modelopt
     )
+    calibration["excluded_nodes"] = list(options.exclude_nodes)
+    if kept_float:
+        calibration["feature_nodes_in_float"] = kept_float
     calibration["dataset"] = (
         f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
         if options.calib_dir
@@ -271,16 +292,17 @@ def _write_graphs(
     return parity, calibration
 
 
-def _write_fp32(src: ModelSource, out: Path) -> tuple[Path, dict | None]:
-    """model.onnx, exported from the PyTorch module or imported from the user's ONNX file (with what was changed)."""
+def _write_fp32(src: ModelSource, out: Path) -> tuple[Path, dict | None, list[int]]:
+    """model.onnx, exported from the PyTorch module (with its blocks' channel means as `features`) or imported from
+    the user's ONNX file (with what was changed): (path, what the import changed, the feature blocks' widths)."""
     fp32 = out / "model.onnx"
     if src.module is not None:
-        return export_onnx(src.module, fp32, src.input.channels, src.input.size), None
+        return fp32, None, export_onnx(src.module, fp32, src.input.channels, src.input.size)
     from edgecls.export.onnx_import import import_onnx
 
     onnx_import = import_onnx(src.onnx_path, fp32, src.input.size)
     console.print(f"  model.onnx from {src.onnx_path.name}: {'; '.join(onnx_import['steps'])}")
-    return fp32, onnx_import
+    return fp32, onnx_import, []
 
 
 def _input_spec(src: ModelSource, onnx_import: dict | None) -> InputSpec:
@@ -338,14 +360,23 @@ def _confidence(scorer: Scorer, data: ExportData) -> dict:
         fitted = fit(scorer.scores[name, "validation"], data.val.labels)
         test = calibrated(scorer.scores[name, "test"], fitted["temperature"], fitted["platt"])
         files[name] = {**fitted, "test_ece_after": reliability(test, data.test.labels)["ece"]}
+        if scorer.distances:
+            files[name]["features"] = feature_record(
+                scorer.distances[name, "validation"], scorer.distances[name, "test"]
+            )
     console.print(
         "  confidence (temperature on validation; ECE on test after): "
         + "; ".join(f"{n} T {f['temperature']:.3f}, ECE {f['test_ece_after']:.4f}" for n, f in files.items())
     )
+    unknown = (
+        "the feature distance (Lee et al. 2018's Mahalanobis distance on every block's channel means, the blocks "
+        "standardized on validation and added with equal weights) above the value"
+        if scorer.distances
+        else "the calibrated top-1 probability (Hendrycks & Gimpel 2017's maximum softmax) below the value"
+    )
     return {
         "method": "temperature scaling (Guo et al. 2017), then top-label Platt scaling, fitted on the validation "
-        f"split; unknown below the calibrated top-1 probability that keeps {RETENTION:.0%} of validation images "
-        "(Hendrycks & Gimpel 2017's maximum softmax)",
+        f"split; unknown: {unknown} that keeps {RETENTION:.0%} of validation images",
         "retention": RETENTION,
         "bins": BINS,
         "files": files,

@@ -19,7 +19,8 @@ import numpy as np
 
 from edgecls.console import console
 from edgecls.data.imageset import ImageSet
-from edgecls.export.onnx_export import INPUT_NAME
+from edgecls.export.onnx_export import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME
+from edgecls.feature_distance import FeatureDistance
 from edgecls.runtime.preprocess import Preprocessor
 
 CHUNK = 500  # images normalized and scored at a time
@@ -53,27 +54,42 @@ def chunk_size(prep: Preprocessor) -> int:
     return max(1, min(CHUNK, CHUNK_BYTES // (prep.channels * prep.size * prep.size * 4)))
 
 
-def onnx_scores(graph, images: np.ndarray, prep: Preprocessor) -> np.ndarray:
-    """Scores of uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded whole);
-    a graph with a fixed batch of 1 is run image by image."""
+def onnx_outputs(graph, images: np.ndarray, prep: Preprocessor, names: list[str]) -> list[np.ndarray]:
+    """The outputs `names` for uint8 images, normalized chunk by chunk (an image folder's memory map is never loaded
+    whole); a graph with a fixed batch of 1 is run image by image."""
     fixed_batch = graph.get_inputs()[0].shape[0] == 1
-    scores = []
+    results = []
     for batch in prep.batches(images, chunk_size(prep)):
         pieces = np.split(batch, len(batch)) if fixed_batch else [batch]
-        scores += [graph.run(None, {INPUT_NAME: piece})[0] for piece in pieces]
-    return np.concatenate(scores)
+        results += [graph.run(names, {INPUT_NAME: piece}) for piece in pieces]
+    return [np.concatenate([result[i] for result in results]) for i in range(len(names))]
+
+
+def onnx_scores(graph, images: np.ndarray, prep: Preprocessor) -> np.ndarray:
+    """The logits of uint8 images (`onnx_outputs`)."""
+    return onnx_outputs(graph, images, prep, [OUTPUT_NAME])[0]
+
+
+def _score_chunk(graph, images: np.ndarray, prep: Preprocessor, distance: FeatureDistance | None) -> tuple:
+    """(logits, N×blocks feature distances or None) of one chunk: only the distances are kept, not the features."""
+    if distance is None:
+        return onnx_scores(graph, images, prep), None
+    logits, features = onnx_outputs(graph, images, prep, [OUTPUT_NAME, FEATURES_NAME])
+    return logits, distance.distances(features)
 
 
 class Scorer:
-    """Scores graphs on `splits` in the background as they are added; `rows` waits for all and summarizes them."""
+    """Scores graphs on `splits` in the background as they are added; `rows` waits for all and summarizes them. With
+    a `distance`, each graph's feature distances are kept too (`distances`), for its unknown threshold."""
 
-    def __init__(self, splits: dict[str, ImageSet], prep: Preprocessor):
-        self.splits, self.prep = splits, prep
+    def __init__(self, splits: dict[str, ImageSet], prep: Preprocessor, distance: FeatureDistance | None = None):
+        self.splits, self.prep, self.distance = splits, prep, distance
         self.pool = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="score")
         self.jobs: dict[str, dict[str, list[Future]]] = {}
         self.entries: dict[str, dict] = {}
         self.started = time.perf_counter()
         self.scores: dict[tuple[str, str], np.ndarray] = {}  # (file, split) → logits, once `rows` has run
+        self.distances: dict[tuple[str, str], np.ndarray] = {}  # (file, split) → feature distances, with `distance`
 
     def __enter__(self) -> Scorer:
         return self
@@ -86,7 +102,10 @@ class Scorer:
         graph = session(path, evaluation_target(entry), threads=1)
         self.entries[path.name] = entry
         self.jobs[path.name] = {
-            split: [self.pool.submit(onnx_scores, graph, chunk, self.prep) for chunk in self._chunks(data.images)]
+            split: [
+                self.pool.submit(_score_chunk, graph, chunk, self.prep, self.distance)
+                for chunk in self._chunks(data.images)
+            ]
             for split, data in self.splits.items()
         }
 
@@ -97,11 +116,14 @@ class Scorer:
     def rows(self) -> dict[str, dict]:
         """{split: {dataset, samples, files: {name: top-1, agreement with and largest |Δ logit| from the first graph
         added (model.onnx)}}}."""
-        scores = {
-            (name, split): np.concatenate([job.result() for job in chunks])
+        results = {
+            (name, split): [job.result() for job in chunks]
             for name, by_split in self.jobs.items()
             for split, chunks in by_split.items()
         }
+        scores = {key: np.concatenate([logits for logits, _ in chunks]) for key, chunks in results.items()}
+        if self.distance is not None:
+            self.distances = {key: np.concatenate([d for _, d in chunks]) for key, chunks in results.items()}
         images = sum(len(data) for data in self.splits.values())
         console.print(
             f"  scored {len(self.jobs)} graph{'s' if len(self.jobs) > 1 else ''} on {images:,} images each "

@@ -22,6 +22,8 @@ import numpy as np
 from edgecls.bundle import Bundle
 from edgecls.confidence import calibrated
 from edgecls.errors import BundleError, InputError
+from edgecls.feature_distance import FeatureDistance
+from edgecls.feature_distance import known_score as feature_known_score
 from edgecls.runtime.backends import Backend, BackendInfo, choose, create_backend
 from edgecls.runtime.options import DEFAULT_TOP_K
 from edgecls.runtime.preprocess import Preprocessor
@@ -35,7 +37,7 @@ class Prediction:
     topk: tuple[tuple[str, float], ...]
     timings_ms: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = field(default=None, repr=False, compare=False)
-    unknown: bool = False  # below the bundle's threshold for "one of my classes" (never, for a bundle without one)
+    unknown: bool = False  # not one of the bundle's classes, by its unknown score (never, for a bundle without one)
 
 
 @runtime_checkable
@@ -64,10 +66,18 @@ class Classifier:
         self.classes = bundle.classes
         self.top_k = min(top_k, len(self.classes))
         self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
-        fitted = (bundle.manifest.confidence or {}).get("files", {}).get(backend.describe().file) or {}
+        fitted = (bundle.manifest.confidence or {}).get("files", {}).get(backend.source_graph) or {}
         self.temperature = float(fitted.get("temperature", 1.0))
         self.platt: tuple[float, float] = tuple(fitted.get("platt", (1.0, 0.0)))
         self.unknown_below: float | None = fitted.get("unknown_below")
+        self.unknown_score = "max_softmax"
+        self.distance: FeatureDistance | None = None
+        features = fitted.get("features")
+        entry = bundle.find("feature-distance", "")
+        if features and entry is not None and backend.has_features:
+            self.distance = FeatureDistance.from_bytes(bundle.read_verified(entry))
+            self.standardize, self.unknown_below = features["standardize"], features["unknown_below"]
+            self.unknown_score = "feature_distance"
         self._lock = threading.Lock()
 
     @classmethod
@@ -110,8 +120,12 @@ class Classifier:
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """Normalized N×C×H×W float32 → logits, serialized across threads."""
+        return self.infer_with_features(batch)[0]
+
+    def infer_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Normalized N×C×H×W float32 → (logits, the graph's `features` or None), serialized across threads."""
         with self._lock:
-            return self.backend.infer(batch)
+            return self.backend.infer_with_features(batch)
 
     def rank(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """N×classes logits → the top-k class indices of each row, best first, and their probabilities (N×k each)."""
@@ -122,17 +136,26 @@ class Classifier:
             )
         return ranked(logits, self.top_k, self.temperature, self.platt)
 
-    def unknown(self, confidence: np.ndarray) -> np.ndarray:
-        """Which calibrated top-1 confidences are below the bundle's threshold for "one of my classes" (none, for a
-        bundle without one): the in-process and the served answers decide it here."""
-        if self.unknown_below is None:
-            return np.zeros(np.shape(confidence), bool)
-        return np.asarray(confidence, np.float64) < self.unknown_below
+    def known_score(self, logits: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        """Per row, how much like the training classes (higher: more), by the score the bundle chose for this graph
+        (`unknown_score`): minus the standardized feature distance, or the calibrated top-1 probability."""
+        if self.distance is not None:
+            if features is None:
+                raise BundleError(f"{self.bundle.root}: the graph gave no `features` output; re-export the bundle")
+            return feature_known_score(self.distance.distances(features), self.standardize)
+        return calibrated(logits, self.temperature, self.platt).max(axis=1).astype(np.float64)
 
-    def _postprocess(self, logits: np.ndarray) -> list[tuple]:
+    def unknown(self, known: np.ndarray) -> np.ndarray:
+        """Which `known_score`s are below the bundle's threshold for "one of my classes" (none, for a bundle without
+        one): the in-process and the served answers, and eval's, decide it here."""
+        if self.unknown_below is None:
+            return np.zeros(np.shape(known), bool)
+        return np.asarray(known, np.float64) < self.unknown_below
+
+    def _postprocess(self, logits: np.ndarray, features: np.ndarray | None = None) -> list[tuple]:
         """(label, index, confidence, top-k, unknown) of each row."""
         order, probs = self.rank(logits)
-        unknown = self.unknown(probs[:, 0]).tolist()
+        unknown = self.unknown(self.known_score(logits, features)).tolist()
         return [
             (
                 self.classes[int(row[0])],
@@ -147,9 +170,9 @@ class Classifier:
     def predict_tensor(self, batch: np.ndarray, preprocess_ms: float = 0.0) -> list[Prediction]:
         """Classify an already preprocessed N×C×H×W float32 batch (the bundle's normalization applied)."""
         t0 = time.perf_counter()
-        logits = self.infer(batch)
+        logits, features = self.infer_with_features(batch)
         t1 = time.perf_counter()
-        fields = self._postprocess(logits)
+        fields = self._postprocess(logits, features)
         n = len(batch)
         timing = {
             "preprocess": preprocess_ms / n,

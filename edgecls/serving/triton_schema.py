@@ -77,13 +77,13 @@ def label_bytes(classes) -> np.ndarray:
 def answer(classifier, batch: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """A `Classifier`'s answer to an N×C×H×W input batch: one row per image of each output, built with whole-array
     operations, so a served batch of 64 makes no per-image Python objects. `labels`: `label_bytes(classes)`."""
-    logits = classifier.infer(batch)
+    logits, features = classifier.infer_with_features(batch)
     order, probs = classifier.rank(logits)
     return {
         "label": labels[order[:, :1]],
         "index": order[:, :1].astype(np.int64),
         "confidence": probs[:, :1].astype(np.float32),
-        "unknown": classifier.unknown(probs[:, :1]),
+        "unknown": classifier.unknown(classifier.known_score(logits, features))[:, None],
         "topk_index": order.astype(np.int64),
         "topk_label": labels[order],
         "topk_prob": probs.astype(np.float32),

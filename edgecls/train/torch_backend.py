@@ -39,6 +39,7 @@ class TorchBackend(Backend):
                 "an edgecls checkpoint, so there is no PyTorch baseline to run"
             )
         self.entry = entry
+        self.source_graph = entry.name
         self.torch = torch
         threads = threads or (DEFAULT_CPU_THREADS if device == "cpu" else None)
         if threads:  # process-wide in PyTorch: the last backend created sets it
@@ -47,10 +48,10 @@ class TorchBackend(Backend):
         self.dtype = torch.float16 if precision == "fp16" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, None]:
         with self.torch.inference_mode():
             x = self.torch.from_numpy(batch).to(self.device, self.dtype)
-            return self.model(x).float().cpu().numpy()
+            return self.model(x).float().cpu().numpy(), None
 
     def synchronize(self) -> None:
         if self.device == "cuda":

@@ -42,8 +42,16 @@ def refuse_geometry(bundle: Bundle, graph: str, shape) -> None:
         )
 
 
+def stack(parts: list[tuple[np.ndarray, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The (logits, features) of batches run one after another, as one batch's."""
+    logits = np.concatenate([part[0] for part in parts])
+    return logits, None if parts[0][1] is None else np.concatenate([part[1] for part in parts])
+
+
 class Backend(ABC):
     name: str = ""
+    source_graph: str = ""  # the bundle's ONNX file this backend runs (an engine's source): its calibration applies
+    has_features: bool = False  # the graph answers `features` beside the logits (`edgecls.feature_distance`)
 
     def __init__(self, bundle: Bundle, precision: str, device: str):
         self.bundle = bundle
@@ -55,6 +63,11 @@ class Backend(ABC):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """N×C×H×W float32 normalized input → N×num_classes float32 logits."""
+        return self.infer_with_features(batch)[0]
+
+    def infer_with_features(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """N×C×H×W float32 normalized input → (logits, the N×ΣC `features` the unknown score reads, or None where the
+        graph has no such output)."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
             raise InputError(
                 f"batch must be a float32 numpy array, got {getattr(batch, 'dtype', type(batch).__name__)}"
@@ -66,11 +79,12 @@ class Backend(ABC):
         if not np.isfinite(batch).all():
             raise InputError("batch contains NaN or infinite values; check the preprocessing or the camera")
         if self.fixed_batch and len(batch) > 1:
-            return np.concatenate([self._infer(np.ascontiguousarray(batch[i : i + 1])) for i in range(len(batch))])
+            return stack([self._infer(np.ascontiguousarray(batch[i : i + 1])) for i in range(len(batch))])
         return self._infer(np.ascontiguousarray(batch))
 
     @abstractmethod
-    def _infer(self, batch: np.ndarray) -> np.ndarray: ...
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, features or None) of a checked, contiguous batch."""
 
     @abstractmethod
     def describe(self) -> BackendInfo: ...

@@ -9,6 +9,7 @@ import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BackendUnavailableError, BundleError
+from edgecls.feature_distance import OUTPUT as FEATURES
 from edgecls.fileio import cache_dir
 from edgecls.runtime.backends.base import Backend, BackendInfo, refuse_geometry
 
@@ -123,6 +124,10 @@ class OnnxRuntimeBackend(Backend):
         self.session.disable_fallback()
         refuse_geometry(bundle, entry.name, self.session.get_inputs()[0].shape)
         self.input_name = self.session.get_inputs()[0].name
+        self.source_graph = entry.name
+        outputs = [output.name for output in self.session.get_outputs()]
+        self.has_features = FEATURES in outputs[1:]
+        self.outputs = [outputs[0], FEATURES] if self.has_features else [outputs[0]]  # the logits come first
         self.providers = tuple(self.session.get_providers())
         if self.providers[0] != PROVIDERS[device]:  # ONNX Runtime only logs a provider that failed to start
             raise BackendUnavailableError(
@@ -157,8 +162,9 @@ class OnnxRuntimeBackend(Backend):
             )
         return options
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: batch})[0].astype(np.float32, copy=False)
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        answers = [a.astype(np.float32, copy=False) for a in self.session.run(self.outputs, {self.input_name: batch})]
+        return answers[0], answers[1] if self.has_features else None
 
     def describe(self) -> BackendInfo:
         flavour = f" ({self.entry.flavour})" if self.entry.flavour else ""

@@ -13,12 +13,14 @@ import hashlib
 import threading
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgecls.bundle import Bundle
 from edgecls.errors import BundleError, EngineMismatchError
-from edgecls.runtime.backends.base import Backend, BackendInfo
+from edgecls.feature_distance import OUTPUT as FEATURES
+from edgecls.runtime.backends.base import Backend, BackendInfo, stack
 from edgecls.runtime.backends.cuda_api import open_cuda
 from edgecls.runtime.engines import (
     build_engine,
@@ -60,9 +62,14 @@ class TensorRTBackend(Backend):
             self.stream = self.cuda.stream()
             names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
             self.input_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT)
-            self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
+            outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+            self.has_features = FEATURES in outputs
+            logits = (bundle.manifest.output or {}).get("name", "logits")
+            self.output_names = [logits if logits in outputs else outputs[0]] + (
+                [FEATURES] if self.has_features else []
+            )
             self.input_dtype = trt.nptype(self.engine.get_tensor_dtype(self.input_name))
-            self.output_dtype = trt.nptype(self.engine.get_tensor_dtype(self.output_name))
+            self.output_dtypes = {n: trt.nptype(self.engine.get_tensor_dtype(n)) for n in self.output_names}
             self.capacity, self.closed = 0, False
             self.buffers: tuple | None = None
             self.start, self.end = self.cuda.event(), self.cuda.event()
@@ -95,29 +102,32 @@ class TensorRTBackend(Backend):
         data = cached.read_bytes()
         return cached, data, check_engine(cached, expected, data)
 
-    def _buffers(self, batch: int):
-        """One pinned + device buffer set for the largest batch seen so far; a smaller batch uses its first rows.
-        A larger one frees the set and allocates anew, so memory stays that of the largest batch (≤ max_batch)."""
+    def _buffers(self, batch: int) -> tuple[np.ndarray, Any, dict[str, tuple[np.ndarray, Any]]]:
+        """One pinned + device buffer per tensor for the largest batch seen so far; a smaller batch uses their first
+        rows. A larger one frees the set and allocates anew, so memory stays that of the largest batch (≤ max_batch).
+        (host input, device input, {output: (host, device)})."""
         if batch > self.capacity:
             shape = (batch, *self.input_shape)
             if not self.context.set_input_shape(self.input_name, shape):
                 raise EngineMismatchError(f"TensorRT refused input shape {shape} (profile: batch 1..{self.max_batch})")
-            out_shape = tuple(self.context.get_tensor_shape(self.output_name))  # type: ignore[var-annotated,arg-type]  # Dims iterates
             self._free_buffers()
             host_in = self.cuda.pinned(shape, self.input_dtype)
-            host_out = self.cuda.pinned(out_shape, self.output_dtype)
-            self.buffers = (host_in, host_out, self.cuda.alloc(host_in.nbytes), self.cuda.alloc(host_out.nbytes))
+            outputs = {}
+            for name in self.output_names:
+                out_shape = tuple(self.context.get_tensor_shape(name))  # type: ignore[var-annotated,arg-type]  # Dims iterates
+                host = self.cuda.pinned(out_shape, self.output_dtypes[name])
+                outputs[name] = (host, self.cuda.alloc(host.nbytes))
+            self.buffers = (host_in, self.cuda.alloc(host_in.nbytes), outputs)
             self.capacity = batch
-        host_in, host_out, dev_in, dev_out = self.buffers or ()
-        return host_in[:batch], host_out[:batch], dev_in, dev_out
+        host_in, dev_in, outputs = self.buffers or ()
+        return host_in[:batch], dev_in, {name: (host[:batch], dev) for name, (host, dev) in outputs.items()}
 
     def _free_buffers(self) -> None:
         if self.buffers is not None:
-            host_in, host_out, dev_in, dev_out = self.buffers
+            host_in, dev_in, outputs = self.buffers
             self.buffers, self.capacity = None, 0
-            for device in (dev_in, dev_out):
+            for host, device in [(host_in, dev_in), *outputs.values()]:
                 self.cuda.free(device)
-            for host in (host_in, host_out):
                 self.cuda.free_pinned(host)
 
     def close(self) -> None:
@@ -134,21 +144,20 @@ class TensorRTBackend(Backend):
             self.stream = self.start = self.end = None
             del self.context, self.engine  # TensorRT frees them with the last reference
 
-    def _infer(self, batch: np.ndarray) -> np.ndarray:
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         if len(batch) > self.max_batch:  # the engine's optimization profile stops at max_batch
-            return np.concatenate(
-                [self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)]
-            )
+            return stack([self._infer(batch[i : i + self.max_batch]) for i in range(0, len(batch), self.max_batch)])
         cuda = self.cuda
         with self.lock, cuda.active():
             if self.closed:
                 raise RuntimeError("this TensorRT backend was closed; load the Classifier again")
-            host_in, host_out, dev_in, dev_out = self._buffers(batch.shape[0])
+            host_in, dev_in, outputs = self._buffers(batch.shape[0])
             if not self.context.set_input_shape(self.input_name, batch.shape):
                 raise EngineMismatchError(
                     f"TensorRT refused input shape {batch.shape} (profile: batch 1..{self.max_batch})"
                 )
-            for name, address in ((self.input_name, dev_in), (self.output_name, dev_out)):
+            addresses = [(self.input_name, dev_in)] + [(name, dev) for name, (_, dev) in outputs.items()]
+            for name, address in addresses:
                 if not self.context.set_tensor_address(name, int(address)):
                     raise EngineMismatchError(f"TensorRT refused the device address of tensor {name!r}")
             np.copyto(host_in, batch, casting="same_kind")
@@ -157,10 +166,12 @@ class TensorRTBackend(Backend):
             if not self.context.execute_async_v3(cuda.stream_handle(self.stream)):
                 raise RuntimeError("TensorRT execute_async_v3 failed; see the TensorRT log")
             cuda.record(self.end, self.stream)
-            cuda.to_host(host_out, dev_out, self.stream)
+            for host, dev in outputs.values():
+                cuda.to_host(host, dev, self.stream)
             cuda.synchronize(self.stream)
             self.last_device_ms = cuda.elapsed_ms(self.start, self.end)
-            return host_out.astype(np.float32, copy=True)
+            answers = [host.astype(np.float32, copy=True) for host, _ in outputs.values()]
+            return answers[0], answers[1] if self.has_features else None
 
     def describe(self) -> BackendInfo:
         return BackendInfo(
