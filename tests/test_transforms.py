@@ -120,3 +120,14 @@ def test_augmix_mixes_each_group_on_its_own_repeats_for_a_seed_and_leaves_the_gl
     ]
     assert all(share > 0.05 for share in changed)
     assert torch.equal(Augment().mix(x, torch.Generator()), x)
+
+
+def test_a_card_names_the_augmentations_the_run_trained_with():
+    from edgecls.train.config import TrainConfig
+
+    names = Augment.from_config(TrainConfig(model="mobilenet_mod", augmix=True)).names()
+    assert names[0] == "random crop after 4-pixel zeros padding" and names[1] == "horizontal flip"
+    assert names[2].startswith("AugMix") and len(names) == 3
+    digits = Augment.from_config(TrainConfig(model="lenet5", dataset="mnist", erase=0.5, crop_padding=0)).names()
+    assert digits == ["random erasing (p 0.5)"]  # no flip for digits
+    assert Augment.from_config(TrainConfig(model="lenet5", augment=False)) is None

@@ -73,3 +73,33 @@ def test_shipped_weights_score_their_card_on_real_test_images(key, request, tmp_
     assert manifest["accuracy"]["test"]["samples"] == SLICE == card.export["test_slice"]["images"]
     assert abs(measured - card.export["test_slice"]["model.onnx"]) <= 2 / SLICE
     assert abs(measured - expected) <= 4 * (expected * (1 - expected) / SLICE) ** 0.5
+
+
+def test_a_card_s_deployed_figures_are_what_eval_prints(bundle_dir, cifar_root, tmp_path):
+    """tools/ship_weights.py writes into the card what `edgecls eval BUNDLE --precision P --ood-dataset fashion-mnist
+    --corruptions` reports, figure for figure (here on the synthetic bundle and datasets)."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    import ship_weights
+    from synthetic import write_idx
+    from typer.testing import CliRunner
+
+    from edgecls.cli import app
+
+    write_idx(tmp_path / "ood")
+    deployed = ship_weights.deployed_figures(str(bundle_dir), "cifar10", str(cifar_root), str(tmp_path / "ood"))
+    args = ["eval", str(bundle_dir), "--precision", "int8", "--backend", "onnxruntime", "--data-dir", str(cifar_root)]
+    args += ["--ood-dataset", "fashion-mnist", "--ood-data-dir", str(tmp_path / "ood"), "--corruptions"]
+    result = CliRunner().invoke(app, [*args, "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    card = deployed["files"]["model.int8.onnx"]
+    assert set(deployed["files"]) == {"model.onnx", "model.fp16.onnx", "model.int8.onnx"}
+    assert card["top1"] == report["top1"] and card["confidence.ece"] == report["confidence"]["ece"]
+    assert card["ood.auroc"] == report["ood"]["auroc"] and card["ood.score"] == "feature_distance"
+    assert card["test_called_unknown"] == report["ood"]["known_called_unknown"]
+    assert card["corruptions.mean_top1"] == report["corruptions"]["mean_top1"]
+    assert deployed["corruptions"]["images"] == report["corruptions"]["images"] == 200  # the whole synthetic test set

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 from edgecls.bench import run_bench
@@ -24,7 +25,7 @@ from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.export.sources import NO_SPLIT, ForeignOptions
 from edgecls.fileio import atomic_write_json, sha256_file
 from edgecls.jsonrecord import read_record
-from edgecls.measure_options import BenchOptions
+from edgecls.measure_options import BenchOptions, EvalOptions
 from edgecls.train.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
 from edgecls.zoo.pretrained import WEIGHTS_DIR, ModelCard
 
@@ -63,6 +64,7 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "test_top5": summary["test_top5"],
         "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1),
         "tta_top1": tta_accuracy(dst, dataset, data_dir, split),
+        "augmentations": augmentations(ckpt["config"]),
         "training_log_tail": [
             f"epoch {h['epoch']}: train {h['train_acc']:.4f} val {h['val_acc']:.4f}" for h in history[-3:]
         ],
@@ -70,6 +72,15 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "weights_sha256": sha256_file(dst),
         "weights_bytes": dst.stat().st_size,
     }
+
+
+def augmentations(config: dict) -> list[str]:
+    """The run's augmentations in words: the card names them, so a robustness figure can be read against them."""
+    from edgecls.data.transforms import Augment
+    from edgecls.train.config import TrainConfig
+
+    augment = Augment.from_config(TrainConfig.from_dict(config))
+    return augment.names() if augment else []
 
 
 def tta_accuracy(weights: Path, dataset: str, data_dir: str | None, split: dict) -> dict:
@@ -112,17 +123,65 @@ def measured_latency(bundle: str, data_dir: str | None) -> dict:
 
 
 SLICE = 2000  # tests/test_weights.py re-measures the FP32 export on the first SLICE test images
+OOD = {"cifar10": "fashion-mnist"}  # the images of none of the classes a card's "unknown" is measured against
+# eval --corruptions' default number of test images: the card holds what that command prints
+CORRUPTION_IMAGES = next(f.default for f in fields(EvalOptions) if f.name == "corruption_images")
 
 
-def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
-    """Export the shipped weights with the default options; the bundle's accuracy, calibration record and CPU
-    latency."""
+def deployed_figures(bundle: str, dataset: str, data_dir: str | None, ood_data_dir: str | None) -> dict:
+    """What `edgecls eval BUNDLE --precision P --ood-dataset OOD --corruptions` reports for each CPU graph: top-1,
+    the calibration error, unknown (AUROC and the share of test images called unknown) and the camera-condition suite
+    on its first `CORRUPTION_IMAGES` test images."""
+    from edgecls.corruptions import SUITE
+    from edgecls.data import load_for_model
+    from edgecls.evaluate import evaluate_classifier
+    from edgecls.runtime import Classifier
+
+    files = {}
+    for precision in ("fp32", "fp16", "int8"):
+        with Classifier.load(bundle, backend="onnxruntime", precision=precision, device="cpu") as clf:
+            test = load_for_model(dataset, "test", data_dir, clf.bundle.input, clf.bundle.preprocess)
+            ood = OOD.get(dataset) and load_for_model(
+                OOD[dataset], "test", ood_data_dir or data_dir, clf.bundle.input, clf.bundle.preprocess
+            )
+            report = evaluate_classifier(clf, test, ood=ood or None, corruption_images=CORRUPTION_IMAGES)
+        corruptions = report["corruptions"]
+        files[clf.info.file] = {
+            "top1": report["top1"],
+            "confidence.ece": report["confidence"]["ece"],
+            "corruptions.mean_top1": corruptions["mean_top1"],
+            "corruptions.clean_top1": corruptions["clean_top1"],
+            "corruptions.by_corruption": {name: c["mean"] for name, c in corruptions["by_corruption"].items()},
+            **(
+                {
+                    "ood.auroc": report["ood"]["auroc"],
+                    "ood.score": report["ood"]["score"],
+                    "ood.called_unknown": report["ood"]["unknown_called_unknown"],
+                    "test_called_unknown": report["ood"]["known_called_unknown"],
+                }
+                if ood
+                else {}
+            ),
+        }
+    ood_flag = f" --ood-dataset {OOD[dataset]}" if dataset in OOD else ""
+    return {
+        "command": f"edgecls eval BUNDLE --precision P --backend onnxruntime{ood_flag} --corruptions",
+        **({"ood_dataset": f"{OOD[dataset]} test split"} if dataset in OOD else {}),
+        "corruptions": {"suite": SUITE, "images": corruptions["images"]},
+        "files": files,
+    }
+
+
+def exported_accuracy(weights: Path, data_dir: str | None, ood_data_dir: str | None = None) -> dict:
+    """Export the shipped weights with the default options; the bundle's accuracy, calibration record, CPU
+    latency and what eval measures on its graphs (`deployed_figures`)."""
     name, dataset = weights.name.split(".")[:2]
     data = ForeignOptions(dataset=dataset)
     with tempfile.TemporaryDirectory() as tmp:
         export_bundle(name, ExportOptions(fp16=True, int8=True, out=tmp, data_dir=data_dir, foreign=data))
         manifest = json.loads((Path(tmp) / "edgecls.json").read_text())
         latency = measured_latency(tmp, data_dir)
+        deployed = deployed_figures(tmp, dataset, data_dir, ood_data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         sliced = export_bundle(name, ExportOptions(out=tmp, data_dir=data_dir, eval_images=SLICE, foreign=data))
     val, test = manifest["accuracy"]["validation"], manifest["accuracy"]["test"]
@@ -135,6 +194,7 @@ def exported_accuracy(weights: Path, data_dir: str | None) -> dict:
         "top1": {name: row["top1"] for name, row in test["files"].items()},
         "calibration": {k: manifest["calibration"][k] for k in ("images", "method", "dataset")},
         "latency": latency,
+        "deployed": deployed,
         "test_slice": {"images": SLICE, "model.onnx": sliced["accuracy"]["test"]["files"]["model.onnx"]["top1"]},
     }
 
@@ -168,6 +228,7 @@ def main() -> None:
     parser.add_argument("run", type=Path, nargs="?")
     parser.add_argument("--dataset", default="cifar10")
     parser.add_argument("--data-dir")
+    parser.add_argument("--ood-data-dir", help="where the card's unknown images live (default: --data-dir)")
     parser.add_argument("--command", help="the exact command that trained the run")
     parser.add_argument("--hardware")
     parser.add_argument(
@@ -195,7 +256,7 @@ def main() -> None:
         write_card(key, card)  # export reads the weights' card
         card["calibration_method"] = choose_calibration(weights, args.data_dir)
         write_card(key, card)
-    card["export"] = exported_accuracy(weights, args.data_dir)
+    card["export"] = exported_accuracy(weights, args.data_dir, args.ood_data_dir)
     write_card(key, card)
     print(json.dumps({k: card[k] for k in ("model", "epochs_run", "val_top1", "test_top1", "weights_bytes", "export")}))
 

@@ -43,6 +43,41 @@ class Augment:
     erase: float = 0.0
     augmix: bool = False
 
+    @classmethod
+    def from_config(cls, cfg) -> Augment | None:
+        """The augmentation a `TrainConfig` asks for (None for --no-augment). No flip for MNIST: digits are not
+        mirror-symmetric; garments are."""
+        if not cfg.augment:
+            return None
+        return cls(
+            crop_padding=cfg.crop_padding,
+            flip=cfg.dataset != "mnist",
+            rotate_degrees=cfg.rotate_degrees,
+            shift_fraction=cfg.shift_fraction,
+            pad_mode=cfg.pad_mode,
+            alternating_flip=cfg.alternating_flip,
+            erase=cfg.erase,
+            augmix=cfg.augmix,
+        )
+
+    def names(self) -> list[str]:
+        """The augmentations in words, as a model card lists them."""
+        names = [f"random crop after {self.crop_padding}-pixel {self.pad_mode} padding"] if self.crop_padding else []
+        if self.flip:
+            names.append("horizontal flip" + (", alternating epochs" if self.alternating_flip else ""))
+        if self.rotate_degrees:
+            names.append(f"rotation ±{self.rotate_degrees:g}°")
+        if self.shift_fraction:
+            names.append(f"shift ±{self.shift_fraction:g} of the size")
+        if self.erase:
+            names.append(f"random erasing (p {self.erase:g})")
+        if self.augmix:
+            names.append(
+                "AugMix (torchvision, all_ops=False: autocontrast, equalize, posterize, rotate, solarize, "
+                "shear, translate)"
+            )
+        return names
+
     def __post_init__(self) -> None:
         if self.pad_mode not in PAD_MODES:
             raise ConfigError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {self.pad_mode!r}")

@@ -123,20 +123,7 @@ class _Run:
         ):  # the optimizer state saved holds only the trainable tensors
             freeze_all_but_last(self.model, cfg.trainable_blocks)
 
-        augment = (
-            Augment(
-                crop_padding=cfg.crop_padding,
-                flip=cfg.dataset != "mnist",
-                rotate_degrees=cfg.rotate_degrees,
-                shift_fraction=cfg.shift_fraction,
-                pad_mode=cfg.pad_mode,
-                alternating_flip=cfg.alternating_flip,
-                erase=cfg.erase,
-                augmix=cfg.augmix,
-            )
-            if cfg.augment
-            else None
-        )  # digits are not mirror-symmetric; garments are
+        augment = Augment.from_config(cfg)
         self.train_loader = BatchLoader(
             self.train_set,
             cfg.batch_size,

@@ -36,6 +36,7 @@ class ModelCard:
     images_per_s: float | None = None
     tta_top1: dict | None = None
     calibration_method: dict | None = field(default=None, metadata=doc("the INT8 method chosen on validation"))
+    augmentations: tuple[str, ...] | None = field(default=None, metadata=doc("what training did to its images"))
 
 
 def read_card(path: Path) -> ModelCard:
