@@ -353,7 +353,9 @@ def test_a_model_that_fails_to_load_stops_the_start_at_once_with_the_reason(bund
     server.start()
     try:
         started = time.monotonic()
-        with pytest.raises(ServerDiedError, match="exited with code 1 while starting"):
+        # Triton exits 1 after a model fails to load, or aborts (-6) when its gRPC poller trips on a descriptor that
+        # teardown closed ("epoll_wait error: Bad file descriptor", seen in CI on 2026-12-07): both stop the start
+        with pytest.raises(ServerDiedError, match="exited with code (1|-6) while starting"):
             server.wait_ready(timeout_s=120)
         assert time.monotonic() - started < 60
     finally:
