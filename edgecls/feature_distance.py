@@ -28,6 +28,10 @@ from functools import cached_property
 import numpy as np
 
 OUTPUT = "features"  # the graph output holding every block's channel means, concatenated
+# Up to this many images, the products run in numpy's own loops (np.einsum), not OpenBLAS: its worker threads spin for
+# milliseconds after each call, and a camera loop calling once per 33 ms frame kept a core busy (36 ms of CPU per call,
+# against 3.4 ms with one OpenBLAS thread; measured with `edgecls bench`, paced, on the 2-core Zen 3).
+SMALL_BATCH = 16
 SHRINKAGE = 1e-3  # share of the mean channel variance added to every channel's variance
 DIRECTIONS = 128  # at most this many principal directions per block: bounds the cost per frame and the file
 FIT_IMAGES = 10_000  # training images (validation excluded) the class means and covariances are fitted on
@@ -65,11 +69,11 @@ class FeatureDistance:
         f = np.asarray(features, np.float64)
         starts = np.cumsum([0, *self.widths])
         z = np.concatenate(
-            [f[:, a:b] @ w for a, b, w in zip(starts[:-1], starts[1:], self.whiten, strict=True)], axis=1
+            [_product(f[:, a:b], w) for a, b, w in zip(starts[:-1], starts[1:], self.whiten, strict=True)], axis=1
         )
         means, sums, norms = self._side_by_side
         classes = len(norms) // len(self.widths)
-        squared = np.repeat((z * z) @ sums, classes, axis=1) - 2 * (z @ means) + norms
+        squared = np.repeat(_product(z * z, sums), classes, axis=1) - 2 * _product(z, means) + norms
         return np.maximum(squared.reshape(len(f), len(self.widths), classes).min(axis=2), 0.0)
 
     @cached_property
@@ -105,6 +109,11 @@ class FeatureDistance:
                 tuple(arrays[f"whiten_{i}"].astype(np.float64) for i in blocks),
                 tuple(arrays[f"centres_{i}"].astype(np.float64) for i in blocks),
             )
+
+
+def _product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b; for a few rows (`SMALL_BATCH`) without OpenBLAS and its spinning threads."""
+    return np.einsum("nc,ck->nk", a, b) if len(a) <= SMALL_BATCH else a @ b
 
 
 def _as_stored(values: np.ndarray) -> np.ndarray:
