@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,9 +38,10 @@ def quantize(
     record,
     fixed_batch: bool,
     modelopt: ModelOptChild | None = None,
+    float_nodes: tuple[str, ...] = (),
 ) -> dict:
     """The INT8 graphs the target needs, calibrated on the same stratified training images; returns the calibration
-    record.
+    record. `float_nodes` stay in float beside the user's --exclude-node ones (the `features` output's).
 
     CPU: ONNX Runtime's quantizer (U8S8 for its kernels). TensorRT: NVIDIA ModelOpt (Q/DQ where TensorRT fuses it),
     whose child process runs beside ONNX Runtime's quantizer and the scoring of the graphs already written.
@@ -54,7 +56,9 @@ def quantize(
         "seed": options.seed,
         "excluded_nodes": list(options.exclude_nodes),
         "test_images_used": 0,
+        **({"feature_nodes_in_float": list(float_nodes)} if float_nodes else {}),
     }
+    options = replace(options, exclude_nodes=(*options.exclude_nodes, *float_nodes))
     tensorrt = options.tensorrt_int8
     if tensorrt and options.target == "all" and not modelopt_available():
         console.print(f"  [yellow]{format_by_key('onnx-int8-trt').file} skipped:[/] {escape(INSTALL_HINT)}")

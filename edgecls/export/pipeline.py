@@ -276,14 +276,10 @@ def _write_graphs(
         files.record("onnx-fp16")
     if not options.int8:
         return parity, None
-    kept_float = feature_nodes(fp32) if widths else []
-    quantized = replace(options, exclude_nodes=(*options.exclude_nodes, *kept_float))
+    kept_float = tuple(feature_nodes(fp32)) if widths else ()
     calibration = quantize(
-        fp32, files.out, data.train, prep, quantized, files.record, _fixed_batch(onnx_import), modelopt
+        fp32, files.out, data.train, prep, options, files.record, _fixed_batch(onnx_import), modelopt, kept_float
     )
-    calibration["excluded_nodes"] = list(options.exclude_nodes)
-    if kept_float:
-        calibration["feature_nodes_in_float"] = kept_float
     calibration["dataset"] = (
         f"{options.calib_dir}: unlabelled images, the held-out ones excluded"
         if options.calib_dir
