@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import re
 import subprocess
@@ -67,7 +68,6 @@ def test_one_vocabulary_of_options_across_commands():
 def test_train_options_are_declared_once_on_the_config(monkeypatch):
     """`edgecls train`'s options are TrainConfig's fields: same names, defaults and help, choices listed from the
     tuples the config validates against; what the command line passes is exactly what TrainConfig receives."""
-    import dataclasses
 
     import typer.main
 
@@ -118,6 +118,30 @@ def test_models_and_formats_tables():
     assert result.exit_code == 0 and "1,545,482" in result.output and "mobilenet_mod" in result.output
     result = runner.invoke(app, ["formats"])
     assert result.exit_code == 0 and "model.int8.trt.onnx" in result.output and "modelopt" in result.output
+
+
+def test_models_names_the_machine_of_each_latency_and_warns_when_they_differ(monkeypatch):
+    """The zoo table's latency column comes from cards timed wherever their weights were shipped: it says which
+    machine timed which rows (INT8 speed hangs on the dot-product instructions, so they are named)."""
+    import edgecls.zoo.pretrained as pretrained
+
+    def timed_on(dot):
+        return {"cpu": "AMD EPYC", "int8_dot_product": dot, "logical_cores": 2, "onnxruntime": "1.32.0", "rows": {}}
+
+    cards = {"lenet5": timed_on("avx512_vnni"), "mobilenet_mod": timed_on("none"), "whitened_vgg": timed_on("none")}
+    real = pretrained.model_card
+
+    def card(model, dataset="cifar10"):
+        found = real(model, dataset)
+        return found and dataclasses.replace(found, export={**(found.export or {}), "latency": cards[model]})
+
+    monkeypatch.setattr(pretrained, "model_card", card)
+    output = " ".join(runner.invoke(app, ["models"], terminal_width=300).output.split())
+    assert "latency of lenet5 measured on: AMD EPYC (INT8 dot product: avx512_vnni), 2 cores" in output
+    assert "latency of mobilenet_mod, whitened_vgg measured on: AMD EPYC (INT8 dot product: none)" in output
+    assert "rows measured on different machines do not compare" in output
+    cards["lenet5"] = timed_on("none")
+    assert "do not compare" not in runner.invoke(app, ["models"], terminal_width=300).output
 
 
 def test_info_verifies_a_bundle(bundle_dir):

@@ -105,6 +105,7 @@ def measured_latency(bundle: str, data_dir: str | None) -> dict:
     )
     latency = {
         "cpu": result["host"]["cpu"],
+        "int8_dot_product": result["host"]["int8_dot_product"],
         "logical_cores": result["host"]["logical_cores"],
         "onnxruntime": result["host"]["versions"]["onnxruntime"],
         "frame_size": result["frame_size"],

@@ -41,7 +41,7 @@ def models(
     )
     for col in ("model", "params", "MMACs", "bundled CIFAR-10 top-1", "FP32 / INT8 ms", "published", "description"):
         table.add_column(col)
-    cpus = set()
+    cpus: dict[str, list[str]] = {}
     entries = []
     for name, info in load_catalog().items():
         card = model_card(name)
@@ -51,7 +51,7 @@ def models(
         if latency:
             rows = latency["rows"]
             ms = " / ".join(f"{rows[p]['paced_end_to_end_ms_p50']:.2f}" if p in rows else "—" for p in ("fp32", "int8"))
-            cpus.add(f"{latency['cpu']}, {latency['logical_cores']} cores, onnxruntime {latency['onnxruntime']}")
+            cpus.setdefault(_machine(latency), []).append(name)
         table.add_row(
             name, f"{info['parameters']:,}", f"{info['macs_32x32'] / 1e6:.1f}", acc, ms, info["paper"], info["summary"]
         )
@@ -68,10 +68,20 @@ def models(
         )
     if json_path != "-":
         out.print(table)
-        if cpus:
-            out.print(f"latency measured on: {'; '.join(sorted(cpus))}")
+        for described, names in sorted(cpus.items()):
+            out.print(f"latency of {', '.join(names)} measured on: {described}")
+        if len(cpus) > 1:
+            out.print("[yellow]rows measured on different machines do not compare[/yellow]")
     if json_path:
         emit_json({"schema": "edgecls.models/1", "models": entries}, json_path)
+
+
+def _machine(latency: dict) -> str:
+    """The machine a card's latency rows come from, in words; the INT8 dot-product instructions are named because
+    ONNX Runtime's INT8 speed depends on them more than on the CPU's model name."""
+    dot = latency.get("int8_dot_product")
+    dot = "INT8 dot product not recorded" if dot is None else f"INT8 dot product: {dot}"
+    return f"{latency['cpu']} ({dot}), {latency['logical_cores']} cores, onnxruntime {latency['onnxruntime']}"
 
 
 @app.command()
