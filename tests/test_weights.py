@@ -1,5 +1,7 @@
 """Every shipped weights file matches its model card: hash, size, metadata, and it loads safely."""
 
+from pathlib import Path
+
 import pytest
 
 from edgecls.fileio import sha256_file
@@ -103,3 +105,40 @@ def test_a_card_s_deployed_figures_are_what_eval_prints(bundle_dir, cifar_root, 
     assert card["test_called_unknown"] == report["ood"]["known_called_unknown"]
     assert card["corruptions.mean_top1"] == report["corruptions"]["mean_top1"]
     assert deployed["corruptions"]["images"] == report["corruptions"]["images"] == 200  # the whole synthetic test set
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc (Linux)")
+def test_ship_weights_stops_a_training_beside_it_only_while_it_times_and_refuses_a_busy_machine(monkeypatch):
+    """`--pause PID`: the training is stopped while the card's latency is measured and runs again after, even when
+    the measurement is refused because other processes kept the machine busy."""
+    import subprocess
+    import sys
+    import time
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    import ship_weights
+
+    training = subprocess.Popen(["sleep", "60"])
+    seen, busy = [], 0.0
+
+    def state() -> str:
+        return Path(f"/proc/{training.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+    def bench(bundle, options):
+        deadline = time.monotonic() + 2  # a signal is delivered asynchronously; the bench's warm-up outlasts that
+        while state() != "T" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        seen.append(state())
+        host = {"cpu": "c", "int8_dot_product": "none", "logical_cores": 2, "versions": {"onnxruntime": "1"}}
+        return {"host": host, "frame_size": "640x480", "pace_ms": 33.0, "other_cores_busy_during": busy, "rows": []}
+
+    monkeypatch.setattr(ship_weights, "run_bench", bench)
+    try:
+        assert ship_weights.measured_latency("b", None, (training.pid,))["other_cores_busy_during"] == 0.0
+        busy = 1.2
+        with pytest.raises(SystemExit, match="kept 1.2 cores busy"):
+            ship_weights.measured_latency("b", None, (training.pid,))
+        assert seen == ["T", "T"] and state() in "SR"
+    finally:
+        training.kill()
+        training.wait()
