@@ -136,7 +136,7 @@ def test_ship_weights_stops_a_training_beside_it_only_while_it_times_and_refuses
     try:
         assert ship_weights.measured_latency("b", None, (training.pid,))["other_cores_busy_during"] == 0.0
         busy = 1.2
-        with pytest.raises(SystemExit, match="kept 1.2 cores busy"):
+        with pytest.raises(SystemExit, match="kept 1.2 of 2 cores busy"):
             ship_weights.measured_latency("b", None, (training.pid,))
         assert seen == ["T", "T"] and state() in "SR"
     finally:

@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import fields
 from pathlib import Path
 
-from edgecls.bench import BUSY_OTHER_CORES, run_bench
+from edgecls.bench import busy_notes, run_bench
 from edgecls.data.locate import data_root
 from edgecls.export.pipeline import ExportOptions, export_bundle
 from edgecls.export.sources import NO_SPLIT, ForeignOptions
@@ -114,11 +114,9 @@ def measured_latency(bundle: str, data_dir: str | None, pause: tuple[int, ...] =
     finally:
         for pid in pause:
             os.kill(pid, signal.SIGCONT)
-    if result["other_cores_busy_during"] is not None and result["other_cores_busy_during"] > BUSY_OTHER_CORES:
-        raise SystemExit(
-            f"other processes kept {result['other_cores_busy_during']} cores busy while the card's latency was "
-            "measured: pause them (kill -STOP) and ship again"
-        )
+    busy = busy_notes(None, result["other_cores_busy_during"], result["host"]["logical_cores"] or 1)
+    if busy:
+        raise SystemExit(f"the card's latency is not written: {busy[0]}; pause them (--pause PID) and ship again")
     latency = {
         "cpu": result["host"]["cpu"],
         "int8_dot_product": result["host"]["int8_dot_product"],

@@ -21,20 +21,14 @@ from edgecls.data import load_for_model
 from edgecls.export.feature_blocks import WithFeatures, feature_blocks
 from edgecls.export.sources import checkpoint_source
 from edgecls.feature_distance import FeatureDistance, known_score, standardizer
+from edgecls.runtime.preprocess import Preprocessor
 from edgecls.zoo.pretrained import bundled_weights
 
 
-def channel_means(model: WithFeatures, images: np.ndarray, normalization) -> np.ndarray:
-    """N×ΣC: every block's output averaged over space, for each uint8 HWC image."""
-    mean = torch.tensor(normalization.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(normalization.std, dtype=torch.float32).view(1, -1, 1, 1)
+def channel_means(model: WithFeatures, images: np.ndarray, prep: Preprocessor) -> np.ndarray:
+    """N×ΣC: every block's output averaged over space, for each image through the runtime's preprocessing."""
     with torch.no_grad():
-        return np.concatenate(
-            [
-                model((torch.from_numpy(images[start : start + 500]).permute(0, 3, 1, 2).float() - mean) / std)[1]
-                for start in range(0, len(images), 500)
-            ]
-        )
+        return np.concatenate([model(torch.from_numpy(batch))[1].numpy() for batch in prep.batches(images, 500)])
 
 
 def main() -> None:
@@ -47,17 +41,17 @@ def main() -> None:
     args = parser.parse_args()
 
     src = checkpoint_source(str(bundled_weights(args.model)))
-    net, normalization = src.module.eval(), src.preprocess.normalization
+    net, prep = src.module.eval(), Preprocessor(src.input, src.preprocess)
     model = WithFeatures(net, feature_blocks(net, src.input.channels, src.input.size))
     train = load_for_model("cifar10", "train", args.data_dir, src.input, src.preprocess)
     test = load_for_model("cifar10", "test", args.data_dir, src.input, src.preprocess)
     ood = load_for_model(args.ood, "test", args.ood_data_dir, src.input, src.preprocess)
     order = np.random.default_rng(0).permutation(len(train.labels))
     fit, held = order[:8000], order[8000:10000]
-    fitted = channel_means(model, train.images[fit], normalization)
+    fitted = channel_means(model, train.images[fit], prep)
     distance = FeatureDistance.fit(fitted, train.labels[fit], tuple(model.widths))
     reference, known, unknown = (
-        distance.distances(channel_means(model, x, normalization))
+        distance.distances(channel_means(model, x, prep))
         for x in (train.images[held], test.images[: args.images], ood.images[: args.images])
     )
     for i, width in enumerate(model.widths):
