@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecls.confidence import SCORES, auroc, calibrated, fpr_at_tpr, known_score, reliability, softmax
+from edgecls.confidence import IDENTITY, SCORES, auroc, calibrated, fpr_at_tpr, known_score, reliability, softmax
 from edgecls.console import console, progress
 from edgecls.data.imageset import ImageSet
 from edgecls.fileio import atomic_write_json
@@ -113,7 +113,7 @@ def evaluate_classifier(
     under the camera-condition suite."""
     scores, known = classifier_outputs(classifier, data, batch_size)
     report = {**(header or {}), **classification_report(data.labels, scores, data.classes)}
-    report["confidence"] = confidence_report(scores, data.labels, classifier.temperature, classifier.platt)
+    report["confidence"] = confidence_report(scores, data.labels, classifier.temperature, classifier.beta)
     if ood is not None:
         report["ood"] = ood_report(
             (scores, known), classifier_outputs(classifier, ood, batch_size), classifier, ood.name
@@ -125,12 +125,13 @@ def evaluate_classifier(
     return report
 
 
-def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float, platt=(1.0, 0.0)) -> dict:
+def confidence_report(logits: np.ndarray, labels: np.ndarray, temperature: float, beta=IDENTITY) -> dict:
     """ECE of the confidence the runtime reports (the bundle's calibration), and of the raw softmax beside it."""
-    after = reliability(calibrated(logits, temperature, platt), labels)
-    before = reliability(softmax(logits), labels)
+    top = logits.argmax(axis=1)
+    after = reliability(calibrated(logits, temperature, beta), labels, top)
+    before = reliability(softmax(logits), labels, top)
     return {
-        "platt": list(platt),
+        "beta": list(beta),
         "temperature": temperature,
         "ece": after["ece"],
         "ece_uncalibrated": before["ece"],
@@ -144,8 +145,8 @@ def ood_report(known: tuple, unknown: tuple, classifier, name: str) -> dict:
     threshold calls unknown. `known` and `unknown` are (logits, the bundle's own score) of each set; `score`, `auroc`
     and `fpr_at_95_tpr` are those of the score the runtime uses (`Classifier.unknown_score`), the softmax scores are
     measured beside it."""
-    t, platt = classifier.temperature, classifier.platt
-    values = {score: [known_score(x[0], t, score, platt) for x in (known, unknown)] for score in SCORES}
+    t, beta = classifier.temperature, classifier.beta
+    values = {score: [known_score(x[0], t, score, beta) for x in (known, unknown)] for score in SCORES}
     values[classifier.unknown_score] = [known[1], unknown[1]]
     scores = {score: {"auroc": auroc(a, b), "fpr_at_95_tpr": fpr_at_tpr(a, b)} for score, (a, b) in values.items()}
     deployed = scores[classifier.unknown_score]

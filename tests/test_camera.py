@@ -103,7 +103,7 @@ def test_replay_scores_exactly_what_eval_scores(clf, cifar_root, frame_size, cap
     assert summary["accuracy"] == report["top1"]
     assert summary["called_unknown"] == pytest.approx(report["ood"]["known_called_unknown"], abs=1.5 / len(test))
     logits = clf.infer(clf.preprocessor.batch_from_images(test.images))
-    probs = calibrated(logits, clf.temperature, clf.platt)[np.arange(len(logits)), logits.argmax(1)]
+    probs = calibrated(logits, clf.temperature, clf.beta)[np.arange(len(logits)), logits.argmax(1)]
     confidences = [json.loads(line)["confidence"] for line in log.read_text().splitlines()]
     assert np.abs(np.array(confidences) - probs).max() < 1e-4
     assert "RESAMPLED" not in capsys.readouterr().err

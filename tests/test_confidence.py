@@ -32,26 +32,62 @@ def test_the_temperature_is_the_nll_minimum_and_lowers_the_calibration_error():
     assert confidence.softmax(logits, fitted).argmax(1).tolist() == logits.argmax(1).tolist()  # top-1 unchanged
 
 
-def test_top_label_platt_scaling_fits_the_logistic_regression_and_keeps_the_top_1():
-    """The two parameters are the maximum likelihood of "top-1 right" given its log-odds (checked against a grid),
-    and the calibrated top-1 probability never falls below a runner-up's."""
+def test_top_label_beta_calibration_fits_the_logistic_regression_and_keeps_the_top_1():
+    """The three parameters are the maximum likelihood of "top-1 right" given (ln p, −ln(1 − p)) of the top-1
+    probability p (checked against a grid, up to the weak pull to the identity), and the calibrated top-1
+    probability never falls below a runner-up's."""
     logits, labels = _overconfident(seed=2)
     logits[:, 0] += 1.5  # a class the model over-favours: miscalibration no single temperature removes
     t = confidence.fit_temperature(logits, labels)
-    a, b = confidence.fit_platt(logits, labels, t)
-    probs = confidence.softmax(logits, t)
-    z = np.log(probs.max(1) / (1 - probs.max(1)))
-    right = probs.argmax(1) == labels
+    beta = confidence.fit_beta(logits, labels, t)
+    p = np.clip(confidence.softmax(logits, t).max(1), 1e-7, 1 - 1e-7)
+    right = confidence.softmax(logits, t).argmax(1) == labels
 
-    def nll(a_, b_):
-        q = 1 / (1 + np.exp(-(a_ * z + b_)))
-        return -np.mean(np.where(right, np.log(q), np.log(1 - q)))
+    def nll(w):
+        q = 1 / (1 + np.exp(-(w[0] * np.log(p) - w[1] * np.log(1 - p) + w[2])))
+        pull = 0.5 * np.sum((np.asarray(w) - confidence.IDENTITY) ** 2)
+        return -np.sum(np.where(right, np.log(q), np.log(1 - q))) + pull
 
-    assert nll(a, b) <= min(nll(a + da, b + db) for da in (-0.02, 0, 0.02) for db in (-0.02, 0, 0.02)) + 1e-12
-    out = confidence.calibrated(logits, t, (a, b))
+    steps = [(d, e, f) for d in (-0.02, 0, 0.02) for e in (-0.02, 0, 0.02) for f in (-0.02, 0, 0.02)]
+    assert nll(beta) <= min(nll(np.add(beta, s)) for s in steps) + 1e-9
+    assert beta[0] != pytest.approx(beta[1], abs=0.05)  # not Platt's a = b: the two ends bend differently here
+    out = confidence.calibrated(logits, t, beta)
     rows = np.arange(len(out))
     assert np.allclose(out.sum(1), 1, atol=1e-5)
     assert (out[rows, logits.argmax(1)] >= np.sort(out, axis=1)[:, -2] - 1e-6).all()
+
+
+def test_a_bundle_recording_platt_s_two_parameters_is_calibrated_as_it_was_exported():
+    """Bundles exported before beta calibration record top-label Platt (a, b) of the log-odds: the runtime reads it
+    as (a, a, b), which maps the top-1 probability exactly as Platt did."""
+    logits, _ = _overconfident(n=200, seed=3)
+    assert confidence.top_label_map({"platt": [1.3, -0.2]}) == (1.3, 1.3, -0.2)
+    assert confidence.top_label_map({"beta": [0.1, 1.4, -1.2]}) == (0.1, 1.4, -1.2)
+    assert confidence.top_label_map({}) == confidence.IDENTITY
+    probs = confidence.softmax(logits, 2.0)
+    p, runner_up = np.sort(probs, 1)[:, -1], np.sort(probs, 1)[:, -2]
+    platt = 1 / (1 + np.exp(-(1.3 * np.log(p / (1 - p)) - 0.2)))
+    out = confidence.calibrated(logits, 2.0, confidence.top_label_map({"platt": [1.3, -0.2]}))
+    tie = runner_up / (1 - p + runner_up)  # where Platt would put a runner-up on top, the two tie instead
+    assert np.allclose(out[np.arange(len(out)), logits.argmax(1)], np.maximum(platt, tie), atol=1e-9)
+    assert (platt > tie).mean() > 0.5
+
+
+def test_the_calibration_error_scores_the_class_the_runtime_names_where_calibration_leaves_a_tie():
+    """A top-label map that would sink the top-1 below the runner-up leaves the two tied; the answer is still the
+    logits' argmax, so its rightness is what eval and export measure, not the tied probabilities' argmax."""
+    from edgecls.evaluate import confidence_report
+
+    probs, labels = np.array([[0.25, 0.375, 0.375]]), np.array([2])
+    assert confidence.reliability(probs, labels, np.array([2]))["ece"] == pytest.approx(0.625)
+    assert confidence.reliability(probs, labels)["ece"] == pytest.approx(0.375)  # argmax names class 1
+    logits, labels = _overconfident(n=2000, seed=4)
+    sinking = (0.0, 0.0, -5.0)  # every top-1 mapped to 0.007: each row ends in a tie
+    calibrated = confidence.calibrated(logits, 1.0, sinking)
+    assert (calibrated.argmax(1) != logits.argmax(1)).any()
+    expected = confidence.reliability(calibrated, labels, logits.argmax(1))["ece"]
+    assert confidence_report(logits, labels, 1.0, sinking)["ece"] == expected
+    assert expected != confidence.reliability(calibrated, labels)["ece"]
 
 
 def test_the_calibration_error_is_the_weighted_gap_per_bin():
@@ -98,7 +134,7 @@ def test_the_runtime_reports_the_calibrated_confidence_and_unknown_below_the_thr
     with Classifier.load(_with_confidence(bundle_dir, tmp_path, 2.5, 0.6), precision="fp32") as clf:
         predictions = clf.predict_batch(frames)
     for pred in predictions:
-        probs = confidence.calibrated(pred.logits[None], 2.5, (1.3, -0.2))[0]
+        probs = confidence.calibrated(pred.logits[None], 2.5, (1.3, 1.3, -0.2))[0]
         assert pred.index == int(pred.logits.argmax())
         assert pred.confidence == pytest.approx(probs[pred.index], rel=1e-6)
         assert pred.unknown == (pred.confidence < 0.6)
@@ -138,3 +174,23 @@ def test_eval_reports_the_calibration_error_and_how_unknown_separates_another_da
     assert 0 <= report["ood"]["auroc"] <= 1 and "unknown_called_unknown" in report["ood"]
     saved = json.loads((tmp_path / "r.json").read_text())
     assert saved["confidence"]["ece"] == report["confidence"]["ece"] and saved["ood"]["auroc"] == report["ood"]["auroc"]
+
+
+def test_the_calibration_study_fits_both_maps_on_the_bundle_s_validation_split(bundle_dir, cifar_root, capsys):
+    """tools/study_calibration.py on a bundle: Platt's map has a = b, beta's need not; each line gives the
+    cross-validated validation ECE before the test set's."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    argv = sys.argv
+    sys.argv = ["study_calibration.py", str(bundle_dir), "--data-dir", str(cifar_root), "--precision", "fp32"]
+    try:
+        runpy.run_path(str(Path(__file__).parents[1] / "tools" / "study_calibration.py"), run_name="__main__")
+    finally:
+        sys.argv = argv
+    lines = capsys.readouterr().out.splitlines()
+    platt = next(line for line in lines if line.startswith("platt"))
+    a, b, _ = (float(v) for v in platt.split("(a, b, c) ")[1].split(":")[0].split(", "))
+    assert a == b and "validation ECE 5-fold" in platt and "test ECE" in platt
+    assert any(line.startswith("beta") for line in lines)

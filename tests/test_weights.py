@@ -142,3 +142,40 @@ def test_ship_weights_stops_a_training_beside_it_only_while_it_times_and_refuses
     finally:
         training.kill()
         training.wait()
+
+
+def test_a_fine_tune_s_card_tells_every_stage_it_started_from(monkeypatch, tmp_path):
+    """Weights fine-tuned from bundled weights through an intermediate run: the card lists the bundled weights' own
+    recipe and the intermediate run, oldest first; a start that cannot be traced, or bundled weights that no longer
+    match their card, stop the shipping."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    import ship_weights
+
+    from edgecls.train.config import TrainConfig
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "m.cifar10.pt").write_bytes(b"base weights")
+    base = {"command": "edgecls train m --epochs 220", "epochs_run": 220, "wall_time_s": 600.0}
+    card = {**base, "augmentations": ["horizontal flip"], "weights_sha256": sha256_file(weights / "m.cifar10.pt")}
+    (weights / "m.cifar10.json").write_text(json.dumps(card))
+    monkeypatch.setattr(ship_weights, "WEIGHTS_DIR", weights)
+    run = tmp_path / "runs" / "ft"
+    run.mkdir(parents=True)
+    config = TrainConfig(model="lenet5", augmix=True, init_from=str(weights / "m.cifar10.pt")).to_dict()
+    (run / "summary.json").write_text(json.dumps({"command": "edgecls train m --augmix", "config": config}))
+    (run / "history.json").write_text(json.dumps([{"epoch_s": 10.0}, {"epoch_s": 12.5}]))
+
+    first, second = ship_weights.earlier_stages(str(run / "best.pt"))
+    assert first == {**base, "augmentations": ["horizontal flip"]}
+    assert second["command"] == "edgecls train m --augmix" and second["epochs_run"] == 2
+    assert second["wall_time_s"] == 22.5 and any("AugMix" in a for a in second["augmentations"])
+    assert ship_weights.earlier_stages(None) == []
+    with pytest.raises(SystemExit, match="neither a run's checkpoint"):
+        ship_weights.earlier_stages(str(tmp_path / "elsewhere.pt"))
+    (weights / "m.cifar10.pt").write_bytes(b"other weights")
+    with pytest.raises(SystemExit, match="no longer matches its card"):
+        ship_weights.earlier_stages(str(run / "best.pt"))

@@ -50,6 +50,7 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
     split = describe_checkpoint(run / "best.pt", ckpt).split
     if split is None:
         raise SystemExit(f"{run / 'best.pt'}: {NO_SPLIT}")
+    stages = earlier_stages(ckpt["config"].get("init_from"))  # before dst, perhaps where it started, is replaced
     save_checkpoint(dst, {**{k: ckpt[k] for k in keep}, "split": split})
     folder = data_root(data_dir) / DATA_FILES[dataset]
     return {
@@ -67,6 +68,7 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "images_per_s": round(sum(h["images_per_s"] for h in history) / len(history), 1),
         "tta_top1": tta_accuracy(dst, dataset, data_dir, split),
         "augmentations": augmentations(ckpt["config"]),
+        **({"earlier_stages": stages} if stages else {}),
         "training_log_tail": [
             f"epoch {h['epoch']}: train {h['train_acc']:.4f} val {h['val_acc']:.4f}" for h in history[-3:]
         ],
@@ -74,6 +76,36 @@ def ship(run: Path, dataset: str, data_dir: str | None, command: str, hardware: 
         "weights_sha256": sha256_file(dst),
         "weights_bytes": dst.stat().st_size,
     }
+
+
+def earlier_stages(init_from: str | None) -> list[dict]:
+    """The runs a fine-tune started from, oldest first, so its card tells the whole recipe: a run directory's
+    summary gives its command, a bundled checkpoint its card (checked against the weights). Anything else cannot be
+    traced, and weights whose making cannot be told are not shipped."""
+    if not init_from:
+        return []
+    start = Path(init_from)
+    card_path, summary_path = start.with_suffix(".json"), start.parent / "summary.json"
+    if start.parent.resolve() == WEIGHTS_DIR.resolve() and card_path.is_file():
+        card = json.loads(card_path.read_text())
+        if sha256_file(start) != card["weights_sha256"]:
+            raise SystemExit(f"{start} no longer matches its card: the fine-tune's start cannot be told")
+        stage = {k: card[k] for k in ("command", "epochs_run", "wall_time_s")}
+        return [*card.get("earlier_stages", []), {**stage, "augmentations": card.get("augmentations") or []}]
+    if start.name in ("best.pt", "last.pt") and summary_path.is_file():
+        summary = json.loads(summary_path.read_text())
+        history = json.loads((start.parent / "history.json").read_text())
+        stage = {
+            "command": summary["command"],
+            "epochs_run": len(history),
+            "wall_time_s": round(sum(h["epoch_s"] for h in history), 1),
+            "augmentations": augmentations(summary["config"]),
+        }
+        return [*earlier_stages(summary["config"].get("init_from")), stage]
+    raise SystemExit(
+        f"the run started from {start}, which is neither a run's checkpoint (beside its summary.json) nor bundled "
+        "weights with their card: ship from a run whose start can be told"
+    )
 
 
 def augmentations(config: dict) -> list[str]:

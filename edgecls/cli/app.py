@@ -206,7 +206,7 @@ def print_report(report: dict, title: str, json_path: str | None = None) -> None
         c = report["confidence"]
         out.print(
             f"confidence: expected calibration error {c['ece']:.4f} with the bundle's calibration (temperature "
-            f"{c['temperature']:.3g}, top-label Platt {c['platt'][0]:.3g}, {c['platt'][1]:.3g}); "
+            f"{c['temperature']:.3g}, top-label beta {', '.join(f'{v:.3g}' for v in c['beta'])}); "
             f"{c['ece_uncalibrated']:.4f} with the plain softmax"
         )
     if "ood" in report:

@@ -354,8 +354,9 @@ def _confidence(scorer: Scorer, data: ExportData) -> dict:
     files = {}
     for name in scorer.entries:
         fitted = fit(scorer.scores[name, "validation"], data.val.labels)
-        test = calibrated(scorer.scores[name, "test"], fitted["temperature"], fitted["platt"])
-        files[name] = {**fitted, "test_ece_after": reliability(test, data.test.labels)["ece"]}
+        logits = scorer.scores[name, "test"]
+        test = calibrated(logits, fitted["temperature"], fitted["beta"])
+        files[name] = {**fitted, "test_ece_after": reliability(test, data.test.labels, logits.argmax(axis=1))["ece"]}
         if scorer.distances:
             files[name]["features"] = feature_record(
                 scorer.distances[name, "validation"], scorer.distances[name, "test"]
@@ -371,8 +372,8 @@ def _confidence(scorer: Scorer, data: ExportData) -> dict:
         else "the calibrated top-1 probability (Hendrycks & Gimpel 2017's maximum softmax) below the value"
     )
     return {
-        "method": "temperature scaling (Guo et al. 2017), then top-label Platt scaling, fitted on the validation "
-        f"split; unknown: {unknown} that keeps {RETENTION:.0%} of validation images",
+        "method": "temperature scaling (Guo et al. 2017), then top-label beta calibration (Kull et al. 2017), fitted "
+        f"on the validation split; unknown: {unknown} that keeps {RETENTION:.0%} of validation images",
         "retention": RETENTION,
         "bins": BINS,
         "files": files,

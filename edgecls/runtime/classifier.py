@@ -20,7 +20,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgecls.bundle import Bundle
-from edgecls.confidence import calibrated
+from edgecls.confidence import IDENTITY, calibrated, top_label_map
 from edgecls.errors import BundleError, InputError
 from edgecls.feature_distance import FeatureDistance
 from edgecls.feature_distance import known_score as feature_known_score
@@ -49,13 +49,13 @@ class Predictor(Protocol):
 
 
 def ranked(
-    logits: np.ndarray, k: int, temperature: float = 1.0, platt: tuple[float, float] = (1.0, 0.0)
+    logits: np.ndarray, k: int, temperature: float = 1.0, beta: tuple[float, ...] = IDENTITY
 ) -> tuple[np.ndarray, np.ndarray]:
     """N×classes logits → each row's k best class indices, best first (by the logits), and their probabilities as
-    the bundle calibrated them (`edgecls.confidence.calibrated`: its temperature and top-label Platt scaling)."""
+    the bundle calibrated them (`edgecls.confidence.calibrated`: its temperature and top-label beta calibration)."""
     # stable: INT8 logits tie exactly (quantized outputs); the lowest class index wins, as argmax in eval does
     order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    return order, np.take_along_axis(calibrated(logits, temperature, platt), order, axis=1)
+    return order, np.take_along_axis(calibrated(logits, temperature, beta), order, axis=1)
 
 
 class Classifier:
@@ -68,7 +68,7 @@ class Classifier:
         self.preprocessor = Preprocessor(bundle.input, bundle.preprocess)
         fitted = (bundle.manifest.confidence or {}).get("files", {}).get(backend.source_graph) or {}
         self.temperature = float(fitted.get("temperature", 1.0))
-        self.platt: tuple[float, float] = tuple(fitted.get("platt", (1.0, 0.0)))
+        self.beta = top_label_map(fitted)
         self.unknown_below: float | None = fitted.get("unknown_below")
         self.unknown_score = "max_softmax"
         self.distance: FeatureDistance | None = None
@@ -134,7 +134,7 @@ class Classifier:
                 f"{self.bundle.root}: the model gives {logits.shape[-1]} scores per image but the manifest names "
                 f"{len(self.classes)} classes; the bundle is inconsistent, re-export it"
             )
-        return ranked(logits, self.top_k, self.temperature, self.platt)
+        return ranked(logits, self.top_k, self.temperature, self.beta)
 
     def known_score(self, logits: np.ndarray, features: np.ndarray | None) -> np.ndarray:
         """Per row, how much like the training classes (higher: more), by the score the bundle chose for this graph
@@ -143,7 +143,7 @@ class Classifier:
             if features is None:
                 raise BundleError(f"{self.bundle.root}: the graph gave no `features` output; re-export the bundle")
             return feature_known_score(self.distance.distances(features), self.standardize)
-        return calibrated(logits, self.temperature, self.platt).max(axis=1).astype(np.float64)
+        return calibrated(logits, self.temperature, self.beta).max(axis=1).astype(np.float64)
 
     def unknown(self, known: np.ndarray) -> np.ndarray:
         """Which `known_score`s are below the bundle's threshold for "one of my classes" (none, for a bundle without

@@ -7,7 +7,7 @@ Frames travel as raw uint8 and are preprocessed on the server by the bundle's ow
 (`preprocess_with="exports/mobilenet_mod"`), they are preprocessed here exactly as `Classifier` does and only the
 model's input goes to the server's `<model>_tensor` (a 640×480 frame is 0.9 MB, a 3×32×32 tensor 12 KB), and the
 label names are not sent back (the bundle has them). The confidences are always the server's: its graph's own
-temperature calibrated them (`edgecls.confidence`). Each request has a deadline;
+calibration (`edgecls.confidence`) made them. Each request has a deadline;
 failures raise typed errors (`RemoteTimeoutError`, `RemoteUnavailableError`, `RemoteError`), so robot code can fall
 back to a local Classifier. One Triton client per calling thread: tritonclient's clients are not thread-safe.
 `http://` uses Triton's HTTP/REST API, `grpc://` its gRPC API.

@@ -37,6 +37,13 @@ class ModelCard:
     tta_top1: dict | None = None
     calibration_method: dict | None = field(default=None, metadata=doc("the INT8 method chosen on validation"))
     augmentations: tuple[str, ...] | None = field(default=None, metadata=doc("what training did to its images"))
+    earlier_stages: tuple[dict, ...] | None = field(
+        default=None,
+        metadata=doc(
+            "a fine-tune's history: the runs its weights started from, oldest first, each {command, epochs_run, "
+            "wall_time_s, augmentations}; `command`, `epochs_run` and `wall_time_s` above are the last stage's"
+        ),
+    )
 
 
 def read_card(path: Path) -> ModelCard:
