@@ -80,20 +80,20 @@ def test_the_calibration_error_scores_the_class_the_runtime_names_where_calibrat
 
     probs, labels = np.array([[0.25, 0.375, 0.375]]), np.array([2])
     assert confidence.reliability(probs, labels, np.array([2]))["ece"] == pytest.approx(0.625)
-    assert confidence.reliability(probs, labels)["ece"] == pytest.approx(0.375)  # argmax names class 1
+    assert confidence.reliability(probs, labels, probs.argmax(1))["ece"] == pytest.approx(0.375)  # names class 1
     logits, labels = _overconfident(n=2000, seed=4)
     sinking = (0.0, 0.0, -5.0)  # every top-1 mapped to 0.007: each row ends in a tie
     calibrated = confidence.calibrated(logits, 1.0, sinking)
     assert (calibrated.argmax(1) != logits.argmax(1)).any()
     expected = confidence.reliability(calibrated, labels, logits.argmax(1))["ece"]
     assert confidence_report(logits, labels, 1.0, sinking)["ece"] == expected
-    assert expected != confidence.reliability(calibrated, labels)["ece"]
+    assert expected != confidence.reliability(calibrated, labels, calibrated.argmax(1))["ece"]
 
 
 def test_the_calibration_error_is_the_weighted_gap_per_bin():
     probs = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.55, 0.45]])
     labels = np.array([0, 1, 0, 0])  # bin 0.9–0.97: accuracy 0.5 at 0.95; bin 0.53–0.6: accuracy 1 at 0.55
-    assert confidence.reliability(probs, labels)["ece"] == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
+    assert confidence.reliability(probs, labels, probs.argmax(1))["ece"] == pytest.approx(0.5 * 0.45 + 0.5 * 0.45)
 
 
 def test_auroc_and_fpr_are_the_pairwise_and_quantile_definitions_ties_included():

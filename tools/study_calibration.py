@@ -14,7 +14,6 @@ import argparse
 
 import numpy as np
 
-from edgecls.bundle import Bundle
 from edgecls.confidence import calibrated, fit_beta, fit_temperature, reliability
 from edgecls.data import load_for_model
 from edgecls.data.split import train_val_split
@@ -44,12 +43,12 @@ def main() -> None:
     parser.add_argument("--precision", default="int8")
     args = parser.parse_args()
 
-    bundle = Bundle.open(args.bundle)
-    dataset, split = bundle.manifest.raw["dataset"], bundle.manifest.raw["accuracy"]["validation"]["split"]
-    train = load_for_model(dataset, "train", args.data_dir, bundle.input, bundle.preprocess)
-    val = train_val_split(train, split)[1]
-    test = load_for_model(dataset, "test", args.data_dir, bundle.input, bundle.preprocess)
     with Classifier.load(args.bundle, backend="onnxruntime", precision=args.precision) as clf:
+        bundle = clf.bundle
+        dataset, split = bundle.manifest.raw["dataset"], bundle.manifest.raw["accuracy"]["validation"]["split"]
+        train = load_for_model(dataset, "train", args.data_dir, bundle.input, bundle.preprocess)
+        val = train_val_split(train, split)[1]
+        test = load_for_model(dataset, "test", args.data_dir, bundle.input, bundle.preprocess)
         v, t = classifier_logits(clf, val), classifier_logits(clf, test)
     temperature = fit_temperature(v, val.labels)
     print(
